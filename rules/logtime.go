@@ -1,0 +1,185 @@
+package rules
+
+import (
+	"time"
+)
+
+// Timestamps come from the log line, not from the moment mailjail reads
+// it, so that a strike's findtime window is the event's own time even when
+// lines are read late (after a restart, or in a replay of old logs).
+//
+// ParseTime recognises, at the start of a line:
+//
+//	2026-11-25 03:22:23            rspamd (local time, optional .fraction)
+//	2026-11-25T03:22:23.123+01:00  RFC 3339 / rsyslog high precision
+//	Nov 25 03:22:23                classic syslog (no year)
+//
+// Zone-less formats are read in loc. Syslog's missing year is taken from
+// ref (normally the read time) and moved back a year when that would put
+// the event more than a month in the future, so December lines read in
+// January land in the right year.
+//
+// It returns the time and the number of bytes it used, including one
+// following space, or ok=false. It does not allocate.
+func ParseTime(line []byte, loc *time.Location, ref time.Time) (t time.Time, n int, ok bool) {
+	if len(line) >= 19 && isDigit(line[0]) && line[4] == '-' {
+		return parseISO(line, loc)
+	}
+	if len(line) >= 15 && line[3] == ' ' {
+		return parseSyslog(line, loc, ref)
+	}
+	return time.Time{}, 0, false
+}
+
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+
+// digits reads a fixed-width decimal number at b[i:i+w].
+func digits(b []byte, i, w int) (int, bool) {
+	if i+w > len(b) {
+		return 0, false
+	}
+	v := 0
+	for _, c := range b[i : i+w] {
+		if !isDigit(c) {
+			return 0, false
+		}
+		v = v*10 + int(c-'0')
+	}
+	return v, true
+}
+
+func parseISO(b []byte, loc *time.Location) (time.Time, int, bool) {
+	year, ok1 := digits(b, 0, 4)
+	mon, ok2 := digits(b, 5, 2)
+	day, ok3 := digits(b, 8, 2)
+	hh, ok4 := digits(b, 11, 2)
+	mm, ok5 := digits(b, 14, 2)
+	ss, ok6 := digits(b, 17, 2)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || b[7] != '-' || b[13] != ':' || b[16] != ':' ||
+		(b[10] != ' ' && b[10] != 'T') || !validClock(mon, day, hh, mm, ss) {
+		return time.Time{}, 0, false
+	}
+	i := 19
+	nsec := 0
+	if i < len(b) && (b[i] == '.' || b[i] == ',') {
+		i++
+		scale := 100000000
+		start := i
+		for i < len(b) && isDigit(b[i]) {
+			if scale > 0 {
+				nsec += int(b[i]-'0') * scale
+				scale /= 10
+			}
+			i++
+		}
+		if i == start {
+			return time.Time{}, 0, false
+		}
+	}
+	zone := loc
+	if i < len(b) {
+		switch c := b[i]; {
+		case c == 'Z':
+			zone = time.UTC
+			i++
+		case c == '+' || c == '-':
+			zh, okh := digits(b, i+1, 2)
+			j := i + 3
+			if j < len(b) && b[j] == ':' {
+				j++
+			}
+			zm, okm := digits(b, j, 2)
+			if !okh || !okm || zh > 23 || zm > 59 {
+				return time.Time{}, 0, false
+			}
+			off := zh*3600 + zm*60
+			if c == '-' {
+				off = -off
+			}
+			zone = fixedZone(off)
+			i = j + 2
+		}
+	}
+	if i < len(b) {
+		if b[i] != ' ' {
+			return time.Time{}, 0, false
+		}
+		i++
+	}
+	return time.Date(year, time.Month(mon), day, hh, mm, ss, nsec, zone), i, true
+}
+
+// fixedZone caches the common offsets so that parsing a zoned timestamp
+// does not allocate a *time.Location per line.
+func fixedZone(off int) *time.Location {
+	if off == 0 {
+		return time.UTC
+	}
+	if off%900 == 0 && off >= -14*3600 && off <= 14*3600 {
+		return zoneCache[(off+14*3600)/900]
+	}
+	return time.FixedZone("", off)
+}
+
+var zoneCache = func() []*time.Location {
+	zs := make([]*time.Location, 28*4+1)
+	for i := range zs {
+		zs[i] = time.FixedZone("", i*900-14*3600)
+	}
+	return zs
+}()
+
+var months = [12]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
+
+func parseSyslog(b []byte, loc *time.Location, ref time.Time) (time.Time, int, bool) {
+	mon := 0
+	for i, m := range months {
+		if b[0] == m[0] && b[1] == m[1] && b[2] == m[2] {
+			mon = i + 1
+			break
+		}
+	}
+	if mon == 0 {
+		return time.Time{}, 0, false
+	}
+	var day int
+	switch {
+	case b[4] == ' ' && isDigit(b[5]):
+		day = int(b[5] - '0')
+	default:
+		d, ok := digits(b, 4, 2)
+		if !ok {
+			return time.Time{}, 0, false
+		}
+		day = d
+	}
+	hh, ok1 := digits(b, 7, 2)
+	mm, ok2 := digits(b, 10, 2)
+	ss, ok3 := digits(b, 13, 2)
+	if !(ok1 && ok2 && ok3) || b[6] != ' ' || b[9] != ':' || b[12] != ':' || !validClock(mon, day, hh, mm, ss) {
+		return time.Time{}, 0, false
+	}
+	i := 15
+	if i < len(b) {
+		if b[i] != ' ' {
+			return time.Time{}, 0, false
+		}
+		i++
+	}
+	if ref.IsZero() {
+		ref = time.Now()
+	}
+	ref = ref.In(loc)
+	t := time.Date(ref.Year(), time.Month(mon), day, hh, mm, ss, 0, loc)
+	if t.Sub(ref) > 31*24*time.Hour {
+		t = t.AddDate(-1, 0, 0)
+	} else if ref.Sub(t) > 334*24*time.Hour {
+		// A January line read in late December: the log is from next year.
+		t = t.AddDate(1, 0, 0)
+	}
+	return t, i, true
+}
+
+func validClock(mon, day, hh, mm, ss int) bool {
+	return mon >= 1 && mon <= 12 && day >= 1 && day <= 31 && hh <= 23 && mm <= 59 && ss <= 60
+}

@@ -1,0 +1,218 @@
+package rules
+
+import (
+	"math"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// PolicyConfig is one jail's strike and ban policy, in fail2ban's words.
+type PolicyConfig struct {
+	MaxRetry int           // strikes inside FindTime that trigger a ban
+	FindTime time.Duration // sliding window for strikes
+	BanTime  time.Duration // first ban's length; negative means permanent
+	// BanFactor multiplies the ban length for each earlier ban of the same
+	// address inside Lookback (repeat offenders stay out longer); 1 turns
+	// escalation off.
+	BanFactor  float64
+	BanMaxTime time.Duration // cap on an escalated ban; 0 means no cap
+	Lookback   time.Duration // how long an earlier ban counts toward escalation
+}
+
+// Decision is the policy's answer to one strike.
+type Decision struct {
+	Counted  bool          // false: stale (older than findtime) or address already banned
+	Count    int           // strikes inside findtime, this one included
+	Ban      bool          // this strike reached maxretry: ban now
+	Offense  int           // 1 for a first ban, n for the n-th inside Lookback
+	Duration time.Duration // ban length (0 with Permanent)
+	Until    time.Time     // ban end; zero when Permanent
+}
+
+// Permanent reports whether a ban decision has no end.
+func (d Decision) Permanent() bool { return d.Ban && d.Until.IsZero() }
+
+// Policy counts strikes per address and decides bans for one jail. It is
+// not safe for concurrent use: the daemon feeds it from one goroutine.
+type Policy struct {
+	cfg     PolicyConfig
+	strikes map[netip.Addr][]int64 // newest MaxRetry strike times (unix ns), ascending
+	banned  map[netip.Addr]int64   // active ban end (unix ns), 0 = permanent
+	history map[netip.Addr][]int64 // starts of earlier bans inside Lookback
+}
+
+// NewPolicy returns an empty policy for cfg.
+func NewPolicy(cfg PolicyConfig) *Policy {
+	if cfg.BanFactor < 1 {
+		cfg.BanFactor = 1
+	}
+	return &Policy{
+		cfg:     cfg,
+		strikes: make(map[netip.Addr][]int64),
+		banned:  make(map[netip.Addr]int64),
+		history: make(map[netip.Addr][]int64),
+	}
+}
+
+// Config returns the policy's configuration.
+func (p *Policy) Config() PolicyConfig { return p.cfg }
+
+// Strike records an event for a at time at, as seen at time now, and
+// decides. An event older than findtime before now cannot contribute to
+// a ban and is not counted; neither is an event from an address that is
+// already banned (it is the ban working, not new misbehaviour).
+func (p *Policy) Strike(a netip.Addr, at, now time.Time) Decision {
+	if at.After(now) {
+		// Clock skew between the logger and us: an event cannot be newer
+		// than now for window purposes.
+		at = now
+	}
+	if now.Sub(at) > p.cfg.FindTime {
+		return Decision{}
+	}
+	if p.IsBanned(a, now) {
+		return Decision{}
+	}
+	n := p.add(a, at.UnixNano(), now)
+	d := Decision{Counted: true, Count: n}
+	if n < p.cfg.MaxRetry {
+		return d
+	}
+	d.Ban = true
+	d.Offense = p.offense(a, now) + 1
+	d.Duration = p.banLength(d.Offense)
+	if d.Duration > 0 {
+		d.Until = now.Add(d.Duration)
+	}
+	p.MarkBanned(a, now, d.Until)
+	return d
+}
+
+// Restore loads a strike that was recorded before a restart; it counts
+// toward the window but makes no decision.
+func (p *Policy) Restore(a netip.Addr, at, now time.Time) {
+	if now.Sub(at) <= p.cfg.FindTime && !p.IsBanned(a, now) {
+		p.add(a, at.UnixNano(), now)
+	}
+}
+
+// add inserts t into a's window and returns the number of strikes inside
+// findtime before now. Only the newest MaxRetry times are kept: older
+// ones can never again make a difference.
+func (p *Policy) add(a netip.Addr, t int64, now time.Time) int {
+	w := p.strikes[a]
+	i, _ := slices.BinarySearch(w, t)
+	w = slices.Insert(w, i, t)
+	if max := p.cfg.MaxRetry; max > 0 && len(w) > max {
+		w = w[len(w)-max:]
+	}
+	cut := now.Add(-p.cfg.FindTime).UnixNano()
+	j, _ := slices.BinarySearch(w, cut)
+	w = w[j:]
+	if len(w) == 0 {
+		delete(p.strikes, a)
+		return 0
+	}
+	p.strikes[a] = w
+	return len(w)
+}
+
+// offense counts a's earlier bans inside Lookback before now.
+func (p *Policy) offense(a netip.Addr, now time.Time) int {
+	h := p.history[a]
+	cut := now.Add(-p.cfg.Lookback).UnixNano()
+	j, _ := slices.BinarySearch(h, cut)
+	h = h[j:]
+	if len(h) == 0 {
+		delete(p.history, a)
+	} else {
+		p.history[a] = h
+	}
+	return len(h)
+}
+
+// banLength is BanTime × BanFactor^(offense-1), capped at BanMaxTime.
+func (p *Policy) banLength(offense int) time.Duration {
+	if p.cfg.BanTime < 0 {
+		return 0
+	}
+	f := float64(p.cfg.BanTime) * math.Pow(p.cfg.BanFactor, float64(offense-1))
+	limit := float64(math.MaxInt64 / 2)
+	if p.cfg.BanMaxTime > 0 {
+		limit = float64(p.cfg.BanMaxTime)
+	}
+	if f > limit {
+		f = limit
+	}
+	return time.Duration(f)
+}
+
+// MarkBanned records an active ban of a from since until until (zero until
+// means permanent): the window is cleared, further strikes are ignored
+// while it lasts, and it counts toward later escalation.
+func (p *Policy) MarkBanned(a netip.Addr, since, until time.Time) {
+	delete(p.strikes, a)
+	var u int64
+	if !until.IsZero() {
+		u = until.UnixNano()
+	}
+	p.banned[a] = u
+	p.RecordPastBan(a, since)
+}
+
+// RecordPastBan remembers a ban that started at since, for escalation.
+func (p *Policy) RecordPastBan(a netip.Addr, since time.Time) {
+	h := p.history[a]
+	t := since.UnixNano()
+	i, _ := slices.BinarySearch(h, t)
+	p.history[a] = slices.Insert(h, i, t)
+}
+
+// Lift ends a's ban (expiry or unban) and clears its strikes, so that an
+// unbanned address starts from zero.
+func (p *Policy) Lift(a netip.Addr) {
+	delete(p.banned, a)
+	delete(p.strikes, a)
+}
+
+// IsBanned reports whether a has an active ban at now.
+func (p *Policy) IsBanned(a netip.Addr, now time.Time) bool {
+	u, ok := p.banned[a]
+	return ok && (u == 0 || u > now.UnixNano())
+}
+
+// Strikes returns how many strikes a has inside findtime before now.
+func (p *Policy) Strikes(a netip.Addr, now time.Time) int {
+	cut := now.Add(-p.cfg.FindTime).UnixNano()
+	w := p.strikes[a]
+	j, _ := slices.BinarySearch(w, cut)
+	return len(w) - j
+}
+
+// Prune forgets windows with no strike inside findtime, ban history older
+// than Lookback and bans that ended, so memory follows the number of
+// currently active addresses, not every address ever seen.
+func (p *Policy) Prune(now time.Time) {
+	cut := now.Add(-p.cfg.FindTime).UnixNano()
+	for a, w := range p.strikes {
+		if w[len(w)-1] < cut {
+			delete(p.strikes, a)
+		}
+	}
+	hcut := now.Add(-p.cfg.Lookback).UnixNano()
+	for a, h := range p.history {
+		if h[len(h)-1] < hcut {
+			delete(p.history, a)
+		}
+	}
+	n := now.UnixNano()
+	for a, u := range p.banned {
+		if u != 0 && u <= n {
+			delete(p.banned, a)
+		}
+	}
+}
+
+// Tracked is the number of addresses holding strikes.
+func (p *Policy) Tracked() int { return len(p.strikes) }
