@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Installs and starts the real peers of the mailjail end-to-end suite on loopback only:
+# redis-server, rspamd (proxy worker in milter mode, ratelimit + multimap) and Postfix (XCLIENT test
+# clients, milter to rspamd, logging to a file). Runs as root. Idempotent: a second run rewrites the
+# configuration and restarts whatever this script started before.
+#
+# Environment:
+#   MAILJAIL_E2E_MAP    map file that the multimap rule IP_BLACKLIST_RATELIMIT reads
+#                       (default /var/lib/mailjail-e2e/ip_blacklist_ratelimit.map)
+#   MAILJAIL_E2E_SKIP_INSTALL=1   do not run apt-get even if a package is missing
+set -euo pipefail
+
+MAP_FILE="${MAILJAIL_E2E_MAP:-/var/lib/mailjail-e2e/ip_blacklist_ratelimit.map}"
+MAP_DIR="$(dirname "$MAP_FILE")"
+RSPAMD_LOG=/var/log/rspamd/rspamd.log
+MAIL_LOG=/var/log/mail.log
+PACKAGES=(rspamd redis-server postfix swaks)
+
+start_ts=$(date +%s.%N)
+log() { printf 'e2e/setup: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# --- packages -------------------------------------------------------------------------------------
+missing=()
+for p in "${PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	[ "${MAILJAIL_E2E_SKIP_INSTALL:-0}" = 1 ] && die "missing packages: ${missing[*]}"
+	log "installing ${missing[*]}"
+	# Postfix asks two debconf questions; answer them before it is unpacked.
+	debconf-set-selections <<-'EOF'
+		postfix postfix/main_mailer_type select Local only
+		postfix postfix/mailname string mailjail-e2e.localdomain
+	EOF
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
+	log "packages installed after $(awk -v s="$start_ts" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}') s"
+fi
+
+# --- stop what an earlier run started (idempotence) -----------------------------------------------
+bash "$here/teardown.sh"
+
+# --- map file the test controls -------------------------------------------------------------------
+install -d -m 0755 "$MAP_DIR"
+[ -f "$MAP_FILE" ] || install -m 0644 /dev/null "$MAP_FILE"
+chmod 0644 "$MAP_FILE"
+
+# --- redis ----------------------------------------------------------------------------------------
+redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no \
+	--pidfile /run/mailjail-e2e-redis.pid --logfile /var/log/mailjail-e2e-redis.log
+
+# --- rspamd ---------------------------------------------------------------------------------------
+L=/etc/rspamd/local.d
+install -d -m 0755 "$L"
+cat >"$L/redis.conf" <<'EOF'
+# mailjail e2e: ratelimit keeps its buckets here.
+servers = "127.0.0.1:6379";
+EOF
+cat >"$L/options.inc" <<'EOF'
+# mailjail e2e: there is no DNS in CI. Point the resolver at a closed loopback port so every lookup
+# (RBLs, SPF, DKIM, ...) fails at once instead of timing out per message.
+dns {
+  nameserver = ["127.0.0.1:5399"];
+  timeout = 0.1s;
+  retransmits = 1;
+}
+EOF
+cat >"$L/greylist.conf" <<'EOF'
+enabled = false;
+EOF
+cat >"$L/logging.inc" <<EOF
+type = "file";
+filename = "$RSPAMD_LOG";
+level = "info";
+EOF
+cat >"$L/worker-proxy.inc" <<'EOF'
+# mailjail e2e: Postfix talks milter to this worker, which scans the message itself.
+milter = yes;
+bind_socket = "127.0.0.1:11332";
+timeout = 120s;
+upstream "local" {
+  default = yes;
+  self_scan = yes;
+}
+EOF
+cat >"$L/worker-normal.inc" <<'EOF'
+bind_socket = "127.0.0.1:11333";
+EOF
+cat >"$L/worker-controller.inc" <<'EOF'
+bind_socket = "127.0.0.1:11334";
+EOF
+cat >"$L/worker-fuzzy.inc" <<'EOF'
+count = -1;
+EOF
+cat >"$L/ratelimit.conf" <<'EOF'
+# mailjail e2e: a small burst so a test client is limited after a few messages.
+# allow_local is needed: without it loopback and XCLIENT-from-loopback mail is never limited.
+allow_local = true;
+rates {
+  ip = {
+    burst = 3;
+    rate = "1 / 1min";
+  }
+  user = {
+    burst = 5;
+    rate = "1 / 1min";
+  }
+}
+EOF
+cat >"$L/multimap.conf" <<EOF
+# mailjail e2e: the map mailjail rewrites.
+IP_BLACKLIST_RATELIMIT {
+  type = "ip";
+  map = "$MAP_FILE";
+  action = "reject";
+  description = "Banned by mailjail after repeated ratelimit events";
+}
+EOF
+cat >"$L/actions.conf" <<'EOF'
+# mailjail e2e: test mail is never rejected or greylisted for its score; only ratelimit (soft
+# reject) and the multimap rule (reject) decide, so replies do not depend on scoring details.
+reject = 1000;
+add_header = 999;
+rewrite_subject = null;
+greylist = null;
+EOF
+# Modules that only cost time here: without DNS each lookup waits for its timeout, and a passing
+# message would wait for several in a row (asn, spf, dkim, dmarc, rdns, hfilter, RBLs).
+for m in asn spf dkim dmarc arc hfilter once_received rbl surbl emails fuzzy_check neural \
+	phishing url_redirector replies spamassassin mx_check whitelist reputation; do
+	printf 'enabled = false;\n' >"$L/$m.conf"
+done
+
+install -d -o _rspamd -g _rspamd -m 0755 /var/log/rspamd /run/rspamd /var/lib/rspamd
+rspamadm configtest >/dev/null || die "rspamadm configtest failed"
+rspamd -u _rspamd -g _rspamd
+
+# --- postfix --------------------------------------------------------------------------------------
+touch "$MAIL_LOG"
+postconf -e \
+	'myhostname = mailjail-e2e.localdomain' \
+	'mydestination = $myhostname, localhost.localdomain, localhost' \
+	'inet_interfaces = loopback-only' \
+	'inet_protocols = all' \
+	'mynetworks = 127.0.0.0/8 [::1]/128' \
+	'smtpd_authorized_xclient_hosts = 127.0.0.0/8, [::1]/128' \
+	'smtpd_milters = inet:127.0.0.1:11332' \
+	'non_smtpd_milters =' \
+	'milter_protocol = 6' \
+	'milter_default_action = accept' \
+	'local_recipient_maps =' \
+	'local_transport = discard:mailjail-e2e' \
+	'relayhost =' \
+	'smtp_dns_support_level = disabled' \
+	'smtpd_peername_lookup = no' \
+	"maillog_file = $MAIL_LOG" \
+	'maillog_file_prefixes = /var, /dev/stdout'
+# maillog_file needs the postlogd service; Debian's master.cf may not enable it.
+if ! postconf -M postlog/unix-dgram >/dev/null 2>&1 || [ -z "$(postconf -M postlog/unix-dgram)" ]; then
+	postconf -M postlog/unix-dgram='postlog unix-dgram n - n - 1 postlogd'
+fi
+# Not chrooted: nothing copies /etc files into the chroot when postfix is started by hand.
+postconf -F '*/*/chroot = n'
+postfix check || die "postfix check failed"
+postfix start
+
+# --- wait for the ports ---------------------------------------------------------------------------
+wait_port() { # host port name
+	local i
+	for i in $(seq 1 300); do
+		if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	die "$3 does not answer on $1:$2 after 30 s"
+}
+wait_port 127.0.0.1 6379 redis
+wait_port 127.0.0.1 11332 "rspamd proxy"
+wait_port 127.0.0.1 25 postfix
+# rspamd answers the port before its workers have loaded maps and modules; a first scan warms it up.
+for i in $(seq 1 100); do
+	grep -q 'rspamd_map_' "$RSPAMD_LOG" 2>/dev/null && break
+	sleep 0.1
+done
+
+log "ready after $(awk -v s="$start_ts" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}') s" \
+	"(map $MAP_FILE, rspamd log $RSPAMD_LOG, mail log $MAIL_LOG)"
