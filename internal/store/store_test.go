@@ -1,0 +1,172 @@
+package store
+
+import (
+	"context"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+
+func open(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "state", "mailjail.db"), Options{Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestBanLifecycle(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	a := netip.MustParsePrefix("198.51.100.23/32")
+	r := netip.MustParsePrefix("2001:db8::/64")
+	err := s.Update(ctx, func(tx *Tx) error {
+		if err := tx.AddStrike(Strike{Jail: "j", Addr: a.Addr(), At: t0, Bucket: "ip", Line: "x"}); err != nil {
+			return err
+		}
+		if _, err := tx.AddBan(Ban{Jail: "j", Prefix: a, Since: t0, Until: t0.Add(time.Hour), Strikes: 3, Reason: "r"}); err != nil {
+			return err
+		}
+		_, err := tx.AddBan(Ban{Jail: "manual", Prefix: r, Since: t0})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bans, err := s.ActiveBans()
+	if err != nil || len(bans) != 2 {
+		t.Fatalf("active = %v, %v", bans, err)
+	}
+	if bans[1].Prefix != r || !bans[1].Permanent() || !bans[0].Until.Equal(t0.Add(time.Hour)) {
+		t.Errorf("bans = %+v", bans)
+	}
+	// A second ban of the same address in the same jail replaces the first.
+	if err := s.Update(ctx, func(tx *Tx) error {
+		_, err := tx.AddBan(Ban{Jail: "j", Prefix: a, Since: t0.Add(time.Minute), Until: t0.Add(2 * time.Hour)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if bans, _ := s.ActiveBans(); len(bans) != 2 {
+		t.Fatalf("replace made %d active bans", len(bans))
+	}
+	var expired []Ban
+	if err := s.Update(ctx, func(tx *Tx) (err error) {
+		expired, err = tx.ExpireBans(t0.Add(2 * time.Hour))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(expired) != 1 || expired[0].Prefix != a {
+		t.Fatalf("expired = %+v", expired)
+	}
+	var lifted []Ban
+	if err := s.Update(ctx, func(tx *Tx) (err error) {
+		lifted, err = tx.LiftBans(r, "", t0, "cli")
+		return err
+	}); err != nil || len(lifted) != 1 {
+		t.Fatalf("lifted = %v, %v", lifted, err)
+	}
+	if bans, _ := s.ActiveBans(); len(bans) != 0 {
+		t.Fatalf("still active: %v", bans)
+	}
+	hist, err := s.BanHistory(a, 10)
+	if err != nil || len(hist) != 2 || hist[0].LiftedBy != "expired" || hist[1].LiftedBy != "replaced" {
+		t.Fatalf("history = %+v, %v", hist, err)
+	}
+	strikes, _ := s.RecentStrikes(a.Addr(), 10)
+	if len(strikes) != 1 || strikes[0].Line != "x" {
+		t.Errorf("strikes = %+v", strikes)
+	}
+}
+
+func TestFailedUpdateChangesNothing(t *testing.T) {
+	s := open(t)
+	err := s.Update(context.Background(), func(tx *Tx) error {
+		tx.AddBan(Ban{Jail: "j", Prefix: netip.MustParsePrefix("192.0.2.1/32"), Since: t0})
+		return context.Canceled
+	})
+	if err == nil {
+		t.Fatal("want error")
+	}
+	if bans, _ := s.ActiveBans(); len(bans) != 0 {
+		t.Fatalf("rolled back ban is visible: %v", bans)
+	}
+}
+
+func TestStrikesPositionsMeta(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	a := netip.MustParseAddr("2001:db8::42")
+	err := s.Update(ctx, func(tx *Tx) error {
+		for i := range 5 {
+			if err := tx.AddStrike(Strike{Jail: "j", Addr: a, At: t0.Add(time.Duration(i) * time.Minute)}); err != nil {
+				return err
+			}
+		}
+		if err := tx.SavePosition(Position{Path: "/var/log/x", Dev: 1, Ino: 1 << 40, Offset: 123, Head: 1 << 63}); err != nil {
+			return err
+		}
+		return tx.SetMeta("k", "v")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.StrikesSince(t0.Add(2*time.Minute), func(Strike) error { n++; return nil }); err != nil || n != 3 {
+		t.Fatalf("strikes since = %d, %v", n, err)
+	}
+	pos, err := s.Positions()
+	if err != nil || pos["/var/log/x"].Offset != 123 || pos["/var/log/x"].Ino != 1<<40 || pos["/var/log/x"].Head != 1<<63 {
+		t.Fatalf("positions = %+v, %v", pos, err)
+	}
+	if v, ok, _ := s.Meta("k"); !ok || v != "v" {
+		t.Fatal("meta")
+	}
+	if err := s.Update(ctx, func(tx *Tx) error {
+		n, err := tx.PruneStrikes(t0.Add(3 * time.Minute))
+		if n != 3 {
+			t.Errorf("pruned %d", n)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.CountsByJail()
+	if err != nil || c["j"].Strikes != 2 {
+		t.Fatalf("counts = %+v %v", c, err)
+	}
+}
+
+func TestReopenKeepsStateAndSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.db")
+	s, err := Open(path, Options{Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Update(context.Background(), func(tx *Tx) error {
+		_, err := tx.AddBan(Ban{Jail: "j", Prefix: netip.MustParsePrefix("192.0.2.7/32"), Since: t0})
+		return err
+	})
+	s.Close()
+	s, err = Open(path, Options{Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if bans, _ := s.ActiveBans(); len(bans) != 1 {
+		t.Fatalf("bans after reopen: %v", bans)
+	}
+	if _, err := s.db.Exec(`PRAGMA user_version = 99`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(path, Options{}); err == nil {
+		t.Fatal("opened a database from the future")
+	}
+}
