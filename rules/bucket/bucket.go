@@ -53,11 +53,14 @@
 // # Memory and speed
 //
 // The table keeps each key in a slice of 40-byte entries (key header, level,
-// last-update nanoseconds, int32 LRU links) indexed by a map[string]int32.
-// Measured with BenchmarkTable1MKeys (1,000,000 distinct IPv4-style keys
-// through a table bounded at 100,000, go1.26, linux/amd64): about 100 bytes
-// per retained key, heap included; BenchmarkTableUpdate runs at about
-// 10-15 million updates per second on one core. See bench_test.go.
+// last-update nanoseconds, int32 LRU links) indexed by a map[string]int32,
+// so a key costs one small string allocation and no per-entry pointers
+// beyond it. BenchmarkTable1MKeys (1,000,000 distinct dotted-IPv4 keys
+// through a table bounded at 100,000, go1.26, linux/amd64, AMD EPYC, 2
+// shared vCPUs) measures about 126 bytes of live heap per retained key
+// (entry 40, key bytes 16, map the rest) and 1.8 million inserts per second
+// including eviction; BenchmarkTableUpdate measures about 130 ns, 7.5
+// million updates per second, for existing keys with no allocation.
 package bucket
 
 import (

@@ -157,6 +157,7 @@ func (t *Table) UpdateScaled(key string, now time.Time, n float64, s Scale) Resu
 
 	var i int32
 	if len(t.entries) < t.max {
+		t.grow()
 		t.entries = append(t.entries, entry{})
 		i = int32(len(t.entries) - 1)
 	} else {
@@ -265,6 +266,7 @@ func (t *Table) Restore(states []State) (int, error) {
 	}
 	for _, it := range items {
 		level := math.Min(it.st.Level, math.Max(t.policy.cap, t.policy.limit.Burst))
+		t.grow()
 		t.entries = append(t.entries, entry{key: it.st.Key, level: level, last: it.ns, prev: nilIndex, next: nilIndex})
 		i := int32(len(t.entries) - 1)
 		t.index[it.st.Key] = i
@@ -274,6 +276,19 @@ func (t *Table) Restore(states []State) (int, error) {
 		return len(items), fmt.Errorf("bucket restore: skipped %d invalid state(s), first: %s", skipped, firstBad)
 	}
 	return len(items), nil
+}
+
+// grow makes room for one more entry, doubling but never beyond the bound:
+// append's own growth would leave up to a quarter of a full table's slice
+// unused for good.
+func (t *Table) grow() {
+	if len(t.entries) < cap(t.entries) {
+		return
+	}
+	n := min(t.max, max(2*cap(t.entries), 64))
+	grown := make([]entry, len(t.entries), n)
+	copy(grown, t.entries)
+	t.entries = grown
 }
 
 func (t *Table) pushFront(i int32) {
