@@ -1,0 +1,171 @@
+// Package mapfile renders and writes the rspamd multimap "ip" file that
+// mailjail owns. The file is always complete: it is written to a temporary
+// file in the same directory, fsync'd, renamed over the old one (renameio),
+// and the directory is fsync'd, so rspamd (which rereads the map by itself
+// when it changes) and a crash at any moment only ever see the old list or
+// the new one, never half of either.
+package mapfile
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/mailjail/mailjail/rules"
+)
+
+// Entry is one banned address or range.
+type Entry struct {
+	Prefix netip.Prefix
+	Until  time.Time // zero: permanent
+	Jail   string
+}
+
+// Header opens every map mailjail writes; it tells an operator who edits
+// the file by hand that the change will not last.
+const Header = "# Managed by mailjail: rewritten on every change, edits here are lost.\n" +
+	"# Use `mailjail ban` / `mailjail unban`; `mailjail list` shows why each entry is here.\n"
+
+// Normalize sorts entries by address and merges duplicates (one address
+// banned by several jails is one map line, kept for the longest ban), so
+// the file is stable and diffs between versions stay small.
+func Normalize(entries []Entry) []Entry {
+	out := slices.Clone(entries)
+	slices.SortFunc(out, func(a, b Entry) int {
+		if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
+			return c
+		}
+		if c := a.Prefix.Bits() - b.Prefix.Bits(); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Jail, b.Jail)
+	})
+	j := 0
+	for i, e := range out {
+		if i > 0 && e.Prefix == out[j].Prefix {
+			if longer(e, out[j]) {
+				out[j] = e
+			}
+			continue
+		}
+		if i > 0 {
+			j++
+		}
+		out[j] = e
+	}
+	if len(out) == 0 {
+		return out
+	}
+	return out[:j+1]
+}
+
+func longer(a, b Entry) bool {
+	switch {
+	case a.Until.IsZero():
+		return !b.Until.IsZero()
+	case b.Until.IsZero():
+		return false
+	}
+	return a.Until.After(b.Until)
+}
+
+// Render writes the map: the header, a count, and one line per entry with
+// a trailing comment rspamd ignores: "ADDR # until 2026-11-25T04:00:00Z
+// jail=NAME" (or "# permanent jail=NAME"). entries must be normalised.
+func Render(w io.Writer, entries []Entry, now time.Time) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString(Header)
+	fmt.Fprintf(bw, "# %d entries, written %s\n", len(entries), now.UTC().Format(time.RFC3339))
+	buf := make([]byte, 0, 128)
+	for _, e := range entries {
+		buf = buf[:0]
+		if e.Prefix.IsSingleIP() {
+			buf = e.Prefix.Addr().AppendTo(buf)
+		} else {
+			buf = e.Prefix.AppendTo(buf)
+		}
+		if e.Until.IsZero() {
+			buf = append(buf, " # permanent"...)
+		} else {
+			buf = append(buf, " # until "...)
+			buf = e.Until.UTC().AppendFormat(buf, time.RFC3339)
+		}
+		buf = append(buf, " jail="...)
+		buf = append(buf, e.Jail...)
+		buf = append(buf, '\n')
+		bw.Write(buf)
+	}
+	return bw.Flush()
+}
+
+// Write atomically replaces the map at path with entries. On any error the
+// old file is untouched (a full disk fails the write, not the map).
+func Write(path string, entries []Entry, now time.Time) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write map %s: %w", path, err)
+	}
+	pf, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
+	if err != nil {
+		return fmt.Errorf("write map %s: %w", path, err)
+	}
+	defer pf.Cleanup()
+	if err := Render(pf, Normalize(entries), now); err != nil {
+		return fmt.Errorf("write map %s: %w", path, err)
+	}
+	if err := pf.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("write map %s: %w", path, err)
+	}
+	// The rename is durable only once the directory entry is on disk.
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Parse reads a map in the format rspamd accepts for an "ip" multimap
+// (one address or CIDR per line, blank lines, # comments, a trailing
+// # comment after an entry). mailjail uses it to take over a map that
+// existed before it, so that no entry is dropped. A line it cannot
+// understand is an error naming the file and line: guessing would either
+// drop a ban or invent one.
+func Parse(r io.Reader, name string) ([]netip.Prefix, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var out []netip.Prefix
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if f := strings.Fields(line); len(f) > 1 {
+			return nil, fmt.Errorf("%s:%d: entry %q: expected one address or CIDR per line", name, n, line)
+		}
+		p, err := rules.ParsePrefix(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: entry: %w", name, n, err)
+		}
+		out = append(out, p)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return out, nil
+}
