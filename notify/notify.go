@@ -1,0 +1,243 @@
+// Package notify sends ban alerts to administrators by email through an
+// SMTP relay (normally the local Postfix). Alerts quote log lines, and log
+// lines are written by remote senders: every header value is stripped of
+// control characters and encoded, and quoted lines go only into the body,
+// with control characters replaced, so nothing in a log line can add a
+// header, a recipient or end the message early.
+package notify
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net"
+	"net/smtp"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Alert is one event worth telling an administrator about.
+type Alert struct {
+	Event   string // "ban" or "unban"
+	Jail    string
+	Addr    string
+	Since   time.Time
+	Until   time.Time // zero: permanent
+	Strikes int
+	Offense int
+	Reason  string
+	Lines   []string // log lines that caused it (attacker-controlled)
+}
+
+// Config says where alerts go.
+type Config struct {
+	SMTP          string // host:port
+	From          string
+	To            []string
+	SubjectPrefix string
+	Hostname      string
+}
+
+// Mailer queues alerts and sends them in the background, one connection
+// per alert, so a slow or absent relay never delays bans.
+type Mailer struct {
+	cfg   Config
+	queue chan Alert
+	log   *slog.Logger
+	wg    sync.WaitGroup
+	now   func() time.Time
+}
+
+// NewMailer starts a mailer. Empty From defaults to mailjail@HOSTNAME.
+func NewMailer(cfg Config, log *slog.Logger) *Mailer {
+	if cfg.Hostname == "" {
+		cfg.Hostname, _ = os.Hostname()
+	}
+	if cfg.From == "" {
+		cfg.From = "mailjail@" + cfg.Hostname
+	}
+	if cfg.SubjectPrefix == "" {
+		cfg.SubjectPrefix = "[mailjail]"
+	}
+	m := &Mailer{cfg: cfg, queue: make(chan Alert, 256), log: log, now: time.Now}
+	m.wg.Add(1)
+	go m.loop()
+	return m
+}
+
+// Send queues an alert; when the queue is full the alert is dropped and
+// logged (bans matter more than mail about them).
+func (m *Mailer) Send(a Alert) {
+	select {
+	case m.queue <- a:
+	default:
+		m.log.Warn("alert queue full, alert dropped", "addr", a.Addr, "jail", a.Jail)
+	}
+}
+
+// Close sends what is queued and stops.
+func (m *Mailer) Close() {
+	close(m.queue)
+	m.wg.Wait()
+}
+
+func (m *Mailer) loop() {
+	defer m.wg.Done()
+	for a := range m.queue {
+		msg := Compose(m.cfg, a, m.now())
+		if err := Deliver(m.cfg.SMTP, m.cfg.From, m.cfg.To, msg); err != nil {
+			m.log.Error("alert not sent", "addr", a.Addr, "jail", a.Jail, "smtp", m.cfg.SMTP, "err", err)
+			continue
+		}
+		m.log.Info("alert sent", "addr", a.Addr, "jail", a.Jail, "to", m.cfg.To)
+	}
+}
+
+// Compose builds the whole message (headers and body, CRLF line ends).
+func Compose(cfg Config, a Alert, now time.Time) []byte {
+	var b bytes.Buffer
+	subject := fmt.Sprintf("%s %s %s in jail %s on %s", cfg.SubjectPrefix, a.Event, a.Addr, a.Jail, cfg.Hostname)
+	header := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
+	header("From", HeaderValue(cfg.From))
+	header("To", HeaderValue(strings.Join(cfg.To, ", ")))
+	header("Subject", HeaderValue(subject))
+	header("Date", now.Format(time.RFC1123Z))
+	header("Message-ID", fmt.Sprintf("<mailjail.%d@%s>", now.UnixNano(), HeaderValue(cfg.Hostname)))
+	header("Auto-Submitted", "auto-generated")
+	header("MIME-Version", "1.0")
+	header("Content-Type", "text/plain; charset=utf-8")
+	header("Content-Transfer-Encoding", "8bit")
+	b.WriteString("\r\n")
+	body := func(format string, args ...any) {
+		b.WriteString(BodyLine(fmt.Sprintf(format, args...)))
+		b.WriteString("\r\n")
+	}
+	body("mailjail on %s: %s of %s in jail %s.", cfg.Hostname, a.Event, a.Addr, a.Jail)
+	if a.Event == "ban" {
+		if a.Until.IsZero() {
+			body("Banned from %s, permanently.", a.Since.Format(time.RFC3339))
+		} else {
+			body("Banned from %s until %s (%s).", a.Since.Format(time.RFC3339), a.Until.Format(time.RFC3339), a.Until.Sub(a.Since).Round(time.Second))
+		}
+		if a.Strikes > 0 {
+			body("Strikes: %d. Offense: %d.", a.Strikes, a.Offense)
+		}
+	}
+	if a.Reason != "" {
+		body("Reason: %s", a.Reason)
+	}
+	if len(a.Lines) > 0 {
+		body("")
+		body("Log lines (written by the remote sender in part; quoted as data):")
+		for _, l := range a.Lines {
+			body("> %s", l)
+		}
+	}
+	body("")
+	body("Lift it with: mailjail unban %s", a.Addr)
+	return b.Bytes()
+}
+
+// HeaderValue makes s safe as one header value: control characters
+// (CR and LF above all) become spaces, the length is bounded, and
+// non-ASCII text is RFC 2047 encoded.
+func HeaderValue(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError || unicode.Is(unicode.Cc, r) {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = s[:200]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+	}
+	for _, r := range s {
+		if r >= utf8.RuneSelf {
+			return mime.QEncoding.Encode("utf-8", s)
+		}
+	}
+	return s
+}
+
+// BodyLine makes s safe as one body line: no control characters (so no
+// line break or lone CR can end the line early), valid UTF-8, and at most
+// 900 bytes so the SMTP line limit of 1000 holds.
+func BodyLine(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if r == '\t' {
+			return r
+		}
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > 900 {
+		s = s[:900]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+		s += "…"
+	}
+	return s
+}
+
+// Deliver sends msg over SMTP. On a loopback relay it does not ask for
+// STARTTLS (a local Postfix often has only a self-signed certificate);
+// elsewhere it uses STARTTLS when offered, with certificate checks.
+func Deliver(addr, from string, to []string, msg []byte) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("smtp address %q: %w", addr, err)
+	}
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", addr, err)
+	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	c, err := smtp.NewClient(conn, host)
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("smtp %s: %w", addr, err)
+	}
+	defer c.Close()
+	if err := c.Hello("localhost"); err != nil {
+		return fmt.Errorf("smtp %s: EHLO: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" {
+		if ok, _ := c.Extension("STARTTLS"); ok {
+			if err := c.StartTLS(&tls.Config{ServerName: host}); err != nil {
+				return fmt.Errorf("smtp %s: STARTTLS: %w", addr, err)
+			}
+		}
+	}
+	if err := c.Mail(from); err != nil {
+		return fmt.Errorf("smtp %s: MAIL FROM: %w", addr, err)
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r); err != nil {
+			return fmt.Errorf("smtp %s: RCPT TO %s: %w", addr, r, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fmt.Errorf("smtp %s: DATA: %w", addr, err)
+	}
+	if _, err := w.Write(msg); err != nil {
+		return fmt.Errorf("smtp %s: write: %w", addr, err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("smtp %s: end of data: %w", addr, err)
+	}
+	return c.Quit()
+}
