@@ -611,7 +611,7 @@ func (c daemonConfig) TOML() string {
 
 // newDaemonConfig returns a configuration whose state lives in a fresh directory of the
 // test and that follows the real rspamd log and writes the real map.
-func newDaemonConfig(t *testing.T, dir string) daemonConfig {
+func newDaemonConfig(dir string) daemonConfig {
 	return daemonConfig{
 		Database: filepath.Join(dir, "mailjail.db"),
 		MapFile:  mapFilePath(),
