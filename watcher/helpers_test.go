@@ -54,7 +54,7 @@ func testOptions(clk *fakeClock) Options {
 		Clock:        clk.Now,
 		RotateWait:   testRotateWait,
 		PollInterval: 2 * time.Millisecond,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:       testLogger(),
 		MaxBatch:     97, // odd size: batches end at arbitrary lines
 	}
 }
@@ -243,4 +243,12 @@ func sameLines(t *testing.T, want, got []string) {
 			return
 		}
 	}
+}
+
+// testLogger discards, or prints with WATCHER_DEBUG=1.
+func testLogger() *slog.Logger {
+	if os.Getenv("WATCHER_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
