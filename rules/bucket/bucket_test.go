@@ -66,11 +66,6 @@ func (r *rspamdRef) update(now int64, nrcpt float64) {
 	r.l = now
 }
 
-type event struct {
-	ms int64 // milliseconds from the start
-	n  float64
-}
-
 var epoch = time.Date(2026, 11, 25, 3, 34, 0, 0, time.UTC)
 
 func at(ms int64) time.Time { return epoch.Add(time.Duration(ms) * time.Millisecond) }
