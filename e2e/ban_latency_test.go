@@ -28,7 +28,7 @@ func TestClientsBannedPromptlyAfterMaxretryEvents(t *testing.T) {
 	flushRatelimit(t)
 	resetMap(t, mapPath)
 	lt := tailLog(t, rspamdLogPath)
-	mw := watchMap(t, mapPath)
+	mw := watchMap(t, mapPath, rspamdLogPath)
 	d := startDaemon(t, dir, cfgPath, 1)
 
 	var samples []time.Duration

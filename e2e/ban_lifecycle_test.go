@@ -37,7 +37,7 @@ func TestRateLimitedClientsBannedThroughKillUntilBantimeExpires(t *testing.T) {
 	flushRatelimit(t)
 	resetMap(t, mapPath)
 	lt := tailLog(t, rspamdLogPath)
-	mw := watchMap(t, mapPath)
+	mw := watchMap(t, mapPath, rspamdLogPath)
 
 	// Log history from before the first start is not read (global.from_start defaults to false).
 	pre := rateLimit(t, v4, maxretry-1)

@@ -21,12 +21,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // Fixed facts of the environment that e2e/setup.sh builds.
 const (
 	envEnable      = "MAILJAIL_E2E"     // set to run the suite
 	envMapFile     = "MAILJAIL_E2E_MAP" // same variable as setup.sh
+	envBinary      = "MAILJAIL_E2E_BIN" // test this mailjail binary instead of building ./cmd/mailjail
 	defaultMapFile = "/var/lib/mailjail-e2e/ip_blacklist_ratelimit.map"
 	rspamdLogPath  = "/var/log/rspamd/rspamd.log"
 	mapRuleName    = "IP_BLACKLIST_RATELIMIT"
@@ -35,7 +38,7 @@ const (
 	redisHost      = "127.0.0.1"
 	redisPort      = "6379"
 
-	// pollEvery is how often conditions, the map file and the rspamd log are polled.
+	// pollEvery is how often waitFor and holdsFor test their conditions.
 	pollEvery = 2 * time.Millisecond
 )
 
@@ -220,15 +223,90 @@ func expectReply(t *testing.T, addr string, want int, substr string, timeout tim
 }
 
 // ---------------------------------------------------------------------------------------------
+// Change notification: fsnotify wake-ups, with polling as a fallback
+
+// waker delivers the time of every fsnotify event for the watched names, so a reader can
+// stamp what it then reads with the moment the change was announced.
+type waker struct {
+	w     *fsnotify.Watcher
+	names map[string]bool
+	C     chan time.Time
+}
+
+// newWaker watches dir and reports events about the given files in it (all files if none).
+func newWaker(dir string, files ...string) (*waker, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("fsnotify: %w", err)
+	}
+	if err := w.Add(dir); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("fsnotify: watching %s: %w", dir, err)
+	}
+	k := &waker{w: w, names: map[string]bool{}, C: make(chan time.Time, 1)}
+	for _, f := range files {
+		k.names[filepath.Clean(f)] = true
+	}
+	go func() {
+		defer close(k.C)
+		for {
+			select {
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if len(k.names) > 0 && !k.names[filepath.Clean(ev.Name)] {
+					continue
+				}
+				select {
+				case k.C <- time.Now():
+				default: // a wake-up is already pending
+				}
+			case _, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+			}
+		}
+	}()
+	return k, nil
+}
+
+// wait returns when a change is announced (with its time), after fallback at the latest
+// (with the current time), or reports false when stop is closed.
+func (k *waker) wait(stop <-chan struct{}, fallback time.Duration) (time.Time, bool) {
+	timer := time.NewTimer(fallback)
+	defer timer.Stop()
+	select {
+	case <-stop:
+		return time.Time{}, false
+	case at, ok := <-k.C:
+		if !ok {
+			<-stop
+			return time.Time{}, false
+		}
+		return at, true
+	case <-timer.C:
+		return time.Now(), true
+	}
+}
+
+func (k *waker) close() { k.w.Close() }
+
+// fallbackPoll is how often files are read when no fsnotify event arrives.
+const fallbackPoll = 20 * time.Millisecond
+
+// ---------------------------------------------------------------------------------------------
 // The rspamd log, read as the daemon reads it
 
 // logLine is one line of the rspamd log and when the test saw it appear.
 type logLine struct {
-	At   time.Time
+	At   time.Time // when fsnotify announced the write that completed the line
+	End  int64     // offset just past the line's newline
 	Text string
 }
 
-// logTailer follows a log file from the offset where it was started, polling every pollEvery.
+// logTailer follows a log file from the offset where it was started.
 type logTailer struct {
 	path string
 	stop chan struct{}
@@ -242,17 +320,23 @@ type logTailer struct {
 // tailLog follows path from its current end until the test ends.
 func tailLog(t *testing.T, path string) *logTailer {
 	t.Helper()
+	k, err := newWaker(filepath.Dir(path), path)
+	if err != nil {
+		t.Fatalf("following %s: %v", path, err)
+	}
 	f, err := os.Open(path)
 	if err != nil {
+		k.close()
 		t.Fatalf("following %s: %v", path, err)
 	}
 	off, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
+		k.close()
 		f.Close()
 		t.Fatalf("following %s: %v", path, err)
 	}
 	lt := &logTailer{path: path, stop: make(chan struct{}), done: make(chan struct{})}
-	go lt.run(f, off)
+	go lt.run(f, off, k)
 	t.Cleanup(func() {
 		close(lt.stop)
 		<-lt.done
@@ -263,15 +347,17 @@ func tailLog(t *testing.T, path string) *logTailer {
 	return lt
 }
 
-func (lt *logTailer) run(f *os.File, off int64) {
+func (lt *logTailer) run(f *os.File, off int64, k *waker) {
 	defer close(lt.done)
 	defer f.Close()
+	defer k.close()
 	var partial []byte
 	buf := make([]byte, 64<<10)
+	at := time.Now()
 	for {
 		n, err := f.ReadAt(buf, off)
 		if n > 0 {
-			now := time.Now()
+			start := off - int64(len(partial))
 			off += int64(n)
 			partial = append(partial, buf[:n]...)
 			var got []logLine
@@ -280,7 +366,8 @@ func (lt *logTailer) run(f *os.File, off int64) {
 				if i < 0 {
 					break
 				}
-				got = append(got, logLine{At: now, Text: string(partial[:i])})
+				start += int64(i + 1)
+				got = append(got, logLine{At: at, End: start, Text: string(partial[:i])})
 				partial = partial[i+1:]
 			}
 			lt.mu.Lock()
@@ -296,10 +383,9 @@ func (lt *logTailer) run(f *os.File, off int64) {
 			lt.mu.Unlock()
 			return
 		}
-		select {
-		case <-lt.stop:
+		var ok bool
+		if at, ok = k.wait(lt.stop, fallbackPoll); !ok {
 			return
-		case <-time.After(pollEvery):
 		}
 	}
 }
@@ -339,12 +425,13 @@ func (lt *logTailer) ratelimitEvents(addr string, since time.Time) []logLine {
 
 // mapSnapshot is one observed content of the map file.
 type mapSnapshot struct {
-	At    time.Time
-	Addrs map[string]bool // normalised entries (address, or CIDR when not a single host)
-	Bad   []string        // lines that are not an address, a CIDR, blank or a comment
-	Mode  os.FileMode
-	UID   uint32
-	Gone  bool // the file did not exist
+	At      time.Time       // when fsnotify announced the change (or the poll that saw it)
+	LogSize int64           // size of the rspamd log just after the map was read
+	Addrs   map[string]bool // normalised entries (address, or CIDR when not a single host)
+	Bad     []string        // lines that are not an address, a CIDR, blank or a comment
+	Mode    os.FileMode
+	UID     uint32
+	Gone    bool // the file did not exist
 }
 
 // has reports whether the snapshot lists addr.
@@ -397,44 +484,51 @@ func parseMap(data []byte) (addrs map[string]bool, bad []string) {
 	return addrs, bad
 }
 
-// mapWatcher records every content of the map file it sees, polling every pollEvery.
+// mapWatcher records every content of the map file it sees.
 type mapWatcher struct {
-	path string
-	stop chan struct{}
-	done chan struct{}
+	path    string
+	logPath string
+	stop    chan struct{}
+	done    chan struct{}
 
 	mu    sync.Mutex
 	snaps []mapSnapshot
 }
 
-// watchMap records the map file's contents until the test ends.
-func watchMap(t *testing.T, path string) *mapWatcher {
+// watchMap records the map file's contents until the test ends, each with the size the
+// rspamd log (logPath) had right after.
+func watchMap(t *testing.T, path, logPath string) *mapWatcher {
 	t.Helper()
-	w := &mapWatcher{path: path, stop: make(chan struct{}), done: make(chan struct{})}
-	w.poll() // the state at the start is known before watchMap returns
+	k, err := newWaker(filepath.Dir(path), path)
+	if err != nil {
+		t.Fatalf("watching the map: %v", err)
+	}
+	w := &mapWatcher{path: path, logPath: logPath, stop: make(chan struct{}), done: make(chan struct{})}
+	w.poll(time.Now()) // the state at the start is known before watchMap returns
 	go func() {
 		defer close(w.done)
+		defer k.close()
 		for {
-			select {
-			case <-w.stop:
+			at, ok := k.wait(w.stop, fallbackPoll)
+			if !ok {
 				return
-			case <-time.After(pollEvery):
-				w.poll()
 			}
+			w.poll(at)
 		}
 	}()
 	t.Cleanup(func() { close(w.stop); <-w.done })
 	return w
 }
 
-func (w *mapWatcher) poll() {
-	now := time.Now()
-	var s mapSnapshot
+func (w *mapWatcher) poll(at time.Time) {
+	s := mapSnapshot{At: at}
 	data, err := os.ReadFile(w.path)
+	if fi, err := os.Stat(w.logPath); err == nil {
+		s.LogSize = fi.Size()
+	}
 	if err != nil {
-		s = mapSnapshot{At: now, Gone: true, Addrs: map[string]bool{}}
+		s.Gone, s.Addrs = true, map[string]bool{}
 	} else {
-		s.At = now
 		s.Addrs, s.Bad = parseMap(data)
 		if fi, err := os.Stat(w.path); err == nil {
 			s.Mode = fi.Mode()
@@ -518,6 +612,8 @@ var bin struct {
 	path string
 	took time.Duration
 	err  error
+
+	logged bool
 }
 
 // repoRoot is the module root (the parent of this package's directory).
@@ -534,9 +630,12 @@ func repoRoot() (string, error) {
 }
 
 // mailjailBinary builds ./cmd/mailjail once per test binary (with -race when the tests run
-// with it) and returns its path.
+// with it) and returns its path; MAILJAIL_E2E_BIN names a binary to use instead.
 func mailjailBinary(t *testing.T) string {
 	t.Helper()
+	if p := os.Getenv(envBinary); p != "" {
+		return p
+	}
 	bin.once.Do(func() {
 		root, err := repoRoot()
 		if err != nil {
@@ -569,6 +668,10 @@ func mailjailBinary(t *testing.T) string {
 	})
 	if bin.err != nil {
 		t.Fatalf("building the daemon: %v", bin.err)
+	}
+	if !bin.logged {
+		bin.logged = true
+		t.Logf("built %s in %v (race detector: %v)", bin.path, bin.took.Round(time.Millisecond), raceEnabled)
 	}
 	return bin.path
 }
@@ -795,7 +898,8 @@ func latencyLine(samples []time.Duration) string {
 
 // banLatency measures how long after the ban-triggering log line (the maxretry-th ratelimit
 // event of addr at or after since) the map first listed addr. It fails the test if the map
-// listed addr before that line appeared, or never within timeout.
+// listed addr when the rspamd log held fewer than maxretry events for it, or never within
+// timeout.
 func banLatency(t *testing.T, lt *logTailer, mw *mapWatcher, addr string, since time.Time, maxretry int, timeout time.Duration) (time.Duration, mapSnapshot) {
 	t.Helper()
 	var ev []logLine
@@ -805,18 +909,18 @@ func banLatency(t *testing.T, lt *logTailer, mw *mapWatcher, addr string, since 
 	trigger := ev[maxretry-1]
 	snap, ok := mw.waitUntil(since, timeout, func(s mapSnapshot) bool { return s.has(addr) })
 	if !ok {
-		t.Fatalf("client %s: not in the map %v after %d ratelimit events (+%v); map now %v",
-			addr, timeout, len(ev), timeout, mw.current())
+		t.Fatalf("client %s: not in the map %v after its %d. ratelimit event; map now %v",
+			addr, timeout, maxretry, mw.current())
 	}
-	if snap.At.Before(trigger.At) {
-		early := 0
-		for _, e := range ev {
-			if !e.At.After(snap.At) {
-				early++
-			}
+	logged := 0
+	for _, e := range ev {
+		if e.End <= snap.LogSize {
+			logged++
 		}
-		t.Fatalf("client %s: banned after %d ratelimit events, want %d (maxretry): map listed it %v before the %d. event",
-			addr, early, maxretry, trigger.At.Sub(snap.At), maxretry)
+	}
+	if logged < maxretry {
+		t.Fatalf("client %s: banned when the rspamd log held %d of its ratelimit events, want %d (maxretry)",
+			addr, logged, maxretry)
 	}
 	return snap.At.Sub(trigger.At), snap
 }
