@@ -49,11 +49,11 @@ func Open(path string, opt Options) (*Store, error) {
 	if !opt.Durable {
 		sync = "OFF"
 	}
-	mode := "rwc"
+	dsn := fmt.Sprintf("file:%s?mode=rwc&_journal_mode=WAL&_synchronous=%s&_busy_timeout=10000&_txlock=immediate", path, sync)
 	if opt.ReadOnly {
-		mode = "ro"
+		// A reader of a WAL database needs no pragma; the daemon set WAL.
+		dsn = fmt.Sprintf("file:%s?mode=ro&_busy_timeout=10000", path)
 	}
-	dsn := fmt.Sprintf("file:%s?mode=%s&_journal_mode=WAL&_synchronous=%s&_busy_timeout=10000&_txlock=immediate&_foreign_keys=on", path, mode, sync)
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)

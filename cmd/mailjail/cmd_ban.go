@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/internal/daemon"
+)
+
+// changeOutput is the --json schema of `ban` and `unban`.
+type changeOutput struct {
+	OK    bool          `json:"ok"`
+	Error string        `json:"error,omitempty"`
+	Bans  []control.Ban `json:"bans"`
+}
+
+func banCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "ban",
+		Usage:     "ban addresses or ranges by hand",
+		ArgsUsage: "ADDR|CIDR...",
+		Description: `Bans each address or CIDR: it is in the rspamd map when the command
+returns. Without --for or --permanent the ban lasts the jail's bantime
+(1h for the "manual" jail). An address in ignoreip is refused (exit 2).
+Every address is checked first: one invalid address changes nothing.
+Works through the daemon's socket, or directly when no daemon runs.
+
+Examples:
+   mailjail ban 198.51.100.23
+   mailjail ban 198.51.100.0/24 --permanent --reason "snowshoe range"
+   mailjail ban 2001:db8::42 --for 1d --jail rspamd-ratelimit`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "jail", Usage: "record the ban in `JAIL` (default: manual)"},
+			&cli.StringFlag{Name: "for", Usage: "ban length, e.g. 30m, 1d, 1w"},
+			&cli.BoolFlag{Name: "permanent", Usage: "ban with no end"},
+			&cli.StringFlag{Name: "reason", Usage: "why (shown by list and show)"},
+			jsonFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return exitf(daemon.ExitUsage, "ban needs at least one address")
+			}
+			if c.IsSet("for") && c.Bool("permanent") {
+				return exitf(daemon.ExitUsage, "--for and --permanent exclude each other")
+			}
+			req := control.Request{Op: "ban", Addrs: c.Args().Slice(), Jail: c.String("jail"), For: c.String("for"), Permanent: c.Bool("permanent"), Reason: c.String("reason")}
+			return doChange(c, req, "banned")
+		},
+	}
+}
+
+func unbanCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "unban",
+		Usage:     "lift bans and clear strikes",
+		ArgsUsage: "ADDR|CIDR... | --all",
+		Description: `Lifts the bans of each address (in every jail, or only --jail) and clears
+its strikes. The address is out of the rspamd map when the command
+returns. An address that is not banned is reported and the exit code is 1.
+Works through the daemon's socket, or directly when no daemon runs.
+
+Examples:
+   mailjail unban 198.51.100.23
+   mailjail unban --all --jail rspamd-ratelimit`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "all", Usage: "lift every active ban (of --jail, if given)"},
+			&cli.StringFlag{Name: "jail", Usage: "only bans of `JAIL`"},
+			jsonFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if (c.NArg() == 0) == !c.Bool("all") {
+				return exitf(daemon.ExitUsage, "unban needs addresses or --all (not both)")
+			}
+			req := control.Request{Op: "unban", Addrs: c.Args().Slice(), All: c.Bool("all"), Jail: c.String("jail")}
+			return doChange(c, req, "unbanned")
+		},
+	}
+}
+
+func doChange(c *cli.Context, req control.Request, verb string) error {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	resp, err := change(c.Context, cfg, req)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		out := changeOutput{OK: resp.OK, Error: resp.Error, Bans: resp.Bans}
+		if out.Bans == nil {
+			out.Bans = []control.Ban{}
+		}
+		if err := printJSON(c.App.Writer, out); err != nil {
+			return err
+		}
+	} else {
+		for _, b := range resp.Bans {
+			if verb == "banned" {
+				fmt.Fprintf(c.App.Writer, "banned %s in jail %s until %s\n", b.Addr, b.Jail, fmtUntil(b.Until))
+			} else {
+				fmt.Fprintf(c.App.Writer, "unbanned %s (jail %s)\n", b.Addr, b.Jail)
+			}
+		}
+	}
+	return respond(resp)
+}

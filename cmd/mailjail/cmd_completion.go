@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mailjail/mailjail/internal/daemon"
+)
+
+// The scripts ask mailjail itself for completions (urfave/cli's
+// --generate-bash-completion), so they follow the commands and flags of
+// the installed binary.
+const bashCompletion = `# bash completion for mailjail
+_mailjail() {
+    local cur opts
+    COMPREPLY=()
+    cur="${COMP_WORDS[COMP_CWORD]}"
+    if [[ "$cur" == "-"* ]]; then
+        opts=$("${COMP_WORDS[@]:0:$COMP_CWORD}" "$cur" --generate-bash-completion 2>/dev/null)
+    else
+        opts=$("${COMP_WORDS[@]:0:$COMP_CWORD}" --generate-bash-completion 2>/dev/null)
+    fi
+    COMPREPLY=($(compgen -W "${opts}" -- "${cur}"))
+    return 0
+}
+complete -o bashdefault -o default -F _mailjail mailjail
+`
+
+const zshCompletion = `#compdef mailjail
+_mailjail() {
+    local -a opts
+    local cur=${words[-1]}
+    if [[ "$cur" == "-"* ]]; then
+        opts=("${(@f)$(${words[@]:0:#words[@]-1} ${cur} --generate-bash-completion 2>/dev/null)}")
+    else
+        opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion 2>/dev/null)}")
+    fi
+    if [[ "${opts[1]}" != "" ]]; then
+        _describe 'values' opts
+    else
+        _files
+    fi
+}
+compdef _mailjail mailjail
+`
+
+func completionCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "completion",
+		Usage:     "print a shell completion script",
+		ArgsUsage: "bash|zsh",
+		Description: `Examples:
+   mailjail completion bash > /etc/bash_completion.d/mailjail
+   mailjail completion zsh > "${fpath[1]}/_mailjail"`,
+		Action: func(c *cli.Context) error {
+			switch c.Args().First() {
+			case "bash":
+				fmt.Fprint(c.App.Writer, bashCompletion)
+			case "zsh":
+				fmt.Fprint(c.App.Writer, zshCompletion)
+			default:
+				return exitf(daemon.ExitUsage, "completion takes bash or zsh")
+			}
+			return nil
+		},
+	}
+}

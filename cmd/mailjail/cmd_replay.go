@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/internal/daemon"
+	"github.com/mailjail/mailjail/internal/engine"
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/mapfile"
+	"github.com/mailjail/mailjail/rules"
+	"github.com/mailjail/mailjail/watcher"
+)
+
+// replayOutput is the --json schema of `replay`.
+type replayOutput struct {
+	Files       []string      `json:"files"`
+	Jails       []string      `json:"jails"`
+	Lines       int           `json:"lines"`
+	Matches     uint64        `json:"matches"`
+	Strikes     uint64        `json:"strikes"`
+	Bans        []control.Ban `json:"bans"`
+	Addresses   int           `json:"addresses_banned"`
+	Seconds     float64       `json:"seconds"`
+	LinesPerSec float64       `json:"lines_per_second"`
+}
+
+func replayCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "replay",
+		Usage:     "dry-run the whole pipeline over old logs and print who would have been banned",
+		ArgsUsage: "LOGFILE...",
+		Description: `Runs the jails' filters, strike counting, bans (with escalation and
+expiry) and map rendering over old logs, with the logs' own timestamps as
+the clock, into a throw-away database and map in a temporary directory.
+The real database and map are not touched. Use it to tune maxretry,
+findtime and bantime before changing them. Give rotated files oldest
+first. Every enabled jail (or only --jail) reads every file.
+
+Examples:
+   mailjail replay /var/log/rspamd/rspamd.log.1 /var/log/rspamd/rspamd.log
+   mailjail replay --jail rspamd-ratelimit --json rspamd.log | jq '.bans | length'`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "jail", Usage: "replay only `JAIL`"},
+			&cli.BoolFlag{Name: "keep", Usage: "keep the temporary directory (database and map) and print its path"},
+			jsonFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return exitf(daemon.ExitUsage, "replay needs at least one log file")
+			}
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			files := make([]string, 0, c.NArg())
+			for _, f := range c.Args().Slice() {
+				abs, err := filepath.Abs(f)
+				if err != nil {
+					return exitf(daemon.ExitUsage, "%v", err)
+				}
+				files = append(files, abs)
+			}
+			rcfg, err := replayConfig(cfg, c.String("jail"), files)
+			if err != nil {
+				return err
+			}
+			dir, err := os.MkdirTemp("", "mailjail-replay-")
+			if err != nil {
+				return exitf(daemon.ExitUnreachable, "%v", err)
+			}
+			if c.Bool("keep") {
+				fmt.Fprintf(c.App.ErrWriter, "replay state kept in %s\n", dir)
+			} else {
+				defer os.RemoveAll(dir)
+			}
+			rcfg.Global.Database = filepath.Join(dir, "replay.db")
+			rcfg.Global.MapFile = filepath.Join(dir, "ip.map")
+			out, err := replay(c.Context, rcfg, files, newLogger(c.App.ErrWriter, "warn"))
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, out)
+			}
+			w := c.App.Writer
+			for _, b := range out.Bans {
+				fmt.Fprintf(w, "%s  ban %-39s jail=%s until=%s  %s\n", fmtTime(b.Since), b.Addr, b.Jail, fmtUntil(b.Until), b.Reason)
+			}
+			fmt.Fprintf(w, "\n%d lines, %d matches, %d strikes, %d bans of %d addresses in %.3fs (%.0f lines/s)\n",
+				out.Lines, out.Matches, out.Strikes, len(out.Bans), out.Addresses, out.Seconds, out.LinesPerSec)
+			return nil
+		},
+	}
+}
+
+// replayConfig is cfg with only the chosen jails, each reading files.
+func replayConfig(cfg *config.Config, jail string, files []string) (*config.Config, error) {
+	r := *cfg
+	r.Jails = nil
+	for _, j := range cfg.EnabledJails() {
+		if jail != "" && j.Name != jail {
+			continue
+		}
+		jj := *j
+		jj.LogPath = files
+		r.Jails = append(r.Jails, &jj)
+	}
+	if len(r.Jails) == 0 {
+		return nil, exitf(daemon.ExitUsage, "no enabled jail %q", jail)
+	}
+	return &r, nil
+}
+
+// replay feeds the files through an engine, one candidate line at a time
+// with that line's time as the clock, so findtime windows, bans and their
+// expiry happen as they would have.
+func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.Logger) (*replayOutput, error) {
+	st, err := store.Open(cfg.Global.Database, store.Options{Durable: false})
+	if err != nil {
+		return nil, &exitError{code: daemon.ExitUnreachable, err: err}
+	}
+	defer st.Close()
+	eng, err := engine.New(cfg, st, log)
+	if err != nil {
+		return nil, &exitError{code: daemon.ExitUsage, err: err}
+	}
+	out := &replayOutput{Files: files, Bans: []control.Ban{}}
+	for _, j := range eng.Jails() {
+		out.Jails = append(out.Jails, j.Cfg.Name)
+	}
+	lit := commonLiteral(eng.Jails())
+	loc := cfg.Location()
+	start := time.Now()
+	banned := map[string]bool{}
+	var clock time.Time
+	var fail error
+	commit := func() {
+		bans, err := eng.Commit(ctx)
+		if err != nil {
+			fail = err
+			return
+		}
+		if len(bans) == 0 {
+			return
+		}
+		for _, b := range bans {
+			v := daemon.BanView(b)
+			out.Bans = append(out.Bans, v)
+			banned[v.Addr] = true
+		}
+		if err := mapfile.Write(cfg.Global.MapFile, eng.Entries(), clock); err != nil {
+			fail = err
+		}
+	}
+	staged := 0
+	for _, path := range files {
+		fh, err := os.Open(path)
+		if err != nil {
+			return nil, exitf(daemon.ExitUnreachable, "%v", err)
+		}
+		lines, err := eachCandidate(fh, lit, func(text []byte) {
+			if fail != nil {
+				return
+			}
+			t, _, ok := rules.ParseTime(text, loc, clock)
+			if ok && t.After(clock) {
+				clock = t
+			}
+			if clock.IsZero() {
+				clock = time.Now()
+			}
+			if _, err := eng.ExpireDue(ctx, clock); err != nil {
+				fail = err
+				return
+			}
+			before := eng.Stats().Bans
+			eng.Stage([]watcher.Line{{Path: path, Text: text, Read: clock}}, clock)
+			staged++
+			if eng.Stats().Bans != before || staged >= 4096 {
+				staged = 0
+				commit()
+			}
+		})
+		fh.Close()
+		out.Lines += lines
+		if err != nil {
+			return nil, exitf(daemon.ExitUnreachable, "read %s: %v", path, err)
+		}
+	}
+	commit()
+	if fail != nil {
+		return nil, &exitError{code: daemon.ExitUnreachable, err: fail}
+	}
+	s := eng.Stats()
+	out.Matches, out.Strikes, out.Addresses = s.Matches, s.Strikes, len(banned)
+	out.Seconds = time.Since(start).Seconds()
+	if out.Seconds > 0 {
+		out.LinesPerSec = float64(out.Lines) / out.Seconds
+	}
+	return out, nil
+}
+
+// commonLiteral is the literal every jail's filter needs, when they share
+// one; otherwise every line is a candidate.
+func commonLiteral(jails []*engine.Jail) []byte {
+	var lit []byte
+	for i, j := range jails {
+		l := j.Filter.Literal()
+		if i == 0 {
+			lit = l
+		} else if string(l) != string(lit) {
+			return nil
+		}
+	}
+	return lit
+}
+
+// eachCandidate reads r in large blocks and calls fn for each line that
+// contains lit; it returns the number of lines read.
+func eachCandidate(r io.Reader, lit []byte, fn func([]byte)) (int, error) {
+	buf := make([]byte, 1<<20)
+	n, total := 0, 0
+	for {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err == io.EOF && n > 0 && buf[n-1] != '\n' {
+			buf = append(buf[:n], '\n')
+			n++
+		}
+		lines, used := rules.Candidates(buf[:n], lit, fn)
+		total += lines
+		if used == 0 && n == len(buf) {
+			buf = append(buf, make([]byte, len(buf))...)
+		}
+		n = copy(buf, buf[used:n])
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}

@@ -1,0 +1,160 @@
+// Command mailjail is a log-watching enforcement daemon for mail hosts in
+// the spirit of fail2ban: it follows rspamd and Postfix logs, counts
+// strikes per client address and bans offenders through rspamd's IP map.
+// The same binary is the operator's CLI (list, show, ban, unban, status,
+// check, test-filter, replay).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/daemon"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; a
+// plain `go build` falls back to the module's VCS information.
+var version = ""
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if rev != "" {
+			if dirty {
+				rev += "-dirty"
+			}
+			return "dev-" + rev
+		}
+	}
+	return "dev"
+}
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitf(code int, format string, args ...any) error {
+	return &exitError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+var configFlag = &cli.StringFlag{
+	Name:    "config",
+	Aliases: []string{"c"},
+	Usage:   "configuration `FILE` (default: " + config.DefaultPath + " if it exists, else the embedded default)",
+	EnvVars: []string{config.EnvPath},
+}
+
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON (stable schema, see README) instead of text"}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:    "mailjail",
+		Usage:   "ban abusive mail clients through rspamd's IP map, from rspamd and Postfix logs",
+		Version: versionString(),
+		Description: `mailjail follows rspamd and Postfix logs, counts events such as
+'Ratelimit "ip" exceeded' per client address inside findtime, and past
+maxretry bans the address for bantime by rewriting rspamd's multimap IP
+file atomically. State lives in SQLite; the map is always rebuilt from it.
+
+Exit codes: 0 ok, 1 not found / nothing to do, 2 usage or configuration
+error, 3 daemon or state unreachable.`,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		EnableBashCompletion: true,
+		Flags:                []cli.Flag{configFlag},
+		Commands: []*cli.Command{
+			runCommand(), listCommand(), showCommand(), banCommand(), unbanCommand(), statusCommand(),
+			checkCommand(), testFilterCommand(), replayCommand(), versionCommand(), completionCommand(),
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// run runs the CLI and maps errors to the documented exit codes.
+func run(args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.Run(permuteArgs(app, args))
+	if err == nil {
+		return daemon.ExitOK
+	}
+	fmt.Fprintf(stderr, "mailjail: %v\n", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	var ce cli.ExitCoder
+	if errors.As(err, &ce) {
+		return ce.ExitCode()
+	}
+	// urfave/cli's own errors are about flags and arguments.
+	return daemon.ExitUsage
+}
+
+// loadConfig loads and validates the configuration named by --config.
+func loadConfig(c *cli.Context) (*config.Config, error) {
+	return loadConfigFrom(c, c.String("config"))
+}
+
+// loadConfigFrom loads path, or, when empty, the global --config.
+func loadConfigFrom(c *cli.Context, path string) (*config.Config, error) {
+	if path == "" {
+		for _, l := range c.Lineage() {
+			if l.IsSet("config") {
+				path = l.String("config")
+				break
+			}
+		}
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, &exitError{code: daemon.ExitUsage, err: err}
+	}
+	return cfg, nil
+}
+
+// newLogger logs to stderr in logfmt. Under systemd (JOURNAL_STREAM set)
+// it leaves out the time, which journald records itself.
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

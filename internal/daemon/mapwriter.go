@@ -1,0 +1,102 @@
+package daemon
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mailjail/mailjail/mapfile"
+)
+
+// mapWriter rewrites the map in the background whenever it is kicked.
+// Kicks that arrive while a write is under way collapse into one more
+// write, so a burst of thousands of bans costs a handful of rewrites, and
+// reading logs never waits for the disk.
+type mapWriter struct {
+	path    string
+	entries func() []mapfile.Entry
+	clock   func() time.Time
+	log     *slog.Logger
+	kick    chan struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup
+
+	writeMu sync.Mutex // one write at a time, so renames happen in snapshot order
+
+	mu      sync.Mutex
+	writes  uint64
+	lastErr error
+	onWrite func(time.Time) // test and metrics hook, called after each write
+}
+
+func newMapWriter(path string, entries func() []mapfile.Entry, clock func() time.Time, log *slog.Logger) *mapWriter {
+	return &mapWriter{path: path, entries: entries, clock: clock, log: log, kick: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// write rewrites the map now, synchronously.
+func (w *mapWriter) write() error {
+	w.writeMu.Lock()
+	defer w.writeMu.Unlock()
+	start := time.Now()
+	entries := w.entries()
+	err := mapfile.Write(w.path, entries, w.clock())
+	w.mu.Lock()
+	w.lastErr = err
+	if err == nil {
+		w.writes++
+	}
+	hook := w.onWrite
+	w.mu.Unlock()
+	if err != nil {
+		w.log.Error("map not written; the previous map stays in force", "path", w.path, "err", err)
+		return err
+	}
+	w.log.Debug("map written", "path", w.path, "entries", len(entries), "took", time.Since(start))
+	if hook != nil {
+		hook(time.Now())
+	}
+	return nil
+}
+
+func (w *mapWriter) start() {
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		retry := time.NewTimer(time.Hour)
+		retry.Stop()
+		for {
+			select {
+			case <-w.kick:
+			case <-retry.C:
+			case <-w.done:
+				return
+			}
+			if err := w.write(); err != nil {
+				// Keep trying: the database has the bans, and the map must
+				// catch up as soon as the disk has room again.
+				retry.Reset(time.Second)
+			}
+		}
+	}()
+}
+
+// Kick asks for a rewrite.
+func (w *mapWriter) Kick() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// stop ends the writer after a final synchronous write.
+func (w *mapWriter) stop() error {
+	close(w.done)
+	w.wg.Wait()
+	return w.write()
+}
+
+func (w *mapWriter) stats() (uint64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writes, w.lastErr
+}

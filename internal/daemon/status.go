@@ -1,0 +1,93 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/internal/engine"
+	"github.com/mailjail/mailjail/internal/store"
+)
+
+// BuildStatus describes the state in the database (and, with an engine,
+// the strikes it tracks). The daemon adds what only it knows.
+func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*control.Status, error) {
+	counts, err := st.CountsByJail()
+	if err != nil {
+		return nil, err
+	}
+	active, err := st.ActiveBans()
+	if err != nil {
+		return nil, err
+	}
+	s := &control.Status{Database: cfg.Global.Database, MapFile: cfg.Global.MapFile, MapEntries: len(active)}
+	tracked := map[string]int{}
+	if eng != nil {
+		for _, j := range eng.Jails() {
+			tracked[j.Cfg.Name] = j.Policy.Tracked()
+		}
+	}
+	positions, err := st.Positions()
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range cfg.EnabledJails() {
+		c := counts[j.Name]
+		js := control.JailStatus{Name: j.Name, Filter: j.Filter, LogPath: j.LogPath, StrikesTracked: tracked[j.Name],
+			StrikesStored: c.Strikes, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans}
+		for path, p := range positions {
+			if matchesAny(j.LogPath, path) {
+				fs := control.FileStatus{Path: path, Offset: p.Offset}
+				if fi, err := os.Stat(path); err == nil {
+					fs.Size = fi.Size()
+				}
+				js.Files = append(js.Files, fs)
+			}
+		}
+		s.Jails = append(s.Jails, js)
+	}
+	if c, ok := counts[engine.ManualJail]; ok {
+		s.Jails = append(s.Jails, control.JailStatus{Name: engine.ManualJail, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans})
+	}
+	return s, nil
+}
+
+func matchesAny(patterns []string, path string) bool {
+	for _, p := range patterns {
+		if ok, _ := filepath.Match(p, path); ok || p == path {
+			return true
+		}
+	}
+	return false
+}
+
+// fillRunning adds what only the running daemon knows.
+func (d *daemon) fillRunning(s *control.Status) {
+	s.Running = true
+	s.Version = d.opt.Version
+	s.PID = os.Getpid()
+	started := d.started.UTC()
+	s.Started = &started
+	s.UptimeSec = int64(d.opt.Clock().Sub(d.started).Seconds())
+	writes, err := d.mw.stats()
+	s.MapWrites = writes
+	if err != nil {
+		s.MapError = err.Error()
+	}
+	es := d.eng.Stats()
+	s.Lines, s.NoTime, s.Matches, s.Ignored = es.Lines, es.NoTime, es.Matches, es.Ignored
+	if d.fol == nil {
+		return
+	}
+	files := d.fol.Stats().Files
+	for i := range s.Jails {
+		js := &s.Jails[i]
+		js.Files = js.Files[:0]
+		for _, f := range files {
+			if matchesAny(js.LogPath, f.Path) {
+				js.Files = append(js.Files, control.FileStatus{Path: f.Path, Offset: f.Pos.Offset, Size: f.Size, Open: f.Open > 0})
+			}
+		}
+	}
+}

@@ -1,0 +1,536 @@
+// Package engine is mailjail's pipeline without its I/O loops: it takes
+// batches of log lines and a time, runs them through each jail's filter
+// and policy, and records strikes, bans and read positions in the store in
+// one transaction. The daemon drives it from the watcher and a wall clock;
+// replay drives it from old files with the logs' own clock; the CLI uses
+// it for manual bans when no daemon runs. It keeps the active bans in
+// memory (a cache of the database) so the map can be rendered at once.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/mapfile"
+	"github.com/mailjail/mailjail/rules"
+	"github.com/mailjail/mailjail/watcher"
+)
+
+// ManualJail is the jail name of bans made by hand (and of entries taken
+// over from a map that existed before mailjail).
+const ManualJail = "manual"
+
+// Engine runs the pipeline. Stage, Commit and the manual operations must
+// be called from one goroutine; Entries may be called from any.
+type Engine struct {
+	cfg   *config.Config
+	st    *store.Store
+	log   *slog.Logger
+	loc   *time.Location
+	jails []*Jail
+
+	pathJails map[string][]*Jail // followed path -> jails that read it
+
+	mu     sync.Mutex // guards bans, byAddr, ranges, for the map writer
+	bans   map[banKey]store.Ban
+	byAddr map[netip.Addr]int      // active single-address bans per address
+	ranges map[banKey]store.Ban    // active range bans
+	staged map[netip.Addr]struct{} // banned by the pending batch
+
+	pending pending
+	stats   Stats
+}
+
+// Jail is one configured jail at run time.
+type Jail struct {
+	Cfg     *config.Jail
+	Filter  *rules.Filter
+	Policy  *rules.Policy
+	ignore  *rules.IPSet
+	buckets map[string]bool
+}
+
+type banKey struct {
+	jail   string
+	prefix netip.Prefix
+}
+
+// Stats counts what the engine saw, for status output.
+type Stats struct {
+	Lines       uint64 // lines staged
+	NoTime      uint64 // lines without a parsable timestamp (read time used)
+	Matches     uint64 // filter matches
+	Ignored     uint64 // matches for ignoreip addresses
+	OtherBucket uint64 // matches in buckets the jail does not strike on
+	Strikes     uint64 // strikes counted
+	Bans        uint64 // bans decided
+}
+
+// pending is a staged batch not yet committed.
+type pending struct {
+	strikes   []store.Strike
+	bans      []store.Ban
+	positions map[string]store.Position
+}
+
+func (p *pending) empty() bool {
+	return len(p.strikes) == 0 && len(p.bans) == 0 && len(p.positions) == 0
+}
+
+// New builds an engine for cfg's enabled jails on st.
+func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error) {
+	e := &Engine{cfg: cfg, st: st, log: log, loc: cfg.Location(), pathJails: map[string][]*Jail{},
+		bans: map[banKey]store.Ban{}, byAddr: map[netip.Addr]int{}, ranges: map[banKey]store.Ban{}, staged: map[netip.Addr]struct{}{}}
+	for _, jc := range cfg.EnabledJails() {
+		f, err := cfg.CompileFilter(jc.Filter)
+		if err != nil {
+			return nil, fmt.Errorf("jail %s: %w", jc.Name, err)
+		}
+		ign, err := rules.NewIPSet(jc.IgnoreIP)
+		if err != nil {
+			return nil, fmt.Errorf("jail %s: ignoreip: %w", jc.Name, err)
+		}
+		j := &Jail{Cfg: jc, Filter: f, Policy: rules.NewPolicy(jc.Policy()), ignore: ign}
+		if len(jc.Buckets) > 0 {
+			j.buckets = map[string]bool{}
+			for _, b := range jc.Buckets {
+				j.buckets[b] = true
+			}
+		}
+		e.jails = append(e.jails, j)
+	}
+	return e, nil
+}
+
+// Jails returns the running jails.
+func (e *Engine) Jails() []*Jail { return e.jails }
+
+// Stats returns counters.
+func (e *Engine) Stats() Stats { return e.stats }
+
+// LogPatterns is every logpath of every enabled jail, deduplicated.
+func (e *Engine) LogPatterns() []string {
+	var out []string
+	for _, j := range e.jails {
+		for _, p := range j.Cfg.LogPath {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// jailsFor returns the jails that read path (a literal logpath or a glob
+// match), cached.
+func (e *Engine) jailsFor(path string) []*Jail {
+	if js, ok := e.pathJails[path]; ok {
+		return js
+	}
+	var js []*Jail
+	for _, j := range e.jails {
+		for _, p := range j.Cfg.LogPath {
+			if ok, _ := filepath.Match(p, path); ok || p == path {
+				js = append(js, j)
+				break
+			}
+		}
+	}
+	e.pathJails[path] = js
+	return js
+}
+
+// Restore loads state after a start: active bans (and their effect on
+// the policies), earlier bans for escalation, and strikes still inside
+// their findtime window.
+func (e *Engine) Restore(now time.Time) error {
+	bans, err := e.st.ActiveBans()
+	if err != nil {
+		return err
+	}
+	e.put(bans...)
+	var maxLook, maxFind time.Duration
+	for _, j := range e.jails {
+		maxLook = max(maxLook, j.Cfg.Lookback)
+		maxFind = max(maxFind, j.Cfg.FindTime)
+	}
+	past, err := e.st.BansSince(now.Add(-maxLook))
+	if err != nil {
+		return err
+	}
+	for _, b := range past {
+		if j := e.jail(b.Jail); j != nil && b.Prefix.IsSingleIP() {
+			j.Policy.RecordPastBan(b.Prefix.Addr(), b.Since)
+		}
+	}
+	return e.st.StrikesSince(now.Add(-maxFind), func(s store.Strike) error {
+		if j := e.jail(s.Jail); j != nil && !e.bannedAt(s.Addr, now) {
+			j.Policy.Restore(s.Addr, s.At, now)
+		}
+		return nil
+	})
+}
+
+func (e *Engine) jail(name string) *Jail {
+	for _, j := range e.jails {
+		if j.Cfg.Name == name {
+			return j
+		}
+	}
+	return nil
+}
+
+// put records active bans (replacing one of the same jail and prefix).
+func (e *Engine) put(bans ...store.Ban) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, b := range bans {
+		k := banKey{b.Jail, b.Prefix}
+		if _, ok := e.bans[k]; !ok && b.Prefix.IsSingleIP() {
+			e.byAddr[b.Prefix.Addr()]++
+		}
+		e.bans[k] = b
+		if !b.Prefix.IsSingleIP() {
+			e.ranges[k] = b
+		}
+	}
+}
+
+// del forgets active bans.
+func (e *Engine) del(bans ...store.Ban) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, b := range bans {
+		k := banKey{b.Jail, b.Prefix}
+		if _, ok := e.bans[k]; !ok {
+			continue
+		}
+		delete(e.bans, k)
+		delete(e.ranges, k)
+		if a := b.Prefix.Addr(); b.Prefix.IsSingleIP() {
+			if e.byAddr[a]--; e.byAddr[a] <= 0 {
+				delete(e.byAddr, a)
+			}
+		}
+	}
+}
+
+// bannedAt reports whether a is covered by an active or staged ban at
+// now. A banned client's further events are the ban working, not new
+// strikes. Single addresses are a map lookup; ranges (manual, few) a scan.
+func (e *Engine) bannedAt(a netip.Addr, now time.Time) bool {
+	if _, ok := e.staged[a]; ok {
+		return true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.byAddr[a] > 0 {
+		return true
+	}
+	for k, b := range e.ranges {
+		if k.prefix.Contains(a) && (b.Until.IsZero() || b.Until.After(now)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Stage runs lines through the jails at time now (the daemon's clock, or
+// the logs' clock in a replay) and adds the strikes, bans and positions to
+// the pending batch. Nothing is visible until Commit succeeds.
+func (e *Engine) Stage(lines []watcher.Line, now time.Time) {
+	if e.pending.positions == nil {
+		e.pending.positions = map[string]store.Position{}
+	}
+	for i := range lines {
+		l := &lines[i]
+		e.stats.Lines++
+		e.pending.positions[l.Path] = store.Position(l.Pos)
+		js := e.jailsFor(l.Path)
+		if len(js) == 0 {
+			continue
+		}
+		at, n, ok := rules.ParseTime(l.Text, e.loc, l.Read)
+		if !ok {
+			at = l.Read
+			e.stats.NoTime++
+		}
+		for _, j := range js {
+			e.stageMatch(j, l.Text, l.Text[n:], at, now)
+		}
+	}
+}
+
+func (e *Engine) stageMatch(j *Jail, line, msg []byte, at, now time.Time) {
+	m, ok := j.Filter.Match(msg)
+	if !ok {
+		return
+	}
+	e.stats.Matches++
+	if j.buckets != nil && m.Bucket != "" && !j.buckets[m.Bucket] {
+		e.stats.OtherBucket++
+		return
+	}
+	if j.ignore.Contains(m.Addr) {
+		e.stats.Ignored++
+		return
+	}
+	if e.bannedAt(m.Addr, now) {
+		return
+	}
+	d := j.Policy.Strike(m.Addr, at, now)
+	if !d.Counted {
+		return
+	}
+	e.stats.Strikes++
+	e.pending.strikes = append(e.pending.strikes, store.Strike{Jail: j.Cfg.Name, Addr: m.Addr, At: at, Bucket: m.Bucket, Line: string(line)})
+	if !d.Ban {
+		return
+	}
+	e.stats.Bans++
+	reason := fmt.Sprintf("%d strikes in %s", d.Count, config.FormatDuration(j.Cfg.FindTime))
+	if m.Bucket != "" {
+		reason += fmt.Sprintf(` (Ratelimit "%s")`, m.Bucket)
+	}
+	if d.Offense > 1 {
+		reason += fmt.Sprintf(", offense %d", d.Offense)
+	}
+	e.pending.bans = append(e.pending.bans, store.Ban{
+		Jail: j.Cfg.Name, Prefix: rules.HostPrefix(m.Addr), Since: now, Until: d.Until, Strikes: d.Count, Reason: reason,
+	})
+	// Later lines of the same batch must see this ban before Commit; the
+	// map must not until it is in the database.
+	e.staged[m.Addr] = struct{}{}
+}
+
+// Commit writes the pending batch in one transaction and returns the bans
+// it made. On error nothing is written and the batch stays pending, so
+// calling Commit again retries it (a full disk loses nothing).
+func (e *Engine) Commit(ctx context.Context) ([]store.Ban, error) {
+	if e.pending.empty() {
+		return nil, nil
+	}
+	p := &e.pending
+	err := e.st.Update(ctx, func(tx *store.Tx) error {
+		for _, s := range p.strikes {
+			if err := tx.AddStrike(s); err != nil {
+				return err
+			}
+		}
+		for i := range p.bans {
+			id, err := tx.AddBan(p.bans[i])
+			if err != nil {
+				return err
+			}
+			p.bans[i].ID = id
+		}
+		for _, pos := range p.positions {
+			if err := tx.SavePosition(pos); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	bans := p.bans
+	e.put(bans...)
+	clear(e.staged)
+	e.pending = pending{}
+	return bans, nil
+}
+
+// Entries returns the map's entries: every active ban.
+func (e *Engine) Entries() []mapfile.Entry {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]mapfile.Entry, 0, len(e.bans))
+	for k, b := range e.bans {
+		out = append(out, mapfile.Entry{Prefix: k.prefix, Until: b.Until, Jail: k.jail})
+	}
+	return out
+}
+
+// ActiveBans returns the active bans from memory.
+func (e *Engine) ActiveBans() []store.Ban {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]store.Ban, 0, len(e.bans))
+	for _, b := range e.bans {
+		out = append(out, b)
+	}
+	return out
+}
+
+// NextExpiry is the earliest end of an active ban, or zero.
+func (e *Engine) NextExpiry() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var next time.Time
+	for _, b := range e.bans {
+		if !b.Until.IsZero() && (next.IsZero() || b.Until.Before(next)) {
+			next = b.Until
+		}
+	}
+	return next
+}
+
+// ExpireDue lifts every ban that has ended by now and returns them.
+func (e *Engine) ExpireDue(ctx context.Context, now time.Time) ([]store.Ban, error) {
+	if next := e.NextExpiry(); next.IsZero() || next.After(now) {
+		return nil, nil
+	}
+	var expired []store.Ban
+	err := e.st.Update(ctx, func(tx *store.Tx) (err error) {
+		expired, err = tx.ExpireBans(now)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.forget(expired)
+	return expired, nil
+}
+
+func (e *Engine) forget(bans []store.Ban) {
+	e.del(bans...)
+	for _, b := range bans {
+		if b.Prefix.IsSingleIP() {
+			for _, j := range e.jails {
+				if b.Jail == j.Cfg.Name || b.Jail == ManualJail {
+					j.Policy.Lift(b.Prefix.Addr())
+				}
+			}
+		}
+	}
+}
+
+// ErrIgnored refuses a manual ban of an address in ignoreip.
+var ErrIgnored = errors.New("address is in ignoreip")
+
+// Ban bans p by hand. d is the length (config.Permanent for no end).
+func (e *Engine) Ban(ctx context.Context, p netip.Prefix, jail string, d time.Duration, reason string, now time.Time) (store.Ban, error) {
+	if jail == "" {
+		jail = ManualJail
+	}
+	ign, err := rules.NewIPSet(e.cfg.Global.IgnoreIP)
+	if err != nil {
+		return store.Ban{}, err
+	}
+	if j := e.jail(jail); j != nil {
+		ign = j.ignore
+	}
+	if ign.Overlaps(p) {
+		return store.Ban{}, fmt.Errorf("ban %s: %w", rules.FormatPrefix(p), ErrIgnored)
+	}
+	b := store.Ban{Jail: jail, Prefix: p, Since: now, Reason: reason}
+	if d > 0 {
+		b.Until = now.Add(d)
+	}
+	err = e.st.Update(ctx, func(tx *store.Tx) error {
+		id, err := tx.AddBan(b)
+		b.ID = id
+		return err
+	})
+	if err != nil {
+		return store.Ban{}, err
+	}
+	e.put(b)
+	return b, nil
+}
+
+// Unban lifts the active bans of p (in jail, or all jails when empty)
+// and clears its strikes. It returns store.ErrNotFound when p is not
+// banned.
+func (e *Engine) Unban(ctx context.Context, p netip.Prefix, jail string, now time.Time, by string) ([]store.Ban, error) {
+	var lifted []store.Ban
+	err := e.st.Update(ctx, func(tx *store.Tx) (err error) {
+		lifted, err = tx.LiftBans(p, jail, now, by)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if p.IsSingleIP() {
+		for _, j := range e.jails {
+			if jail == "" || j.Cfg.Name == jail {
+				j.Policy.Lift(p.Addr())
+			}
+		}
+	}
+	if len(lifted) == 0 {
+		return nil, fmt.Errorf("%s is not banned: %w", rules.FormatPrefix(p), store.ErrNotFound)
+	}
+	e.forget(lifted)
+	return lifted, nil
+}
+
+// mapAdoptedKey is the meta key recording that mailjail took over a map.
+func mapAdoptedKey(path string) string { return "map_adopted:" + path }
+
+// AdoptMap takes over the map at path the first time mailjail writes it:
+// entries already there (from fail2ban, or written by hand) become
+// permanent manual bans, so no ban is silently dropped. A map that cannot
+// be parsed stops the takeover with an error naming its line.
+func (e *Engine) AdoptMap(ctx context.Context, path string, prefixes []netip.Prefix, now time.Time) (int, error) {
+	if _, done, err := e.st.Meta(mapAdoptedKey(path)); err != nil || done {
+		return 0, err
+	}
+	e.mu.Lock()
+	have := map[netip.Prefix]bool{}
+	for k := range e.bans {
+		have[k.prefix] = true
+	}
+	e.mu.Unlock()
+	var added []store.Ban
+	err := e.st.Update(ctx, func(tx *store.Tx) error {
+		for _, p := range prefixes {
+			if have[p] {
+				continue
+			}
+			have[p] = true
+			b := store.Ban{Jail: ManualJail, Prefix: p, Since: now, Reason: "imported from " + path}
+			id, err := tx.AddBan(b)
+			if err != nil {
+				return err
+			}
+			b.ID = id
+			added = append(added, b)
+		}
+		return tx.SetMeta(mapAdoptedKey(path), now.UTC().Format(time.RFC3339))
+	})
+	if err != nil {
+		return 0, err
+	}
+	e.put(added...)
+	return len(added), nil
+}
+
+// MapAdopted reports whether the map at path was taken over already.
+func (e *Engine) MapAdopted(path string) (bool, error) {
+	_, done, err := e.st.Meta(mapAdoptedKey(path))
+	return done, err
+}
+
+// Prune drops in-memory windows and database strikes that can no longer
+// count, keeping strikes for at least keep so `show` can explain bans.
+func (e *Engine) Prune(ctx context.Context, now time.Time, keep time.Duration) error {
+	for _, j := range e.jails {
+		j.Policy.Prune(now)
+		keep = max(keep, j.Cfg.FindTime)
+	}
+	return e.st.Update(ctx, func(tx *store.Tx) error {
+		_, err := tx.PruneStrikes(now.Add(-keep))
+		return err
+	})
+}
