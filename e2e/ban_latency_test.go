@@ -18,7 +18,7 @@ func TestClientsBannedPromptlyAfterMaxretryEvents(t *testing.T) {
 		clients = append(clients, fmt.Sprintf("198.51.100.%d", 100+i), fmt.Sprintf("2001:db8:1::%x", i))
 	}
 	mapPath := mapFilePath()
-	dir := t.TempDir()
+	dir := daemonDir(t)
 	cfg := newDaemonConfig(dir)
 	cfg.MaxRetry = maxretry
 	cfg.BanTime = "10m"

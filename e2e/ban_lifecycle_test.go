@@ -26,7 +26,7 @@ func TestRateLimitedClientsBannedThroughKillUntilBantimeExpires(t *testing.T) {
 		bantime  = 25 * time.Second
 	)
 	mapPath := mapFilePath()
-	dir := t.TempDir()
+	dir := daemonDir(t)
 	cfg := newDaemonConfig(dir)
 	cfg.IgnoreIP = append(cfg.IgnoreIP, ignored)
 	cfg.MaxRetry = maxretry

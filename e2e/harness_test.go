@@ -712,6 +712,19 @@ func (c daemonConfig) TOML() string {
 	return b.String()
 }
 
+// daemonDir returns a fresh, short directory for one test's daemon state (configuration,
+// database, sockets, output). Short, because unix socket paths are limited to 107 bytes and
+// t.TempDir() embeds the test's long name.
+func daemonDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "mje2e-")
+	if err != nil {
+		t.Fatalf("creating the daemon's directory: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
 // newDaemonConfig returns a configuration whose state lives in a fresh directory of the
 // test and that follows the real rspamd log and writes the real map.
 func newDaemonConfig(dir string) daemonConfig {

@@ -15,12 +15,19 @@ wait_gone() {
 	return 1
 }
 
-# stop_pidfile NAME FILE: SIGTERM the process in FILE, SIGKILL it after 10 s.
+# stop_pidfile NAME FILE COMM: SIGTERM the process in FILE, SIGKILL it after 10 s. Only if
+# its command name starts with COMM: a stale pid file may name a reused pid.
 stop_pidfile() {
-	local pid
+	local pid comm
 	[ -s "$2" ] || return 0
 	pid="$(tr -dc '0-9' <"$2")"
 	[ -n "$pid" ] || return 0
+	comm="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
+	if [ "${comm#"$3"}" = "$comm" ]; then
+		[ -z "$comm" ] || log "pid file $2 names pid $pid ($comm), not $3; leaving it alone"
+		rm -f "$2"
+		return 0
+	fi
 	if kill -0 "$pid" 2>/dev/null; then
 		log "stopping $1 (pid $pid)"
 		kill -TERM "$pid" 2>/dev/null || true
@@ -36,7 +43,7 @@ stop_pidfile() {
 if command -v postfix >/dev/null 2>&1 && postfix status >/dev/null 2>&1; then
 	log "stopping postfix"
 	postfix stop >/dev/null 2>&1 || true
-	stop_pidfile postfix /var/spool/postfix/pid/master.pid
+	stop_pidfile postfix /var/spool/postfix/pid/master.pid master
 fi
-stop_pidfile rspamd /run/rspamd/rspamd.pid
-stop_pidfile redis /run/mailjail-e2e-redis.pid
+stop_pidfile rspamd /run/rspamd/rspamd.pid rspamd
+stop_pidfile redis /run/mailjail-e2e-redis.pid redis-server

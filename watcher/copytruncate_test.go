@@ -70,3 +70,38 @@ func TestTruncateWithoutCopy(t *testing.T) {
 		t.Errorf("Truncations = %d, want 1", st.Truncations)
 	}
 }
+
+// Two copytruncates before the follower looks: both copies are read, in order.
+func TestCopyTruncateTwiceBetweenLooks(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/postfix.log"
+	fd := appendFile(t, path)
+	clk := newFakeClock()
+	opt := testOptions(clk)
+	wk := make(manualWaker, 1)
+	opt.Waker, opt.NoNotify = wk, true
+	_, c := startFollow(t, []string{path}, nil, opt)
+	w := newLogWriter(14, "ct2")
+	w.write(t, fd, 100)
+	wk.kick()
+	waitFor(t, 5*time.Second, "first lines", func() bool { return c.count() == 100 }, nil)
+	for range 2 {
+		w.write(t, fd, 50)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shiftRotated(t, path)
+		if err := os.WriteFile(path+".1", data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := fd.Truncate(0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.write(t, fd, 10)
+	fd.Close()
+	want := w.lines()
+	waitFor(t, 5*time.Second, "all lines", func() bool { return c.count() >= len(want) }, wk.kick)
+	sameLines(t, want, c.snapshot())
+}

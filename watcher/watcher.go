@@ -560,10 +560,20 @@ func (f *Follower) findRotated(s *source, p Position, skip func(fileID) bool, no
 // pushNewer queues rotated siblings written after prev, so that a path
 // rotated twice before we looked (or while we were down) loses nothing.
 func (f *Follower) pushNewer(s *source, prev *openFile, skip func(fileID) bool, now time.Time) {
+	for _, o := range f.newerSiblings(s, prev, skip, now) {
+		f.c.recovered.Add(1)
+		f.push(s, o)
+	}
+}
+
+// newerSiblings opens the rotated siblings of s last written after prev,
+// oldest first, skipping files already followed or finished.
+func (f *Follower) newerSiblings(s *source, prev *openFile, skip func(fileID) bool, now time.Time) []*openFile {
 	pfi, err := prev.f.Stat()
 	if err != nil {
-		return
+		return nil
 	}
+	var out []*openFile
 	for _, sb := range rotatedSiblings(s.path) {
 		if skip(sb.id) || sb.id == prev.id || sb.mtime.Before(pfi.ModTime()) {
 			continue
@@ -578,9 +588,9 @@ func (f *Follower) pushNewer(s *source, prev *openFile, skip func(fileID) bool, 
 		if err != nil || o == nil {
 			continue
 		}
-		f.c.recovered.Add(1)
-		f.push(s, o)
+		out = append(out, o)
 	}
+	return out
 }
 
 // sweep checks every path for rotation and reads what is available. It
@@ -722,10 +732,16 @@ func (f *Follower) truncated(s *source, o *openFile, now time.Time) {
 	o.lastSize = -1
 	o.lastGrowth = now
 	if cp != nil {
-		cp.final = true
-		f.c.recovered.Add(1)
-		f.owned[cp.id] = s
-		s.queue = append([]*openFile{cp}, s.queue...)
+		// Copies made by later copytruncates (if we missed more than
+		// one) hold the rest, in order; nobody writes to any of them.
+		front := []*openFile{cp}
+		front = append(front, f.newerSiblings(s, cp, func(id fileID) bool { return id == o.id || f.inQueue(s, id) }, now)...)
+		for _, x := range front {
+			x.final = true
+			f.c.recovered.Add(1)
+			f.owned[x.id] = s
+		}
+		s.queue = append(front, s.queue...)
 	}
 }
 

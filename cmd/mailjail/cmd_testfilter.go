@@ -138,7 +138,9 @@ func printTestFilter(w io.Writer, out testFilterOutput) {
 	for k, v := range out.Addresses {
 		addrs = append(addrs, kv{k, v})
 	}
-	sort.Slice(addrs, func(i, j int) bool { return addrs[i].v > addrs[j].v || addrs[i].v == addrs[j].v && addrs[i].k < addrs[j].k })
+	sort.Slice(addrs, func(i, j int) bool {
+		return addrs[i].v > addrs[j].v || addrs[i].v == addrs[j].v && addrs[i].k < addrs[j].k
+	})
 	if len(addrs) > 0 {
 		fmt.Fprintln(w, "\nEvents per address:")
 		for _, a := range addrs {
@@ -182,4 +184,3 @@ func resolveFilter(c *cli.Context, name string) (*rules.Filter, error) {
 	}
 	return f, nil
 }
-
