@@ -489,3 +489,9 @@ func (s *Store) CountsByJail() (map[string]Counts, error) {
 	}
 	return out, rows.Err()
 }
+
+// Exec runs raw SQL (tests and maintenance).
+func (s *Store) Exec(query string) error {
+	_, err := s.db.Exec(query)
+	return err
+}

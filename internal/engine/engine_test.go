@@ -1,0 +1,235 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/rules"
+	"github.com/mailjail/mailjail/watcher"
+)
+
+const fixture = "../../testdata/rspamd-3.4-proxy.log"
+
+func newEngine(t *testing.T, toml string) (*Engine, *store.Store) {
+	t.Helper()
+	cfg, err := config.Parse(strings.NewReader(toml), "test.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Global.Timezone = "UTC"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(t.TempDir(), "m.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e, err := New(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, st
+}
+
+// feed stages a file line by line with each line's own time as the
+// clock and commits at the end, as replay does.
+func feed(t *testing.T, e *Engine, path, as string) []store.Ban {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	var bans []store.Ban
+	ctx := context.Background()
+	for sc.Scan() {
+		at, _, _ := rules.ParseTime(sc.Bytes(), time.UTC, time.Now())
+		if _, err := e.ExpireDue(ctx, at); err != nil {
+			t.Fatal(err)
+		}
+		e.Stage([]watcher.Line{{Path: as, Text: sc.Bytes(), Read: at}}, at)
+		b, err := e.Commit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bans = append(bans, b...)
+	}
+	return bans
+}
+
+func addrs(bans []store.Ban) string {
+	var out []string
+	for _, b := range bans {
+		out = append(out, rules.FormatPrefix(b.Prefix))
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
+
+const jail = `
+[jail.rl]
+filter = "rspamd-ratelimit"
+logpath = ["/var/log/rspamd/rspamd.log"]
+maxretry = 2
+findtime = "10m"
+bantime = "1h"
+`
+
+func TestBansFromRealLog(t *testing.T) {
+	tests := []struct {
+		name, toml, want string
+	}{
+		// 203.0.113.7 has 7 events, all in the "user" bucket: not banned by default.
+		{"default buckets", jail, "198.18.0.66 198.18.5.6 198.51.100.23 2001:db8::42"},
+		{"user bucket opted in", jail + `buckets = ["ip", "user"]`, "198.18.0.66 198.18.5.6 198.51.100.23 2001:db8::42 203.0.113.7"},
+		{"ignoreip", jail + `ignoreip = ["198.18.0.0/15", "2001:db8::/32"]`, "198.51.100.23"},
+		{"maxretry above the counts", strings.Replace(jail, "maxretry = 2", "maxretry = 6", 1), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, st := newEngine(t, tt.toml)
+			bans := feed(t, e, fixture, "/var/log/rspamd/rspamd.log")
+			if got := addrs(bans); got != tt.want {
+				t.Errorf("banned %q, want %q", got, tt.want)
+			}
+			active, _ := st.ActiveBans()
+			if addrs(active) != tt.want || len(e.Entries()) != len(active) {
+				t.Errorf("store has %q, map %d entries", addrs(active), len(e.Entries()))
+			}
+		})
+	}
+}
+
+func TestLinesOfOtherPathsAreNotJudged(t *testing.T) {
+	e, _ := newEngine(t, jail)
+	if bans := feed(t, e, fixture, "/var/log/other.log"); len(bans) != 0 || e.Stats().Matches != 0 {
+		t.Fatalf("bans from an unrelated file: %v", bans)
+	}
+}
+
+// A failed commit keeps the batch; retrying it loses nothing and the
+// ban is not visible (in the map) before it is in the database.
+func TestCommitFailureKeepsBatch(t *testing.T) {
+	e, st := newEngine(t, jail)
+	ctx := context.Background()
+	dbPath := st.Path()
+	// Make every ban insert fail, as a full disk would.
+	if err := execSQL(dbPath, `CREATE TABLE fail(x); INSERT INTO fail VALUES(1);
+		CREATE TRIGGER no_bans BEFORE INSERT ON bans WHEN EXISTS (SELECT 1 FROM fail) BEGIN SELECT RAISE(ABORT, 'disk full'); END;`); err != nil {
+		t.Fatal(err)
+	}
+	line := "2026-11-25 03:33:42 #3861(rspamd_proxy) <4854e1>; proxy; rspamd_task_write_log: id: <x>, ip: 198.18.0.66, from: <m@e>, (default: F (soft reject): [0.00/15.00] []), len: 1, forced: soft reject \"Ratelimit \"ip\" exceeded\"; score=nan (set by ratelimit)"
+	now := time.Date(2026, 11, 25, 3, 34, 0, 0, time.UTC)
+	pos := watcher.Position{Path: "/var/log/rspamd/rspamd.log", Offset: 100}
+	e.Stage([]watcher.Line{{Path: pos.Path, Text: []byte(line), Pos: pos}, {Path: pos.Path, Text: []byte(line), Pos: pos}}, now)
+	if _, err := e.Commit(ctx); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("commit err = %v", err)
+	}
+	if len(e.Entries()) != 0 {
+		t.Fatal("ban visible to the map before it was saved")
+	}
+	if p, _ := st.Positions(); len(p) != 0 {
+		t.Fatal("position saved without its strikes")
+	}
+	if err := execSQL(dbPath, `DELETE FROM fail`); err != nil {
+		t.Fatal(err)
+	}
+	bans, err := e.Commit(ctx)
+	if err != nil || len(bans) != 1 {
+		t.Fatalf("retry: %v %v", bans, err)
+	}
+	if p, _ := st.Positions(); p[pos.Path].Offset != 100 {
+		t.Fatalf("positions = %v", p)
+	}
+	if n := len(e.Entries()); n != 1 {
+		t.Fatalf("map entries = %d", n)
+	}
+}
+
+func execSQL(path, q string) error {
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return st.Exec(q)
+}
+
+// After a restart the engine counts strikes still in their window,
+// restores active bans and escalates from earlier bans.
+func TestRestoreAfterRestart(t *testing.T) {
+	e, st := newEngine(t, jail+"bantime_factor = 3\n")
+	ctx := context.Background()
+	a := netip.MustParseAddr("198.51.100.23")
+	now := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	line := func(ip string) []byte {
+		return []byte("2026-11-25 03:00:00 #1(rspamd_proxy) <a1>; proxy; rspamd_task_write_log: id: <m>, ip: " + ip + ", from: <x@y>, (default: F (soft reject): [0.00/15.00] []), len: 1, forced: soft reject \"Ratelimit \"ip\" exceeded\"; score=nan (set by ratelimit)")
+	}
+	e.Stage([]watcher.Line{{Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}}, now)
+	if _, err := e.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A restart: a new engine on the same database.
+	e2, err := New(e.cfg, st, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.Restore(now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	e2.Stage([]watcher.Line{{Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}}, now.Add(time.Minute))
+	bans, err := e2.Commit(ctx)
+	if err != nil || len(bans) != 1 {
+		t.Fatalf("strike before restart did not count: %v %v", bans, err)
+	}
+	// Unban, strike twice more: the second ban escalates (×3).
+	if _, err := e2.Unban(ctx, rules.HostPrefix(a), "", now.Add(2*time.Minute), "test"); err != nil {
+		t.Fatal(err)
+	}
+	e3, _ := New(e.cfg, st, e.log)
+	later := now.Add(3 * time.Minute)
+	if err := e3.Restore(later); err != nil {
+		t.Fatal(err)
+	}
+	e3.Stage([]watcher.Line{{Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}, {Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}}, later)
+	bans, err = e3.Commit(ctx)
+	if err != nil || len(bans) != 1 || bans[0].Until.Sub(bans[0].Since) != 3*time.Hour {
+		t.Fatalf("escalated ban = %+v, %v", bans, err)
+	}
+}
+
+func TestManualBanAndUnban(t *testing.T) {
+	e, _ := newEngine(t, jail)
+	ctx := context.Background()
+	now := time.Now()
+	if _, err := e.Ban(ctx, netip.MustParsePrefix("127.0.0.0/24"), "", time.Hour, "", now); err == nil {
+		t.Fatal("banned a range that covers ignoreip")
+	}
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	if _, err := e.Ban(ctx, p, "", config.Permanent, "range", now); err != nil {
+		t.Fatal(err)
+	}
+	if !e.bannedAt(netip.MustParseAddr("198.51.100.77"), now.Add(1000*time.Hour)) {
+		t.Fatal("range ban does not cover its addresses")
+	}
+	if _, err := e.Unban(ctx, netip.MustParsePrefix("192.0.2.1/32"), "", now, "t"); err == nil {
+		t.Fatal("unbanned an address that was not banned")
+	}
+	if lifted, err := e.Unban(ctx, p, "", now, "t"); err != nil || len(lifted) != 1 || len(e.Entries()) != 0 {
+		t.Fatalf("unban: %v %v", lifted, err)
+	}
+}
