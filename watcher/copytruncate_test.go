@@ -20,8 +20,19 @@ func TestCopyTruncateRereadsFromZero(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for range 6 {
+		for r := range 6 {
 			w.write(t, fd, 1500)
+			// A copytruncate of content the follower has not read a
+			// byte of looks exactly like growth (documented limit);
+			// real rotations are hours apart.
+			for c.count() <= r*1500 {
+				select {
+				case <-c.updated:
+				case <-time.After(5 * time.Second):
+					t.Error("follower read nothing")
+					return
+				}
+			}
 			data, err := os.ReadFile(path)
 			if err != nil {
 				t.Error(err)
@@ -42,6 +53,8 @@ func TestCopyTruncateRereadsFromZero(t *testing.T) {
 	}()
 	<-done
 	want := w.lines()
+	dump = func(t *testing.T) { t.Logf("stats %+v", f.Stats()); sameLines(t, want, c.snapshot()) }
+	defer func() { dump = nil }()
 	waitFor(t, 10*time.Second, "all lines", func() bool { return c.count() >= len(want) }, nil)
 	sameLines(t, want, c.snapshot())
 	if st := f.Stats(); st.Truncations == 0 {

@@ -62,7 +62,9 @@
 // Residual risks: content replaced by content with the same first 64 bytes
 // in the same inode is not detected; logrotate's copytruncate loses what is
 // written between its copy and its truncate (nothing can recover that);
-// compressed rotated files are not read.
+// compressed rotated files are not read; a copytruncate of content of which
+// not a single byte was read yet looks exactly like growth, so that content
+// is lost (only when rotations come faster than the follower reads).
 //
 // Globs are expanded with filepath.Glob and re-expanded when a directory
 // changes or on each poll; a file reachable through several patterns or

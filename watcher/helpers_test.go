@@ -119,6 +119,9 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool,
 	for !cond() {
 		select {
 		case <-deadline.C:
+			if dump != nil {
+				dump(t)
+			}
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		case <-tick.C:
 			if nudge != nil {
@@ -127,6 +130,9 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool,
 		}
 	}
 }
+
+// dump, when set by a test, explains a timeout.
+var dump func(t *testing.T)
 
 // startFollow starts a follower that is stopped (and waited for) at cleanup.
 func startFollow(t *testing.T, paths []string, saved map[string]Position, opt Options) (*Follower, *collector) {
