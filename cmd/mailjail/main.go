@@ -112,11 +112,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	var ce cli.ExitCoder
-	if errors.As(err, &ce) {
-		return ce.ExitCode()
-	}
-	// urfave/cli's own errors are about flags and arguments.
+	// urfave/cli's own errors (unknown command or flag, bad flag value)
+	// are usage errors.
 	return daemon.ExitUsage
 }
 
