@@ -215,6 +215,9 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 func commonLiteral(jails []*engine.Jail) []byte {
 	var lit []byte
 	for i, j := range jails {
+		if j.Filter == nil {
+			return nil // a rate jail reads every line
+		}
 		l := j.Filter.Literal()
 		if i == 0 {
 			lit = l

@@ -3,12 +3,15 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/daemon"
+	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
 )
 
@@ -19,6 +22,18 @@ type showOutput struct {
 	Active  []control.Ban `json:"active"`
 	History []control.Ban `json:"history"`
 	Strikes []strikeView  `json:"strikes"`
+	Rate    []rateView    `json:"rate_events"`
+}
+
+type rateView struct {
+	Jail   string    `json:"jail"`
+	At     time.Time `json:"at"`
+	What   string    `json:"what"`
+	Level  float64   `json:"level"`
+	Burst  float64   `json:"burst"`
+	Rate   string    `json:"rate"`
+	Urgent bool      `json:"urgent"`
+	Detail string    `json:"detail"`
 }
 
 type strikeView struct {
@@ -31,57 +46,47 @@ type strikeView struct {
 func showCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "show",
-		Usage:     "show everything known about one address",
-		ArgsUsage: "ADDR|CIDR",
-		Description: `Prints the address's active bans, its ban history and its recent strikes
-with the log lines that caused them. Exit 1 when nothing is known.
+		Usage:     "show everything known about one address (or rate key)",
+		ArgsUsage: "ADDR|CIDR|KEY",
+		Description: `Prints the address's active bans, its ban history, its recent strikes
+with the log lines that caused them, and the limits a rate jail saw it
+exceed. KEY (a SASL user name or sender address) shows a rate jail's
+events for it. Exit 1 when nothing is known.
 
 JSON: {"addr", "banned", "active": [ban], "history": [ban],
-"strikes": [{"jail", "at", "bucket", "line"}]}
+"strikes": [{"jail", "at", "bucket", "line"}], "rate_events": [{"jail",
+"at", "what", "level", "burst", "rate", "urgent", "detail"}]}
 
 Examples:
    mailjail show 198.51.100.23
-   mailjail show 2001:db8::42 --json`,
+   mailjail show 2001:db8::42 --json
+   mailjail show alice@example.com`,
 		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return exitf(daemon.ExitUsage, "show takes one address")
 			}
-			p, err := rules.ParsePrefix(c.Args().First())
-			if err != nil {
-				return exitf(daemon.ExitUsage, "%v", err)
+			key := c.Args().First()
+			p, perr := rules.ParsePrefix(key)
+			if perr != nil && !strings.Contains(key, "@") {
+				return exitf(daemon.ExitUsage, "%v (a rate key is an address with @)", perr)
 			}
 			cfg, err := loadConfig(c)
 			if err != nil {
 				return err
 			}
-			out := showOutput{Addr: rules.FormatPrefix(p), Active: []control.Ban{}, History: []control.Ban{}, Strikes: []strikeView{}}
+			out := showOutput{Addr: key, Active: []control.Ban{}, History: []control.Ban{}, Strikes: []strikeView{}, Rate: []rateView{}}
+			if perr == nil {
+				out.Addr = rules.FormatPrefix(p)
+			}
 			st, err := openRead(cfg)
 			if err != nil && !errors.Is(err, errNoDatabase) {
 				return err
 			}
 			if st != nil {
 				defer st.Close()
-				hist, err := st.BanHistory(p, 50)
-				if err != nil {
+				if err := showInto(st, p, perr == nil, &out); err != nil {
 					return &exitError{code: daemon.ExitUnreachable, err: err}
-				}
-				for _, b := range hist {
-					v := daemon.BanView(b)
-					if b.Lifted.IsZero() {
-						out.Active = append(out.Active, v)
-					} else {
-						out.History = append(out.History, v)
-					}
-				}
-				if p.IsSingleIP() {
-					strikes, err := st.RecentStrikes(p.Addr(), 20)
-					if err != nil {
-						return &exitError{code: daemon.ExitUnreachable, err: err}
-					}
-					for _, s := range strikes {
-						out.Strikes = append(out.Strikes, strikeView{Jail: s.Jail, At: s.At.UTC(), Bucket: s.Bucket, Line: s.Line})
-					}
 				}
 			}
 			out.Banned = len(out.Active) > 0
@@ -92,12 +97,50 @@ Examples:
 			} else {
 				printShow(c, out)
 			}
-			if !out.Banned && len(out.History) == 0 && len(out.Strikes) == 0 {
+			if !out.Banned && len(out.History) == 0 && len(out.Strikes) == 0 && len(out.Rate) == 0 {
 				return exitf(daemon.ExitNotFound, "nothing known about %s", out.Addr)
 			}
 			return nil
 		},
 	}
+}
+
+// showInto fills out from the database: bans and strikes of an address,
+// rate events of the key.
+func showInto(st *store.Store, p netip.Prefix, isAddr bool, out *showOutput) error {
+	evs, err := st.RateEvents(out.Addr, 20)
+	if err != nil {
+		return err
+	}
+	for _, e := range evs {
+		out.Rate = append(out.Rate, rateView{Jail: e.Jail, At: e.At.UTC(), What: e.What, Level: e.Level, Burst: e.Burst, Rate: e.Rate, Urgent: e.Urgent, Detail: e.Detail})
+	}
+	if !isAddr {
+		return nil
+	}
+	hist, err := st.BanHistory(p, 50)
+	if err != nil {
+		return err
+	}
+	for _, b := range hist {
+		v := daemon.BanView(b)
+		if b.Lifted.IsZero() {
+			out.Active = append(out.Active, v)
+		} else {
+			out.History = append(out.History, v)
+		}
+	}
+	if !p.IsSingleIP() {
+		return nil
+	}
+	strikes, err := st.RecentStrikes(p.Addr(), 20)
+	if err != nil {
+		return err
+	}
+	for _, s := range strikes {
+		out.Strikes = append(out.Strikes, strikeView{Jail: s.Jail, At: s.At.UTC(), Bucket: s.Bucket, Line: s.Line})
+	}
+	return nil
 }
 
 func printShow(c *cli.Context, out showOutput) {
@@ -115,5 +158,12 @@ func printShow(c *cli.Context, out showOutput) {
 	}
 	for _, s := range out.Strikes {
 		fmt.Fprintf(w, "  strike   jail=%s at=%s bucket=%s\n           %s\n", s.Jail, fmtTime(s.At), s.Bucket, s.Line)
+	}
+	for _, r := range out.Rate {
+		urgent := ""
+		if r.Urgent {
+			urgent = " URGENT"
+		}
+		fmt.Fprintf(w, "  rate     jail=%s at=%s %s %.1f over burst %g (rate %s)%s: %s\n", r.Jail, fmtTime(r.At), r.What, r.Level, r.Burst, r.Rate, urgent, r.Detail)
 	}
 }

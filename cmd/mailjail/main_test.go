@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 
 // env is one isolated installation: config, database, map, socket, log.
 type env struct {
-	t                           *testing.T
+	t                          *testing.T
 	dir, config, log, mapf, db string
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/mailjail/mailjail/rules"
+	"github.com/mailjail/mailjail/rules/bucket"
 )
 
 // DefaultPath is where the daemon looks for its configuration.
@@ -47,6 +48,7 @@ type Config struct {
 	// or a path), for messages.
 	Source string
 	lines  map[string]int
+	raw    map[string]jailFile // as written, for checks that need more than the result
 }
 
 // Global holds settings shared by all jails.
@@ -89,7 +91,27 @@ type Jail struct {
 	BanAction   []string // argv, with <ip>, <jail>, <bantime> placeholders
 	UnbanAction []string
 	Alert       bool
+	Rate        *RateSpec // set for a rate jail (rate_key given): Postfix messages/recipients per key
 }
+
+// RateSpec is a rate jail: it joins Postfix's smtpd, cleanup and qmgr
+// lines per queue id and runs leaky buckets of messages and recipients
+// per key. Going over a limit is an event: with key "client" and mode
+// "ban" it strikes the address like any jail; otherwise it is recorded and
+// logged, never touching the map.
+type RateSpec struct {
+	Key           string        // "sasl_username", "sender" or "client"
+	Messages      *bucket.Limit // nil: not limited
+	Recipients    *bucket.Limit
+	Mode          string // "ban" or "log-only"
+	Accounting    bucket.Mode
+	MaxEntries    int
+	OnFull        bucket.OnFull
+	SuspendFactor float64 // an event at this many times the burst is urgent; 0 = off
+}
+
+// RateKeys are the keys a rate jail can count by.
+var RateKeys = []string{"sasl_username", "sender", "client"}
 
 // Policy is the jail's strike/ban policy for the rules core.
 func (j *Jail) Policy() rules.PolicyConfig {
@@ -116,6 +138,21 @@ type jailFile struct {
 	BanAction   []string  `toml:"ban_action"`
 	UnbanAction []string  `toml:"unban_action"`
 	Alert       *bool     `toml:"alert"`
+
+	RateKey       *string    `toml:"rate_key"`
+	Messages      *limitFile `toml:"messages"`
+	Recipients    *limitFile `toml:"recipients"`
+	Mode          *string    `toml:"mode"`
+	Accounting    *string    `toml:"accounting"`
+	MaxEntries    *int       `toml:"max_entries"`
+	OnFull        *string    `toml:"on_full"`
+	SuspendFactor *float64   `toml:"suspend_factor"`
+}
+
+// limitFile is a rate limit as rspamd writes it: burst and "N / period".
+type limitFile struct {
+	Burst float64 `toml:"burst"`
+	Rate  string  `toml:"rate"`
 }
 
 type filterFile struct {
@@ -161,7 +198,7 @@ func Parse(r io.Reader, name string) (*Config, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, decodeError(name, err)
 	}
-	c := &Config{Global: f.Global, Alert: f.Alert, Filters: map[string]rules.FilterSpec{}, Source: name, lines: keyLines(data)}
+	c := &Config{Global: f.Global, Alert: f.Alert, Filters: map[string]rules.FilterSpec{}, Source: name, lines: keyLines(data), raw: f.Jail}
 	applyGlobalDefaults(&c.Global)
 	for n, ff := range f.Filter {
 		c.Filters[n] = rules.FilterSpec{FailRegex: ff.FailRegex, IgnoreRegex: ff.IgnoreRegex, Prefilter: ff.Prefilter}
@@ -246,6 +283,10 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		BanAction:   first(j.BanAction, d.BanAction),
 		UnbanAction: first(j.UnbanAction, d.UnbanAction),
 		Alert:       deref(j.Alert, deref(d.Alert, true)),
+	}
+	if j.RateKey != nil {
+		out.Rate = &RateSpec{Key: *j.RateKey, Mode: deref(j.Mode, ""), MaxEntries: deref(j.MaxEntries, bucket.DefaultMaxEntries), SuspendFactor: deref(j.SuspendFactor, 0)}
+		out.Filter = "postfix-rate"
 	}
 	if out.Buckets == nil && strings.HasSuffix(out.Filter, "ratelimit") {
 		out.Buckets = slices.Clone(rules.AddressBuckets)

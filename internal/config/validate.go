@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"net/mail"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mailjail/mailjail/rules"
+	"github.com/mailjail/mailjail/rules/bucket"
 )
 
 // Validate checks everything Parse cannot: filters compile, durations and
@@ -60,7 +63,11 @@ func (c *Config) Validate() error {
 			continue
 		}
 		enabled++
-		if _, err := c.CompileFilter(j.Filter); err != nil {
+		if j.Rate != nil {
+			for _, e := range c.validateRate(j) {
+				add(e)
+			}
+		} else if _, err := c.CompileFilter(j.Filter); err != nil {
 			add(c.errAt(k+".filter", "%v", err))
 		}
 		if len(j.LogPath) == 0 {
@@ -106,6 +113,72 @@ func (c *Config) Validate() error {
 		errs = append(errs, &Error{File: c.Source, Key: "jail", Msg: "no enabled jail"})
 	}
 	return errors.Join(errs...)
+}
+
+// validateRate checks a rate jail and fills in its parsed limits.
+func (c *Config) validateRate(j *Jail) []*Error {
+	k := "jail." + j.Name
+	raw := c.raw[j.Name]
+	r := j.Rate
+	var errs []*Error
+	if !slices.Contains(RateKeys, r.Key) {
+		errs = append(errs, c.errAt(k+".rate_key", "must be one of %v, got %q", RateKeys, r.Key))
+	}
+	for name, lf := range map[string]*limitFile{"messages": raw.Messages, "recipients": raw.Recipients} {
+		if lf == nil {
+			continue
+		}
+		lim, err := bucket.ParseLimit(lf.Rate, strconv.FormatFloat(lf.Burst, 'g', -1, 64))
+		if err != nil {
+			errs = append(errs, c.errAt(k+"."+name, "%v", err))
+			continue
+		}
+		if name == "messages" {
+			r.Messages = &lim
+		} else {
+			r.Recipients = &lim
+		}
+	}
+	if raw.Messages == nil && raw.Recipients == nil {
+		errs = append(errs, c.errAt(k+".rate_key", "a rate jail needs messages or recipients limits"))
+	}
+	switch r.Mode {
+	case "":
+		r.Mode = "log-only"
+		if r.Key == "client" {
+			r.Mode = "ban"
+		}
+	case "log-only":
+	case "ban":
+		if r.Key != "client" {
+			errs = append(errs, c.errAt(k+".mode", `"ban" needs rate_key = "client": only an address can go into the map`))
+		}
+	default:
+		errs = append(errs, c.errAt(k+".mode", `must be "ban" or "log-only", got %q`, r.Mode))
+	}
+	switch deref(raw.Accounting, "leaky") {
+	case "leaky":
+		r.Accounting = bucket.Leaky
+	case "strict":
+		r.Accounting = bucket.Strict
+	default:
+		errs = append(errs, c.errAt(k+".accounting", `must be "leaky" or "strict"`))
+	}
+	switch deref(raw.OnFull, "fail-open") {
+	case "fail-open":
+		r.OnFull = bucket.FailOpen
+	case "fail-closed":
+		r.OnFull = bucket.FailClosed
+	default:
+		errs = append(errs, c.errAt(k+".on_full", `must be "fail-open" or "fail-closed"`))
+	}
+	if r.MaxEntries < 1 {
+		errs = append(errs, c.errAt(k+".max_entries", "must be at least 1"))
+	}
+	if r.SuspendFactor != 0 && r.SuspendFactor <= 1 {
+		errs = append(errs, c.errAt(k+".suspend_factor", "must be above 1 (or 0 to turn it off)"))
+	}
+	return errs
 }
 
 // CompileFilter resolves a jail's filter name: a [filter.NAME] table of the

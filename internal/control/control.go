@@ -52,14 +52,16 @@ type FileStatus struct {
 
 // JailStatus is one jail in `status`.
 type JailStatus struct {
-	Name           string       `json:"name"`
-	Filter         string       `json:"filter"`
-	LogPath        []string     `json:"logpath"`
-	Files          []FileStatus `json:"files"`
-	StrikesTracked int          `json:"strikes_tracked"` // addresses holding strikes inside findtime
-	StrikesStored  int64        `json:"strikes_stored"`
-	ActiveBans     int64        `json:"active_bans"`
-	TotalBans      int64        `json:"total_bans"`
+	Name           string         `json:"name"`
+	Filter         string         `json:"filter"`
+	LogPath        []string       `json:"logpath"`
+	Files          []FileStatus   `json:"files"`
+	StrikesTracked int            `json:"strikes_tracked"` // addresses holding strikes inside findtime
+	StrikesStored  int64          `json:"strikes_stored"`
+	ActiveBans     int64          `json:"active_bans"`
+	TotalBans      int64          `json:"total_bans"`
+	RateEvents     int64          `json:"rate_events,omitempty"` // rate jails: limits exceeded
+	RateKeys       map[string]int `json:"rate_keys,omitempty"`   // rate jails: keys tracked per limit
 }
 
 // Status is the answer to `status`.

@@ -198,6 +198,9 @@ func (d *daemon) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			d.log.Info("mailjail stopping")
+			if err := d.eng.SaveBuckets(context.Background()); err != nil {
+				d.log.Error("save rate buckets", "err", err)
+			}
 			return nil
 		case batch, ok := <-d.fol.Batches():
 			if !ok {
@@ -222,6 +225,9 @@ func (d *daemon) run(ctx context.Context) error {
 				lastPrune = now
 				if err := d.eng.Prune(ctx, now, 7*24*time.Hour); err != nil {
 					d.log.Error("prune strikes", "err", err)
+				}
+				if err := d.eng.SaveBuckets(ctx); err != nil {
+					d.log.Error("save rate buckets", "err", err)
 				}
 			}
 		}

@@ -57,6 +57,7 @@ type Jail struct {
 	Policy  *rules.Policy
 	ignore  *rules.IPSet
 	buckets map[string]bool
+	rate    *rateState // set for a rate jail
 }
 
 type banKey struct {
@@ -77,13 +78,14 @@ type Stats struct {
 
 // pending is a staged batch not yet committed.
 type pending struct {
-	strikes   []store.Strike
-	bans      []store.Ban
-	positions map[string]store.Position
+	strikes    []store.Strike
+	bans       []store.Ban
+	rateEvents []store.RateEvent
+	positions  map[string]store.Position
 }
 
 func (p *pending) empty() bool {
-	return len(p.strikes) == 0 && len(p.bans) == 0 && len(p.positions) == 0
+	return len(p.strikes) == 0 && len(p.bans) == 0 && len(p.rateEvents) == 0 && len(p.positions) == 0
 }
 
 // New builds an engine for cfg's enabled jails on st.
@@ -91,15 +93,18 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 	e := &Engine{cfg: cfg, st: st, log: log, loc: cfg.Location(), pathJails: map[string][]*Jail{},
 		bans: map[banKey]store.Ban{}, byAddr: map[netip.Addr]int{}, ranges: map[banKey]store.Ban{}, staged: map[netip.Addr]struct{}{}}
 	for _, jc := range cfg.EnabledJails() {
-		f, err := cfg.CompileFilter(jc.Filter)
-		if err != nil {
-			return nil, fmt.Errorf("jail %s: %w", jc.Name, err)
-		}
 		ign, err := rules.NewIPSet(jc.IgnoreIP)
 		if err != nil {
 			return nil, fmt.Errorf("jail %s: ignoreip: %w", jc.Name, err)
 		}
-		j := &Jail{Cfg: jc, Filter: f, Policy: rules.NewPolicy(jc.Policy()), ignore: ign}
+		j := &Jail{Cfg: jc, Policy: rules.NewPolicy(jc.Policy()), ignore: ign}
+		if jc.Rate != nil {
+			if j.rate, err = newRateState(jc.Rate); err != nil {
+				return nil, fmt.Errorf("jail %s: %w", jc.Name, err)
+			}
+		} else if j.Filter, err = cfg.CompileFilter(jc.Filter); err != nil {
+			return nil, fmt.Errorf("jail %s: %w", jc.Name, err)
+		}
 		if len(jc.Buckets) > 0 {
 			j.buckets = map[string]bool{}
 			for _, b := range jc.Buckets {
@@ -172,12 +177,16 @@ func (e *Engine) Restore(now time.Time) error {
 			j.Policy.RecordPastBan(b.Prefix.Addr(), b.Since)
 		}
 	}
-	return e.st.StrikesSince(now.Add(-maxFind), func(s store.Strike) error {
+	err = e.st.StrikesSince(now.Add(-maxFind), func(s store.Strike) error {
 		if j := e.jail(s.Jail); j != nil && !e.bannedAt(s.Addr, now) {
 			j.Policy.Restore(s.Addr, s.At, now)
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return e.restoreBuckets()
 }
 
 func (e *Engine) jail(name string) *Jail {
@@ -265,7 +274,11 @@ func (e *Engine) Stage(lines []watcher.Line, now time.Time) {
 			e.stats.NoTime++
 		}
 		for _, j := range js {
-			e.stageMatch(j, l.Text, l.Text[n:], at, now)
+			if j.rate != nil {
+				e.stageRate(j, l.Text, at, now)
+			} else {
+				e.stageMatch(j, l.Text, l.Text[n:], at, now)
+			}
 		}
 	}
 }
@@ -284,32 +297,39 @@ func (e *Engine) stageMatch(j *Jail, line, msg []byte, at, now time.Time) {
 		e.stats.Ignored++
 		return
 	}
-	if e.bannedAt(m.Addr, now) {
+	e.strike(j, m.Addr, m.Bucket, line, at, now)
+}
+
+// strike counts one event of a at time at against j's policy and stages
+// the strike and, past maxretry, the ban. bucket names what was exceeded
+// (an rspamd bucket, or a rate jail's "messages"/"recipients").
+func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, now time.Time) {
+	if e.bannedAt(a, now) {
 		return
 	}
-	d := j.Policy.Strike(m.Addr, at, now)
+	d := j.Policy.Strike(a, at, now)
 	if !d.Counted {
 		return
 	}
 	e.stats.Strikes++
-	e.pending.strikes = append(e.pending.strikes, store.Strike{Jail: j.Cfg.Name, Addr: m.Addr, At: at, Bucket: m.Bucket, Line: string(line)})
+	e.pending.strikes = append(e.pending.strikes, store.Strike{Jail: j.Cfg.Name, Addr: a, At: at, Bucket: bucket, Line: string(line)})
 	if !d.Ban {
 		return
 	}
 	e.stats.Bans++
 	reason := fmt.Sprintf("%d strikes in %s", d.Count, config.FormatDuration(j.Cfg.FindTime))
-	if m.Bucket != "" {
-		reason += fmt.Sprintf(` (Ratelimit "%s")`, m.Bucket)
+	if bucket != "" {
+		reason += fmt.Sprintf(" (%s exceeded)", bucket)
 	}
 	if d.Offense > 1 {
 		reason += fmt.Sprintf(", offense %d", d.Offense)
 	}
 	e.pending.bans = append(e.pending.bans, store.Ban{
-		Jail: j.Cfg.Name, Prefix: rules.HostPrefix(m.Addr), Since: now, Until: d.Until, Strikes: d.Count, Reason: reason,
+		Jail: j.Cfg.Name, Prefix: rules.HostPrefix(a), Since: now, Until: d.Until, Strikes: d.Count, Reason: reason,
 	})
 	// Later lines of the same batch must see this ban before Commit; the
 	// map must not until it is in the database.
-	e.staged[m.Addr] = struct{}{}
+	e.staged[a] = struct{}{}
 }
 
 // Commit writes the pending batch in one transaction and returns the bans
@@ -333,6 +353,11 @@ func (e *Engine) Commit(ctx context.Context) ([]store.Ban, error) {
 			}
 			p.bans[i].ID = id
 		}
+		for _, ev := range p.rateEvents {
+			if err := tx.AddRateEvent(ev); err != nil {
+				return err
+			}
+		}
 		for _, pos := range p.positions {
 			if err := tx.SavePosition(pos); err != nil {
 				return err
@@ -345,6 +370,7 @@ func (e *Engine) Commit(ctx context.Context) ([]store.Ban, error) {
 	}
 	bans := p.bans
 	e.put(bans...)
+	e.logRateEvents(p.rateEvents)
 	clear(e.staged)
 	e.pending = pending{}
 	return bans, nil

@@ -115,6 +115,27 @@ var migrations = []string{
 		cursor TEXT NOT NULL DEFAULT '',
 		updated INTEGER NOT NULL
 	 );`,
+	`CREATE TABLE rate_events (
+		id INTEGER PRIMARY KEY,
+		jail TEXT NOT NULL,
+		key TEXT NOT NULL,            -- account, sender or address the rate is counted by
+		what TEXT NOT NULL,           -- "messages" or "recipients"
+		at INTEGER NOT NULL,
+		level REAL NOT NULL,          -- bucket level the event tried to reach
+		burst REAL NOT NULL,
+		rate TEXT NOT NULL,
+		urgent INTEGER NOT NULL DEFAULT 0,
+		detail TEXT NOT NULL DEFAULT ''
+	 );
+	 CREATE INDEX rate_events_key ON rate_events(key, at);
+	 CREATE TABLE buckets (
+		jail TEXT NOT NULL,
+		what TEXT NOT NULL,
+		key TEXT NOT NULL,
+		level REAL NOT NULL,
+		last INTEGER NOT NULL,
+		PRIMARY KEY (jail, what, key)
+	 );`,
 }
 
 func (s *Store) migrate() error {
@@ -298,6 +319,54 @@ func (t *Tx) SetMeta(key, value string) error {
 	return nil
 }
 
+// RateEvent is a rate jail's key going over a limit.
+type RateEvent struct {
+	Jail   string
+	Key    string
+	What   string // "messages" or "recipients"
+	At     time.Time
+	Level  float64
+	Burst  float64
+	Rate   string
+	Urgent bool
+	Detail string
+}
+
+// AddRateEvent records a rate event.
+func (t *Tx) AddRateEvent(e RateEvent) error {
+	_, err := t.tx.Exec(`INSERT INTO rate_events (jail, key, what, at, level, burst, rate, urgent, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Jail, e.Key, e.What, e.At.UnixNano(), e.Level, e.Burst, e.Rate, e.Urgent, e.Detail)
+	if err != nil {
+		return fmt.Errorf("add rate event for %s: %w", e.Key, err)
+	}
+	return nil
+}
+
+// BucketState is one saved leaky bucket.
+type BucketState struct {
+	Key   string
+	Level float64
+	Last  time.Time
+}
+
+// SaveBuckets replaces the saved buckets of one jail's table.
+func (t *Tx) SaveBuckets(jail, what string, states []BucketState) error {
+	if _, err := t.tx.Exec(`DELETE FROM buckets WHERE jail = ? AND what = ?`, jail, what); err != nil {
+		return fmt.Errorf("save buckets of %s: %w", jail, err)
+	}
+	stmt, err := t.tx.Prepare(`INSERT INTO buckets (jail, what, key, level, last) VALUES (?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("save buckets of %s: %w", jail, err)
+	}
+	defer stmt.Close()
+	for _, b := range states {
+		if _, err := stmt.Exec(jail, what, b.Key, b.Level, b.Last.UnixNano()); err != nil {
+			return fmt.Errorf("save bucket %s: %w", b.Key, err)
+		}
+	}
+	return nil
+}
+
 // PruneStrikes deletes strikes older than before; they can no longer count.
 func (t *Tx) PruneStrikes(before time.Time) (int64, error) {
 	res, err := t.tx.Exec(`DELETE FROM strikes WHERE at < ?`, before.UnixNano())
@@ -415,6 +484,46 @@ func (s *Store) RecentStrikes(a netip.Addr, limit int) ([]Strike, error) {
 	return out, rows.Err()
 }
 
+// RateEvents returns key's newest rate events.
+func (s *Store) RateEvents(key string, limit int) ([]RateEvent, error) {
+	rows, err := s.db.Query(`SELECT jail, key, what, at, level, burst, rate, urgent, detail FROM rate_events WHERE key = ? ORDER BY at DESC LIMIT ?`, key, limit)
+	if err != nil {
+		return nil, fmt.Errorf("query rate events: %w", err)
+	}
+	defer rows.Close()
+	var out []RateEvent
+	for rows.Next() {
+		var e RateEvent
+		var at int64
+		if err := rows.Scan(&e.Jail, &e.Key, &e.What, &at, &e.Level, &e.Burst, &e.Rate, &e.Urgent, &e.Detail); err != nil {
+			return nil, fmt.Errorf("read rate event: %w", err)
+		}
+		e.At = time.Unix(0, at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// LoadBuckets returns the saved buckets of one jail's table.
+func (s *Store) LoadBuckets(jail, what string) ([]BucketState, error) {
+	rows, err := s.db.Query(`SELECT key, level, last FROM buckets WHERE jail = ? AND what = ? ORDER BY last`, jail, what)
+	if err != nil {
+		return nil, fmt.Errorf("load buckets of %s: %w", jail, err)
+	}
+	defer rows.Close()
+	var out []BucketState
+	for rows.Next() {
+		var b BucketState
+		var last int64
+		if err := rows.Scan(&b.Key, &b.Level, &last); err != nil {
+			return nil, fmt.Errorf("read bucket: %w", err)
+		}
+		b.Last = time.Unix(0, last)
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
 // Positions returns every saved read position, by path.
 func (s *Store) Positions() (map[string]Position, error) {
 	rows, err := s.db.Query(`SELECT path, dev, ino, offset, head, cursor FROM positions`)
@@ -453,6 +562,7 @@ type Counts struct {
 	Strikes    int64
 	ActiveBans int64
 	TotalBans  int64
+	RateEvents int64
 }
 
 // CountsByJail returns per-jail counts.
@@ -472,22 +582,37 @@ func (s *Store) CountsByJail() (map[string]Counts, error) {
 		out[j] = c
 	}
 	rows.Close()
-	rows, err = s.db.Query(`SELECT jail, COUNT(*) FROM strikes GROUP BY jail`)
+	for _, q := range []struct {
+		sql string
+		set func(*Counts, int64)
+	}{
+		{`SELECT jail, COUNT(*) FROM strikes GROUP BY jail`, func(c *Counts, n int64) { c.Strikes = n }},
+		{`SELECT jail, COUNT(*) FROM rate_events GROUP BY jail`, func(c *Counts, n int64) { c.RateEvents = n }},
+	} {
+		if err := s.countInto(out, q.sql, q.set); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) countInto(out map[string]Counts, query string, set func(*Counts, int64)) error {
+	rows, err := s.db.Query(query)
 	if err != nil {
-		return nil, fmt.Errorf("count strikes: %w", err)
+		return fmt.Errorf("count: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var j string
 		var n int64
 		if err := rows.Scan(&j, &n); err != nil {
-			return nil, err
+			return err
 		}
 		c := out[j]
-		c.Strikes = n
+		set(&c, n)
 		out[j] = c
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // Exec runs raw SQL (tests and maintenance).
