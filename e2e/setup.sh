@@ -17,7 +17,8 @@ MAIL_LOG=/var/log/mail.log
 PACKAGES=(rspamd redis-server postfix swaks)
 
 start_ts=$(date +%s.%N)
-log() { printf 'e2e/setup: %s\n' "$*" >&2; }
+elapsed() { awk -v s="$start_ts" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f s", e-s}'; }
+log() { printf 'e2e/setup: [%s] %s\n' "$(elapsed)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root"
@@ -40,7 +41,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -q
 	apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
-	log "packages installed after $(awk -v s="$start_ts" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}') s"
+	log "packages installed"
 fi
 
 # --- stop what an earlier run started (idempotence) -----------------------------------------------
@@ -51,8 +52,21 @@ install -d -m 0755 "$MAP_DIR"
 [ -f "$MAP_FILE" ] || install -m 0644 /dev/null "$MAP_FILE"
 chmod 0644 "$MAP_FILE"
 
+log "configuring and starting services"
 # --- redis ----------------------------------------------------------------------------------------
-redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no \
+# Every daemon is started with stdin/stdout/stderr off the caller's: a daemon that keeps a pipe
+# open would hang whoever reads this script's output (`setup.sh | tee`, make, CI) forever.
+START_LOG=/var/log/mailjail-e2e-start.log
+: >"$START_LOG"
+# run_detached CMD...: run a command that daemonizes, its output into $START_LOG.
+run_detached() {
+	printf '\n$ %s\n' "$*" >>"$START_LOG"
+	if ! "$@" </dev/null >>"$START_LOG" 2>&1; then
+		cat "$START_LOG" >&2
+		die "$1 failed to start"
+	fi
+}
+run_detached redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no \
 	--pidfile /run/mailjail-e2e-redis.pid --logfile /var/log/mailjail-e2e-redis.log
 
 # --- rspamd ---------------------------------------------------------------------------------------
@@ -138,8 +152,9 @@ for m in asn spf dkim dmarc arc hfilter once_received rbl surbl emails fuzzy_che
 done
 
 install -d -o _rspamd -g _rspamd -m 0755 /var/log/rspamd /run/rspamd /var/lib/rspamd
-rspamadm configtest >/dev/null || die "rspamadm configtest failed"
-rspamd -u _rspamd -g _rspamd
+rspamadm configtest >/dev/null 2>&1 || { rspamadm configtest >&2 || true; die "rspamadm configtest failed"; }
+log "starting rspamd"
+run_detached rspamd -u _rspamd -g _rspamd
 
 # --- postfix --------------------------------------------------------------------------------------
 touch "$MAIL_LOG"
@@ -168,7 +183,8 @@ fi
 # Not chrooted: nothing copies /etc files into the chroot when postfix is started by hand.
 postconf -F '*/*/chroot = n'
 postfix check || die "postfix check failed"
-postfix start
+log "starting postfix"
+run_detached postfix start
 
 # --- wait for the ports ---------------------------------------------------------------------------
 wait_port() { # host port name
@@ -177,16 +193,24 @@ wait_port() { # host port name
 		if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
 		sleep 0.1
 	done
+	cat "$START_LOG" >&2
 	die "$3 does not answer on $1:$2 after 30 s"
 }
 wait_port 127.0.0.1 6379 redis
 wait_port 127.0.0.1 11332 "rspamd proxy"
 wait_port 127.0.0.1 25 postfix
-# rspamd answers the port before its workers have loaded maps and modules; a first scan warms it up.
+# Smoke test of the whole chain: a message through Postfix must be scanned by rspamd (with
+# milter_default_action = accept, Postfix would accept it even if the milter were broken).
+smoke_id="smoke-$$-$(date +%s%N)@mailjail-e2e"
+swaks --server 127.0.0.1 --port 25 --from smoke@example.org --to e2e@localhost \
+	--header "Message-Id: <$smoke_id>" >/tmp/mailjail-e2e-smoke.txt 2>&1 ||
+	{ cat /tmp/mailjail-e2e-smoke.txt >&2; die "smoke message through Postfix failed"; }
 for i in $(seq 1 100); do
-	grep -q 'rspamd_map_' "$RSPAMD_LOG" 2>/dev/null && break
+	grep -q "rspamd_task_write_log: id: <$smoke_id>" "$RSPAMD_LOG" && break
+	[ "$i" -lt 100 ] || die "rspamd did not log the smoke message <$smoke_id> (milter broken?)"
 	sleep 0.1
 done
 
-log "ready after $(awk -v s="$start_ts" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}') s" \
+log "ready: rspamd $(rspamd --version 2>/dev/null | head -1 | tr -dc '0-9.' || true)," \
+	"postfix $(postconf -h mail_version), redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')" \
 	"(map $MAP_FILE, rspamd log $RSPAMD_LOG, mail log $MAIL_LOG)"
