@@ -266,7 +266,7 @@ func newSplitRspamd() *splitRspamd {
 }
 
 var (
-	setBy  = []byte("(set by ratelimit)")
+	setBy   = []byte("(set by ratelimit)")
 	forced  = []byte(", forced: ")
 	ipField = []byte(", ip: ")
 )
