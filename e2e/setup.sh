@@ -202,12 +202,16 @@ wait_port 127.0.0.1 25 postfix
 # Smoke test of the whole chain: a message through Postfix must be scanned by rspamd (with
 # milter_default_action = accept, Postfix would accept it even if the milter were broken).
 smoke_id="smoke-$$-$(date +%s%N)@mailjail-e2e"
+# The reply may be 250 or 451 (127.0.0.1 has a ratelimit bucket too); rspamd's line is the proof.
+smoke_out=/var/log/mailjail-e2e-smoke.txt
 swaks --server 127.0.0.1 --port 25 --from smoke@example.org --to e2e@localhost \
-	--header "Message-Id: <$smoke_id>" >/tmp/mailjail-e2e-smoke.txt 2>&1 ||
-	{ cat /tmp/mailjail-e2e-smoke.txt >&2; die "smoke message through Postfix failed"; }
+	--header "Message-Id: <$smoke_id>" </dev/null >"$smoke_out" 2>&1 || true
 for i in $(seq 1 100); do
 	grep -q "rspamd_task_write_log: id: <$smoke_id>" "$RSPAMD_LOG" && break
-	[ "$i" -lt 100 ] || die "rspamd did not log the smoke message <$smoke_id> (milter broken?)"
+	if [ "$i" -eq 100 ]; then
+		cat "$smoke_out" >&2
+		die "rspamd did not log the smoke message <$smoke_id> (milter or Postfix broken?)"
+	fi
 	sleep 0.1
 done
 
