@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -653,12 +652,9 @@ func mailjailBinary(t *testing.T) string {
 			args = append(args, "-race")
 		}
 		args = append(args, "-o", bin.path, "./cmd/mailjail")
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goTool); err != nil {
-			goTool = "go"
-		}
 		start := time.Now()
-		cmd := exec.Command(goTool, args...)
+		// go test puts its own GOROOT/bin first in PATH, so this is the go running the tests.
+		cmd := exec.Command("go", args...)
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		bin.took = time.Since(start)
