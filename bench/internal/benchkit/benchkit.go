@@ -124,6 +124,9 @@ func (d *Daemon) readNotify() {
 	}
 }
 
+// PID is the daemon's process id.
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
 // WaitReady waits for READY=1 and returns when it came.
 func (d *Daemon) WaitReady(timeout time.Duration) (time.Time, error) {
 	select {
