@@ -211,7 +211,7 @@ func BenchmarkPolicyStrike(b *testing.B) {
 // same for 1,000,000 addresses and reports RSS). Each address gets
 // strikes strikes, fewer than maxretry, so none is banned.
 func BenchmarkPolicyMemory(b *testing.B) {
-	const n = 50000
+	const n = 10000
 	for _, strikes := range []int{1, 5} {
 		b.Run(fmt.Sprintf("strikes=%d", strikes), func(b *testing.B) {
 			addrs := make([]netip.Addr, n)
