@@ -105,6 +105,14 @@ func uniqueIdent(t *testing.T) string {
 // SYSLOG_PID.
 func journalSend(t *testing.T, kv ...string) {
 	t.Helper()
+	if err := journalSendErr(kv...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// journalSendErr is journalSend for goroutines other than the test's,
+// which must not call t.Fatal.
+func journalSendErr(kv ...string) error {
 	var b bytes.Buffer
 	for i := 0; i+1 < len(kv); i += 2 {
 		b.WriteString(kv[i])
@@ -115,12 +123,13 @@ func journalSend(t *testing.T, kv ...string) {
 	}
 	c, err := net.Dial("unixgram", journalSocket)
 	if err != nil {
-		t.Fatalf("journal socket: %v", err)
+		return fmt.Errorf("journal socket: %w", err)
 	}
 	defer c.Close()
 	if _, err := c.Write(b.Bytes()); err != nil {
-		t.Fatalf("journal send: %v", err)
+		return fmt.Errorf("journal send: %w", err)
 	}
+	return nil
 }
 
 // journalCat writes lines with systemd-cat, the way a program's stdout
@@ -227,17 +236,27 @@ func waitLines(t *testing.T, c *collector, n int, what string) {
 	waitFor(t, 20*time.Second, fmt.Sprintf("%d lines (%s)", n, what), func() bool { return c.count() >= n }, nil)
 }
 
-// sendNumbered writes messages "<tag> <i>" for i in [from, to) and returns
-// them.
+// sendNumbered writes messages "<tag> <i>: ..." for i in [from, to) and
+// returns them.
 func sendNumbered(t *testing.T, ident, tag string, from, to int) []string {
 	t.Helper()
+	out, err := sendNumberedErr(ident, tag, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sendNumberedErr(ident, tag string, from, to int) ([]string, error) {
 	var out []string
 	for i := from; i < to; i++ {
 		m := fmt.Sprintf("%s %04d: 5346CBA274: milter-reject: END-OF-MESSAGE from unknown[198.18.5.%d]", tag, i, i%250)
-		journalSend(t, "MESSAGE", m, "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "4696")
+		if err := journalSendErr("MESSAGE", m, "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "4696"); err != nil {
+			return out, err
+		}
 		out = append(out, m)
 	}
-	return out
+	return out, nil
 }
 
 func TestJournalFirstStartAtEndThenExactLines(t *testing.T) {
@@ -300,7 +319,10 @@ func TestJournalResumeAfterRestartExactlyOnce(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		w := sendNumbered(t, ident, "a", 0, 300)
+		w, err := sendNumberedErr(ident, "a", 0, 300)
+		if err != nil {
+			t.Error(err)
+		}
 		mu.Lock()
 		want = append(want, w...)
 		mu.Unlock()
