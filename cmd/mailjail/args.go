@@ -8,8 +8,9 @@ import (
 
 // permuteArgs moves a command's flags in front of its arguments, so that
 // `mailjail test-filter FILTER FILE --json` works as the help shows it:
-// urfave/cli stops reading flags at the first argument. Flags that take a
-// value keep it; "--" ends flag handling as usual.
+// urfave/cli stops reading flags at the first argument. Global flags given
+// after the command (`mailjail run --config FILE`) move in front of it.
+// Flags that take a value keep it; "--" ends flag handling as usual.
 func permuteArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -28,7 +29,7 @@ func permuteArgs(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
-	head := append([]string{}, args[:i+1]...)
+	global := append([]string{}, args[1:i]...)
 	var flags, rest []string
 	for k := i + 1; k < len(args); k++ {
 		a := args[k]
@@ -37,16 +38,35 @@ func permuteArgs(app *cli.App, args []string) []string {
 			rest = append(rest, args[k:]...)
 			k = len(args)
 		case strings.HasPrefix(a, "-") && len(a) > 1:
-			flags = append(flags, a)
-			if takesValue(cmd.Flags, a) && k+1 < len(args) {
+			dst, from := &flags, cmd.Flags
+			if !isFlag(cmd.Flags, a) && isFlag(app.Flags, a) {
+				dst, from = &global, app.Flags
+			}
+			*dst = append(*dst, a)
+			if takesValue(from, a) && k+1 < len(args) {
 				k++
-				flags = append(flags, args[k])
+				*dst = append(*dst, args[k])
 			}
 		default:
 			rest = append(rest, a)
 		}
 	}
-	return append(append(head, flags...), rest...)
+	out := append([]string{args[0]}, global...)
+	out = append(out, args[i])
+	return append(append(out, flags...), rest...)
+}
+
+// isFlag reports whether arg names one of flags.
+func isFlag(flags []cli.Flag, arg string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // takesValue reports whether arg names a flag that needs a separate value.

@@ -1,0 +1,25 @@
+package main
+
+import (
+	"io"
+	"slices"
+	"testing"
+)
+
+func TestPermuteArgs(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	tests := []struct{ in, want []string }{
+		{[]string{"mj", "run", "--config", "/c"}, []string{"mj", "--config", "/c", "run"}},
+		{[]string{"mj", "-c", "/c", "run"}, []string{"mj", "-c", "/c", "run"}},
+		{[]string{"mj", "test-filter", "f", "x.log", "--json", "--config=/c"}, []string{"mj", "--config=/c", "test-filter", "--json", "f", "x.log"}},
+		{[]string{"mj", "check", "--config", "/c"}, []string{"mj", "check", "--config", "/c"}},
+		{[]string{"mj", "ban", "192.0.2.1", "--for", "1d", "--reason", "x y"}, []string{"mj", "ban", "--for", "1d", "--reason", "x y", "192.0.2.1"}},
+		{[]string{"mj", "unban", "--", "-weird"}, []string{"mj", "unban", "--", "-weird"}},
+		{[]string{"mj", "nosuch", "--x"}, []string{"mj", "nosuch", "--x"}},
+	}
+	for _, tt := range tests {
+		if got := permuteArgs(app, tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("%q -> %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
