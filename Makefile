@@ -22,6 +22,7 @@ run: build
 # it keeps compiling and running.
 test: toolchain lint
 	bash e2e/setup.sh
+	bash watcher/journal_setup.sh
 	MAILJAIL_E2E=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 10m ./...
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mailjail/mailjail/rules"
 	"github.com/mailjail/mailjail/rules/bucket"
+	"github.com/mailjail/mailjail/watcher"
 )
 
 // DefaultPath is where the daemon looks for its configuration.
@@ -92,6 +93,9 @@ type Jail struct {
 	UnbanAction []string
 	Alert       bool
 	Rate        *RateSpec // set for a rate jail (rate_key given): Postfix messages/recipients per key
+	// Journal, when set, follows the systemd journal instead of (or beside)
+	// logpath: for hosts where Postfix logs only to journald.
+	Journal *watcher.JournalMatch
 }
 
 // RateSpec is a rate jail: it joins Postfix's smtpd, cleanup and qmgr
@@ -147,6 +151,15 @@ type jailFile struct {
 	MaxEntries    *int       `toml:"max_entries"`
 	OnFull        *string    `toml:"on_full"`
 	SuspendFactor *float64   `toml:"suspend_factor"`
+
+	JournalMatch *journalFile `toml:"journalmatch"`
+}
+
+// journalFile selects journal entries: by unit, by syslog identifier
+// ("postfix/*" for all of Postfix's programs), or both.
+type journalFile struct {
+	Units       []string `toml:"units"`
+	Identifiers []string `toml:"identifiers"`
 }
 
 // limitFile is a rate limit as rspamd writes it: burst and "N / period".
@@ -283,6 +296,9 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		BanAction:   first(j.BanAction, d.BanAction),
 		UnbanAction: first(j.UnbanAction, d.UnbanAction),
 		Alert:       deref(j.Alert, deref(d.Alert, true)),
+	}
+	if jm := j.JournalMatch; jm != nil {
+		out.Journal = &watcher.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}
 	}
 	if j.RateKey != nil {
 		out.Rate = &RateSpec{Key: *j.RateKey, Mode: deref(j.Mode, ""), MaxEntries: deref(j.MaxEntries, bucket.DefaultMaxEntries), SuspendFactor: deref(j.SuspendFactor, 0)}

@@ -70,8 +70,11 @@ func (c *Config) Validate() error {
 		} else if _, err := c.CompileFilter(j.Filter); err != nil {
 			add(c.errAt(k+".filter", "%v", err))
 		}
-		if len(j.LogPath) == 0 {
-			add(c.errAt(k+".logpath", "no log file to follow"))
+		if len(j.LogPath) == 0 && j.Journal == nil {
+			add(c.errAt(k+".logpath", "no log file (or journalmatch) to follow"))
+		}
+		if jm := j.Journal; jm != nil && len(jm.Units) == 0 && len(jm.Identifiers) == 0 {
+			add(c.errAt(k+".journalmatch", "needs units or identifiers"))
 		}
 		for _, p := range j.LogPath {
 			if !filepath.IsAbs(p) {

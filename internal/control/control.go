@@ -55,6 +55,7 @@ type JailStatus struct {
 	Name           string         `json:"name"`
 	Filter         string         `json:"filter"`
 	LogPath        []string       `json:"logpath"`
+	Journal        string         `json:"journal,omitempty"` // journal source key, for journalmatch jails
 	Files          []FileStatus   `json:"files"`
 	StrikesTracked int            `json:"strikes_tracked"` // addresses holding strikes inside findtime
 	StrikesStored  int64          `json:"strikes_stored"`

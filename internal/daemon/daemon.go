@@ -66,8 +66,15 @@ type daemon struct {
 	actions *actions.Runner
 	mailer  *notify.Mailer
 	started time.Time
-	fol     *watcher.Follower
+	sources []watcher.Source
 	reqs    chan ctlReq
+}
+
+// sourceBatch is a batch from one source; done tells the source's
+// forwarder that the lines (whose bytes the source reuses) were consumed.
+type sourceBatch struct {
+	lines []watcher.Line
+	done  chan struct{}
 }
 
 type ctlReq struct {
@@ -169,10 +176,21 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	fctx, stopFollow := context.WithCancel(ctx)
 	defer stopFollow()
-	d.fol, err = watcher.Follow(fctx, d.eng.LogPatterns(), wsaved, wopt)
-	if err != nil {
-		return fmt.Errorf("follow logs: %w", err)
+	if pats := d.eng.LogPatterns(); len(pats) > 0 {
+		fol, err := watcher.Follow(fctx, pats, wsaved, wopt)
+		if err != nil {
+			return fmt.Errorf("follow logs: %w", err)
+		}
+		d.sources = append(d.sources, fol)
 	}
+	for _, m := range d.eng.JournalMatches() {
+		jf, err := watcher.FollowJournal(fctx, m, wsaved[m.Key()], wopt)
+		if err != nil {
+			return fmt.Errorf("follow journal %s: %w", m.Key(), err)
+		}
+		d.sources = append(d.sources, jf)
+	}
+	batches := fanIn(fctx, d.sources)
 
 	ln, err := control.Listen(d.cfg.Global.Socket, d.cfg.Global.SocketGroup)
 	if err != nil {
@@ -202,11 +220,10 @@ func (d *daemon) run(ctx context.Context) error {
 				d.log.Error("save rate buckets", "err", err)
 			}
 			return nil
-		case batch, ok := <-d.fol.Batches():
-			if !ok {
-				return errors.New("log follower stopped")
-			}
-			if err := d.process(ctx, batch); err != nil {
+		case b := <-batches:
+			err := d.process(ctx, b.lines)
+			close(b.done)
+			if err != nil {
 				return err
 			}
 		case r := <-d.reqs:
@@ -232,6 +249,31 @@ func (d *daemon) run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// fanIn merges the sources' batches into one channel. Each forwarder waits
+// until its batch is consumed before taking the next one, because a source
+// reuses the bytes of a batch once the next is received.
+func fanIn(ctx context.Context, sources []watcher.Source) <-chan sourceBatch {
+	out := make(chan sourceBatch)
+	for _, src := range sources {
+		go func() {
+			for lines := range src.Batches() {
+				b := sourceBatch{lines: lines, done: make(chan struct{})}
+				select {
+				case out <- b:
+				case <-ctx.Done():
+					return
+				}
+				select {
+				case <-b.done:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	return out
 }
 
 // process stages a batch and commits it, retrying until the database takes

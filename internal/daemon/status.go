@@ -8,6 +8,7 @@ import (
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/watcher"
 )
 
 // BuildStatus describes the state in the database (and, with an engine,
@@ -38,10 +39,10 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 	}
 	for _, j := range cfg.EnabledJails() {
 		c := counts[j.Name]
-		js := control.JailStatus{Name: j.Name, Filter: j.Filter, LogPath: j.LogPath, StrikesTracked: tracked[j.Name],
+		js := control.JailStatus{Journal: journalKey(j), Name: j.Name, Filter: j.Filter, LogPath: j.LogPath, StrikesTracked: tracked[j.Name],
 			StrikesStored: c.Strikes, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans, RateEvents: c.RateEvents, RateKeys: rateKeys[j.Name]}
 		for path, p := range positions {
-			if matchesAny(j.LogPath, path) {
+			if matchesAny(j.LogPath, path) || path == journalKey(j) {
 				fs := control.FileStatus{Path: path, Offset: p.Offset}
 				if fi, err := os.Stat(path); err == nil {
 					fs.Size = fi.Size()
@@ -55,6 +56,13 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 		s.Jails = append(s.Jails, control.JailStatus{Name: engine.ManualJail, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans})
 	}
 	return s, nil
+}
+
+func journalKey(j *config.Jail) string {
+	if j.Journal == nil {
+		return ""
+	}
+	return j.Journal.Key()
 }
 
 func matchesAny(patterns []string, path string) bool {
@@ -81,15 +89,15 @@ func (d *daemon) fillRunning(s *control.Status) {
 	}
 	es := d.eng.Stats()
 	s.Lines, s.NoTime, s.Matches, s.Ignored = es.Lines, es.NoTime, es.Matches, es.Ignored
-	if d.fol == nil {
-		return
+	var files []watcher.FileStats
+	for _, src := range d.sources {
+		files = append(files, src.Stats().Files...)
 	}
-	files := d.fol.Stats().Files
 	for i := range s.Jails {
 		js := &s.Jails[i]
 		js.Files = js.Files[:0]
 		for _, f := range files {
-			if matchesAny(js.LogPath, f.Path) {
+			if matchesAny(js.LogPath, f.Path) || js.Journal != "" && js.Journal == f.Path {
 				js.Files = append(js.Files, control.FileStatus{Path: f.Path, Offset: f.Pos.Offset, Size: f.Size, Open: f.Open > 0})
 			}
 		}

@@ -135,6 +135,20 @@ func (e *Engine) LogPatterns() []string {
 	return out
 }
 
+// JournalMatches is every distinct journal selection of the enabled
+// jails: one follower each, however many jails share it.
+func (e *Engine) JournalMatches() []watcher.JournalMatch {
+	var out []watcher.JournalMatch
+	seen := map[string]bool{}
+	for _, j := range e.jails {
+		if m := j.Cfg.Journal; m != nil && !seen[m.Key()] {
+			seen[m.Key()] = true
+			out = append(out, *m)
+		}
+	}
+	return out
+}
+
 // jailsFor returns the jails that read path (a literal logpath or a glob
 // match), cached.
 func (e *Engine) jailsFor(path string) []*Jail {
@@ -143,6 +157,10 @@ func (e *Engine) jailsFor(path string) []*Jail {
 	}
 	var js []*Jail
 	for _, j := range e.jails {
+		if j.Cfg.Journal != nil && j.Cfg.Journal.Key() == path {
+			js = append(js, j)
+			continue
+		}
 		for _, p := range j.Cfg.LogPath {
 			if ok, _ := filepath.Match(p, path); ok || p == path {
 				js = append(js, j)
