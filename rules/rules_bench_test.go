@@ -131,6 +131,34 @@ func BenchmarkCandidates(b *testing.B) {
 				b.Fatal("no candidates")
 			}
 		})
+		// The proposal for filters whose regex ends with their literal and
+		// "$" (both built-ins' rspamd filter does): check each line's end
+		// instead of searching the buffer for the literal, which for
+		// "(set by ratelimit)" stops at every '(' of every line.
+		b.Run(tc.kind+"/SuffixLines", func(b *testing.B) {
+			if tc.kind != "rspamd" {
+				b.Skip("the postfix filter's literal is not at the line end")
+			}
+			b.SetBytes(int64(len(buf)))
+			lit := f.Literal()
+			var cands int
+			for b.Loop() {
+				cands = 0
+				for rest := buf; len(rest) > 0; {
+					i := bytes.IndexByte(rest, '\n')
+					if i < 0 {
+						break
+					}
+					if bytes.HasSuffix(rest[:i], lit) {
+						cands++
+					}
+					rest = rest[i+1:]
+				}
+			}
+			if cands == 0 {
+				b.Fatal("no candidates")
+			}
+		})
 		b.Run(tc.kind+"/IndexByteLines", func(b *testing.B) {
 			b.SetBytes(int64(len(buf)))
 			for b.Loop() {
