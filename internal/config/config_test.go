@@ -132,3 +132,30 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestRateJailErrors(t *testing.T) {
+	base := "[jail.r]\nlogpath = [\"/var/log/mail.log\"]\n"
+	tests := []struct{ toml, want string }{
+		{base + "rate_key = \"helo\"\nmessages = { burst = 1, rate = \"1 / 1h\" }\n", `t.toml:3: jail.r.rate_key: must be one of`},
+		{base + "rate_key = \"sender\"\n", "needs messages or recipients"},
+		{base + "rate_key = \"sender\"\nmessages = { burst = 1, rate = \"1 / 1y\" }\n", "t.toml:4: jail.r.messages:"},
+		{base + "rate_key = \"sender\"\nmessages = { burst = 1, rate = \"1 / 1h\" }\nmode = \"ban\"\n", `t.toml:5: jail.r.mode: "ban" needs rate_key = "client"`},
+		{base + "rate_key = \"client\"\nmessages = { burst = 1, rate = \"1 / 1h\" }\naccounting = \"lazy\"\n", `t.toml:5: jail.r.accounting: must be one of "leaky", "strict", got "lazy"`},
+		{base + "rate_key = \"client\"\nmessages = { burst = 1, rate = \"1 / 1h\" }\non_full = \"x\"\n", `jail.r.on_full: must be one of "fail-closed", "fail-open"`},
+		{base + "rate_key = \"client\"\nmessages = { burst = 1, rate = \"1 / 1h\" }\nsuspend_factor = 0.5\n", "jail.r.suspend_factor: must be above 1"},
+		{"[jail.j]\nfilter = \"postfix-ratelimit\"\njournalmatch = { units = [] }\n", "t.toml:3: jail.j.journalmatch: needs units or identifiers"},
+	}
+	for _, tt := range tests {
+		c, err := Parse(strings.NewReader(tt.toml), "t.toml")
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err = %v, want %q", tt.toml, err, tt.want)
+		}
+	}
+	c, _ := Parse(strings.NewReader(base+"rate_key = \"client\"\nrecipients = { burst = 5, rate = \"5 / 1h\" }\n"), "t.toml")
+	if err := c.Validate(); err != nil || c.Jails[0].Rate.Mode != "ban" || c.Jails[0].Rate.Recipients.Burst != 5 {
+		t.Errorf("client rate jail: %v %+v", err, c.Jails[0].Rate)
+	}
+}

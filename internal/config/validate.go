@@ -159,21 +159,12 @@ func (c *Config) validateRate(j *Jail) []*Error {
 	default:
 		errs = append(errs, c.errAt(k+".mode", `must be "ban" or "log-only", got %q`, r.Mode))
 	}
-	switch deref(raw.Accounting, "leaky") {
-	case "leaky":
-		r.Accounting = bucket.Leaky
-	case "strict":
-		r.Accounting = bucket.Strict
-	default:
-		errs = append(errs, c.errAt(k+".accounting", `must be "leaky" or "strict"`))
+	var err *Error
+	if r.Accounting, err = choose(c, k+".accounting", deref(raw.Accounting, "leaky"), map[string]bucket.Mode{"leaky": bucket.Leaky, "strict": bucket.Strict}); err != nil {
+		errs = append(errs, err)
 	}
-	switch deref(raw.OnFull, "fail-open") {
-	case "fail-open":
-		r.OnFull = bucket.FailOpen
-	case "fail-closed":
-		r.OnFull = bucket.FailClosed
-	default:
-		errs = append(errs, c.errAt(k+".on_full", `must be "fail-open" or "fail-closed"`))
+	if r.OnFull, err = choose(c, k+".on_full", deref(raw.OnFull, "fail-open"), map[string]bucket.OnFull{"fail-open": bucket.FailOpen, "fail-closed": bucket.FailClosed}); err != nil {
+		errs = append(errs, err)
 	}
 	if r.MaxEntries < 1 {
 		errs = append(errs, c.errAt(k+".max_entries", "must be at least 1"))
@@ -182,6 +173,20 @@ func (c *Config) validateRate(j *Jail) []*Error {
 		errs = append(errs, c.errAt(k+".suspend_factor", "must be above 1 (or 0 to turn it off)"))
 	}
 	return errs
+}
+
+// choose maps a keyword value to its meaning, or locates the mistake.
+func choose[T any](c *Config, key, val string, opts map[string]T) (T, *Error) {
+	if v, ok := opts[val]; ok {
+		return v, nil
+	}
+	names := make([]string, 0, len(opts))
+	for n := range opts {
+		names = append(names, strconv.Quote(n))
+	}
+	slices.Sort(names)
+	var zero T
+	return zero, c.errAt(key, "must be one of %s, got %q", strings.Join(names, ", "), val)
 }
 
 // CompileFilter resolves a jail's filter name: a [filter.NAME] table of the
