@@ -289,6 +289,7 @@ func (d *daemon) process(ctx context.Context, batch []watcher.Line) error {
 				d.mw.Kick()
 				d.afterBan(bans)
 			}
+			d.alertUrgent(d.eng.TakeUrgent())
 			return nil
 		}
 		d.log.Error("state not saved, retrying", "database", d.cfg.Global.Database, "err", err, "retry_in", backoff)
@@ -327,6 +328,20 @@ func (d *daemon) afterBan(bans []store.Ban) {
 			}
 			d.mailer.Send(notify.Alert{Event: "ban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Strikes: b.Strikes, Reason: b.Reason, Lines: lines})
 		}
+	}
+}
+
+// alertUrgent mails administrators about rate events far over the limit.
+func (d *daemon) alertUrgent(evs []store.RateEvent) {
+	if d.mailer == nil {
+		return
+	}
+	for _, ev := range evs {
+		if j := d.jailCfg(ev.Jail); j == nil || !j.Alert {
+			continue
+		}
+		d.mailer.Send(notify.Alert{Event: "urgent rate", Jail: ev.Jail, Addr: ev.Key, Since: ev.At,
+			Reason: fmt.Sprintf("%s reached %.1f, %.1f× the burst of %g (rate %s): %s", ev.What, ev.Level, ev.Level/ev.Burst, ev.Burst, ev.Rate, ev.Detail)})
 	}
 }
 

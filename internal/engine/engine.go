@@ -8,6 +8,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,6 +48,7 @@ type Engine struct {
 	staged map[netip.Addr]struct{} // banned by the pending batch
 
 	pending pending
+	urgent  []store.RateEvent // committed urgent rate events not yet taken
 	stats   Stats
 }
 
@@ -281,17 +283,30 @@ func (e *Engine) Stage(lines []watcher.Line, now time.Time) {
 	for i := range lines {
 		l := &lines[i]
 		e.stats.Lines++
-		e.pending.positions[l.Path] = store.Position(l.Pos)
-		js := e.jailsFor(l.Path)
-		if len(js) == 0 {
-			continue
+		if i == len(lines)-1 || lines[i+1].Path != l.Path {
+			e.pending.positions[l.Path] = store.Position(l.Pos)
 		}
-		at, n, ok := rules.ParseTime(l.Text, e.loc, l.Read)
-		if !ok {
-			at = l.Read
-			e.stats.NoTime++
-		}
-		for _, j := range js {
+		var (
+			at     time.Time
+			n      int
+			parsed bool
+		)
+		for _, j := range e.jailsFor(l.Path) {
+			// Most lines are not events: a literal check skips them
+			// before any timestamp parsing or regex.
+			if j.rate == nil {
+				if lit := j.Filter.Literal(); len(lit) > 0 && !bytes.Contains(l.Text, lit) {
+					continue
+				}
+			}
+			if !parsed {
+				parsed = true
+				var ok bool
+				if at, n, ok = rules.ParseTime(l.Text, e.loc, l.Read); !ok {
+					at = l.Read
+					e.stats.NoTime++
+				}
+			}
 			if j.rate != nil {
 				e.stageRate(j, l.Text, at, now)
 			} else {
@@ -389,9 +404,22 @@ func (e *Engine) Commit(ctx context.Context) ([]store.Ban, error) {
 	bans := p.bans
 	e.put(bans...)
 	e.logRateEvents(p.rateEvents)
+	for _, ev := range p.rateEvents {
+		if ev.Urgent {
+			e.urgent = append(e.urgent, ev)
+		}
+	}
 	clear(e.staged)
 	e.pending = pending{}
 	return bans, nil
+}
+
+// TakeUrgent returns the urgent rate events committed since the last call
+// (the hook for alerts and account suspension).
+func (e *Engine) TakeUrgent() []store.RateEvent {
+	u := e.urgent
+	e.urgent = nil
+	return u
 }
 
 // Entries returns the map's entries: every active ban.
