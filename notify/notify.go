@@ -24,7 +24,7 @@ import (
 
 // Alert is one event worth telling an administrator about.
 type Alert struct {
-	Event   string // "ban" or "unban"
+	Event   string // "ban", "unban" or "urgent rate"
 	Jail    string
 	Addr    string
 	Since   time.Time
@@ -140,7 +140,11 @@ func Compose(cfg Config, a Alert, now time.Time) []byte {
 		}
 	}
 	body("")
-	body("Lift it with: mailjail unban %s", a.Addr)
+	if a.Event == "ban" {
+		body("Lift it with: mailjail unban %s", a.Addr)
+	} else {
+		body("Details: mailjail show %s", a.Addr)
+	}
 	return b.Bytes()
 }
 
