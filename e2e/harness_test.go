@@ -111,6 +111,12 @@ func xclientAddr(addr string) (string, error) {
 // XCLIENT, and returns the server's final reply (normally the one to the end of DATA).
 func sendMail(t *testing.T, addr string) (code int, reply string) {
 	t.Helper()
+	return sendMailFrom(t, addr, "e2e-sender@example.org")
+}
+
+// sendMailFrom is sendMail with the envelope sender from.
+func sendMailFrom(t *testing.T, addr, from string) (code int, reply string) {
+	t.Helper()
 	x, err := xclientAddr(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +127,7 @@ func sendMail(t *testing.T, addr string) (code int, reply string) {
 		"--server", smtpHost, "--port", smtpPort,
 		"--xclient-addr", x,
 		"--helo", "client.example.org",
-		"--from", "e2e-sender@example.org",
+		"--from", from,
 		"--to", "e2e@localhost",
 		"--header", "Subject: mailjail e2e from "+addr,
 	)
