@@ -97,7 +97,7 @@ row() { # tool seconds matches
 	echo
 	echo "Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr), $(go version | cut -d' ' -f3), $(grep --version | head -1), fail2ban-regex $(fail2ban-regex --version 2>&1 | awk '{ print $NF }')"
 	echo
-	echo "Log: $lines lines ($(du -h "$LOG" | cut -f1)), $(sed 's/^gen: rspamd: //' "$OUT/gen.txt"); median of $RUNS runs (fail2ban-regex: $F2B_RUNS)"
+	echo "Log: $(du -h "$LOG" | cut -f1), $(sed 's/^gen: //' "$OUT/gen.txt"); median of $RUNS runs (fail2ban-regex: $F2B_RUNS)"
 	echo
 	echo "| tool | seconds | lines/s | time ÷ grep | fail2ban-regex time ÷ time | lines matched |"
 	echo "| --- | ---: | ---: | ---: | ---: | ---: |"
