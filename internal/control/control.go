@@ -61,8 +61,9 @@ type JailStatus struct {
 	StrikesStored  int64          `json:"strikes_stored"`
 	ActiveBans     int64          `json:"active_bans"`
 	TotalBans      int64          `json:"total_bans"`
-	RateEvents     int64          `json:"rate_events,omitempty"` // rate jails: limits exceeded
-	RateKeys       map[string]int `json:"rate_keys,omitempty"`   // rate jails: keys tracked per limit
+	RateEvents     int64          `json:"rate_events,omitempty"`    // rate jails: limits exceeded
+	RateKeys       map[string]int `json:"rate_keys,omitempty"`      // rate jails: keys tracked per limit
+	RateUntracked  uint64         `json:"rate_untracked,omitempty"` // rate jails: new keys let through or limited because the table was full
 }
 
 // Status is the answer to `status`.

@@ -25,11 +25,13 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 	s := &control.Status{Database: cfg.Global.Database, MapFile: cfg.Global.MapFile, MapEntries: len(active)}
 	tracked := map[string]int{}
 	rateKeys := map[string]map[string]int{}
+	rateFull := map[string]uint64{}
 	if eng != nil {
 		for _, j := range eng.Jails() {
 			tracked[j.Cfg.Name] = j.Policy.Tracked()
 			if rs := j.RateStats(); rs != nil {
 				rateKeys[j.Cfg.Name] = rs.Keys
+				rateFull[j.Cfg.Name] = rs.Full
 			}
 		}
 	}
@@ -40,7 +42,7 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 	for _, j := range cfg.EnabledJails() {
 		c := counts[j.Name]
 		js := control.JailStatus{Journal: journalKey(j), Name: j.Name, Filter: j.Filter, LogPath: j.LogPath, StrikesTracked: tracked[j.Name],
-			StrikesStored: c.Strikes, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans, RateEvents: c.RateEvents, RateKeys: rateKeys[j.Name]}
+			StrikesStored: c.Strikes, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans, RateEvents: c.RateEvents, RateKeys: rateKeys[j.Name], RateUntracked: rateFull[j.Name]}
 		for path, p := range positions {
 			if matchesAny(j.LogPath, path) || path == journalKey(j) {
 				fs := control.FileStatus{Path: path, Offset: p.Offset}

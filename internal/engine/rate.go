@@ -93,7 +93,7 @@ func (e *Engine) stageRate(j *Jail, line []byte, at, now time.Time) {
 		}
 		res := t.table.Update(key, m.Time, n)
 		if res.Backwards > 0 {
-			e.log.Debug("rate: clock went backwards, nothing leaked", "jail", j.Cfg.Name, "key", key, "by", res.Backwards)
+			e.log.Info("rate: clock went backwards, nothing leaked", "jail", j.Cfg.Name, "key", key, "by", res.Backwards)
 		}
 		if res.Untracked {
 			e.log.Warn("rate table full: key not tracked", "jail", j.Cfg.Name, "key", key, "on_full", r.spec.OnFull.String(), "max_entries", r.spec.MaxEntries)
