@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -184,7 +183,6 @@ func Offset(st *control.Status, path string) int64 {
 type MapWatcher struct {
 	w    *fsnotify.Watcher
 	path string
-	mu   sync.Mutex
 	fn   func(at time.Time, addrs map[netip.Addr]bool)
 	done chan struct{}
 }
