@@ -2,7 +2,9 @@ package rules
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
+	"strings"
 )
 
 // The built-in filters anchor on the parts of a line that the logging
@@ -28,16 +30,38 @@ import (
 //     helo=) follow the reply text, after the part the regex anchors on.
 var builtinSpecs = map[string]FilterSpec{
 	"rspamd-ratelimit": {
-		FailRegex: []string{
-			`^(?:#[0-9]+\([a-z_]+\)|\S+ rspamd\[[0-9]+\]:) <[0-9a-z]+>; [a-z_]+; rspamd_task_write_log: id: <[^ ]*>, (?:qid: <[^ ]*>, )?ip: <HOST>, .*\(default: [TF] \((?:soft reject|reject)\): .*, forced: (?:soft reject|reject) "Ratelimit "(?P<bucket>[A-Za-z0-9_]+)" exceeded"; score=[^ ]+ \(set by ratelimit\)$`,
-		},
-		Prefilter: "(set by ratelimit)",
+		FailRegex:      []string{rspamdHead + ".*" + rspamdMid + ".*" + rspamdTail},
+		Prefilter:      "(set by ratelimit)",
+		PrefilterAtEnd: true,
 	},
 	"postfix-ratelimit": {
 		FailRegex: []string{
 			`^\S+ postfix(?:-[A-Za-z0-9_.-]+)?/(?:[A-Za-z0-9_.-]+/)*cleanup\[[0-9]+\]: [0-9A-Za-z]+: milter-reject: END-OF-MESSAGE from [A-Za-z0-9.-]+\[<HOST>\]: 4\.[0-9]\.[0-9] Ratelimit "(?P<bucket>[A-Za-z0-9_]+)" exceeded; from=<`,
 		},
 		Prefilter: "exceeded; from=<",
+	},
+}
+
+// The pieces of the rspamd summary-line regex. The filter is their
+// concatenation with ".*" between them; the same pieces, anchored, make
+// its fast path (splitRegex).
+const (
+	rspamdHead = `^(?:#[0-9]+\([a-z_]+\)|\S+ rspamd\[[0-9]+\]:) <[0-9a-z]+>; [a-z_]+; rspamd_task_write_log: id: <[^ ]*>, (?:qid: <[^ ]*>, )?ip: <HOST>, `
+	rspamdMid  = `\(default: [TF] \((?:soft reject|reject)\): `
+	rspamdTail = `, forced: (?:soft reject|reject) "Ratelimit "(?P<bucket>[A-Za-z0-9_]+)" exceeded"; score=[^ ]+ \(set by ratelimit\)$`
+)
+
+// builtinSplits are the fast paths of built-in filters.
+var builtinSplits = map[string]func() *splitRegex{
+	"rspamd-ratelimit": func() *splitRegex {
+		return &splitRegex{
+			head:       regexp.MustCompile(strings.Replace(rspamdHead, "<HOST>", HostPattern, 1)),
+			mid:        regexp.MustCompile(rspamdMid),
+			tailAt:     []byte(", forced: "),
+			tail:       regexp.MustCompile("^" + rspamdTail),
+			headAt:     []byte(", ip: "),
+			headWindow: 48, // the longest IPv6 text (45) and ", "
+		}
 	},
 }
 
@@ -54,7 +78,14 @@ func BuiltinFilter(name string) (*Filter, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown built-in filter %q (have %v)", name, BuiltinNames())
 	}
-	return CompileFilter(name, spec)
+	f, err := CompileFilter(name, spec)
+	if err != nil {
+		return nil, err
+	}
+	if split, ok := builtinSplits[name]; ok {
+		f.split = split()
+	}
+	return f, nil
 }
 
 // BuiltinNames lists the built-in filter names, sorted.

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -24,8 +23,10 @@ const HostPattern = `(?P<host>[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f]{0,4}:[0-
 type Filter struct {
 	Name    string
 	literal []byte
+	atEnd   bool // every event line ends with literal
 	fail    []*regexp.Regexp
 	ignore  []*regexp.Regexp
+	split   *splitRegex // a faster equivalent of fail[0], for built-ins
 }
 
 // Match is what a filter extracts from one event line.
@@ -39,6 +40,9 @@ type FilterSpec struct {
 	FailRegex   []string // each must contain <HOST>
 	IgnoreRegex []string
 	Prefilter   string // literal every event line contains; derived from the regexes when empty
+	// PrefilterAtEnd says every event line ends with Prefilter, so
+	// candidates are found by looking at line ends.
+	PrefilterAtEnd bool
 }
 
 // CompileFilter builds a filter from a spec. Errors name the regex that
@@ -75,6 +79,7 @@ func CompileFilter(name string, spec FilterSpec) (*Filter, error) {
 		return nil, fmt.Errorf("prefilter %q: not a literal that every failregex requires", lit)
 	}
 	f.literal = []byte(lit)
+	f.atEnd = spec.PrefilterAtEnd && lit != ""
 	return f, nil
 }
 
@@ -82,35 +87,73 @@ func CompileFilter(name string, spec FilterSpec) (*Filter, error) {
 // scanning whole read buffers use it to find candidate lines.
 func (f *Filter) Literal() []byte { return f.literal }
 
+// LiteralAtEnd reports whether every event line ends with Literal.
+func (f *Filter) LiteralAtEnd() bool { return f.atEnd }
+
 // Match reports whether msg (a line without its timestamp) is an event and
 // extracts its address. Captured text is only ever parsed as an address or
 // kept as a short token; it is never interpreted further.
 func (f *Filter) Match(msg []byte) (Match, bool) {
-	if len(f.literal) > 0 && !bytes.Contains(msg, f.literal) {
+	if !f.Prefilter().Pass(msg) {
 		return Match{}, false
+	}
+	if f.split != nil {
+		host, bucket, ok := f.split.match(msg)
+		if !ok || f.ignored(msg) {
+			return Match{}, false
+		}
+		return capture(host, bucket)
 	}
 	for _, re := range f.fail {
 		m := re.FindSubmatchIndex(msg)
 		if m == nil {
 			continue
 		}
-		for _, ig := range f.ignore {
-			if ig.Match(msg) {
-				return Match{}, false
-			}
-		}
-		hi := 2 * re.SubexpIndex("host")
-		a, err := ParseAddr(string(msg[m[hi]:m[hi+1]]))
-		if err != nil {
+		if f.ignored(msg) {
 			return Match{}, false
 		}
-		var bucket string
+		hi := 2 * re.SubexpIndex("host")
+		var bucket []byte
 		if bi := re.SubexpIndex("bucket"); bi > 0 && m[2*bi] >= 0 {
-			bucket = string(msg[m[2*bi]:m[2*bi+1]])
+			bucket = msg[m[2*bi]:m[2*bi+1]]
 		}
-		return Match{Addr: a, Bucket: bucket}, true
+		return capture(msg[m[hi]:m[hi+1]], bucket)
 	}
 	return Match{}, false
+}
+
+func (f *Filter) ignored(msg []byte) bool {
+	for _, ig := range f.ignore {
+		if ig.Match(msg) {
+			return true
+		}
+	}
+	return false
+}
+
+// capture turns the captured spans into a Match. Known bucket names are
+// shared constants, so a match allocates only for unusual buckets.
+func capture(host, bucket []byte) (Match, bool) {
+	a, err := ParseAddr(string(host))
+	if err != nil {
+		return Match{}, false
+	}
+	m := Match{Addr: a}
+	if len(bucket) > 0 {
+		m.Bucket = internBucket(bucket)
+	}
+	return m, true
+}
+
+var knownBuckets = []string{"ip", "user", "to", "to_ip", "to_ip_from", "bounce_to", "bounce_to_ip"}
+
+func internBucket(b []byte) string {
+	for _, k := range knownBuckets {
+		if string(b) == k {
+			return k
+		}
+	}
+	return string(b)
 }
 
 // commonLiteral finds the longest literal that every regex requires, so a

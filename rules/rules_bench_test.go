@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
-	"os"
-	"regexp"
 	"runtime"
 	"sync"
 	"testing"
@@ -124,37 +122,9 @@ func BenchmarkCandidates(b *testing.B) {
 			var lines, cands int
 			for b.Loop() {
 				cands = 0
-				lines, _ = rules.Candidates(buf, f.Literal(), func([]byte) { cands++ })
+				lines, _ = rules.Candidates(buf, f.Prefilter(), func([]byte) { cands++ })
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line")
-			if cands == 0 {
-				b.Fatal("no candidates")
-			}
-		})
-		// The proposal for filters whose regex ends with their literal and
-		// "$" (both built-ins' rspamd filter does): check each line's end
-		// instead of searching the buffer for the literal, which for
-		// "(set by ratelimit)" stops at every '(' of every line.
-		b.Run(tc.kind+"/SuffixLines", func(b *testing.B) {
-			if tc.kind != "rspamd" {
-				b.Skip("the postfix filter's literal is not at the line end")
-			}
-			b.SetBytes(int64(len(buf)))
-			lit := f.Literal()
-			var cands int
-			for b.Loop() {
-				cands = 0
-				for rest := buf; len(rest) > 0; {
-					i := bytes.IndexByte(rest, '\n')
-					if i < 0 {
-						break
-					}
-					if bytes.HasSuffix(rest[:i], lit) {
-						cands++
-					}
-					rest = rest[i+1:]
-				}
-			}
 			if cands == 0 {
 				b.Fatal("no candidates")
 			}
@@ -189,7 +159,7 @@ func BenchmarkScanMatch(b *testing.B) {
 	var lines, matched int
 	for b.Loop() {
 		matched = 0
-		lines, _ = rules.Candidates(buf, f.Literal(), func(line []byte) {
+		lines, _ = rules.Candidates(buf, f.Prefilter(), func(line []byte) {
 			_, n, _ := rules.ParseTime(line, time.UTC, ref)
 			if _, ok := f.Match(line[n:]); ok {
 				matched++
@@ -270,107 +240,4 @@ func heapInUse() int64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapInuse)
-}
-
-// splitRspamd is a proposal for rules.Filter (see bench/README.md, hot
-// spots): the built-in rspamd-ratelimit regex matched in three anchored
-// pieces instead of one regex with two unanchored ".*", which Go's regexp
-// runs with its backtracker or NFA over the whole 500-byte line. The line
-// must end with the literal; the tail is anchored at the last ", forced: "
-// (nothing after it may contain a space, so no later one can start the
-// match); the head is anchored at the start; "(default: ...)" must lie
-// between them. It accepts exactly the lines the one-regex filter accepts
-// and captures the same address and bucket (checked below).
-type splitRspamd struct {
-	head, mid, tail *regexp.Regexp
-}
-
-func newSplitRspamd() *splitRspamd {
-	return &splitRspamd{
-		head: regexp.MustCompile(`^(?:#[0-9]+\([a-z_]+\)|\S+ rspamd\[[0-9]+\]:) <[0-9a-z]+>; [a-z_]+; rspamd_task_write_log: id: <[^ ]*>, (?:qid: <[^ ]*>, )?ip: ` + rules.HostPattern + `, `),
-		mid:  regexp.MustCompile(`\(default: [TF] \((?:soft reject|reject)\): `),
-		tail: regexp.MustCompile(`^, forced: (?:soft reject|reject) "Ratelimit "([A-Za-z0-9_]+)" exceeded"; score=[^ ]+ \(set by ratelimit\)$`),
-	}
-}
-
-var (
-	setBy   = []byte("(set by ratelimit)")
-	forced  = []byte(", forced: ")
-	ipField = []byte(", ip: ")
-)
-
-// match returns the host and bucket spans of msg, or ok=false.
-func (s *splitRspamd) match(msg []byte) (host, bucket []byte, ok bool) {
-	if !bytes.HasSuffix(msg, setBy) {
-		return nil, nil, false
-	}
-	k := bytes.LastIndex(msg, forced)
-	if k < 0 {
-		return nil, nil, false
-	}
-	t := s.tail.FindSubmatchIndex(msg[k:])
-	if t == nil {
-		return nil, nil, false
-	}
-	// The head ends right after the first ", ip: ADDR, " (no field before
-	// it may hold a space), so the regex needs only that much input: Go's
-	// backtracker costs in proportion to the input it is given.
-	end := k
-	if i := bytes.Index(msg[:k], ipField); i >= 0 {
-		end = min(k, i+len(ipField)+48)
-	}
-	h := s.head.FindSubmatchIndex(msg[:end])
-	if h == nil || !s.mid.Match(msg[h[1]:k]) {
-		return nil, nil, false
-	}
-	return msg[h[2]:h[3]], msg[k+t[2] : k+t[3]], true
-}
-
-// BenchmarkFilterMatchSplit measures the proposal above on the same lines
-// as BenchmarkFilterMatch, after checking it agrees with the filter on
-// every candidate line of a generated log and of the real fixture.
-func BenchmarkFilterMatchSplit(b *testing.B) {
-	f, err := rules.BuiltinFilter("rspamd-ratelimit")
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := newSplitRspamd()
-	fixture, err := os.ReadFile("../testdata/rspamd-3.4-proxy.log")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var events, hostile [][]byte
-	for _, src := range [][]byte{genLog(b, "rspamd", 20000), fixture} {
-		for _, l := range linesWith(b, src, "ratelimit") {
-			m, ok := f.Match(l)
-			host, bucket, ok2 := s.match(l)
-			if ok != ok2 || ok && (m.Addr.String() != string(host) || m.Bucket != string(bucket)) {
-				b.Fatalf("split disagrees on %q: %v %v/%s %s", l, ok, ok2, m.Addr, host)
-			}
-			if !bytes.Contains(l, f.Literal()) {
-				continue
-			}
-			if ok {
-				events = append(events, l)
-			} else {
-				hostile = append(hostile, l)
-			}
-		}
-	}
-	for _, set := range []struct {
-		name  string
-		lines [][]byte
-		want  bool
-	}{{"event", events, true}, {"hostile", hostile, false}} {
-		b.Run(set.name, func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if _, _, ok := s.match(set.lines[i%len(set.lines)]); ok != set.want {
-					b.Fatal("mismatch")
-				}
-				i++
-			}
-		})
-	}
 }

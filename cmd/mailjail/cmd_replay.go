@@ -138,7 +138,7 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 	for _, j := range eng.Jails() {
 		out.Jails = append(out.Jails, j.Cfg.Name)
 	}
-	lit := commonLiteral(eng.Jails())
+	pf := commonPrefilter(eng.Jails())
 	loc := cfg.Location()
 	start := time.Now()
 	banned := map[string]bool{}
@@ -168,7 +168,7 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 		if err != nil {
 			return nil, exitf(daemon.ExitUnreachable, "%v", err)
 		}
-		lines, err := eachCandidate(fh, lit, func(text []byte) {
+		lines, err := eachCandidate(fh, pf, func(text []byte) {
 			if fail != nil {
 				return
 			}
@@ -210,27 +210,27 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 	return out, nil
 }
 
-// commonLiteral is the literal every jail's filter needs, when they share
-// one; otherwise every line is a candidate.
-func commonLiteral(jails []*engine.Jail) []byte {
-	var lit []byte
+// commonPrefilter is the prefilter every jail's filter needs, when they
+// share one; otherwise every line is a candidate.
+func commonPrefilter(jails []*engine.Jail) rules.Prefilter {
+	var pf rules.Prefilter
 	for i, j := range jails {
 		if j.Filter == nil {
-			return nil // a rate jail reads every line
+			return rules.Prefilter{} // a rate jail reads every line
 		}
-		l := j.Filter.Literal()
+		p := j.Filter.Prefilter()
 		if i == 0 {
-			lit = l
-		} else if string(l) != string(lit) {
-			return nil
+			pf = p
+		} else if string(p.Lit) != string(pf.Lit) || p.AtEnd != pf.AtEnd {
+			return rules.Prefilter{}
 		}
 	}
-	return lit
+	return pf
 }
 
 // eachCandidate reads r in large blocks and calls fn for each line that
-// contains lit; it returns the number of lines read.
-func eachCandidate(r io.Reader, lit []byte, fn func([]byte)) (int, error) {
+// passes pf; it returns the number of lines read.
+func eachCandidate(r io.Reader, pf rules.Prefilter, fn func([]byte)) (int, error) {
 	buf := make([]byte, 1<<20)
 	n, total := 0, 0
 	for {
@@ -240,7 +240,7 @@ func eachCandidate(r io.Reader, lit []byte, fn func([]byte)) (int, error) {
 			buf = append(buf[:n], '\n')
 			n++
 		}
-		lines, used := rules.Candidates(buf[:n], lit, fn)
+		lines, used := rules.Candidates(buf[:n], pf, fn)
 		total += lines
 		if used == 0 && n == len(buf) {
 			buf = append(buf, make([]byte, len(buf))...)

@@ -101,12 +101,12 @@ Examples:
 // scanFilter matches only the lines that contain the filter's literal
 // (every line when misses are printed).
 func scanFilter(r io.Reader, f *rules.Filter, print func([]byte, bool), out *testFilterOutput) error {
-	lit := f.Literal()
+	pf := f.Prefilter()
 	if print != nil {
-		lit = nil
+		pf = rules.Prefilter{}
 	}
 	ref := time.Now()
-	lines, err := eachCandidate(r, lit, func(line []byte) {
+	lines, err := eachCandidate(r, pf, func(line []byte) {
 		msg := line
 		if _, k, ok := rules.ParseTime(line, time.Local, ref); ok {
 			msg = line[k:]

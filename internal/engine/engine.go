@@ -8,7 +8,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -294,10 +293,8 @@ func (e *Engine) Stage(lines []watcher.Line, now time.Time) {
 		for _, j := range e.jailsFor(l.Path) {
 			// Most lines are not events: a literal check skips them
 			// before any timestamp parsing or regex.
-			if j.rate == nil {
-				if lit := j.Filter.Literal(); len(lit) > 0 && !bytes.Contains(l.Text, lit) {
-					continue
-				}
+			if j.rate == nil && !j.Filter.Prefilter().Pass(l.Text) {
+				continue
 			}
 			if !parsed {
 				parsed = true
