@@ -28,6 +28,8 @@ import (
 type Store struct {
 	db   *sql.DB
 	path string
+
+	stmts map[string]*sql.Stmt // prepared once: compiling SQL costs as much as running it
 }
 
 // Options tune Open.
@@ -71,6 +73,10 @@ func Open(path string, opt Options) (*Store, error) {
 			db.Close()
 			return nil, fmt.Errorf("migrate database %s: %w", path, err)
 		}
+		if err := s.prepare(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
 	}
 	return s, nil
 }
@@ -79,7 +85,12 @@ func Open(path string, opt Options) (*Store, error) {
 func (s *Store) Path() string { return s.path }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	return s.db.Close()
+}
 
 // migrations are applied in order; PRAGMA user_version records how many
 // ran. Never edit one that has shipped: add another.
@@ -211,6 +222,37 @@ const maxLineBytes = 1024
 // go into one, so they are saved together or not at all.
 type Tx struct {
 	tx *sql.Tx
+	s  *Store
+}
+
+// exec runs a write statement of the transaction: one prepared by
+// prepare when it is a hot one, else compiled now.
+func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
+	if st, ok := t.s.stmts[query]; ok {
+		return t.tx.Stmt(st).Exec(args...)
+	}
+	return t.tx.Exec(query, args...)
+}
+
+// Hot write statements, prepared when the store opens (not inside a
+// transaction: the store has one connection, which a transaction holds).
+const (
+	sqlAddStrike    = `INSERT INTO strikes (jail, addr, at, bucket, line) VALUES (?, ?, ?, ?, ?)`
+	sqlSavePosition = `INSERT INTO positions (path, dev, ino, offset, head, cursor, updated) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, offset=excluded.offset, head=excluded.head, cursor=excluded.cursor, updated=excluded.updated`
+	sqlAddRateEvent = `INSERT INTO rate_events (jail, key, what, at, level, burst, rate, urgent, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
+func (s *Store) prepare() error {
+	s.stmts = map[string]*sql.Stmt{}
+	for _, q := range []string{sqlAddStrike, sqlSavePosition, sqlAddRateEvent} {
+		st, err := s.db.Prepare(q)
+		if err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		s.stmts[q] = st
+	}
+	return nil
 }
 
 // Update runs fn in one write transaction and commits it if fn succeeds.
@@ -219,7 +261,7 @@ func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin %s: %w", s.path, err)
 	}
-	if err := fn(&Tx{tx: tx}); err != nil {
+	if err := fn(&Tx{tx: tx, s: s}); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -235,7 +277,7 @@ func (t *Tx) AddStrike(st Strike) error {
 	if len(line) > maxLineBytes {
 		line = line[:maxLineBytes]
 	}
-	_, err := t.tx.Exec(`INSERT INTO strikes (jail, addr, at, bucket, line) VALUES (?, ?, ?, ?, ?)`,
+	_, err := t.exec(sqlAddStrike,
 		st.Jail, st.Addr.String(), st.At.UnixNano(), st.Bucket, line)
 	if err != nil {
 		return fmt.Errorf("add strike: %w", err)
@@ -247,11 +289,11 @@ func (t *Tx) AddStrike(st Strike) error {
 // address in the same jail (a manual ban that extends or shortens it).
 func (t *Tx) AddBan(b Ban) (int64, error) {
 	key := rules.FormatPrefix(b.Prefix)
-	if _, err := t.tx.Exec(`UPDATE bans SET lifted = ?, lifted_by = 'replaced' WHERE jail = ? AND addr = ? AND lifted IS NULL`,
+	if _, err := t.exec(`UPDATE bans SET lifted = ?, lifted_by = 'replaced' WHERE jail = ? AND addr = ? AND lifted IS NULL`,
 		b.Since.UnixNano(), b.Jail, key); err != nil {
 		return 0, fmt.Errorf("replace ban %s: %w", key, err)
 	}
-	res, err := t.tx.Exec(`INSERT INTO bans (jail, addr, since, until, strikes, reason) VALUES (?, ?, ?, ?, ?, ?)`,
+	res, err := t.exec(`INSERT INTO bans (jail, addr, since, until, strikes, reason) VALUES (?, ?, ?, ?, ?, ?)`,
 		b.Jail, key, b.Since.UnixNano(), nullTime(b.Until), b.Strikes, b.Reason)
 	if err != nil {
 		return 0, fmt.Errorf("add ban %s: %w", key, err)
@@ -268,12 +310,12 @@ func (t *Tx) LiftBans(p netip.Prefix, jail string, at time.Time, by string) ([]B
 	if err != nil {
 		return nil, err
 	}
-	if _, err := t.tx.Exec(`UPDATE bans SET lifted = ?, lifted_by = ? WHERE addr = ? AND (? = '' OR jail = ?) AND lifted IS NULL`,
+	if _, err := t.exec(`UPDATE bans SET lifted = ?, lifted_by = ? WHERE addr = ? AND (? = '' OR jail = ?) AND lifted IS NULL`,
 		at.UnixNano(), by, key, jail, jail); err != nil {
 		return nil, fmt.Errorf("lift %s: %w", key, err)
 	}
 	if p.IsSingleIP() {
-		if _, err := t.tx.Exec(`DELETE FROM strikes WHERE addr = ? AND (? = '' OR jail = ?)`, p.Addr().String(), jail, jail); err != nil {
+		if _, err := t.exec(`DELETE FROM strikes WHERE addr = ? AND (? = '' OR jail = ?)`, p.Addr().String(), jail, jail); err != nil {
 			return nil, fmt.Errorf("clear strikes of %s: %w", key, err)
 		}
 	}
@@ -290,7 +332,7 @@ func (t *Tx) ExpireBans(now time.Time) ([]Ban, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := t.tx.Exec(`UPDATE bans SET lifted = until, lifted_by = 'expired' WHERE lifted IS NULL AND until IS NOT NULL AND until <= ?`, now.UnixNano()); err != nil {
+	if _, err := t.exec(`UPDATE bans SET lifted = until, lifted_by = 'expired' WHERE lifted IS NULL AND until IS NOT NULL AND until <= ?`, now.UnixNano()); err != nil {
 		return nil, fmt.Errorf("expire bans: %w", err)
 	}
 	for i := range bans {
@@ -301,8 +343,7 @@ func (t *Tx) ExpireBans(now time.Time) ([]Ban, error) {
 
 // SavePosition records where reading of a source stopped.
 func (t *Tx) SavePosition(p Position) error {
-	_, err := t.tx.Exec(`INSERT INTO positions (path, dev, ino, offset, head, cursor, updated) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, offset=excluded.offset, head=excluded.head, cursor=excluded.cursor, updated=excluded.updated`,
+	_, err := t.exec(sqlSavePosition,
 		p.Path, int64(p.Dev), int64(p.Ino), p.Offset, int64(p.Head), p.Cursor, time.Now().UnixNano())
 	if err != nil {
 		return fmt.Errorf("save position of %s: %w", p.Path, err)
@@ -312,7 +353,7 @@ func (t *Tx) SavePosition(p Position) error {
 
 // SetMeta sets a meta value.
 func (t *Tx) SetMeta(key, value string) error {
-	_, err := t.tx.Exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
+	_, err := t.exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
 	if err != nil {
 		return fmt.Errorf("set meta %s: %w", key, err)
 	}
@@ -334,7 +375,7 @@ type RateEvent struct {
 
 // AddRateEvent records a rate event.
 func (t *Tx) AddRateEvent(e RateEvent) error {
-	_, err := t.tx.Exec(`INSERT INTO rate_events (jail, key, what, at, level, burst, rate, urgent, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.exec(sqlAddRateEvent,
 		e.Jail, e.Key, e.What, e.At.UnixNano(), e.Level, e.Burst, e.Rate, e.Urgent, e.Detail)
 	if err != nil {
 		return fmt.Errorf("add rate event for %s: %w", e.Key, err)
@@ -351,7 +392,7 @@ type BucketState struct {
 
 // SaveBuckets replaces the saved buckets of one jail's table.
 func (t *Tx) SaveBuckets(jail, what string, states []BucketState) error {
-	if _, err := t.tx.Exec(`DELETE FROM buckets WHERE jail = ? AND what = ?`, jail, what); err != nil {
+	if _, err := t.exec(`DELETE FROM buckets WHERE jail = ? AND what = ?`, jail, what); err != nil {
 		return fmt.Errorf("save buckets of %s: %w", jail, err)
 	}
 	stmt, err := t.tx.Prepare(`INSERT INTO buckets (jail, what, key, level, last) VALUES (?, ?, ?, ?, ?)`)
@@ -369,7 +410,7 @@ func (t *Tx) SaveBuckets(jail, what string, states []BucketState) error {
 
 // PruneStrikes deletes strikes older than before; they can no longer count.
 func (t *Tx) PruneStrikes(before time.Time) (int64, error) {
-	res, err := t.tx.Exec(`DELETE FROM strikes WHERE at < ?`, before.UnixNano())
+	res, err := t.exec(`DELETE FROM strikes WHERE at < ?`, before.UnixNano())
 	if err != nil {
 		return 0, fmt.Errorf("prune strikes: %w", err)
 	}
