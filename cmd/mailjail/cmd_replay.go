@@ -158,9 +158,6 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 			out.Bans = append(out.Bans, v)
 			banned[v.Addr] = true
 		}
-		if err := mapfile.Write(cfg.Global.MapFile, eng.Entries(), clock); err != nil {
-			fail = err
-		}
 	}
 	staged := 0
 	for _, path := range files {
@@ -198,6 +195,10 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 		}
 	}
 	commit()
+	if fail == nil {
+		// The map as it stands at the end of the logs (kept with --keep).
+		fail = mapfile.Write(cfg.Global.MapFile, eng.Entries(), clock)
+	}
 	if fail != nil {
 		return nil, &exitError{code: daemon.ExitUnreachable, err: fail}
 	}

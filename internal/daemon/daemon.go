@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/mailjail/mailjail/actions"
@@ -97,11 +98,12 @@ func newDaemon(cfg *config.Config, st *store.Store, log *slog.Logger, opt Option
 	return d, nil
 }
 
-// Prepare restores state and takes over the map: what the daemon does
-// before it reads a line, and what a CLI does before changing state
-// without a daemon.
+// Prepare restores the bans and takes over the map: what the daemon does
+// before it writes the map, and what a CLI does before changing bans
+// without a daemon. Strikes are restored separately (RestoreStrikes): the
+// map must not wait for them.
 func Prepare(ctx context.Context, eng *engine.Engine, mapPath string, now time.Time) (imported int, expired []store.Ban, err error) {
-	if err := eng.Restore(now); err != nil {
+	if err := eng.RestoreBans(now); err != nil {
 		return 0, nil, fmt.Errorf("restore state: %w", err)
 	}
 	adopted, err := eng.MapAdopted(mapPath)
@@ -153,6 +155,12 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := d.mw.write(); err != nil {
 		return err
 	}
+	if err := d.eng.RestoreStrikes(now); err != nil {
+		return fmt.Errorf("restore strikes: %w", err)
+	}
+	// Restoring millions of strikes leaves garbage behind; give it back
+	// before settling into the steady state.
+	debug.FreeOSMemory()
 	d.mw.start()
 	defer d.mw.stop()
 	defer d.actions.Close()

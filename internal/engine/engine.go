@@ -45,6 +45,11 @@ type Engine struct {
 	byAddr map[netip.Addr]int      // active single-address bans per address
 	ranges map[banKey]store.Ban    // active range bans
 	staged map[netip.Addr]struct{} // banned by the pending batch
+	// next is the earliest end of an active ban (zero: none), kept so that
+	// checking for expiry per line is free; nextStale forces a rescan
+	// after the ban that ended first is removed.
+	next      time.Time
+	nextStale bool
 
 	pending pending
 	urgent  []store.RateEvent // committed urgent rate events not yet taken
@@ -173,19 +178,17 @@ func (e *Engine) jailsFor(path string) []*Jail {
 	return js
 }
 
-// Restore loads state after a start: active bans (and their effect on
-// the policies), earlier bans for escalation, and strikes still inside
-// their findtime window.
-func (e *Engine) Restore(now time.Time) error {
+// RestoreBans loads the active bans (so the map can be written at once)
+// and the earlier bans that escalation counts.
+func (e *Engine) RestoreBans(now time.Time) error {
 	bans, err := e.st.ActiveBans()
 	if err != nil {
 		return err
 	}
 	e.put(bans...)
-	var maxLook, maxFind time.Duration
+	var maxLook time.Duration
 	for _, j := range e.jails {
 		maxLook = max(maxLook, j.Cfg.Lookback)
-		maxFind = max(maxFind, j.Cfg.FindTime)
 	}
 	past, err := e.st.BansSince(now.Add(-maxLook))
 	if err != nil {
@@ -196,7 +199,17 @@ func (e *Engine) Restore(now time.Time) error {
 			j.Policy.RecordPastBan(b.Prefix.Addr(), b.Since)
 		}
 	}
-	err = e.st.StrikesSince(now.Add(-maxFind), func(s store.Strike) error {
+	return nil
+}
+
+// RestoreStrikes loads the strikes still inside their findtime window
+// and the rate jails' buckets: what a restart must not forget.
+func (e *Engine) RestoreStrikes(now time.Time) error {
+	var maxFind time.Duration
+	for _, j := range e.jails {
+		maxFind = max(maxFind, j.Cfg.FindTime)
+	}
+	err := e.st.StrikesSince(now.Add(-maxFind), func(s store.Strike) error {
 		if j := e.jail(s.Jail); j != nil && !e.bannedAt(s.Addr, now) {
 			j.Policy.Restore(s.Addr, s.At, now)
 		}
@@ -206,6 +219,14 @@ func (e *Engine) Restore(now time.Time) error {
 		return err
 	}
 	return e.restoreBuckets()
+}
+
+// Restore is RestoreBans then RestoreStrikes.
+func (e *Engine) Restore(now time.Time) error {
+	if err := e.RestoreBans(now); err != nil {
+		return err
+	}
+	return e.RestoreStrikes(now)
 }
 
 func (e *Engine) jail(name string) *Jail {
@@ -230,6 +251,9 @@ func (e *Engine) put(bans ...store.Ban) {
 		if !b.Prefix.IsSingleIP() {
 			e.ranges[k] = b
 		}
+		if !b.Until.IsZero() && (e.next.IsZero() || b.Until.Before(e.next)) {
+			e.next = b.Until
+		}
 	}
 }
 
@@ -241,6 +265,9 @@ func (e *Engine) del(bans ...store.Ban) {
 		k := banKey{b.Jail, b.Prefix}
 		if _, ok := e.bans[k]; !ok {
 			continue
+		}
+		if old := e.bans[k]; !old.Until.IsZero() && !old.Until.After(e.next) {
+			e.nextStale = true
 		}
 		delete(e.bans, k)
 		delete(e.ranges, k)
@@ -445,13 +472,16 @@ func (e *Engine) ActiveBans() []store.Ban {
 func (e *Engine) NextExpiry() time.Time {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var next time.Time
-	for _, b := range e.bans {
-		if !b.Until.IsZero() && (next.IsZero() || b.Until.Before(next)) {
-			next = b.Until
+	if e.nextStale {
+		e.nextStale = false
+		e.next = time.Time{}
+		for _, b := range e.bans {
+			if !b.Until.IsZero() && (e.next.IsZero() || b.Until.Before(e.next)) {
+				e.next = b.Until
+			}
 		}
 	}
-	return next
+	return e.next
 }
 
 // ExpireDue lifts every ban that has ended by now and returns them.

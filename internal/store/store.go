@@ -147,6 +147,9 @@ var migrations = []string{
 		last INTEGER NOT NULL,
 		PRIMARY KEY (jail, what, key)
 	 );`,
+	// Restoring strikes at start reads only the index.
+	`CREATE INDEX strikes_restore ON strikes(at, jail, addr, bucket);
+	 DROP INDEX strikes_at;`,
 }
 
 func (s *Store) migrate() error {
@@ -478,10 +481,10 @@ func (s *Store) BansSince(t time.Time) ([]Ban, error) {
 	return queryBans(s.db, `WHERE since >= ? ORDER BY since`, t.UnixNano())
 }
 
-// StrikesSince calls fn for each strike at or after t, oldest first,
-// without loading them all into memory.
+// StrikesSince calls fn for each strike at or after t (in index order,
+// which is time order), without loading them all into memory.
 func (s *Store) StrikesSince(t time.Time, fn func(Strike) error) error {
-	rows, err := s.db.Query(`SELECT jail, addr, at, bucket FROM strikes WHERE at >= ? ORDER BY at`, t.UnixNano())
+	rows, err := s.db.Query(`SELECT jail, addr, at, bucket FROM strikes WHERE at >= ?`, t.UnixNano())
 	if err != nil {
 		return fmt.Errorf("query strikes: %w", err)
 	}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/store"
+)
+
+// kill -9 at random points while a writer appends events without pause,
+// restart, again and again: when the last daemon has caught up, the strikes
+// stored equal the events written. Each event has its own client address,
+// so a lost or doubly counted event is named. The events written while the
+// daemon was down are in the count too (read on restart, not skipped).
+func TestKill9MidStreamCountsEveryEventOnce(t *testing.T) {
+	const (
+		kills     = 5
+		burst     = 40                    // events per write burst
+		burstTick = 10 * time.Millisecond // so about 4,000 events a second
+	)
+	e := newEnv(t, "")
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No bans: a banned address's further events are not counted.
+	if err := os.WriteFile(e.config, []byte(strings.Replace(string(cfg), "maxretry = 3", "maxretry = 1000000", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	d := e.startDaemon()
+	db := openStoreRO(t, e.db)
+
+	// The writer: bursts of events at full speed, one write(2) per line.
+	var written atomic.Int64
+	stop := make(chan struct{})
+	writerDone := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(e.log, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			writerDone <- err
+			return
+		}
+		defer f.Close()
+		tick := time.NewTicker(burstTick)
+		defer tick.Stop()
+		for i := int64(0); ; {
+			for range burst {
+				if _, err := f.WriteString(restartEvent(i)); err != nil {
+					writerDone <- err
+					return
+				}
+				i++
+				written.Store(i)
+			}
+			select {
+			case <-stop:
+				writerDone <- nil
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	stopWriter := func() {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		close(stop)
+		if err := <-writerDone; err != nil {
+			t.Fatalf("writer: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+			<-writerDone
+		}
+	})
+
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 5))
+	t.Logf("kill delays from seed %d", seed)
+	var killedAt []string
+	for k := range kills {
+		// Each run makes progress first, then dies at a random moment:
+		// in a batch, between batches, while the writer is ahead.
+		before := storedStrikes(t, db)
+		e.waitFor("the daemon to count new events", func() bool { return storedStrikes(t, db) > before })
+		wait := time.Duration(rng.Int64N(int64(400 * time.Millisecond)))
+		if k == 0 {
+			wait = 0 // right after the first strikes of a run
+		}
+		timer := time.NewTimer(wait)
+		<-timer.C
+		e.kill9(d)
+		killedAt = append(killedAt, fmt.Sprintf("%d/%d", storedStrikes(t, db), written.Load()))
+		d = e.startDaemon()
+	}
+	stopWriter()
+	total := written.Load()
+
+	var got int64
+	deadline := time.Now().Add(20 * time.Second)
+	for got = statusStrikes(e); got != total; got = statusStrikes(e) {
+		if got > total || time.Now().After(deadline) {
+			t.Fatalf("%d events written, %d strikes stored (status)\n%s\nkilled at stored/written %v\ndaemon log:\n%s",
+				total, got, strikeDiff(t, db, total), killedAt, e.daemonLog())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Caught up; nothing may be counted again afterwards.
+	holdUntil := time.Now().Add(time.Second)
+	for time.Now().Before(holdUntil) {
+		if n := storedStrikes(t, db); n != total {
+			t.Fatalf("%d events written, %d strikes stored after catching up\n%s", total, n, strikeDiff(t, db, total))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if diff := strikeDiff(t, db, total); diff != "" {
+		t.Fatalf("%d strikes stored for %d events, but not one per event:\n%s", total, total, diff)
+	}
+	t.Logf("%d kill -9 and restarts (stored/written at each kill: %v): %d events written, %d strikes stored", kills, killedAt, total, got)
+}
+
+func restartEvent(i int64) string {
+	a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	return time.Now().UTC().Format("2006-01-02 15:04:05") + fmt.Sprintf(` #3861(rspamd_proxy) <%x>; proxy; rspamd_task_write_log: id: <m%d@x>, ip: %s`, i+0x100000, i, a) +
+		`, from: <a@example.com>, (default: F (soft reject): [0.00/15.00] []), len: 158, forced: soft reject "Ratelimit "ip" exceeded"; score=nan (set by ratelimit)` + "\n"
+}
+
+// statusStrikes is the jail's strikes_stored as `mailjail status --json` reports it.
+func statusStrikes(e *env) int64 {
+	e.t.Helper()
+	var s struct {
+		Jails []struct {
+			Name          string `json:"name"`
+			StrikesStored int64  `json:"strikes_stored"`
+		} `json:"jails"`
+	}
+	e.mustJSON(&s, "status")
+	for _, j := range s.Jails {
+		if j.Name == "rspamd-ratelimit" {
+			return j.StrikesStored
+		}
+	}
+	e.t.Fatalf("status has no jail rspamd-ratelimit: %+v", s)
+	return 0
+}
+
+// openStoreRO opens the database read-only beside the daemons (WAL: readers
+// do not block the writer, and survive its kill -9).
+func openStoreRO(t *testing.T, path string) *store.Store {
+	t.Helper()
+	st, err := store.Open(path, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func storedStrikes(t *testing.T, st *store.Store) int64 {
+	t.Helper()
+	c, err := st.CountsByJail()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c["rspamd-ratelimit"].Strikes
+}
+
+// strikeDiff lists the events 0..written-1 not stored exactly once.
+func strikeDiff(t *testing.T, st *store.Store, written int64) string {
+	t.Helper()
+	seen := map[netip.Addr]int{}
+	if err := st.StrikesSince(time.Time{}, func(s store.Strike) error { seen[s.Addr]++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var missing, twice []string
+	for i := range written {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		switch seen[a] {
+		case 1:
+		case 0:
+			missing = append(missing, fmt.Sprint(i))
+		default:
+			twice = append(twice, fmt.Sprintf("%d(x%d)", i, seen[a]))
+		}
+		delete(seen, a)
+	}
+	var b strings.Builder
+	if len(missing) > 0 {
+		fmt.Fprintf(&b, "%d events never counted: %s\n", len(missing), clip(missing))
+	}
+	if len(twice) > 0 {
+		fmt.Fprintf(&b, "%d events counted more than once: %s\n", len(twice), clip(twice))
+	}
+	if len(seen) > 0 {
+		fmt.Fprintf(&b, "%d addresses counted that were never written\n", len(seen))
+	}
+	return b.String()
+}
+
+func clip(xs []string) string {
+	if len(xs) > 40 {
+		return strings.Join(xs[:20], " ") + " ... " + strings.Join(xs[len(xs)-20:], " ")
+	}
+	return strings.Join(xs, " ")
+}
