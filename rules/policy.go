@@ -35,11 +35,38 @@ func (d Decision) Permanent() bool { return d.Ban && d.Until.IsZero() }
 
 // Policy counts strikes per address and decides bans for one jail. It is
 // not safe for concurrent use: the daemon feeds it from one goroutine.
+//
+// Memory follows the number of addresses holding strikes (a botnet can
+// bring a million), so a window is kept small: the address as 16 bytes
+// (no pointer, so the garbage collector need not scan the map) and strike
+// times as seconds since 2000 in a uint32 slice (log timestamps have
+// second resolution anyway). About 70 bytes per address with 3 strikes.
 type Policy struct {
 	cfg     PolicyConfig
-	strikes map[netip.Addr][]int64 // newest MaxRetry strike times (unix ns), ascending
-	banned  map[netip.Addr]int64   // active ban end (unix ns), 0 = permanent
-	history map[netip.Addr][]int64 // starts of earlier bans inside Lookback
+	strikes map[addrKey][]uint32 // newest MaxRetry strike times, ascending
+	banned  map[addrKey]int64    // active ban end (unix ns), 0 = permanent
+	history map[addrKey][]int64  // starts of earlier bans inside Lookback
+}
+
+// addrKey is an address as a map key without a pointer.
+type addrKey [16]byte
+
+func keyOf(a netip.Addr) addrKey { return a.Unmap().As16() }
+
+// epoch2000 is the zero of strike times: uint32 seconds from it last
+// until 2136.
+const epoch2000 = 946684800
+
+// secs converts a time to strike time, clamped to the representable range.
+func secs(t time.Time) uint32 {
+	s := t.Unix() - epoch2000
+	switch {
+	case s < 0:
+		return 0
+	case s > math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(s)
 }
 
 // NewPolicy returns an empty policy for cfg.
@@ -49,9 +76,9 @@ func NewPolicy(cfg PolicyConfig) *Policy {
 	}
 	return &Policy{
 		cfg:     cfg,
-		strikes: make(map[netip.Addr][]int64),
-		banned:  make(map[netip.Addr]int64),
-		history: make(map[netip.Addr][]int64),
+		strikes: make(map[addrKey][]uint32),
+		banned:  make(map[addrKey]int64),
+		history: make(map[addrKey][]int64),
 	}
 }
 
@@ -74,7 +101,7 @@ func (p *Policy) Strike(a netip.Addr, at, now time.Time) Decision {
 	if p.IsBanned(a, now) {
 		return Decision{}
 	}
-	n := p.add(a, at.UnixNano(), now)
+	n := p.add(keyOf(a), secs(at), now)
 	d := Decision{Counted: true, Count: n}
 	if n < p.cfg.MaxRetry {
 		return d
@@ -93,41 +120,54 @@ func (p *Policy) Strike(a netip.Addr, at, now time.Time) Decision {
 // toward the window but makes no decision.
 func (p *Policy) Restore(a netip.Addr, at, now time.Time) {
 	if now.Sub(at) <= p.cfg.FindTime && !p.IsBanned(a, now) {
-		p.add(a, at.UnixNano(), now)
+		p.add(keyOf(a), secs(at), now)
 	}
 }
 
 // add inserts t into a's window and returns the number of strikes inside
 // findtime before now. Only the newest MaxRetry times are kept: older
 // ones can never again make a difference.
-func (p *Policy) add(a netip.Addr, t int64, now time.Time) int {
-	w := p.strikes[a]
+func (p *Policy) add(k addrKey, t uint32, now time.Time) int {
+	w := p.strikes[k]
 	i, _ := slices.BinarySearch(w, t)
 	w = slices.Insert(w, i, t)
+	drop := 0
 	if max := p.cfg.MaxRetry; max > 0 && len(w) > max {
-		w = w[len(w)-max:]
+		drop = len(w) - max
 	}
-	cut := now.Add(-p.cfg.FindTime).UnixNano()
-	j, _ := slices.BinarySearch(w, cut)
-	w = w[j:]
+	if j, _ := slices.BinarySearch(w, p.cut(now)); j > drop {
+		drop = j
+	}
+	if drop > 0 {
+		// Shift down rather than reslice, so the array does not keep
+		// growing at its end for a long-lived address.
+		w = w[:copy(w, w[drop:])]
+	}
 	if len(w) == 0 {
-		delete(p.strikes, a)
+		delete(p.strikes, k)
 		return 0
 	}
-	p.strikes[a] = w
+	p.strikes[k] = w
 	return len(w)
+}
+
+// cut is the oldest strike time still inside findtime at now. A strike
+// exactly findtime old still counts (strike times are whole seconds).
+func (p *Policy) cut(now time.Time) uint32 {
+	return secs(now.Add(-p.cfg.FindTime))
 }
 
 // offense counts a's earlier bans inside Lookback before now.
 func (p *Policy) offense(a netip.Addr, now time.Time) int {
-	h := p.history[a]
+	k := keyOf(a)
+	h := p.history[k]
 	cut := now.Add(-p.cfg.Lookback).UnixNano()
 	j, _ := slices.BinarySearch(h, cut)
 	h = h[j:]
 	if len(h) == 0 {
-		delete(p.history, a)
+		delete(p.history, k)
 	} else {
-		p.history[a] = h
+		p.history[k] = h
 	}
 	return len(h)
 }
@@ -152,41 +192,43 @@ func (p *Policy) banLength(offense int) time.Duration {
 // means permanent): the window is cleared, further strikes are ignored
 // while it lasts, and it counts toward later escalation.
 func (p *Policy) MarkBanned(a netip.Addr, since, until time.Time) {
-	delete(p.strikes, a)
+	k := keyOf(a)
+	delete(p.strikes, k)
 	var u int64
 	if !until.IsZero() {
 		u = until.UnixNano()
 	}
-	p.banned[a] = u
+	p.banned[k] = u
 	p.RecordPastBan(a, since)
 }
 
 // RecordPastBan remembers a ban that started at since, for escalation.
 func (p *Policy) RecordPastBan(a netip.Addr, since time.Time) {
-	h := p.history[a]
+	k := keyOf(a)
+	h := p.history[k]
 	t := since.UnixNano()
 	i, _ := slices.BinarySearch(h, t)
-	p.history[a] = slices.Insert(h, i, t)
+	p.history[k] = slices.Insert(h, i, t)
 }
 
 // Lift ends a's ban (expiry or unban) and clears its strikes, so that an
 // unbanned address starts from zero.
 func (p *Policy) Lift(a netip.Addr) {
-	delete(p.banned, a)
-	delete(p.strikes, a)
+	k := keyOf(a)
+	delete(p.banned, k)
+	delete(p.strikes, k)
 }
 
 // IsBanned reports whether a has an active ban at now.
 func (p *Policy) IsBanned(a netip.Addr, now time.Time) bool {
-	u, ok := p.banned[a]
+	u, ok := p.banned[keyOf(a)]
 	return ok && (u == 0 || u > now.UnixNano())
 }
 
 // Strikes returns how many strikes a has inside findtime before now.
 func (p *Policy) Strikes(a netip.Addr, now time.Time) int {
-	cut := now.Add(-p.cfg.FindTime).UnixNano()
-	w := p.strikes[a]
-	j, _ := slices.BinarySearch(w, cut)
+	w := p.strikes[keyOf(a)]
+	j, _ := slices.BinarySearch(w, p.cut(now))
 	return len(w) - j
 }
 
@@ -194,10 +236,10 @@ func (p *Policy) Strikes(a netip.Addr, now time.Time) int {
 // than Lookback and bans that ended, so memory follows the number of
 // currently active addresses, not every address ever seen.
 func (p *Policy) Prune(now time.Time) {
-	cut := now.Add(-p.cfg.FindTime).UnixNano()
-	for a, w := range p.strikes {
+	cut := p.cut(now)
+	for k, w := range p.strikes {
 		if w[len(w)-1] < cut {
-			delete(p.strikes, a)
+			delete(p.strikes, k)
 		}
 	}
 	hcut := now.Add(-p.cfg.Lookback).UnixNano()
