@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -243,6 +244,23 @@ func TestJSONIsParseable(t *testing.T) {
 		out, _, _ := e.mj(append(args, "--json")...)
 		if !json.Valid([]byte(out)) {
 			t.Errorf("%v: invalid JSON %q", args, out)
+		}
+	}
+}
+
+// A database that cannot be read is named, with the reason, and exit 3.
+func TestUnreadableDatabase(t *testing.T) {
+	e := newEnv(t, "")
+	if err := os.MkdirAll(filepath.Dir(e.db), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.db, []byte("this is not a database, just text long enough to fill a header page"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"list"}, {"ban", "198.51.100.1"}, {"status"}} {
+		_, errs, code := e.mj(args...)
+		if code != 3 || !strings.Contains(errs, e.db) {
+			t.Errorf("%v: exit %d, %q; want 3 naming %s", args, code, errs, e.db)
 		}
 	}
 }
