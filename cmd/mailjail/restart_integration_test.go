@@ -182,7 +182,7 @@ func storedStrikes(t *testing.T, st *store.Store) int64 {
 func strikeDiff(t *testing.T, st *store.Store, written int64) string {
 	t.Helper()
 	seen := map[netip.Addr]int{}
-	if err := st.StrikesSince(time.Time{}, func(s store.Strike) error { seen[s.Addr]++; return nil }); err != nil {
+	if err := st.StrikesSince(time.Time{}, func(_ []byte, a netip.Addr, _ time.Time) error { seen[a]++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	var missing, twice []string

@@ -526,7 +526,7 @@ func (d *roDB) strikes(t *testing.T) int64 {
 func (d *roDB) diff(t *testing.T, written int64) string {
 	t.Helper()
 	seen := map[netip.Addr]int{}
-	if err := d.st.StrikesSince(time.Time{}, func(s store.Strike) error { seen[s.Addr]++; return nil }); err != nil {
+	if err := d.st.StrikesSince(time.Time{}, func(_ []byte, a netip.Addr, _ time.Time) error { seen[a]++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder

@@ -209,9 +209,9 @@ func (e *Engine) RestoreStrikes(now time.Time) error {
 	for _, j := range e.jails {
 		maxFind = max(maxFind, j.Cfg.FindTime)
 	}
-	err := e.st.StrikesSince(now.Add(-maxFind), func(s store.Strike) error {
-		if j := e.jail(s.Jail); j != nil && !e.bannedAt(s.Addr, now) {
-			j.Policy.Restore(s.Addr, s.At, now)
+	err := e.st.StrikesSince(now.Add(-maxFind), func(jail []byte, a netip.Addr, at time.Time) error {
+		if j := e.jailNamed(jail); j != nil && !e.bannedAt(a, now) {
+			j.Policy.Restore(a, at, now)
 		}
 		return nil
 	})
@@ -229,14 +229,17 @@ func (e *Engine) Restore(now time.Time) error {
 	return e.RestoreStrikes(now)
 }
 
-func (e *Engine) jail(name string) *Jail {
+// jailNamed is jail for a name in bytes, without allocating.
+func (e *Engine) jailNamed(name []byte) *Jail {
 	for _, j := range e.jails {
-		if j.Cfg.Name == name {
+		if j.Cfg.Name == string(name) {
 			return j
 		}
 	}
 	return nil
 }
+
+func (e *Engine) jail(name string) *Jail { return e.jailNamed([]byte(name)) }
 
 // put records active bans (replacing one of the same jail and prefix).
 func (e *Engine) put(bans ...store.Ban) {

@@ -482,26 +482,26 @@ func (s *Store) BansSince(t time.Time) ([]Ban, error) {
 }
 
 // StrikesSince calls fn for each strike at or after t (in index order,
-// which is time order), without loading them all into memory.
-func (s *Store) StrikesSince(t time.Time, fn func(Strike) error) error {
-	rows, err := s.db.Query(`SELECT jail, addr, at, bucket FROM strikes WHERE at >= ?`, t.UnixNano())
+// which is time order) with its jail, address and time, without loading
+// them all into memory. A restart reads millions of these, so rows are
+// scanned as raw bytes: no string per row.
+func (s *Store) StrikesSince(t time.Time, fn func(jail []byte, a netip.Addr, at time.Time) error) error {
+	rows, err := s.db.Query(`SELECT jail, addr, at FROM strikes WHERE at >= ?`, t.UnixNano())
 	if err != nil {
 		return fmt.Errorf("query strikes: %w", err)
 	}
 	defer rows.Close()
+	var jail, addr sql.RawBytes
+	var at int64
 	for rows.Next() {
-		var st Strike
-		var addr string
-		var at int64
-		if err := rows.Scan(&st.Jail, &addr, &at, &st.Bucket); err != nil {
+		if err := rows.Scan(&jail, &addr, &at); err != nil {
 			return fmt.Errorf("read strike: %w", err)
 		}
-		a, err := netip.ParseAddr(addr)
-		if err != nil {
+		var a netip.Addr
+		if err := a.UnmarshalText(addr); err != nil {
 			return fmt.Errorf("strike address %q: %w", addr, err)
 		}
-		st.Addr, st.At = a, time.Unix(0, at)
-		if err := fn(st); err != nil {
+		if err := fn(jail, a, time.Unix(0, at)); err != nil {
 			return err
 		}
 	}

@@ -118,7 +118,13 @@ func TestStrikesPositionsMeta(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n int
-	if err := s.StrikesSince(t0.Add(2*time.Minute), func(Strike) error { n++; return nil }); err != nil || n != 3 {
+	if err := s.StrikesSince(t0.Add(2*time.Minute), func(jail []byte, got netip.Addr, _ time.Time) error {
+		if string(jail) != "j" || got != a {
+			t.Errorf("strike %s %s", jail, got)
+		}
+		n++
+		return nil
+	}); err != nil || n != 3 {
 		t.Fatalf("strikes since = %d, %v", n, err)
 	}
 	pos, err := s.Positions()
