@@ -26,7 +26,6 @@ timezone = "UTC"
 [jail.rl]
 filter = "rspamd-ratelimit"
 logpath = [%q]
-maxretry = 1
 %s`, filepath.Join(dir, "db", "m.db"), filepath.Join(dir, "ip.map"), filepath.Join(dir, "s.sock"), filepath.Join(dir, "rspamd.log"), extra)
 	cfg, err := config.Parse(strings.NewReader(toml), "test.toml")
 	if err != nil {
@@ -58,7 +57,7 @@ func TestReadyAndCoalescedMapWrites(t *testing.T) {
 	}
 	defer conn.Close()
 	t.Setenv("NOTIFY_SOCKET", notify)
-	cfg := testConfig(t, dir, "")
+	cfg := testConfig(t, dir, "maxretry = 1\n")
 	logPath := cfg.Jails[0].LogPath[0]
 	if err := os.WriteFile(logPath, nil, 0o644); err != nil {
 		t.Fatal(err)

@@ -177,25 +177,7 @@ func testRotationMode(t *testing.T, mode string) {
 
 func rotationConfig(t *testing.T, dir string) *config.Config {
 	t.Helper()
-	toml := fmt.Sprintf(`[global]
-database = %q
-map_file = %q
-socket = %q
-timezone = "UTC"
-[jail.rl]
-filter = "rspamd-ratelimit"
-logpath = [%q]
-maxretry = 1000000
-findtime = "1h"
-`, filepath.Join(dir, "db", "m.db"), filepath.Join(dir, "ip.map"), filepath.Join(dir, "s.sock"), filepath.Join(dir, "rspamd.log"))
-	cfg, err := config.Parse(strings.NewReader(toml), "test.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return testConfig(t, dir, "maxretry = 1000000\nfindtime = \"1h\"\n")
 }
 
 // rotAddr is the client address of event i: one address per event.
