@@ -155,12 +155,6 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := d.mw.write(); err != nil {
 		return err
 	}
-	if err := d.eng.RestoreStrikes(now); err != nil {
-		return fmt.Errorf("restore strikes: %w", err)
-	}
-	// Restoring millions of strikes leaves garbage behind; give it back
-	// before settling into the steady state.
-	debug.FreeOSMemory()
 	d.mw.start()
 	defer d.mw.stop()
 	defer d.actions.Close()
@@ -214,8 +208,21 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	d.log.Info("mailjail started", "version", d.opt.Version, "config", d.cfg.Source, "jails", jails,
 		"logs", d.eng.LogPatterns(), "map", d.cfg.Global.MapFile, "database", d.cfg.Global.Database, "active_bans", len(d.eng.ActiveBans()))
-	sdNotify("READY=1\nSTATUS=following logs")
+	// Bans are in force and the logs are followed (their lines wait in
+	// the sources); strike windows are restored before the first line is
+	// judged. With millions of strikes that takes a second or two, which
+	// must not hold up the map or systemd.
+	sdNotify("READY=1\nSTATUS=restoring strikes")
 	defer sdNotify("STOPPING=1")
+	restoreStart := time.Now()
+	if err := d.eng.RestoreStrikes(now); err != nil {
+		return fmt.Errorf("restore strikes: %w", err)
+	}
+	// Restoring millions of strikes leaves garbage behind; give it back
+	// before settling into the steady state.
+	debug.FreeOSMemory()
+	d.log.Info("strikes restored", "addresses", d.eng.Tracked(), "took", time.Since(restoreStart).Round(time.Millisecond))
+	sdNotify("STATUS=following logs")
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()

@@ -125,6 +125,15 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 // Jails returns the running jails.
 func (e *Engine) Jails() []*Jail { return e.jails }
 
+// Tracked is the number of addresses holding strikes, over all jails.
+func (e *Engine) Tracked() int {
+	n := 0
+	for _, j := range e.jails {
+		n += j.Policy.Tracked()
+	}
+	return n
+}
+
 // Stats returns counters.
 func (e *Engine) Stats() Stats { return e.stats }
 
