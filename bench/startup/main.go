@@ -92,8 +92,8 @@ func run(bin string, s seed, runs int, keep bool) error {
 	}
 	fmt.Printf("Database: %d active bans, %d strikes (%d inside findtime, %d addresses), %.0f MB, built in %s with bench/startup/seed.sql\n\n",
 		s.Bans, s.Strikes, s.Recent, s.Clients, float64(fi.Size())/1e6, time.Since(t0).Round(time.Millisecond))
-	fmt.Println("| run | map written | READY=1 | daemon RSS after READY | map entries |")
-	fmt.Println("| ---: | ---: | ---: | ---: | ---: |")
+	fmt.Println("| run | map written | READY=1 | daemon RSS after READY | map entries | strikes restored | addresses tracked | RSS then |")
+	fmt.Println("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for r := 1; r <= runs; r++ {
 		if err := once(bin, cfg, r); err != nil {
 			return err
@@ -158,12 +158,21 @@ func once(bin string, cfg benchkit.Config, run int) error {
 	case mapAt = <-mapped:
 	case <-time.After(10 * time.Second):
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	restored, err := d.WaitFollowing(60 * time.Second)
+	if err != nil {
+		d.Stop()
+		return err
+	}
+	rssRestored := rssOf(d)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	st, err := d.Status(ctx)
 	cancel()
-	entries := -1
+	entries, tracked := -1, 0
 	if err == nil {
 		entries = st.MapEntries
+		for _, j := range st.Jails {
+			tracked += j.StrikesTracked
+		}
 	}
 	if err := d.Stop(); err != nil {
 		return err
@@ -174,7 +183,7 @@ func once(bin string, cfg benchkit.Config, run int) error {
 		}
 		return fmt.Sprintf("%.3f s", t.Sub(d.Started).Seconds())
 	}
-	fmt.Printf("| %d | %s | %s | %s | %d |\n", run, ms(mapAt), ms(ready), rss, entries)
+	fmt.Printf("| %d | %s | %s | %s | %d | %s | %d | %s |\n", run, ms(mapAt), ms(ready), rss, entries, ms(restored), tracked, rssRestored)
 	return nil
 }
 

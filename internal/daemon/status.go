@@ -18,11 +18,11 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 	if err != nil {
 		return nil, err
 	}
-	active, err := st.ActiveBans()
+	entries, err := st.BannedPrefixes()
 	if err != nil {
 		return nil, err
 	}
-	s := &control.Status{Database: cfg.Global.Database, MapFile: cfg.Global.MapFile, MapEntries: len(active)}
+	s := &control.Status{Database: cfg.Global.Database, MapFile: cfg.Global.MapFile, MapEntries: entries}
 	tracked := map[string]int{}
 	rateKeys := map[string]map[string]int{}
 	rateFull := map[string]uint64{}

@@ -150,6 +150,9 @@ var migrations = []string{
 	// Restoring strikes at start reads only the index.
 	`CREATE INDEX strikes_restore ON strikes(at, jail, addr, bucket);
 	 DROP INDEX strikes_at;`,
+	// status counts strikes per jail from this index instead of sorting
+	// every strike (seconds and hundreds of MB with 10M strikes).
+	`CREATE INDEX strikes_jail ON strikes(jail);`,
 }
 
 func (s *Store) migrate() error {
@@ -468,6 +471,16 @@ func queryBans(q querier, where string, args ...any) ([]Ban, error) {
 // ActiveBans returns every active ban, ordered by address.
 func (s *Store) ActiveBans() ([]Ban, error) {
 	return queryBans(s.db, `WHERE lifted IS NULL ORDER BY addr, jail`)
+}
+
+// BannedPrefixes counts the distinct addresses and ranges with an active
+// ban: the map's entries.
+func (s *Store) BannedPrefixes() (int, error) {
+	var n int
+	if err := s.db.QueryRow(`SELECT COUNT(DISTINCT addr) FROM bans WHERE lifted IS NULL`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count bans: %w", err)
+	}
+	return n, nil
 }
 
 // BanHistory returns the bans of p (active and lifted), newest first.

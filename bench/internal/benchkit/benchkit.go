@@ -68,12 +68,13 @@ bantime = "1h"
 
 // Daemon is a running `mailjail run`.
 type Daemon struct {
-	cmd     *exec.Cmd
-	cfg     Config
-	Started time.Time // when the process was started
-	ready   chan time.Time
-	exited  chan error
-	notify  *net.UnixConn
+	cmd       *exec.Cmd
+	cfg       Config
+	Started   time.Time // when the process was started
+	ready     chan time.Time
+	following chan time.Time
+	exited    chan error
+	notify    *net.UnixConn
 }
 
 // Start runs bin with cfg and returns at once; Ready reports READY=1.
@@ -89,7 +90,7 @@ func Start(bin string, cfg Config) (*Daemon, error) {
 		conn.Close()
 		return nil, fmt.Errorf("daemon log: %w", err)
 	}
-	d := &Daemon{cfg: cfg, ready: make(chan time.Time, 1), exited: make(chan error, 1), notify: conn}
+	d := &Daemon{cfg: cfg, ready: make(chan time.Time, 1), following: make(chan time.Time, 1), exited: make(chan error, 1), notify: conn}
 	d.cmd = exec.Command(bin, "--config", cfg.Path, "run")
 	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
@@ -120,6 +121,23 @@ func (d *Daemon) readNotify() {
 			default:
 			}
 		}
+		if bytes.Contains(buf[:n], []byte("STATUS=following logs")) {
+			select {
+			case d.following <- time.Now():
+			default:
+			}
+		}
+	}
+}
+
+// WaitFollowing waits until the daemon reports STATUS=following logs: its
+// strike windows are restored and it judges lines.
+func (d *Daemon) WaitFollowing(timeout time.Duration) (time.Time, error) {
+	select {
+	case t := <-d.following:
+		return t, nil
+	case <-time.After(timeout):
+		return time.Time{}, fmt.Errorf("no STATUS=following logs within %s", timeout)
 	}
 }
 
