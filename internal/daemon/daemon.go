@@ -251,7 +251,7 @@ func (d *daemon) run(ctx context.Context) error {
 			}
 			if len(expired) > 0 {
 				d.afterLift(expired)
-				d.mw.Kick()
+				d.mw.Kick(len(expired))
 			}
 			if now.Sub(lastPrune) >= time.Minute {
 				lastPrune = now
@@ -301,7 +301,7 @@ func (d *daemon) process(ctx context.Context, batch []watcher.Line) error {
 		bans, err := d.eng.Commit(ctx)
 		if err == nil {
 			if len(bans) > 0 {
-				d.mw.Kick()
+				d.mw.Kick(len(bans))
 				d.afterBan(bans)
 			}
 			d.alertUrgent(d.eng.TakeUrgent())

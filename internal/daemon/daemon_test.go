@@ -96,7 +96,7 @@ func TestReadyAndCoalescedMapWrites(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if w := writes.Load(); w > 20 {
+	if w := writes.Load(); w > 10 {
 		t.Errorf("%d bans took %d map rewrites", bans, w)
 	} else {
 		t.Logf("%d bans, %d map rewrites", bans, w)

@@ -3,6 +3,7 @@ package daemon
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailjail/mailjail/mapfile"
@@ -18,6 +19,7 @@ type mapWriter struct {
 	clock   func() time.Time
 	log     *slog.Logger
 	kick    chan struct{}
+	changes atomic.Int64 // changes kicked since the last rewrite began
 	done    chan struct{}
 	wg      sync.WaitGroup
 
@@ -58,12 +60,23 @@ func (w *mapWriter) write() error {
 	return nil
 }
 
+// During a burst of bans (a botnet run: thousands a second) rewrites are
+// spaced burstSpacing apart, so that each carries many bans and rspamd
+// rereads a handful of maps, not thousands. A burst is burstBans or more
+// changes waiting for one rewrite; fewer are written at once, so a single
+// ban still reaches the map within milliseconds.
+const (
+	burstSpacing = 250 * time.Millisecond
+	burstBans    = 50
+)
+
 func (w *mapWriter) start() {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
 		retry := time.NewTimer(time.Hour)
 		retry.Stop()
+		var last time.Time
 		for {
 			select {
 			case <-w.kick:
@@ -71,6 +84,15 @@ func (w *mapWriter) start() {
 			case <-w.done:
 				return
 			}
+			if wait := burstSpacing - time.Since(last); w.changes.Load() >= burstBans && wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-w.done:
+					return
+				}
+			}
+			last = time.Now()
+			w.changes.Store(0)
 			if err := w.write(); err != nil {
 				// Keep trying: the database has the bans, and the map must
 				// catch up as soon as the disk has room again.
@@ -80,8 +102,9 @@ func (w *mapWriter) start() {
 	}()
 }
 
-// Kick asks for a rewrite.
-func (w *mapWriter) Kick() {
+// Kick asks for a rewrite for n changed bans.
+func (w *mapWriter) Kick(n int) {
+	w.changes.Add(int64(n))
 	select {
 	case w.kick <- struct{}{}:
 	default:
