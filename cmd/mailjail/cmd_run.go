@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/signal"
 	"syscall"
 
@@ -37,6 +38,16 @@ Examples:
 			log := newLogger(c.App.ErrWriter, cfg.Global.LogLevel)
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			// SIGHUP would end the process by default; there is no reload
+			// (a restart is cheap and loses nothing), so say so instead.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					log.Warn("SIGHUP ignored: mailjail does not reload its configuration; restart it (state is kept)")
+				}
+			}()
 			err = daemon.Run(ctx, cfg, log, daemon.Options{Version: versionString(), FromStart: c.Bool("from-start")})
 			if err != nil {
 				return &exitError{code: daemon.ExitUnreachable, err: err}

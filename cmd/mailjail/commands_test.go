@@ -264,3 +264,21 @@ func TestUnreadableDatabase(t *testing.T) {
 		}
 	}
 }
+
+func TestCompletion(t *testing.T) {
+	e := newEnv(t, "")
+	out, _, code := e.mj("--generate-bash-completion")
+	for _, cmd := range []string{"run", "list", "ban", "unban", "test-filter", "replay"} {
+		if code != 0 || !strings.Contains(out, cmd+"\n") {
+			t.Errorf("completion of commands lacks %s: %q", cmd, out)
+		}
+	}
+	for _, shell := range []string{"bash", "zsh"} {
+		if out, _, code := e.mj("completion", shell); code != 0 || !strings.Contains(out, "--generate-bash-completion") {
+			t.Errorf("completion %s: %d %q", shell, code, out)
+		}
+	}
+	if _, _, code := e.mj("completion", "fish"); code != 2 {
+		t.Errorf("completion fish: exit %d", code)
+	}
+}

@@ -123,7 +123,11 @@ func Prepare(ctx context.Context, eng *engine.Engine, mapPath string, now time.T
 	if err != nil {
 		return imported, nil, fmt.Errorf("expire bans: %w", err)
 	}
-	return imported, expired, nil
+	ignored, err := eng.LiftIgnored(ctx, now)
+	if err != nil {
+		return imported, expired, fmt.Errorf("lift bans of ignored addresses: %w", err)
+	}
+	return imported, append(expired, ignored...), nil
 }
 
 func readExistingMap(path string) ([]netip.Prefix, error) {

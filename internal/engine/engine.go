@@ -586,6 +586,34 @@ func (e *Engine) Unban(ctx context.Context, p netip.Prefix, jail string, now tim
 	return lifted, nil
 }
 
+// LiftIgnored lifts active bans of addresses that are now in ignoreip (of
+// their jail, or the global one for manual bans): an operator who adds a
+// gateway to ignoreip and restarts expects it out of the map. A banned
+// range that merely overlaps an ignored address is kept, with a warning.
+func (e *Engine) LiftIgnored(ctx context.Context, now time.Time) (lifted []store.Ban, err error) {
+	global, err := rules.NewIPSet(e.cfg.Global.IgnoreIP)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range e.ActiveBans() {
+		ign := global
+		if j := e.jail(b.Jail); j != nil {
+			ign = j.ignore
+		}
+		switch {
+		case b.Prefix.IsSingleIP() && ign.Contains(b.Prefix.Addr()):
+			l, err := e.Unban(ctx, b.Prefix, b.Jail, now, "ignoreip")
+			if err != nil {
+				return lifted, err
+			}
+			lifted = append(lifted, l...)
+		case !b.Prefix.IsSingleIP() && ign.Overlaps(b.Prefix):
+			e.log.Warn("a banned range covers an address in ignoreip; kept, unban it if that is wrong", "range", rules.FormatPrefix(b.Prefix), "jail", b.Jail)
+		}
+	}
+	return lifted, nil
+}
+
 // mapAdoptedKey is the meta key recording that mailjail took over a map.
 func mapAdoptedKey(path string) string { return "map_adopted:" + path }
 

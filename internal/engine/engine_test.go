@@ -233,3 +233,34 @@ func TestManualBanAndUnban(t *testing.T) {
 		t.Fatalf("unban: %v %v", lifted, err)
 	}
 }
+
+// An address added to ignoreip after it was banned leaves the map at the
+// next start; a banned range that covers an ignored address is kept.
+func TestLiftIgnoredAtStart(t *testing.T) {
+	e, st := newEngine(t, jail)
+	ctx := context.Background()
+	now := time.Now()
+	for _, p := range []string{"198.51.100.7/32", "198.51.100.8/32", "203.0.113.0/24"} {
+		if _, err := e.Ban(ctx, netip.MustParsePrefix(p), "rl", time.Hour, "", now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := config.Parse(strings.NewReader(jail+`ignoreip = ["198.51.100.7", "203.0.113.9"]`), "test.toml")
+	if err != nil || cfg.Validate() != nil {
+		t.Fatal(err)
+	}
+	e2, err := New(cfg, st, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.RestoreBans(now); err != nil {
+		t.Fatal(err)
+	}
+	lifted, err := e2.LiftIgnored(ctx, now)
+	if err != nil || addrs(lifted) != "198.51.100.7" {
+		t.Fatalf("lifted %v, %v", addrs(lifted), err)
+	}
+	if got := addrs(e2.ActiveBans()); got != "198.51.100.8 203.0.113.0/24" {
+		t.Fatalf("active = %q", got)
+	}
+}
