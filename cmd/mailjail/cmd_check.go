@@ -19,7 +19,7 @@ Examples:
    mailjail check --config /etc/mailjail/mailjail.toml.new && mv ...`,
 		Flags: []cli.Flag{&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "configuration `FILE` to check"}},
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfigFrom(c, c.String("config"))
+			cfg, err := loadConfig(c)
 			if err != nil {
 				return err
 			}

@@ -119,20 +119,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // loadConfig loads and validates the configuration named by --config.
 func loadConfig(c *cli.Context) (*config.Config, error) {
-	return loadConfigFrom(c, c.String("config"))
-}
-
-// loadConfigFrom loads path, or, when empty, the global --config.
-func loadConfigFrom(c *cli.Context, path string) (*config.Config, error) {
-	if path == "" {
-		for _, l := range c.Lineage() {
-			if l.IsSet("config") {
-				path = l.String("config")
-				break
-			}
-		}
-	}
-	cfg, err := config.Load(path)
+	// c.String looks through the parent contexts for the global --config;
+	// empty means $MAILJAIL_CONFIG, the default file or the embedded one.
+	cfg, err := config.Load(c.String("config"))
 	if err != nil {
 		return nil, &exitError{code: daemon.ExitUsage, err: err}
 	}
