@@ -362,10 +362,6 @@ func (e *Engine) stageMatch(j *Jail, line, msg []byte, at, now time.Time) {
 		e.stats.OtherBucket++
 		return
 	}
-	if j.ignore.Contains(m.Addr) {
-		e.stats.Ignored++
-		return
-	}
 	e.strike(j, m.Addr, m.Bucket, line, at, now)
 }
 
@@ -373,6 +369,10 @@ func (e *Engine) stageMatch(j *Jail, line, msg []byte, at, now time.Time) {
 // the strike and, past maxretry, the ban. bucket names what was exceeded
 // (an rspamd bucket, or a rate jail's "messages"/"recipients").
 func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, now time.Time) {
+	if j.ignore.Contains(a) {
+		e.stats.Ignored++
+		return
+	}
 	if e.bannedAt(a, now) {
 		return
 	}

@@ -129,4 +129,13 @@ maxretry = 2
 	if bans != 1 || len(e.Entries()) != 1 || e.Entries()[0].Prefix.Addr().String() != "2001:db8::7" {
 		t.Fatalf("bans = %d, entries %v", bans, e.Entries())
 	}
+	// A client in ignoreip (a webmail host sending for many users) is
+	// never banned by a rate jail either.
+	for i := range 6 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		e.Stage(postfixMessage(at, fmt.Sprintf("BEEF00%04X", i), "127.0.0.1", "", "webmail@example.net", 1), at)
+		if b, err := e.Commit(ctx); err != nil || len(b) != 0 {
+			t.Fatalf("ignored client banned: %v %v", b, err)
+		}
+	}
 }
