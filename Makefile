@@ -40,7 +40,7 @@ bench:
 
 # gcc is needed for cgo (mattn/go-sqlite3).
 toolchain:
-	@command -v gcc >/dev/null || { echo "installing gcc for cgo"; DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev; }
+	@command -v gcc >/dev/null || { echo "installing gcc for cgo"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev; }
 	@$(GO) version >/dev/null
 
 install: build
