@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/internal/storetest"
 )
 
 // kill -9 at random points while a writer appends events without pause,
@@ -181,38 +182,11 @@ func storedStrikes(t *testing.T, st *store.Store) int64 {
 // strikeDiff lists the events 0..written-1 not stored exactly once.
 func strikeDiff(t *testing.T, st *store.Store, written int64) string {
 	t.Helper()
-	seen := map[netip.Addr]int{}
-	if err := st.StrikesSince(time.Time{}, func(_ []byte, a netip.Addr, _ time.Time) error { seen[a]++; return nil }); err != nil {
+	diff, err := storetest.CountDiff(st, written, func(i int64) netip.Addr {
+		return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	var missing, twice []string
-	for i := range written {
-		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		switch seen[a] {
-		case 1:
-		case 0:
-			missing = append(missing, fmt.Sprint(i))
-		default:
-			twice = append(twice, fmt.Sprintf("%d(x%d)", i, seen[a]))
-		}
-		delete(seen, a)
-	}
-	var b strings.Builder
-	if len(missing) > 0 {
-		fmt.Fprintf(&b, "%d events never counted: %s\n", len(missing), clip(missing))
-	}
-	if len(twice) > 0 {
-		fmt.Fprintf(&b, "%d events counted more than once: %s\n", len(twice), clip(twice))
-	}
-	if len(seen) > 0 {
-		fmt.Fprintf(&b, "%d addresses counted that were never written\n", len(seen))
-	}
-	return b.String()
-}
-
-func clip(xs []string) string {
-	if len(xs) > 40 {
-		return strings.Join(xs[:20], " ") + " ... " + strings.Join(xs[len(xs)-20:], " ")
-	}
-	return strings.Join(xs, " ")
+	return diff
 }

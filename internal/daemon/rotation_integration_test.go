@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/internal/storetest"
 	"github.com/mailjail/mailjail/watcher"
 )
 
@@ -507,51 +508,11 @@ func (d *roDB) strikes(t *testing.T) int64 {
 // of addresses that were never written.
 func (d *roDB) diff(t *testing.T, written int64) string {
 	t.Helper()
-	seen := map[netip.Addr]int{}
-	if err := d.st.StrikesSince(time.Time{}, func(_ []byte, a netip.Addr, _ time.Time) error { seen[a]++; return nil }); err != nil {
+	diff, err := storetest.CountDiff(d.st, written, rotAddr)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	var missing, twice []int64
-	for i := range written {
-		a := rotAddr(i)
-		switch seen[a] {
-		case 1:
-		case 0:
-			missing = append(missing, i)
-		default:
-			twice = append(twice, i)
-		}
-		delete(seen, a)
-	}
-	if len(missing) > 0 {
-		fmt.Fprintf(&b, "%d events never counted: %s\n", len(missing), ranges(missing))
-	}
-	if len(twice) > 0 {
-		fmt.Fprintf(&b, "%d events counted more than once: %s\n", len(twice), ranges(twice))
-	}
-	if len(seen) > 0 {
-		fmt.Fprintf(&b, "%d addresses counted that were never written\n", len(seen))
-	}
-	return b.String()
-}
-
-// ranges renders sorted event numbers as "0-9, 12, 20-24".
-func ranges(xs []int64) string {
-	var parts []string
-	for i := 0; i < len(xs); {
-		j := i
-		for j+1 < len(xs) && xs[j+1] == xs[j]+1 {
-			j++
-		}
-		if i == j {
-			parts = append(parts, fmt.Sprint(xs[i]))
-		} else {
-			parts = append(parts, fmt.Sprintf("%d-%d", xs[i], xs[j]))
-		}
-		i = j + 1
-	}
-	return strings.Join(parts, ", ")
+	return diff
 }
 
 func pollUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
