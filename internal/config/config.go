@@ -77,16 +77,19 @@ func (a Alert) Enabled() bool { return a.SMTP != "" && len(a.To) > 0 }
 
 // Jail is one jail with defaults applied.
 type Jail struct {
-	Name        string
-	Enabled     bool
-	Filter      string
-	LogPath     []string
-	MaxRetry    int
-	FindTime    time.Duration
-	BanTime     time.Duration // Permanent (-1) for no end
-	BanFactor   float64
-	BanMaxTime  time.Duration
-	Lookback    time.Duration
+	Name       string
+	Enabled    bool
+	Filter     string
+	LogPath    []string
+	MaxRetry   int
+	FindTime   time.Duration
+	BanTime    time.Duration // Permanent (-1) for no end
+	BanFactor  float64
+	BanMaxTime time.Duration
+	Lookback   time.Duration
+	// IPv6Prefix groups IPv6 clients: strikes and bans go to the /N that
+	// holds the address (64: one customer network), 128 = each address.
+	IPv6Prefix  int
 	IgnoreIP    []string // the jail's own plus global ignoreip
 	Buckets     []string // rspamd buckets that strike; empty means any
 	BanAction   []string // argv, with <ip>, <jail>, <bantime> placeholders
@@ -137,6 +140,7 @@ type jailFile struct {
 	BanFactor   *float64  `toml:"bantime_factor"`
 	BanMaxTime  *Duration `toml:"bantime_maxtime"`
 	Lookback    *Duration `toml:"bantime_lookback"`
+	IPv6Prefix  *int      `toml:"ipv6_prefix"`
 	IgnoreIP    []string  `toml:"ignoreip"`
 	Buckets     []string  `toml:"buckets"`
 	BanAction   []string  `toml:"ban_action"`
@@ -291,6 +295,7 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		BanFactor:   deref(j.BanFactor, deref(d.BanFactor, 2)),
 		BanMaxTime:  dur(j.BanMaxTime, d.BanMaxTime, 7*24*time.Hour),
 		Lookback:    dur(j.Lookback, d.Lookback, 30*24*time.Hour),
+		IPv6Prefix:  deref(j.IPv6Prefix, deref(d.IPv6Prefix, 128)),
 		IgnoreIP:    append(slices.Clone(globalIgnore), first(j.IgnoreIP, d.IgnoreIP)...),
 		Buckets:     first(j.Buckets, d.Buckets),
 		BanAction:   first(j.BanAction, d.BanAction),

@@ -101,6 +101,9 @@ func (c *Config) Validate() error {
 		if _, err := rules.NewIPSet(j.IgnoreIP); err != nil {
 			add(c.errAt(k+".ignoreip", "%v", err))
 		}
+		if j.IPv6Prefix < 32 || j.IPv6Prefix > 128 {
+			add(c.errAt(k+".ipv6_prefix", "must be between 32 and 128, got %d", j.IPv6Prefix))
+		}
 		for _, b := range j.Buckets {
 			if b == "" || strings.ContainsAny(b, "\" ") {
 				add(c.errAt(k+".buckets", "invalid bucket name %q", b))

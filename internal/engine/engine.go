@@ -204,7 +204,7 @@ func (e *Engine) RestoreBans(now time.Time) error {
 		return err
 	}
 	for _, b := range past {
-		if j := e.jail(b.Jail); j != nil && b.Prefix.IsSingleIP() {
+		if j := e.jail(b.Jail); j != nil {
 			j.Policy.RecordPastBan(b.Prefix.Addr(), b.Since)
 		}
 	}
@@ -220,7 +220,7 @@ func (e *Engine) RestoreStrikes(now time.Time) error {
 	}
 	err := e.st.StrikesSince(now.Add(-maxFind), func(jail []byte, a netip.Addr, at time.Time) error {
 		if j := e.jailNamed(jail); j != nil && !e.bannedAt(a, now) {
-			j.Policy.Restore(a, at, now)
+			j.Policy.Restore(j.key(a), at, now)
 		}
 		return nil
 	})
@@ -376,7 +376,8 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 	if e.bannedAt(a, now) {
 		return
 	}
-	d := j.Policy.Strike(a, at, now)
+	key, prefix := j.key(a), j.banPrefix(a)
+	d := j.Policy.Strike(key, at, now)
 	if !d.Counted {
 		return
 	}
@@ -394,11 +395,33 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 		reason += fmt.Sprintf(", offense %d", d.Offense)
 	}
 	e.pending.bans = append(e.pending.bans, store.Ban{
-		Jail: j.Cfg.Name, Prefix: rules.HostPrefix(a), Since: now, Until: d.Until, Strikes: d.Count, Reason: reason,
+		Jail: j.Cfg.Name, Prefix: prefix, Since: now, Until: d.Until, Strikes: d.Count, Reason: reason,
 	})
 	// Later lines of the same batch must see this ban before Commit; the
-	// map must not until it is in the database.
+	// map must not until it is in the database. (Other addresses of a
+	// banned IPv6 prefix are stopped by the policy, which marks the key.)
 	e.staged[a] = struct{}{}
+}
+
+// key is the policy key of a: the address, or for IPv6 with ipv6_prefix
+// below 128 the first address of its prefix, so that a client hopping
+// through its /64 is one client.
+func (j *Jail) key(a netip.Addr) netip.Addr {
+	if bits := j.Cfg.IPv6Prefix; a.Is6() && bits > 0 && bits < 128 {
+		return netip.PrefixFrom(a, bits).Masked().Addr()
+	}
+	return a
+}
+
+// banPrefix is what a ban of a covers: its address, or its IPv6 prefix
+// unless that prefix would also cover an address in ignoreip.
+func (j *Jail) banPrefix(a netip.Addr) netip.Prefix {
+	if bits := j.Cfg.IPv6Prefix; a.Is6() && bits > 0 && bits < 128 {
+		if p := netip.PrefixFrom(a, bits).Masked(); !j.ignore.Overlaps(p) {
+			return p
+		}
+	}
+	return rules.HostPrefix(a)
 }
 
 // Commit writes the pending batch in one transaction and returns the bans
@@ -516,11 +539,9 @@ func (e *Engine) ExpireDue(ctx context.Context, now time.Time) ([]store.Ban, err
 func (e *Engine) forget(bans []store.Ban) {
 	e.del(bans...)
 	for _, b := range bans {
-		if b.Prefix.IsSingleIP() {
-			for _, j := range e.jails {
-				if b.Jail == j.Cfg.Name || b.Jail == ManualJail {
-					j.Policy.Lift(b.Prefix.Addr())
-				}
+		for _, j := range e.jails {
+			if b.Jail == j.Cfg.Name || b.Jail == ManualJail {
+				j.Policy.Lift(b.Prefix.Addr())
 			}
 		}
 	}
@@ -572,9 +593,11 @@ func (e *Engine) Unban(ctx context.Context, p netip.Prefix, jail string, now tim
 	if err != nil {
 		return nil, err
 	}
-	if p.IsSingleIP() {
-		for _, j := range e.jails {
-			if jail == "" || j.Cfg.Name == jail {
+	for _, j := range e.jails {
+		if jail == "" || j.Cfg.Name == jail {
+			if p.IsSingleIP() {
+				j.Policy.Lift(j.key(p.Addr()))
+			} else {
 				j.Policy.Lift(p.Addr())
 			}
 		}

@@ -264,3 +264,54 @@ func TestLiftIgnoredAtStart(t *testing.T) {
 		t.Fatalf("active = %q", got)
 	}
 }
+
+// With ipv6_prefix = 64 an IPv6 client hopping through its /64 is one
+// client: its strikes add up and the whole /64 is banned, unless the /64
+// holds an ignored address (then only the offender is).
+func TestIPv6PrefixGrouping(t *testing.T) {
+	e, st := newEngine(t, jail+"ipv6_prefix = 64\nignoreip = [\"2001:db8:1:3::1\"]\n")
+	ctx := context.Background()
+	now := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	line := func(ip string) watcher.Line {
+		return watcher.Line{Path: "/var/log/rspamd/rspamd.log", Text: []byte("2026-11-25 03:00:00 #1(rspamd_proxy) <a1>; proxy; rspamd_task_write_log: id: <m>, ip: " + ip + ", from: <x@y>, (default: F (soft reject): [0.00/15.00] []), len: 1, forced: soft reject \"Ratelimit \"ip\" exceeded\"; score=nan (set by ratelimit)")}
+	}
+	stage := func(ips ...string) []store.Ban {
+		t.Helper()
+		var ls []watcher.Line
+		for _, ip := range ips {
+			ls = append(ls, line(ip))
+		}
+		e.Stage(ls, now)
+		b, err := e.Commit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if b := stage("2001:db8:1:2::1"); len(b) != 0 {
+		t.Fatalf("banned after one strike: %v", b)
+	}
+	// A restart keeps the strike, grouped.
+	e, _ = New(e.cfg, st, e.log)
+	if err := e.Restore(now); err != nil {
+		t.Fatal(err)
+	}
+	if b := stage("2001:db8:1:2::99"); addrs(b) != "2001:db8:1:2::/64" {
+		t.Fatalf("bans = %q, want the /64", addrs(b))
+	}
+	if b := stage("2001:db8:1:2::5", "2001:db8:1:2::6"); len(b) != 0 || e.Stats().Strikes != 1 {
+		t.Fatalf("addresses inside the banned /64 struck: %v, %d strikes", b, e.Stats().Strikes)
+	}
+	if b := stage("2001:db8:1:3::7", "2001:db8:1:3::8"); addrs(b) != "2001:db8:1:3::8" {
+		t.Fatalf("bans next to an ignored address = %q, want only the offender", addrs(b))
+	}
+	if b := stage("198.51.100.1", "198.51.100.2"); len(b) != 0 {
+		t.Fatalf("IPv4 grouped: %v", addrs(b))
+	}
+	if _, err := e.Unban(ctx, netip.MustParsePrefix("2001:db8:1:2::/64"), "", now, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if b := stage("2001:db8:1:2::1"); len(b) != 0 {
+		t.Fatal("strikes survived the unban")
+	}
+}
