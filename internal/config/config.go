@@ -194,6 +194,7 @@ type Error struct {
 	Msg  string
 }
 
+// Error formats the problem as FILE:LINE: KEY: PROBLEM.
 func (e *Error) Error() string {
 	if e.Line > 0 {
 		return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Key, e.Msg)
