@@ -258,3 +258,17 @@ func testLogger() *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
+
+// startManual follows path with notifications off and a waker the test
+// kicks by hand; idle receives each time the follower has caught up, so a
+// test knows it has read everything there is without sleeping.
+func startManual(t *testing.T, path string) (manualWaker, <-chan struct{}, *collector) {
+	t.Helper()
+	opt := testOptions(newFakeClock())
+	wk := make(manualWaker, 1)
+	idle := make(chan struct{}, 100)
+	opt.Waker, opt.NoNotify = wk, true
+	opt.onIdle = func() { idle <- struct{}{} }
+	_, c := startFollow(t, []string{path}, nil, opt)
+	return wk, idle, c
+}

@@ -69,13 +69,7 @@ func TestPartialLineHeldUntilNewline(t *testing.T) {
 	dir := t.TempDir()
 	path := dir + "/partial.log"
 	fd := appendFile(t, path)
-	clk := newFakeClock()
-	opt := testOptions(clk)
-	wk := make(manualWaker, 1)
-	idle := make(chan struct{}, 100)
-	opt.Waker, opt.NoNotify = wk, true
-	opt.onIdle = func() { idle <- struct{}{} }
-	_, c := startFollow(t, []string{path}, nil, opt)
+	wk, idle, c := startManual(t, path)
 	<-idle
 
 	if _, err := fd.WriteString("first\nsecond ha"); err != nil {
@@ -101,13 +95,7 @@ func TestTruncatedWhileReadingPartialLine(t *testing.T) {
 	dir := t.TempDir()
 	path := dir + "/t.log"
 	fd := appendFile(t, path)
-	clk := newFakeClock()
-	opt := testOptions(clk)
-	wk := make(manualWaker, 1)
-	idle := make(chan struct{}, 100)
-	opt.Waker, opt.NoNotify = wk, true
-	opt.onIdle = func() { idle <- struct{}{} }
-	_, c := startFollow(t, []string{path}, nil, opt)
+	wk, idle, c := startManual(t, path)
 	<-idle
 	if _, err := fd.WriteString("one\ntwo\nthree and a half li"); err != nil {
 		t.Fatal(err)

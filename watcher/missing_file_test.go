@@ -29,13 +29,7 @@ func TestMissingFileAppearsViaNotify(t *testing.T) {
 func TestMissingFileNoBusyLoop(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "later.log") // directory missing too
-	clk := newFakeClock()
-	opt := testOptions(clk)
-	wk := make(manualWaker, 1)
-	idle := make(chan struct{}, 100)
-	opt.Waker, opt.NoNotify = wk, true
-	opt.onIdle = func() { idle <- struct{}{} }
-	_, c := startFollow(t, []string{path}, nil, opt)
+	wk, idle, c := startManual(t, path)
 	<-idle // caught up: nothing to read
 
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
