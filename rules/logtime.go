@@ -167,7 +167,9 @@ func parseSyslog(b []byte, loc *time.Location, ref time.Time) (time.Time, int, b
 		i++
 	}
 	if ref.IsZero() {
-		ref = time.Now()
+		// No year can be inferred without a reference (the core takes no
+		// time of its own): such a line is one without a usable time.
+		return time.Time{}, 0, false
 	}
 	ref = ref.In(loc)
 	t := time.Date(ref.Year(), time.Month(mon), day, hh, mm, ss, 0, loc)

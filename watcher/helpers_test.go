@@ -11,29 +11,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailjail/mailjail/internal/testutil"
 )
 
 // fakeClock drives RotateWait deterministically: the writer advances it only
 // once it has stopped writing to a rotated file, so the follower can never
 // give up on that file early, however slow the machine.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = testutil.FakeClock
 
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newFakeClock() *fakeClock { return testutil.NewFakeClock(time.Unix(1_700_000_000, 0)) }
 
 // manualWaker wakes the follower only when the test says so.
 type manualWaker chan struct{}
@@ -51,7 +38,7 @@ const testRotateWait = time.Second
 
 func testOptions(clk *fakeClock) Options {
 	return Options{
-		Clock:        clk.Now,
+		Clock:        clk,
 		RotateWait:   testRotateWait,
 		PollInterval: 2 * time.Millisecond,
 		Logger:       testLogger(),

@@ -33,6 +33,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/mailjail/mailjail/internal/core"
 )
 
 // Source is what the daemon needs from a follower of any kind: files
@@ -49,39 +51,8 @@ var (
 	_ Source = (*JournalFollower)(nil)
 )
 
-// JournalMatch selects the journal entries a journal source delivers. Units
-// and Identifiers both narrow the selection: an entry must match one of the
-// units (when any are given) and one of the identifiers (when any are
-// given). A value ending in "*" matches by prefix ("postfix*" also matches
-// the multi-instance "postfix-out/smtpd"). Exact values are handed to
-// journalctl, which then reads only matching entries; a prefix is checked
-// here, so journalctl reads every entry (of the units, if those are exact).
-type JournalMatch struct {
-	// Name makes the source's key, "journal:" + Name, the Position.Path
-	// its lines carry and its position is saved under. Changing it
-	// forgets the saved position. Default: the units and identifiers
-	// joined with ",".
-	Name string
-	// Units are systemd units (_SYSTEMD_UNIT), e.g. "postfix@-.service".
-	Units []string
-	// Identifiers are syslog identifiers (SYSLOG_IDENTIFIER), e.g.
-	// "postfix/smtpd", or "postfix/*" for all of Postfix's programs.
-	Identifiers []string
-	// Directory reads the journal files of this directory
-	// (journalctl --directory) instead of the system journal.
-	Directory string
-	// Journalctl is the journalctl binary (default: "journalctl" in PATH).
-	Journalctl string
-}
-
-// Key is the Position.Path of the source's lines: "journal:" + Name, or the
-// units and identifiers when Name is empty.
-func (m JournalMatch) Key() string {
-	if m.Name != "" {
-		return "journal:" + m.Name
-	}
-	return "journal:" + strings.Join(append(append([]string(nil), m.Units...), m.Identifiers...), ",")
-}
+// JournalMatch selects a journal source's entries (see core.JournalMatch).
+type JournalMatch = core.JournalMatch
 
 // journalPattern is one Units or Identifiers value.
 type journalPattern struct {
@@ -354,24 +325,20 @@ func (j *JournalFollower) run(ctx context.Context) {
 	defer close(j.batches)
 	delay := journalRestartMin
 	for {
-		began := time.Now()
+		began := j.opt.Clock.Now()
 		n, err := j.follow(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		j.restarts.Add(1)
-		if n > 0 || time.Since(began) > journalRestartMax {
+		if n > 0 || j.opt.Clock.Now().Sub(began) > journalRestartMax {
 			// It worked for a while: this is a new failure, not
 			// the same one again.
 			delay = journalRestartMin
 		}
 		j.log.Warn("journalctl stopped; restarting", "err", err, "cursor", j.cursor, "delay", delay)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !core.Sleep(j.opt.Clock, delay, ctx.Done()) {
 			return
-		case <-t.C:
 		}
 		delay = min(delay*2, journalRestartMax)
 	}
@@ -489,7 +456,7 @@ func (j *JournalFollower) entry(ctx context.Context, line []byte) bool {
 		b = &j.bufs[j.cur]
 	}
 	start := len(b.arena)
-	now := j.opt.Clock()
+	now := j.opt.Clock.Now()
 	b.arena = appendJournalLine(b.arena, &e, now)
 	b.lines = append(b.lines, Line{
 		Path: j.key,

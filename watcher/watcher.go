@@ -14,43 +14,15 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/mailjail/mailjail/internal/core"
 )
 
-// Position identifies a place in a file so reading can resume exactly there.
-// The consumer stores the Pos of the last line of each path it committed and
-// hands those back to Follow on the next start.
-type Position struct {
-	// Path is the followed path (a literal path or a glob match), the key
-	// under which positions are saved.
-	Path string
-	// Dev and Ino identify the file that Offset refers to; after a rename
-	// rotation it is no longer the file at Path.
-	Dev, Ino uint64
-	// Offset is the byte offset just past the last consumed line.
-	Offset int64
-	// Head is a hash of the first min(Offset, 64) bytes of the file, zero
-	// when Offset is zero. It tells a file apart from a truncated or
-	// rewritten one that kept (or reused) the same inode.
-	Head uint64
-	// Cursor is reserved for sources that are not files (a systemd journal
-	// cursor); files leave it empty.
-	Cursor string
-}
+// Position is where reading of a source stopped (see core.Position).
+type Position = core.Position
 
-// Line is one complete line read from a followed file.
-type Line struct {
-	// Path is the followed path the line came from (the glob match, not
-	// the pattern), even when it was read from the rotated-away file.
-	Path string
-	// Text is the line without its newline, byte for byte (NUL and invalid
-	// UTF-8 included). It is only valid until the next batch is received.
-	Text []byte
-	// Pos is the position just after this line.
-	Pos Position
-	// Read is when the line was read, by Options.Clock; a fallback for
-	// lines without a usable timestamp.
-	Read time.Time
-}
+// Line is one line read from a source (see core.Line).
+type Line = core.Line
 
 // A Waker tells the follower when to look at its files again. The default
 // ticks every Options.PollInterval; tests supply one they trigger by hand so
@@ -84,9 +56,10 @@ type Options struct {
 	RotateWait time.Duration
 	// NoNotify disables fsnotify and relies on polling alone.
 	NoNotify bool
-	// Clock returns the current time (default time.Now). It stamps lines
-	// and measures RotateWait.
-	Clock func() time.Time
+	// Clock is the time (default the wall clock). It stamps lines, drives
+	// the poll ticker and the journalctl restart backoff, and measures
+	// RotateWait.
+	Clock core.Clock
 	// Logger receives warnings about lost or skipped data (default
 	// slog.Default()).
 	Logger *slog.Logger
@@ -111,9 +84,7 @@ func (o *Options) setDefaults() {
 	if o.RotateWait <= 0 {
 		o.RotateWait = 5 * time.Second
 	}
-	if o.Clock == nil {
-		o.Clock = time.Now
-	}
+	o.Clock = core.OrReal(o.Clock)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -249,7 +220,7 @@ func Follow(ctx context.Context, paths []string, saved map[string]Position, opt 
 		}
 	}
 	if f.waker == nil {
-		t := newTickWaker(ctx, opt.PollInterval, &f.wg)
+		t := newTickWaker(ctx, opt.Clock, opt.PollInterval, &f.wg)
 		f.waker = t
 	}
 	f.scan(true)
@@ -365,18 +336,18 @@ type tickWaker struct{ c chan struct{} }
 
 func (t *tickWaker) Wake() <-chan struct{} { return t.c }
 
-func newTickWaker(ctx context.Context, d time.Duration, wg *sync.WaitGroup) *tickWaker {
+func newTickWaker(ctx context.Context, clock core.Clock, d time.Duration, wg *sync.WaitGroup) *tickWaker {
 	t := &tickWaker{c: make(chan struct{}, 1)}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tk := time.NewTicker(d)
+		tk := clock.NewTicker(d)
 		defer tk.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-tk.C:
+			case <-tk.C():
 				select {
 				case t.c <- struct{}{}:
 				default:
@@ -438,7 +409,7 @@ func (f *Follower) watchDir(dir string) {
 // start opens a newly followed path at the right offset: the saved position,
 // else the end (first start) or the beginning (file appeared later).
 func (f *Follower) start(s *source, initial bool) {
-	now := f.opt.Clock()
+	now := f.opt.Clock.Now()
 	if p, ok := f.saved[s.path]; ok {
 		delete(f.saved, s.path)
 		f.resume(s, p, now)
@@ -601,7 +572,7 @@ func (f *Follower) sweep(ctx context.Context) bool {
 	for _, s := range f.order {
 		// Read the clock before looking at files: anything written
 		// before a clock reading is then seen before RotateWait counts.
-		now := f.opt.Clock()
+		now := f.opt.Clock.Now()
 		f.checkPath(s, now)
 		if f.readSource(ctx, s, now) {
 			progressed = true

@@ -169,7 +169,13 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 			if fail != nil {
 				return
 			}
-			t, _, ok := rules.ParseTime(text, loc, clock)
+			ref := clock
+			if ref.IsZero() {
+				// Before the first dated line, a syslog date (no year) is
+				// placed in the year before now.
+				ref = time.Now()
+			}
+			t, _, ok := rules.ParseTime(text, loc, ref)
 			if ok && t.After(clock) {
 				clock = t
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/mailjail/mailjail/actions"
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/daemon"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
@@ -30,7 +31,7 @@ func change(ctx context.Context, cfg *config.Config, req control.Request) (*cont
 	if !errors.Is(err, control.ErrNoDaemon) {
 		return nil, &exitError{code: daemon.ExitUnreachable, err: err}
 	}
-	lock, err := daemon.WaitLock(cfg.Global.Database, 10*time.Second)
+	lock, err := daemon.WaitLock(cfg.Global.Database, 10*time.Second, core.RealClock{})
 	if errors.Is(err, daemon.ErrLocked) {
 		return nil, exitf(daemon.ExitUnreachable, "a mailjail daemon holds %s but its socket %s does not answer", daemon.LockPath(cfg.Global.Database), cfg.Global.Socket)
 	}

@@ -23,7 +23,7 @@ import (
 
 	"github.com/mailjail/mailjail/rules"
 	"github.com/mailjail/mailjail/rules/bucket"
-	"github.com/mailjail/mailjail/watcher"
+	"github.com/mailjail/mailjail/internal/core"
 )
 
 // DefaultPath is where the daemon looks for its configuration.
@@ -98,7 +98,7 @@ type Jail struct {
 	Rate        *RateSpec // set for a rate jail (rate_key given): Postfix messages/recipients per key
 	// Journal, when set, follows the systemd journal instead of (or beside)
 	// logpath: for hosts where Postfix logs only to journald.
-	Journal *watcher.JournalMatch
+	Journal *core.JournalMatch
 }
 
 // RateSpec is a rate jail: it joins Postfix's smtpd, cleanup and qmgr
@@ -304,7 +304,7 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		Alert:       deref(j.Alert, deref(d.Alert, true)),
 	}
 	if jm := j.JournalMatch; jm != nil {
-		out.Journal = &watcher.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}
+		out.Journal = &core.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}
 	}
 	if j.RateKey != nil {
 		out.Rate = &RateSpec{Key: *j.RateKey, Mode: deref(j.Mode, ""), MaxEntries: deref(j.MaxEntries, bucket.DefaultMaxEntries), SuspendFactor: deref(j.SuspendFactor, 0)}

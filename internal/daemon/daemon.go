@@ -18,6 +18,7 @@ import (
 	"github.com/mailjail/mailjail/actions"
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/mapfile"
@@ -30,16 +31,14 @@ import (
 type Options struct {
 	Version   string
 	FromStart bool              // read existing logs from their start on the first run
-	Clock     func() time.Time  // default time.Now
+	Clock     core.Clock        // default the wall clock
 	Watcher   watcher.Options   // tuning and test hooks
 	OnMap     func(t time.Time) // called after each map write (latency measurement, tests)
 }
 
 // Run runs the daemon until ctx is cancelled.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options) error {
-	if opt.Clock == nil {
-		opt.Clock = time.Now
-	}
+	opt.Clock = core.OrReal(opt.Clock)
 	lock, err := TryLock(cfg.Global.Database)
 	if err != nil {
 		return fmt.Errorf("%w (is another daemon running?)", err)
@@ -88,7 +87,7 @@ func newDaemon(cfg *config.Config, st *store.Store, log *slog.Logger, opt Option
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{cfg: cfg, st: st, log: log, opt: opt, eng: eng, started: opt.Clock(), reqs: make(chan ctlReq)}
+	d := &daemon{cfg: cfg, st: st, log: log, opt: opt, eng: eng, started: opt.Clock.Now(), reqs: make(chan ctlReq)}
 	d.mw = newMapWriter(cfg.Global.MapFile, eng.Entries, opt.Clock, log)
 	d.mw.onWrite = opt.OnMap
 	d.actions = actions.NewRunner(log, 30*time.Second, 4096)
@@ -147,7 +146,7 @@ func readExistingMap(path string) ([]netip.Prefix, error) {
 }
 
 func (d *daemon) run(ctx context.Context) error {
-	now := d.opt.Clock()
+	now := d.opt.Clock.Now()
 	imported, expired, err := Prepare(ctx, d.eng, d.cfg.Global.MapFile, now)
 	if err != nil {
 		return err
@@ -170,10 +169,6 @@ func (d *daemon) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	wsaved := make(map[string]watcher.Position, len(saved))
-	for k, p := range saved {
-		wsaved[k] = watcher.Position(p)
-	}
 	wopt := d.opt.Watcher
 	wopt.FromStart = wopt.FromStart || d.opt.FromStart || d.cfg.Global.FromStart
 	wopt.Logger = d.log
@@ -183,14 +178,14 @@ func (d *daemon) run(ctx context.Context) error {
 	fctx, stopFollow := context.WithCancel(ctx)
 	defer stopFollow()
 	if pats := d.eng.LogPatterns(); len(pats) > 0 {
-		fol, err := watcher.Follow(fctx, pats, wsaved, wopt)
+		fol, err := watcher.Follow(fctx, pats, saved, wopt)
 		if err != nil {
 			return fmt.Errorf("follow logs: %w", err)
 		}
 		d.sources = append(d.sources, fol)
 	}
 	for _, m := range d.eng.JournalMatches() {
-		jf, err := watcher.FollowJournal(fctx, m, wsaved[m.Key()], wopt)
+		jf, err := watcher.FollowJournal(fctx, m, saved[m.Key()], wopt)
 		if err != nil {
 			return fmt.Errorf("follow journal %s: %w", m.Key(), err)
 		}
@@ -218,17 +213,17 @@ func (d *daemon) run(ctx context.Context) error {
 	// must not hold up the map or systemd.
 	sdNotify("READY=1\nSTATUS=restoring strikes")
 	defer sdNotify("STOPPING=1")
-	restoreStart := time.Now()
+	restoreStart := d.opt.Clock.Now()
 	if err := d.eng.RestoreStrikes(now); err != nil {
 		return fmt.Errorf("restore strikes: %w", err)
 	}
 	// Restoring millions of strikes leaves garbage behind; give it back
 	// before settling into the steady state.
 	debug.FreeOSMemory()
-	d.log.Info("strikes restored", "addresses", d.eng.Tracked(), "took", time.Since(restoreStart).Round(time.Millisecond))
+	d.log.Info("strikes restored", "addresses", d.eng.Tracked(), "took", d.opt.Clock.Now().Sub(restoreStart).Round(time.Millisecond))
 	sdNotify("STATUS=following logs")
 
-	tick := time.NewTicker(time.Second)
+	tick := d.opt.Clock.NewTicker(time.Second)
 	defer tick.Stop()
 	lastPrune := now
 	for {
@@ -247,8 +242,8 @@ func (d *daemon) run(ctx context.Context) error {
 			}
 		case r := <-d.reqs:
 			r.reply <- d.apply(ctx, r.req)
-		case <-tick.C:
-			now := d.opt.Clock()
+		case <-tick.C():
+			now := d.opt.Clock.Now()
 			expired, err := d.eng.ExpireDue(ctx, now)
 			if err != nil {
 				d.log.Error("expire bans", "err", err)
@@ -299,7 +294,7 @@ func fanIn(ctx context.Context, sources []watcher.Source) <-chan sourceBatch {
 // it: a full disk or a locked database delays reading, it never drops a
 // strike or a ban.
 func (d *daemon) process(ctx context.Context, batch []watcher.Line) error {
-	d.eng.Stage(batch, d.opt.Clock())
+	d.eng.Stage(batch, d.opt.Clock.Now())
 	backoff := 100 * time.Millisecond
 	for {
 		bans, err := d.eng.Commit(ctx)
@@ -312,10 +307,8 @@ func (d *daemon) process(ctx context.Context, batch []watcher.Line) error {
 			return nil
 		}
 		d.log.Error("state not saved, retrying", "database", d.cfg.Global.Database, "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		if !core.Sleep(d.opt.Clock, backoff, ctx.Done()) {
 			return nil
-		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}
@@ -397,7 +390,7 @@ func (d *daemon) apply(ctx context.Context, req control.Request) control.Respons
 		d.fillRunning(s)
 		return control.Response{OK: true, Status: s}
 	}
-	resp := Apply(ctx, d.eng, d.cfg, req, d.opt.Clock())
+	resp := Apply(ctx, d.eng, d.cfg, req, d.opt.Clock.Now())
 	if len(resp.Bans) == 0 {
 		return resp
 	}

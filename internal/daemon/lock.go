@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/mailjail/mailjail/internal/core"
 )
 
 // Lock is an exclusive flock on a file beside the database. The daemon
@@ -28,15 +30,16 @@ func TryLock(database string) (*Lock, error) {
 	return lock(database, syscall.LOCK_EX|syscall.LOCK_NB)
 }
 
-// WaitLock takes the lock, waiting up to timeout for another CLI to finish.
-func WaitLock(database string, timeout time.Duration) (*Lock, error) {
-	deadline := time.Now().Add(timeout)
+// WaitLock takes the lock, waiting up to timeout (by clock) for another
+// CLI to finish.
+func WaitLock(database string, timeout time.Duration, clock core.Clock) (*Lock, error) {
+	deadline := clock.Now().Add(timeout)
 	for {
 		l, err := TryLock(database)
-		if !errors.Is(err, ErrLocked) || time.Now().After(deadline) {
+		if !errors.Is(err, ErrLocked) || clock.Now().After(deadline) {
 			return l, err
 		}
-		time.Sleep(20 * time.Millisecond)
+		core.Sleep(clock, 20*time.Millisecond, nil)
 	}
 }
 

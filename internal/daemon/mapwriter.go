@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/mapfile"
 )
 
@@ -16,7 +17,7 @@ import (
 type mapWriter struct {
 	path    string
 	entries func() []mapfile.Entry
-	clock   func() time.Time
+	clock   core.Clock
 	log     *slog.Logger
 	kick    chan struct{}
 	changes atomic.Int64 // changes kicked since the last rewrite began
@@ -31,7 +32,7 @@ type mapWriter struct {
 	onWrite func(time.Time) // test and metrics hook, called after each write
 }
 
-func newMapWriter(path string, entries func() []mapfile.Entry, clock func() time.Time, log *slog.Logger) *mapWriter {
+func newMapWriter(path string, entries func() []mapfile.Entry, clock core.Clock, log *slog.Logger) *mapWriter {
 	return &mapWriter{path: path, entries: entries, clock: clock, log: log, kick: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
@@ -39,9 +40,9 @@ func newMapWriter(path string, entries func() []mapfile.Entry, clock func() time
 func (w *mapWriter) write() error {
 	w.writeMu.Lock()
 	defer w.writeMu.Unlock()
-	start := time.Now()
+	start := w.clock.Now()
 	entries := w.entries()
-	err := mapfile.Write(w.path, entries, w.clock())
+	err := mapfile.Write(w.path, entries, start)
 	w.mu.Lock()
 	w.lastErr = err
 	if err == nil {
@@ -53,9 +54,9 @@ func (w *mapWriter) write() error {
 		w.log.Error("map not written; the previous map stays in force", "path", w.path, "err", err)
 		return err
 	}
-	w.log.Debug("map written", "path", w.path, "entries", len(entries), "took", time.Since(start))
+	w.log.Debug("map written", "path", w.path, "entries", len(entries), "took", w.clock.Now().Sub(start))
 	if hook != nil {
-		hook(time.Now())
+		hook(w.clock.Now())
 	}
 	return nil
 }
@@ -74,24 +75,22 @@ func (w *mapWriter) start() {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		retry := time.NewTimer(time.Hour)
+		retry := w.clock.NewTimer(time.Hour)
 		retry.Stop()
 		var last time.Time
 		for {
 			select {
 			case <-w.kick:
-			case <-retry.C:
+			case <-retry.C():
 			case <-w.done:
 				return
 			}
-			if wait := burstSpacing - time.Since(last); w.changes.Load() >= burstBans && wait > 0 {
-				select {
-				case <-time.After(wait):
-				case <-w.done:
+			if wait := burstSpacing - w.clock.Now().Sub(last); w.changes.Load() >= burstBans && wait > 0 {
+				if !core.Sleep(w.clock, wait, w.done) {
 					return
 				}
 			}
-			last = time.Now()
+			last = w.clock.Now()
 			w.changes.Store(0)
 			if err := w.write(); err != nil {
 				// Keep trying: the database has the bans, and the map must

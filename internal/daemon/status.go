@@ -83,7 +83,7 @@ func (d *daemon) fillRunning(s *control.Status) {
 	s.PID = os.Getpid()
 	started := d.started.UTC()
 	s.Started = &started
-	s.UptimeSec = int64(d.opt.Clock().Sub(d.started).Seconds())
+	s.UptimeSec = int64(d.opt.Clock.Now().Sub(d.started).Seconds())
 	writes, err := d.mw.stats()
 	s.MapWrites = writes
 	if err != nil {

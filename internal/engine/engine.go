@@ -19,11 +19,11 @@ import (
 	"time"
 
 	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/mapfile"
 	"github.com/mailjail/mailjail/rules"
-	"github.com/mailjail/mailjail/watcher"
-)
+	)
 
 // ManualJail is the jail name of bans made by hand (and of entries taken
 // over from a map that existed before mailjail).
@@ -87,7 +87,8 @@ type pending struct {
 	strikes    []store.Strike
 	bans       []store.Ban
 	rateEvents []store.RateEvent
-	positions  map[string]store.Position
+	positions  map[string]core.Position
+	now        time.Time // of the latest Stage: when the positions were read
 }
 
 func (p *pending) empty() bool {
@@ -152,8 +153,8 @@ func (e *Engine) LogPatterns() []string {
 
 // JournalMatches is every distinct journal selection of the enabled
 // jails: one follower each, however many jails share it.
-func (e *Engine) JournalMatches() []watcher.JournalMatch {
-	var out []watcher.JournalMatch
+func (e *Engine) JournalMatches() []core.JournalMatch {
+	var out []core.JournalMatch
 	seen := map[string]bool{}
 	for _, j := range e.jails {
 		if m := j.Cfg.Journal; m != nil && !seen[m.Key()] {
@@ -314,15 +315,16 @@ func (e *Engine) bannedAt(a netip.Addr, now time.Time) bool {
 // Stage runs lines through the jails at time now (the daemon's clock, or
 // the logs' clock in a replay) and adds the strikes, bans and positions to
 // the pending batch. Nothing is visible until Commit succeeds.
-func (e *Engine) Stage(lines []watcher.Line, now time.Time) {
+func (e *Engine) Stage(lines []core.Line, now time.Time) {
 	if e.pending.positions == nil {
-		e.pending.positions = map[string]store.Position{}
+		e.pending.positions = map[string]core.Position{}
 	}
+	e.pending.now = now
 	for i := range lines {
 		l := &lines[i]
 		e.stats.Lines++
 		if i == len(lines)-1 || lines[i+1].Path != l.Path {
-			e.pending.positions[l.Path] = store.Position(l.Pos)
+			e.pending.positions[l.Path] = l.Pos
 		}
 		var (
 			at     time.Time
@@ -451,7 +453,7 @@ func (e *Engine) Commit(ctx context.Context) ([]store.Ban, error) {
 			}
 		}
 		for _, pos := range p.positions {
-			if err := tx.SavePosition(pos); err != nil {
+			if err := tx.SavePosition(pos, p.now); err != nil {
 				return err
 			}
 		}

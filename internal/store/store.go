@@ -21,6 +21,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3" // database/sql driver
 
+	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/rules"
 )
 
@@ -208,14 +209,6 @@ type Ban struct {
 // Permanent reports whether the ban has no end.
 func (b Ban) Permanent() bool { return b.Until.IsZero() }
 
-// Position is a saved read position of a log source.
-type Position struct {
-	Path     string
-	Dev, Ino uint64
-	Offset   int64
-	Head     uint64
-	Cursor   string // journal cursor, for journal sources
-}
 
 // ErrNotFound is returned when a lifted or looked-up ban does not exist.
 var ErrNotFound = errors.New("not found")
@@ -347,10 +340,10 @@ func (t *Tx) ExpireBans(now time.Time) ([]Ban, error) {
 	return bans, nil
 }
 
-// SavePosition records where reading of a source stopped.
-func (t *Tx) SavePosition(p Position) error {
+// SavePosition records where reading of a source stopped, at now.
+func (t *Tx) SavePosition(p core.Position, now time.Time) error {
 	_, err := t.exec(sqlSavePosition,
-		p.Path, int64(p.Dev), int64(p.Ino), p.Offset, int64(p.Head), p.Cursor, time.Now().UnixNano())
+		p.Path, int64(p.Dev), int64(p.Ino), p.Offset, int64(p.Head), p.Cursor, now.UnixNano())
 	if err != nil {
 		return fmt.Errorf("save position of %s: %w", p.Path, err)
 	}
@@ -582,15 +575,15 @@ func (s *Store) LoadBuckets(jail, what string) ([]BucketState, error) {
 }
 
 // Positions returns every saved read position, by path.
-func (s *Store) Positions() (map[string]Position, error) {
+func (s *Store) Positions() (map[string]core.Position, error) {
 	rows, err := s.db.Query(`SELECT path, dev, ino, offset, head, cursor FROM positions`)
 	if err != nil {
 		return nil, fmt.Errorf("query positions: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]Position{}
+	out := map[string]core.Position{}
 	for rows.Next() {
-		var p Position
+		var p core.Position
 		var dev, ino, head int64
 		if err := rows.Scan(&p.Path, &dev, &ino, &p.Offset, &head, &p.Cursor); err != nil {
 			return nil, fmt.Errorf("read position: %w", err)

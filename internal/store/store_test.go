@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/mailjail/mailjail/internal/core"
 )
 
 var t0 = time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
@@ -109,7 +111,7 @@ func TestStrikesPositionsMeta(t *testing.T) {
 				return err
 			}
 		}
-		if err := tx.SavePosition(Position{Path: "/var/log/x", Dev: 1, Ino: 1 << 40, Offset: 123, Head: 1 << 63}); err != nil {
+		if err := tx.SavePosition(core.Position{Path: "/var/log/x", Dev: 1, Ino: 1 << 40, Offset: 123, Head: 1 << 63}, t0); err != nil {
 			return err
 		}
 		return tx.SetMeta("k", "v")
