@@ -21,9 +21,9 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 
+	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/rules"
 	"github.com/mailjail/mailjail/rules/bucket"
-	"github.com/mailjail/mailjail/internal/core"
 )
 
 // DefaultPath is where the daemon looks for its configuration.

@@ -23,7 +23,7 @@ import (
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/mapfile"
 	"github.com/mailjail/mailjail/rules"
-	)
+)
 
 // ManualJail is the jail name of bans made by hand (and of entries taken
 // over from a map that existed before mailjail).

@@ -209,7 +209,6 @@ type Ban struct {
 // Permanent reports whether the ban has no end.
 func (b Ban) Permanent() bool { return b.Until.IsZero() }
 
-
 // ErrNotFound is returned when a lifted or looked-up ban does not exist.
 var ErrNotFound = errors.New("not found")
 
