@@ -1,0 +1,224 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/netip"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // database/sql driver
+
+	"github.com/mailjail/mailjail/internal/core"
+	"github.com/mailjail/mailjail/rules"
+)
+
+// maxLineBytes bounds the log line kept with a strike: enough to see why,
+// not enough for a hostile line to bloat the database.
+const maxLineBytes = 1024
+
+// Tx is a write transaction. All of a batch's strikes, bans and positions
+// go into one, so they are saved together or not at all.
+type Tx struct {
+	tx *sql.Tx
+	s  *Store
+}
+
+// exec runs a write statement of the transaction: one prepared by
+// prepare when it is a hot one, else compiled now.
+func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
+	if st, ok := t.s.stmts[query]; ok {
+		return t.tx.Stmt(st).Exec(args...)
+	}
+	return t.tx.Exec(query, args...)
+}
+
+// Hot write statements, prepared when the store opens (not inside a
+// transaction: the store has one connection, which a transaction holds).
+const (
+	sqlAddStrike    = `INSERT INTO strikes (jail, addr, at, bucket, line) VALUES (?, ?, ?, ?, ?)`
+	sqlSavePosition = `INSERT INTO positions (path, dev, ino, offset, head, cursor, updated) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, offset=excluded.offset, head=excluded.head, cursor=excluded.cursor, updated=excluded.updated`
+	sqlAddRateEvent = `INSERT INTO rate_events (jail, key, what, at, level, burst, rate, urgent, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
+func (s *Store) prepare() error {
+	s.stmts = map[string]*sql.Stmt{}
+	for _, q := range []string{sqlAddStrike, sqlSavePosition, sqlAddRateEvent} {
+		st, err := s.db.Prepare(q)
+		if err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		s.stmts[q] = st
+	}
+	return nil
+}
+
+// Update runs fn in one write transaction and commits it if fn succeeds.
+func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin %s: %w", s.path, err)
+	}
+	if err := fn(&Tx{tx: tx, s: s}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// AddStrike records a strike.
+func (t *Tx) AddStrike(st Strike) error {
+	line := st.Line
+	if len(line) > maxLineBytes {
+		line = line[:maxLineBytes]
+	}
+	_, err := t.exec(sqlAddStrike,
+		st.Jail, st.Addr.String(), st.At.UnixNano(), st.Bucket, line)
+	if err != nil {
+		return fmt.Errorf("add strike: %w", err)
+	}
+	return nil
+}
+
+// AddBan records a new active ban, replacing an active ban of the same
+// address in the same jail (a manual ban that extends or shortens it).
+func (t *Tx) AddBan(b Ban) (int64, error) {
+	key := rules.FormatPrefix(b.Prefix)
+	if _, err := t.exec(`UPDATE bans SET lifted = ?, lifted_by = 'replaced' WHERE jail = ? AND addr = ? AND lifted IS NULL`,
+		b.Since.UnixNano(), b.Jail, key); err != nil {
+		return 0, fmt.Errorf("replace ban %s: %w", key, err)
+	}
+	res, err := t.exec(`INSERT INTO bans (jail, addr, since, until, strikes, reason) VALUES (?, ?, ?, ?, ?, ?)`,
+		b.Jail, key, b.Since.UnixNano(), nullTime(b.Until), b.Strikes, b.Reason)
+	if err != nil {
+		return 0, fmt.Errorf("add ban %s: %w", key, err)
+	}
+	return res.LastInsertId()
+}
+
+// LiftBans ends the active bans of p (in jail, or in every jail when jail
+// is empty) and deletes p's strikes, so an unbanned address starts from
+// zero. It returns the bans it lifted.
+func (t *Tx) LiftBans(p netip.Prefix, jail string, at time.Time, by string) ([]Ban, error) {
+	key := rules.FormatPrefix(p)
+	bans, err := queryBans(t.tx, `WHERE addr = ? AND (? = '' OR jail = ?) AND lifted IS NULL`, key, jail, jail)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.exec(`UPDATE bans SET lifted = ?, lifted_by = ? WHERE addr = ? AND (? = '' OR jail = ?) AND lifted IS NULL`,
+		at.UnixNano(), by, key, jail, jail); err != nil {
+		return nil, fmt.Errorf("lift %s: %w", key, err)
+	}
+	if p.IsSingleIP() {
+		if _, err := t.exec(`DELETE FROM strikes WHERE addr = ? AND (? = '' OR jail = ?)`, p.Addr().String(), jail, jail); err != nil {
+			return nil, fmt.Errorf("clear strikes of %s: %w", key, err)
+		}
+	}
+	for i := range bans {
+		bans[i].Lifted, bans[i].LiftedBy = at, by
+	}
+	return bans, nil
+}
+
+// ExpireBans lifts every active ban whose end is at or before now and
+// returns them.
+func (t *Tx) ExpireBans(now time.Time) ([]Ban, error) {
+	bans, err := queryBans(t.tx, `WHERE lifted IS NULL AND until IS NOT NULL AND until <= ?`, now.UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.exec(`UPDATE bans SET lifted = until, lifted_by = 'expired' WHERE lifted IS NULL AND until IS NOT NULL AND until <= ?`, now.UnixNano()); err != nil {
+		return nil, fmt.Errorf("expire bans: %w", err)
+	}
+	for i := range bans {
+		bans[i].Lifted, bans[i].LiftedBy = bans[i].Until, "expired"
+	}
+	return bans, nil
+}
+
+// SavePosition records where reading of a source stopped, at now.
+func (t *Tx) SavePosition(p core.Position, now time.Time) error {
+	_, err := t.exec(sqlSavePosition,
+		p.Path, int64(p.Dev), int64(p.Ino), p.Offset, int64(p.Head), p.Cursor, now.UnixNano())
+	if err != nil {
+		return fmt.Errorf("save position of %s: %w", p.Path, err)
+	}
+	return nil
+}
+
+// SetMeta sets a meta value.
+func (t *Tx) SetMeta(key, value string) error {
+	_, err := t.exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
+	if err != nil {
+		return fmt.Errorf("set meta %s: %w", key, err)
+	}
+	return nil
+}
+
+// RateEvent is a rate jail's key going over a limit.
+type RateEvent struct {
+	Jail   string
+	Key    string
+	What   string // "messages" or "recipients"
+	At     time.Time
+	Level  float64
+	Burst  float64
+	Rate   string
+	Urgent bool
+	Detail string
+}
+
+// AddRateEvent records a rate event.
+func (t *Tx) AddRateEvent(e RateEvent) error {
+	_, err := t.exec(sqlAddRateEvent,
+		e.Jail, e.Key, e.What, e.At.UnixNano(), e.Level, e.Burst, e.Rate, e.Urgent, e.Detail)
+	if err != nil {
+		return fmt.Errorf("add rate event for %s: %w", e.Key, err)
+	}
+	return nil
+}
+
+// BucketState is one saved leaky bucket.
+type BucketState struct {
+	Key   string
+	Level float64
+	Last  time.Time
+}
+
+// SaveBuckets replaces the saved buckets of one jail's table.
+func (t *Tx) SaveBuckets(jail, what string, states []BucketState) error {
+	if _, err := t.exec(`DELETE FROM buckets WHERE jail = ? AND what = ?`, jail, what); err != nil {
+		return fmt.Errorf("save buckets of %s: %w", jail, err)
+	}
+	stmt, err := t.tx.Prepare(`INSERT INTO buckets (jail, what, key, level, last) VALUES (?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("save buckets of %s: %w", jail, err)
+	}
+	defer stmt.Close()
+	for _, b := range states {
+		if _, err := stmt.Exec(jail, what, b.Key, b.Level, b.Last.UnixNano()); err != nil {
+			return fmt.Errorf("save bucket %s: %w", b.Key, err)
+		}
+	}
+	return nil
+}
+
+// PruneStrikes deletes strikes older than before; they can no longer count.
+func (t *Tx) PruneStrikes(before time.Time) (int64, error) {
+	res, err := t.exec(`DELETE FROM strikes WHERE at < ?`, before.UnixNano())
+	if err != nil {
+		return 0, fmt.Errorf("prune strikes: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}

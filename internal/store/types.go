@@ -1,0 +1,37 @@
+package store
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // database/sql driver
+)
+
+// Strike is one counted event.
+type Strike struct {
+	Jail   string
+	Addr   netip.Addr
+	At     time.Time
+	Bucket string
+	Line   string
+}
+
+// Ban is one ban, active or lifted.
+type Ban struct {
+	ID       int64
+	Jail     string
+	Prefix   netip.Prefix
+	Since    time.Time
+	Until    time.Time // zero: permanent
+	Strikes  int
+	Reason   string
+	Lifted   time.Time // zero while active
+	LiftedBy string
+}
+
+// Permanent reports whether the ban has no end.
+func (b Ban) Permanent() bool { return b.Until.IsZero() }
+
+// ErrNotFound is returned when a lifted or looked-up ban does not exist.
+var ErrNotFound = errors.New("not found")
