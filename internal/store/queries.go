@@ -7,8 +7,6 @@ import (
 	"net/netip"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // database/sql driver
-
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/rules"
 )
@@ -17,7 +15,7 @@ type querier interface {
 	Query(query string, args ...any) (*sql.Rows, error)
 }
 
-const banColumns = `SELECT id, jail, addr, since, until, strikes, reason, lifted, lifted_by FROM bans `
+const banColumns = `SELECT id, jail, addr, since, until, strikes, reason, lifted, lifted_by, offense FROM bans `
 
 func queryBans(q querier, where string, args ...any) ([]Ban, error) {
 	rows, err := q.Query(banColumns+where, args...)
@@ -31,7 +29,7 @@ func queryBans(q querier, where string, args ...any) ([]Ban, error) {
 		var addr string
 		var since int64
 		var until, lifted sql.NullInt64
-		if err := rows.Scan(&b.ID, &b.Jail, &addr, &since, &until, &b.Strikes, &b.Reason, &lifted, &b.LiftedBy); err != nil {
+		if err := rows.Scan(&b.ID, &b.Jail, &addr, &since, &until, &b.Strikes, &b.Reason, &lifted, &b.LiftedBy, &b.Offense); err != nil {
 			return nil, fmt.Errorf("read ban: %w", err)
 		}
 		p, err := rules.ParsePrefix(addr)

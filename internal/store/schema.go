@@ -2,8 +2,6 @@ package store
 
 import (
 	"fmt"
-
-	_ "github.com/mattn/go-sqlite3" // database/sql driver
 )
 
 // migrations are applied in order; PRAGMA user_version records how many
@@ -67,6 +65,22 @@ var migrations = []string{
 	// status counts strikes per jail from this index instead of sorting
 	// every strike (seconds and hundreds of MB with 10M strikes).
 	`CREATE INDEX strikes_jail ON strikes(jail);`,
+	// The outbox holds the actions and alerts a change causes, written in
+	// the change's own transaction, so pending work survives a stop; a
+	// ban records which offense it was, for alerts and escalation.
+	`ALTER TABLE bans ADD COLUMN offense INTEGER NOT NULL DEFAULT 0;
+	 CREATE TABLE outbox (
+		id INTEGER PRIMARY KEY,
+		kind TEXT NOT NULL,           -- "action", "alert"
+		payload BLOB NOT NULL,        -- JSON, by kind
+		created INTEGER NOT NULL,
+		attempts INTEGER NOT NULL DEFAULT 0,
+		next_attempt INTEGER NOT NULL,
+		last_error TEXT NOT NULL DEFAULT '',
+		done INTEGER,                 -- delivered (NULL: pending)
+		gave_up INTEGER               -- abandoned (NULL: pending)
+	 );
+	 CREATE INDEX outbox_pending ON outbox(id) WHERE done IS NULL AND gave_up IS NULL;`,
 }
 
 func (s *Store) migrate() error {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -176,5 +177,48 @@ func TestReopenKeepsStateAndSchema(t *testing.T) {
 	s.Close()
 	if _, err := Open(path, Options{}); err == nil {
 		t.Fatal("opened a database from the future")
+	}
+}
+
+func TestOutboxKeepsOrderRetriesAndCounts(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	var ids []int64
+	err := s.Update(ctx, func(tx *Tx) error {
+		for _, k := range []string{"action", "alert", "action"} {
+			id, err := tx.AddOutbox(k, []byte(`{"k":"`+k+`"}`), t0)
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.OutboxDone(ctx, ids[1], t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.OutboxRetry(ctx, ids[0], t0.Add(time.Minute), errors.New("exit status 1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.OutboxGiveUp(ctx, ids[2], t0.Add(time.Hour), errors.New("gone")); err != nil {
+		t.Fatal(err)
+	}
+	items, err := s.PendingOutbox(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 || items[0].ID != ids[0] || items[0].Attempts != 1 || items[0].LastError != "exit status 1" ||
+		!items[0].NextAttempt.Equal(t0.Add(time.Minute)) || string(items[0].Payload) != `{"k":"action"}` {
+		t.Fatalf("pending = %+v", items)
+	}
+	c, err := s.CountOutbox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != (OutboxCounts{Pending: 1, Failed: 1, GaveUp: 1}) {
+		t.Fatalf("counts = %+v", c)
 	}
 }

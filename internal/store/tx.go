@@ -7,8 +7,6 @@ import (
 	"net/netip"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // database/sql driver
-
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/rules"
 )
@@ -92,8 +90,8 @@ func (t *Tx) AddBan(b Ban) (int64, error) {
 		b.Since.UnixNano(), b.Jail, key); err != nil {
 		return 0, fmt.Errorf("replace ban %s: %w", key, err)
 	}
-	res, err := t.exec(`INSERT INTO bans (jail, addr, since, until, strikes, reason) VALUES (?, ?, ?, ?, ?, ?)`,
-		b.Jail, key, b.Since.UnixNano(), nullTime(b.Until), b.Strikes, b.Reason)
+	res, err := t.exec(`INSERT INTO bans (jail, addr, since, until, strikes, reason, offense) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		b.Jail, key, b.Since.UnixNano(), nullTime(b.Until), b.Strikes, b.Reason, b.Offense)
 	if err != nil {
 		return 0, fmt.Errorf("add ban %s: %w", key, err)
 	}

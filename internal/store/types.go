@@ -1,11 +1,10 @@
 package store
 
 import (
-	"errors"
 	"net/netip"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // database/sql driver
+	"github.com/mailjail/mailjail/internal/core"
 )
 
 // Strike is one counted event.
@@ -26,6 +25,7 @@ type Ban struct {
 	Until    time.Time // zero: permanent
 	Strikes  int
 	Reason   string
+	Offense  int       // 1 for a first ban, n for the nth in the lookback; 0 for manual bans
 	Lifted   time.Time // zero while active
 	LiftedBy string
 }
@@ -34,4 +34,4 @@ type Ban struct {
 func (b Ban) Permanent() bool { return b.Until.IsZero() }
 
 // ErrNotFound is returned when a lifted or looked-up ban does not exist.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = core.ErrNotFound
