@@ -9,11 +9,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
+	"syscall"
 	"time"
 )
 
@@ -38,70 +37,34 @@ func Expand(argv []string, v Vars) []string {
 	return out
 }
 
-// Runner runs commands one at a time in the background, so a slow command
-// never delays log reading or map updates, and they run in the order the
-// bans happened (a ban before its unban).
-type Runner struct {
-	queue   chan []string
-	timeout time.Duration
-	log     *slog.Logger
-	wg      sync.WaitGroup
-	// run executes one command; tests replace it.
-	run func(ctx context.Context, argv []string) ([]byte, error)
-}
-
-// NewRunner starts a runner with a queue of queueLen commands.
-func NewRunner(log *slog.Logger, timeout time.Duration, queueLen int) *Runner {
-	r := &Runner{queue: make(chan []string, queueLen), timeout: timeout, log: log, run: execute}
-	r.wg.Add(1)
-	go r.loop()
-	return r
-}
-
-func execute(ctx context.Context, argv []string) ([]byte, error) {
+// Run executes argv directly (no shell) in a process group of its own and
+// returns what it printed. When ctx ends first (a timeout, or the daemon
+// stopping) the whole group is killed, so a hung command cannot outlive
+// its deadline through its children. The outbox calls it, one command at
+// a time and in the order the bans happened, and retries a failure.
+func Run(ctx context.Context, argv []string) ([]byte, error) {
+	if len(argv) == 0 {
+		return nil, nil
+	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// A child that keeps the output pipe open must not hold Wait forever.
+	cmd.WaitDelay = time.Second
 	err := cmd.Run()
-	return out.Bytes(), err
-}
-
-// Submit queues argv (already expanded). When the queue is full the
-// command is dropped with an error log rather than blocking the daemon:
-// the map, not the actions, is what enforces a ban.
-func (r *Runner) Submit(argv []string) {
-	if len(argv) == 0 {
-		return
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w (killed: %w)", err, ctx.Err())
 	}
-	select {
-	case r.queue <- argv:
-	default:
-		r.log.Error("action queue full, command dropped", "argv", argv)
+	if err != nil {
+		return out.Bytes(), fmt.Errorf("%s: %w: %s", argv[0], err, Truncate(out.Bytes()))
 	}
+	return out.Bytes(), nil
 }
 
-func (r *Runner) loop() {
-	defer r.wg.Done()
-	for argv := range r.queue {
-		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
-		start := time.Now()
-		out, err := r.run(ctx, argv)
-		cancel()
-		if err != nil {
-			r.log.Error("action failed", "argv", argv, "err", err, "output", truncate(out))
-			continue
-		}
-		r.log.Info("action done", "argv", argv, "took", time.Since(start).Round(time.Millisecond))
-	}
-}
-
-// Close waits for queued commands to finish.
-func (r *Runner) Close() {
-	close(r.queue)
-	r.wg.Wait()
-}
-
-func truncate(b []byte) string {
+// Truncate bounds a command's output for a log line or an error.
+func Truncate(b []byte) string {
 	const max = 512
 	if len(b) > max {
 		return fmt.Sprintf("%s… (%d bytes)", b[:max], len(b))

@@ -1,5 +1,6 @@
 // Package notify sends ban alerts to administrators by email through an
-// SMTP relay (normally the local Postfix). Alerts quote log lines, and log
+// SMTP relay (normally the local Postfix); the outbox calls it and retries
+// what fails. Alerts quote log lines, and log
 // lines are written by remote senders: every header value is stripped of
 // control characters and encoded, and quoted lines go only into the body,
 // with control characters replaced, so nothing in a log line can add a
@@ -8,15 +9,14 @@ package notify
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"mime"
 	"net"
 	"net/smtp"
 	"os"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -44,18 +44,15 @@ type Config struct {
 	Hostname      string
 }
 
-// Mailer queues alerts and sends them in the background, one connection
-// per alert, so a slow or absent relay never delays bans.
-type Mailer struct {
-	cfg   Config
-	queue chan Alert
-	log   *slog.Logger
-	wg    sync.WaitGroup
-	now   func() time.Time
+// Sender delivers alerts, one SMTP session each. It keeps no queue: the
+// outbox (in the database) is the queue, and retries what fails.
+type Sender struct {
+	cfg Config
+	now func() time.Time
 }
 
-// NewMailer starts a mailer. Empty From defaults to mailjail@HOSTNAME.
-func NewMailer(cfg Config, log *slog.Logger) *Mailer {
+// NewSender makes a sender. Empty From defaults to mailjail@HOSTNAME.
+func NewSender(cfg Config, now func() time.Time) *Sender {
 	if cfg.Hostname == "" {
 		cfg.Hostname, _ = os.Hostname()
 	}
@@ -65,38 +62,12 @@ func NewMailer(cfg Config, log *slog.Logger) *Mailer {
 	if cfg.SubjectPrefix == "" {
 		cfg.SubjectPrefix = "[mailjail]"
 	}
-	m := &Mailer{cfg: cfg, queue: make(chan Alert, 256), log: log, now: time.Now}
-	m.wg.Add(1)
-	go m.loop()
-	return m
+	return &Sender{cfg: cfg, now: now}
 }
 
-// Send queues an alert; when the queue is full the alert is dropped and
-// logged (bans matter more than mail about them).
-func (m *Mailer) Send(a Alert) {
-	select {
-	case m.queue <- a:
-	default:
-		m.log.Warn("alert queue full, alert dropped", "addr", a.Addr, "jail", a.Jail)
-	}
-}
-
-// Close sends what is queued and stops.
-func (m *Mailer) Close() {
-	close(m.queue)
-	m.wg.Wait()
-}
-
-func (m *Mailer) loop() {
-	defer m.wg.Done()
-	for a := range m.queue {
-		msg := Compose(m.cfg, a, m.now())
-		if err := Deliver(m.cfg.SMTP, m.cfg.From, m.cfg.To, msg); err != nil {
-			m.log.Error("alert not sent", "addr", a.Addr, "jail", a.Jail, "smtp", m.cfg.SMTP, "err", err)
-			continue
-		}
-		m.log.Info("alert sent", "addr", a.Addr, "jail", a.Jail, "to", m.cfg.To)
-	}
+// Send composes and delivers a, within ctx's deadline.
+func (s *Sender) Send(ctx context.Context, a Alert) error {
+	return Deliver(ctx, s.cfg.SMTP, s.cfg.From, s.cfg.To, Compose(s.cfg, a, s.now()))
 }
 
 // Compose builds the whole message (headers and body, CRLF line ends).
@@ -199,16 +170,22 @@ func BodyLine(s string) string {
 // Deliver sends msg over SMTP. On a loopback relay it does not ask for
 // STARTTLS (a local Postfix often has only a self-signed certificate);
 // elsewhere it uses STARTTLS when offered, with certificate checks.
-func Deliver(addr, from string, to []string, msg []byte) error {
+func Deliver(ctx context.Context, addr, from string, to []string, msg []byte) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("smtp address %q: %w", addr, err)
 	}
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", addr, err)
 	}
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	// Stopping the daemon ends a session that hangs on a silent relay.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
 		conn.Close()

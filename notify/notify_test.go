@@ -2,11 +2,10 @@ package notify
 
 import (
 	"bufio"
-	"log/slog"
+	"context"
 	"net"
 	"net/mail"
 	"net/textproto"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -91,12 +90,14 @@ func (s *smtpServer) serve(c net.Conn) {
 
 func TestAlertDeliveredAndInjectionProof(t *testing.T) {
 	srv := startSMTP(t)
-	m := NewMailer(Config{SMTP: srv.ln.Addr().String(), From: "mailjail@mx.test", To: []string{"postmaster@mx.test"}, Hostname: "mx.test"},
-		slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	m := NewSender(Config{SMTP: srv.ln.Addr().String(), From: "mailjail@mx.test", To: []string{"postmaster@mx.test"}, Hostname: "mx.test"}, time.Now)
 	t0 := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
 	hostile := "2026-11-25 03:33:42 #3861(rspamd_proxy) <4854e1>; proxy; rspamd_task_write_log: id: <x>\r\nBcc: victim@example.com\r\n\r\n.\r\nMAIL FROM:<evil@x>, ip: 198.18.0.66, from: <\x00\x1b[31m>"
-	m.Send(Alert{Event: "ban", Jail: "rspamd-ratelimit\r\nBcc: evil@example.com", Addr: "198.18.0.66", Since: t0, Until: t0.Add(time.Hour), Strikes: 10, Offense: 1, Lines: []string{hostile}})
-	m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Send(ctx, Alert{Event: "ban", Jail: "rspamd-ratelimit\r\nBcc: evil@example.com", Addr: "198.18.0.66", Since: t0, Until: t0.Add(time.Hour), Strikes: 10, Offense: 1, Lines: []string{hostile}}); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-srv.got:
 	case <-time.After(10 * time.Second):
@@ -145,10 +146,10 @@ func TestDeliverErrors(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	if err := Deliver(addr, "a@b", []string{"c@d"}, []byte("x")); err == nil || !strings.Contains(err.Error(), "connect") {
+	if err := Deliver(context.Background(), addr, "a@b", []string{"c@d"}, []byte("x")); err == nil || !strings.Contains(err.Error(), "connect") {
 		t.Errorf("err = %v", err)
 	}
-	if err := Deliver("nohostport", "a@b", nil, nil); err == nil {
+	if err := Deliver(context.Background(), "nohostport", "a@b", nil, nil); err == nil {
 		t.Error("bad address accepted")
 	}
 }

@@ -104,7 +104,17 @@ func (s *Store) StrikesSince(t time.Time, fn func(jail []byte, a netip.Addr, at 
 
 // RecentStrikes returns a's newest strikes with their log lines.
 func (s *Store) RecentStrikes(a netip.Addr, limit int) ([]Strike, error) {
-	rows, err := s.db.Query(`SELECT jail, at, bucket, line FROM strikes WHERE addr = ? ORDER BY at DESC LIMIT ?`, a.String(), limit)
+	return recentStrikes(s.db, a, limit)
+}
+
+// RecentStrikes is Store.RecentStrikes inside the transaction, which sees
+// the strikes it added.
+func (t *Tx) RecentStrikes(a netip.Addr, limit int) ([]Strike, error) {
+	return recentStrikes(t.tx, a, limit)
+}
+
+func recentStrikes(q querier, a netip.Addr, limit int) ([]Strike, error) {
+	rows, err := q.Query(`SELECT jail, at, bucket, line FROM strikes WHERE addr = ? ORDER BY at DESC LIMIT ?`, a.String(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("query strikes: %w", err)
 	}

@@ -1,0 +1,108 @@
+package engine
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/mapfile"
+)
+
+// put records active bans (replacing one of the same jail and prefix).
+func (e *Engine) put(bans ...store.Ban) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, b := range bans {
+		k := banKey{b.Jail, b.Prefix}
+		if _, ok := e.bans[k]; !ok && b.Prefix.IsSingleIP() {
+			e.byAddr[b.Prefix.Addr()]++
+		}
+		e.bans[k] = b
+		if !b.Prefix.IsSingleIP() {
+			e.ranges[k] = b
+		}
+		if !b.Until.IsZero() && (e.next.IsZero() || b.Until.Before(e.next)) {
+			e.next = b.Until
+		}
+	}
+}
+
+// del forgets active bans.
+func (e *Engine) del(bans ...store.Ban) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, b := range bans {
+		k := banKey{b.Jail, b.Prefix}
+		if _, ok := e.bans[k]; !ok {
+			continue
+		}
+		if old := e.bans[k]; !old.Until.IsZero() && !old.Until.After(e.next) {
+			e.nextStale = true
+		}
+		delete(e.bans, k)
+		delete(e.ranges, k)
+		if a := b.Prefix.Addr(); b.Prefix.IsSingleIP() {
+			if e.byAddr[a]--; e.byAddr[a] <= 0 {
+				delete(e.byAddr, a)
+			}
+		}
+	}
+}
+
+// bannedAt reports whether a is covered by an active or staged ban at
+// now. A banned client's further events are the ban working, not new
+// strikes. Single addresses are a map lookup; ranges (manual, few) a scan.
+func (e *Engine) bannedAt(a netip.Addr, now time.Time) bool {
+	if _, ok := e.staged[a]; ok {
+		return true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.byAddr[a] > 0 {
+		return true
+	}
+	for k, b := range e.ranges {
+		if k.prefix.Contains(a) && (b.Until.IsZero() || b.Until.After(now)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Entries returns the map's entries: every active ban.
+func (e *Engine) Entries() []mapfile.Entry {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]mapfile.Entry, 0, len(e.bans))
+	for k, b := range e.bans {
+		out = append(out, mapfile.Entry{Prefix: k.prefix, Until: b.Until, Jail: k.jail})
+	}
+	return out
+}
+
+// ActiveBans returns the active bans from memory.
+func (e *Engine) ActiveBans() []store.Ban {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]store.Ban, 0, len(e.bans))
+	for _, b := range e.bans {
+		out = append(out, b)
+	}
+	return out
+}
+
+// NextExpiry is the earliest end of an active ban, or zero.
+func (e *Engine) NextExpiry() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.nextStale {
+		e.nextStale = false
+		e.next = time.Time{}
+		for _, b := range e.bans {
+			if !b.Until.IsZero() && (e.next.IsZero() || b.Until.Before(e.next)) {
+				e.next = b.Until
+			}
+		}
+	}
+	return e.next
+}

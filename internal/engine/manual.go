@@ -1,0 +1,102 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/rules"
+)
+
+// ErrIgnored refuses a manual ban of an address in ignoreip.
+var ErrIgnored = errors.New("address is in ignoreip")
+
+// Ban bans p by hand. d is the length (config.Permanent for no end).
+func (e *Engine) Ban(ctx context.Context, p netip.Prefix, jail string, d time.Duration, reason string, now time.Time) (store.Ban, error) {
+	if jail == "" {
+		jail = ManualJail
+	}
+	ign, err := rules.NewIPSet(e.cfg.Global.IgnoreIP)
+	if err != nil {
+		return store.Ban{}, err
+	}
+	if j := e.jail(jail); j != nil {
+		ign = j.ignore
+	}
+	if ign.Overlaps(p) {
+		return store.Ban{}, fmt.Errorf("ban %s: %w", rules.FormatPrefix(p), ErrIgnored)
+	}
+	b := store.Ban{Jail: jail, Prefix: p, Since: now, Reason: reason}
+	if d > 0 {
+		b.Until = now.Add(d)
+	}
+	err = e.st.Update(ctx, func(tx *store.Tx) error {
+		id, err := tx.AddBan(b)
+		b.ID = id
+		return err
+	})
+	if err != nil {
+		return store.Ban{}, err
+	}
+	e.put(b)
+	return b, nil
+}
+
+// Unban lifts the active bans of p (in jail, or all jails when empty)
+// and clears its strikes. It returns store.ErrNotFound when p is not
+// banned.
+func (e *Engine) Unban(ctx context.Context, p netip.Prefix, jail string, now time.Time, by string) ([]store.Ban, error) {
+	var lifted []store.Ban
+	err := e.st.Update(ctx, func(tx *store.Tx) (err error) {
+		lifted, err = tx.LiftBans(p, jail, now, by)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range e.jails {
+		if jail == "" || j.Cfg.Name == jail {
+			if p.IsSingleIP() {
+				j.Policy.Lift(j.key(p.Addr()))
+			} else {
+				j.Policy.Lift(p.Addr())
+			}
+		}
+	}
+	if len(lifted) == 0 {
+		return nil, fmt.Errorf("%s is not banned: %w", rules.FormatPrefix(p), store.ErrNotFound)
+	}
+	e.forget(lifted)
+	return lifted, nil
+}
+
+// LiftIgnored lifts active bans of addresses that are now in ignoreip (of
+// their jail, or the global one for manual bans): an operator who adds a
+// gateway to ignoreip and restarts expects it out of the map. A banned
+// range that merely overlaps an ignored address is kept, with a warning.
+func (e *Engine) LiftIgnored(ctx context.Context, now time.Time) (lifted []store.Ban, err error) {
+	global, err := rules.NewIPSet(e.cfg.Global.IgnoreIP)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range e.ActiveBans() {
+		ign := global
+		if j := e.jail(b.Jail); j != nil {
+			ign = j.ignore
+		}
+		switch {
+		case b.Prefix.IsSingleIP() && ign.Contains(b.Prefix.Addr()):
+			l, err := e.Unban(ctx, b.Prefix, b.Jail, now, "ignoreip")
+			if err != nil {
+				return lifted, err
+			}
+			lifted = append(lifted, l...)
+		case !b.Prefix.IsSingleIP() && ign.Overlaps(b.Prefix):
+			e.log.Warn("a banned range covers an address in ignoreip; kept, unban it if that is wrong", "range", rules.FormatPrefix(b.Prefix), "jail", b.Jail)
+		}
+	}
+	return lifted, nil
+}

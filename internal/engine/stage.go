@@ -1,0 +1,126 @@
+package engine
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/core"
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/rules"
+)
+
+// Stage runs lines through the jails at time now (the daemon's clock, or
+// the logs' clock in a replay) and adds the strikes, bans and positions to
+// the pending batch. Nothing is visible until Commit succeeds.
+func (e *Engine) Stage(lines []core.Line, now time.Time) {
+	if e.pending.positions == nil {
+		e.pending.positions = map[string]core.Position{}
+	}
+	e.pending.now = now
+	for i := range lines {
+		l := &lines[i]
+		e.stats.Lines++
+		if i == len(lines)-1 || lines[i+1].Path != l.Path {
+			e.pending.positions[l.Path] = l.Pos
+		}
+		var (
+			at     time.Time
+			n      int
+			parsed bool
+		)
+		for _, j := range e.jailsFor(l.Path) {
+			// Most lines are not events: a literal check skips them
+			// before any timestamp parsing or regex.
+			if j.rate == nil && !j.Filter.Prefilter().Pass(l.Text) {
+				continue
+			}
+			if !parsed {
+				parsed = true
+				var ok bool
+				if at, n, ok = rules.ParseTime(l.Text, e.loc, l.Read); !ok {
+					at = l.Read
+					e.stats.NoTime++
+				}
+			}
+			if j.rate != nil {
+				e.stageRate(j, l.Text, at, now)
+			} else {
+				e.stageMatch(j, l.Text, l.Text[n:], at, now)
+			}
+		}
+	}
+}
+
+func (e *Engine) stageMatch(j *Jail, line, msg []byte, at, now time.Time) {
+	m, ok := j.Filter.Match(msg)
+	if !ok {
+		return
+	}
+	e.stats.Matches++
+	if j.buckets != nil && m.Bucket != "" && !j.buckets[m.Bucket] {
+		e.stats.OtherBucket++
+		return
+	}
+	e.strike(j, m.Addr, m.Bucket, line, at, now)
+}
+
+// strike counts one event of a at time at against j's policy and stages
+// the strike and, past maxretry, the ban. bucket names what was exceeded
+// (an rspamd bucket, or a rate jail's "messages"/"recipients").
+func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, now time.Time) {
+	if j.ignore.Contains(a) {
+		e.stats.Ignored++
+		return
+	}
+	if e.bannedAt(a, now) {
+		return
+	}
+	key, prefix := j.key(a), j.banPrefix(a)
+	d := j.Policy.Strike(key, at, now)
+	if !d.Counted {
+		return
+	}
+	e.stats.Strikes++
+	e.pending.strikes = append(e.pending.strikes, store.Strike{Jail: j.Cfg.Name, Addr: a, At: at, Bucket: bucket, Line: string(line)})
+	if !d.Ban {
+		return
+	}
+	e.stats.Bans++
+	reason := fmt.Sprintf("%d strikes in %s", d.Count, config.FormatDuration(j.Cfg.FindTime))
+	if bucket != "" {
+		reason += fmt.Sprintf(" (%s exceeded)", bucket)
+	}
+	if d.Offense > 1 {
+		reason += fmt.Sprintf(", offense %d", d.Offense)
+	}
+	e.pending.bans = append(e.pending.bans, store.Ban{
+		Jail: j.Cfg.Name, Prefix: prefix, Since: now, Until: d.Until, Strikes: d.Count, Reason: reason,
+	})
+	// Later lines of the same batch must see this ban before Commit; the
+	// map must not until it is in the database. (Other addresses of a
+	// banned IPv6 prefix are stopped by the policy, which marks the key.)
+	e.staged[a] = struct{}{}
+}
+
+// key is the policy key of a: the address, or for IPv6 with ipv6_prefix
+// below 128 the first address of its prefix, so that a client hopping
+// through its /64 is one client.
+func (j *Jail) key(a netip.Addr) netip.Addr {
+	if bits := j.Cfg.IPv6Prefix; a.Is6() && bits > 0 && bits < 128 {
+		return netip.PrefixFrom(a, bits).Masked().Addr()
+	}
+	return a
+}
+
+// banPrefix is what a ban of a covers: its address, or its IPv6 prefix
+// unless that prefix would also cover an address in ignoreip.
+func (j *Jail) banPrefix(a netip.Addr) netip.Prefix {
+	if bits := j.Cfg.IPv6Prefix; a.Is6() && bits > 0 && bits < 128 {
+		if p := netip.PrefixFrom(a, bits).Masked(); !j.ignore.Overlaps(p) {
+			return p
+		}
+	}
+	return rules.HostPrefix(a)
+}

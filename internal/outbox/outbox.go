@@ -1,0 +1,269 @@
+// Package outbox carries out what a committed change asks for besides
+// enforcement: ban and unban commands and alert mail. Each item was
+// written to the database in the transaction of the change that caused
+// it, so nothing is lost by a crash between the ban and its action; the
+// worker here delivers items at least once, in order for actions, retries
+// failures with backoff and gives up after a bounded age, recording each
+// outcome. A ban never waits for it.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/core"
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/notify"
+)
+
+// Kinds of items.
+const (
+	KindAction = "action"
+	KindAlert  = "alert"
+)
+
+// Action is the payload of a ban or unban command.
+type Action struct {
+	Event string   `json:"event"` // "ban" or "unban"
+	Jail  string   `json:"jail"`
+	Addr  string   `json:"addr"`
+	Argv  []string `json:"argv"` // expanded; values come from mailjail, never from a log line
+}
+
+// Alert is the payload of an alert mail.
+type Alert = notify.Alert
+
+// Item is one thing to queue, before it is encoded.
+type Item struct {
+	Kind    string
+	Payload any // Action or Alert
+}
+
+// Queue writes items into the outbox in tx, the transaction of the change
+// that causes them.
+func Queue(tx *store.Tx, now time.Time, items ...Item) error {
+	for _, it := range items {
+		b, err := json.Marshal(it.Payload)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", it.Kind, err)
+		}
+		if _, err := tx.AddOutbox(it.Kind, b, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Handlers carry out one item of each kind. A nil handler fails its
+// kind's items (retried, then given up): alerts are only queued when a
+// relay is configured, so that means a configuration that changed.
+type Handlers struct {
+	Action func(ctx context.Context, a Action) error
+	Alert  func(ctx context.Context, a Alert) error
+}
+
+// Options tune a Worker. The zero value is usable.
+type Options struct {
+	Clock   core.Clock    // default the wall clock
+	Timeout time.Duration // per attempt (default 30s)
+	// GiveUpAfter abandons an item this long after it was queued
+	// (default 24h); the give-up is logged and counted.
+	GiveUpAfter time.Duration
+	MinBackoff  time.Duration // first retry delay (default 1s), doubling
+	MaxBackoff  time.Duration // at most (default 5m)
+	Batch       int           // items read at once (default 256)
+}
+
+func (o *Options) setDefaults() {
+	o.Clock = core.OrReal(o.Clock)
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.GiveUpAfter <= 0 {
+		o.GiveUpAfter = 24 * time.Hour
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Minute
+	}
+	if o.Batch <= 0 {
+		o.Batch = 256
+	}
+}
+
+// Worker delivers the outbox.
+type Worker struct {
+	st   *store.Store
+	h    Handlers
+	opt  Options
+	log  *slog.Logger
+	kick chan struct{}
+}
+
+// New makes a worker; Run or Drain it.
+func New(st *store.Store, h Handlers, log *slog.Logger, opt Options) *Worker {
+	opt.setDefaults()
+	return &Worker{st: st, h: h, opt: opt, log: log, kick: make(chan struct{}, 1)}
+}
+
+// Kick tells the worker that new items were committed.
+func (w *Worker) Kick() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers items as they come until ctx ends. Stopping abandons the
+// attempt under way (its command is killed); the item stays pending for
+// the next start.
+func (w *Worker) Run(ctx context.Context) {
+	timer := w.opt.Clock.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.kick:
+		case <-timer.C():
+		}
+		next, err := w.pass(ctx)
+		if err != nil && ctx.Err() == nil {
+			w.log.Error("outbox not read; retrying", "err", err)
+			next = w.opt.Clock.Now().Add(w.opt.MinBackoff)
+		}
+		timer.Stop()
+		if !next.IsZero() {
+			timer.Reset(max(next.Sub(w.opt.Clock.Now()), 0))
+		}
+	}
+}
+
+// Drain delivers every item that is due now, once each, and returns how
+// many remain pending: what a CLI does for the change it made without a
+// daemon (the daemon's next start takes what is left).
+func (w *Worker) Drain(ctx context.Context) (pending int, err error) {
+	if _, err := w.pass(ctx); err != nil {
+		return 0, err
+	}
+	c, err := w.st.CountOutbox()
+	return int(c.Pending), err
+}
+
+// pass attempts every due item once and returns when the next one is due
+// (zero: none pending). Actions run strictly in order: once one waits for
+// a retry, the actions queued after it wait too, so an unban never runs
+// before its ban.
+func (w *Worker) pass(ctx context.Context) (next time.Time, err error) {
+	items, err := w.st.PendingOutbox(w.opt.Batch)
+	if err != nil {
+		return time.Time{}, err
+	}
+	actionsBlocked := false
+	for _, it := range items {
+		if ctx.Err() != nil {
+			return time.Time{}, nil
+		}
+		if it.Kind == KindAction && actionsBlocked {
+			continue
+		}
+		now := w.opt.Clock.Now()
+		if it.NextAttempt.After(now) {
+			next = earliest(next, it.NextAttempt)
+			actionsBlocked = actionsBlocked || it.Kind == KindAction
+			continue
+		}
+		retryAt, err := w.attempt(ctx, it)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if !retryAt.IsZero() {
+			next = earliest(next, retryAt)
+			actionsBlocked = actionsBlocked || it.Kind == KindAction
+		}
+	}
+	if len(items) == w.opt.Batch {
+		// More are queued than one pass reads: come back at once.
+		next = earliest(next, w.opt.Clock.Now())
+	}
+	return next, nil
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// attempt delivers one item and records the outcome; it returns when to
+// retry (zero: done or given up).
+func (w *Worker) attempt(ctx context.Context, it store.OutboxItem) (time.Time, error) {
+	actx, cancel := context.WithTimeout(ctx, w.opt.Timeout)
+	err := w.deliver(actx, it)
+	cancel()
+	now := w.opt.Clock.Now()
+	// A bookkeeping write must not be lost to the stop that interrupted
+	// the attempt.
+	bctx := context.WithoutCancel(ctx)
+	switch {
+	case err == nil:
+		return time.Time{}, w.st.OutboxDone(bctx, it.ID, now)
+	case ctx.Err() != nil:
+		return time.Time{}, nil // stopping: the item stays as it was
+	case now.Sub(it.Created) >= w.opt.GiveUpAfter:
+		w.log.Error("outbox item given up", "id", it.ID, "kind", it.Kind, "attempts", it.Attempts+1, "queued", it.Created, "err", err)
+		return time.Time{}, w.st.OutboxGiveUp(bctx, it.ID, now, err)
+	}
+	retry := now.Add(w.backoff(it.Attempts))
+	w.log.Warn("outbox item failed; will retry", "id", it.ID, "kind", it.Kind, "attempt", it.Attempts+1, "retry_at", retry, "err", err)
+	return retry, w.st.OutboxRetry(bctx, it.ID, retry, err)
+}
+
+func (w *Worker) backoff(attempts int) time.Duration {
+	d := w.opt.MinBackoff
+	for range min(attempts, 30) {
+		if d >= w.opt.MaxBackoff {
+			break
+		}
+		d *= 2
+	}
+	return min(d, w.opt.MaxBackoff)
+}
+
+func (w *Worker) deliver(ctx context.Context, it store.OutboxItem) error {
+	switch it.Kind {
+	case KindAction:
+		var a Action
+		if err := json.Unmarshal(it.Payload, &a); err != nil {
+			return fmt.Errorf("outbox item %d: %w", it.ID, err)
+		}
+		if w.h.Action == nil {
+			return fmt.Errorf("no action runner")
+		}
+		if err := w.h.Action(ctx, a); err != nil {
+			return err
+		}
+		w.log.Info("action done", "event", a.Event, "addr", a.Addr, "jail", a.Jail)
+		return nil
+	case KindAlert:
+		var a Alert
+		if err := json.Unmarshal(it.Payload, &a); err != nil {
+			return fmt.Errorf("outbox item %d: %w", it.ID, err)
+		}
+		if w.h.Alert == nil {
+			return fmt.Errorf("no alert sender configured")
+		}
+		if err := w.h.Alert(ctx, a); err != nil {
+			return err
+		}
+		w.log.Info("alert sent", "event", a.Event, "addr", a.Addr, "jail", a.Jail)
+		return nil
+	}
+	return fmt.Errorf("outbox item %d: unknown kind %q", it.ID, it.Kind)
+}
