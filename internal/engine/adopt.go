@@ -15,9 +15,9 @@ func mapAdoptedKey(path string) string { return "map_adopted:" + path }
 // entries already there (from fail2ban, or written by hand) become
 // permanent manual bans, so no ban is silently dropped. A map that cannot
 // be parsed stops the takeover with an error naming its line.
-func (e *Engine) AdoptMap(ctx context.Context, path string, prefixes []netip.Prefix, now time.Time) (int, error) {
+func (e *Engine) AdoptMap(ctx context.Context, path string, prefixes []netip.Prefix, now time.Time) (Change, error) {
 	if _, done, err := e.st.Meta(mapAdoptedKey(path)); err != nil || done {
-		return 0, err
+		return Change{}, err
 	}
 	e.mu.Lock()
 	have := map[netip.Prefix]bool{}
@@ -25,28 +25,25 @@ func (e *Engine) AdoptMap(ctx context.Context, path string, prefixes []netip.Pre
 		have[k.prefix] = true
 	}
 	e.mu.Unlock()
-	var added []store.Ban
-	err := e.st.Update(ctx, func(tx *store.Tx) error {
+	ch, err := e.update(ctx, now, func(tx *store.Tx) (ch Change, err error) {
 		for _, p := range prefixes {
 			if have[p] {
 				continue
 			}
 			have[p] = true
 			b := store.Ban{Jail: ManualJail, Prefix: p, Since: now, Reason: "imported from " + path}
-			id, err := tx.AddBan(b)
-			if err != nil {
-				return err
+			if b.ID, err = tx.AddBan(b); err != nil {
+				return ch, err
 			}
-			b.ID = id
-			added = append(added, b)
+			ch.Bans = append(ch.Bans, b)
 		}
-		return tx.SetMeta(mapAdoptedKey(path), now.UTC().Format(time.RFC3339))
+		return ch, tx.SetMeta(mapAdoptedKey(path), now.UTC().Format(time.RFC3339))
 	})
 	if err != nil {
-		return 0, err
+		return Change{}, err
 	}
-	e.put(added...)
-	return len(added), nil
+	e.put(ch.Bans...)
+	return ch, nil
 }
 
 // MapAdopted reports whether the map at path was taken over already.

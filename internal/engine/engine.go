@@ -50,7 +50,7 @@ type Engine struct {
 	nextStale bool
 
 	pending pending
-	urgent  []store.RateEvent // committed urgent rate events not yet taken
+	effects Effects
 	stats   Stats
 }
 
@@ -249,78 +249,69 @@ func (e *Engine) jailNamed(name []byte) *Jail {
 
 func (e *Engine) jail(name string) *Jail { return e.jailNamed([]byte(name)) }
 
-// Commit writes the pending batch in one transaction and returns the bans
-// it made. On error nothing is written and the batch stays pending, so
-// calling Commit again retries it (a full disk loses nothing).
-func (e *Engine) Commit(ctx context.Context) ([]store.Ban, error) {
+// Commit writes the pending batch in one transaction, with its effects,
+// and returns what it changed. On error nothing is written and the batch
+// stays pending, so calling Commit again retries it (a full disk loses
+// nothing).
+func (e *Engine) Commit(ctx context.Context) (Change, error) {
 	if e.pending.empty() {
-		return nil, nil
+		return Change{}, nil
 	}
 	p := &e.pending
-	err := e.st.Update(ctx, func(tx *store.Tx) error {
+	ch, err := e.update(ctx, p.now, func(tx *store.Tx) (Change, error) {
+		var ch Change
 		for _, s := range p.strikes {
 			if err := tx.AddStrike(s); err != nil {
-				return err
+				return ch, err
 			}
 		}
 		for i := range p.bans {
 			id, err := tx.AddBan(p.bans[i])
 			if err != nil {
-				return err
+				return ch, err
 			}
 			p.bans[i].ID = id
 		}
 		for _, ev := range p.rateEvents {
 			if err := tx.AddRateEvent(ev); err != nil {
-				return err
+				return ch, err
+			}
+			if ev.Urgent {
+				ch.Urgent = append(ch.Urgent, ev)
 			}
 		}
 		for _, pos := range p.positions {
 			if err := tx.SavePosition(pos, p.now); err != nil {
-				return err
+				return ch, err
 			}
 		}
-		return nil
+		ch.Bans = p.bans
+		return ch, nil
 	})
 	if err != nil {
-		return nil, err
+		return Change{}, err
 	}
-	bans := p.bans
-	e.put(bans...)
+	e.put(ch.Bans...)
 	e.logRateEvents(p.rateEvents)
-	for _, ev := range p.rateEvents {
-		if ev.Urgent {
-			e.urgent = append(e.urgent, ev)
-		}
-	}
 	clear(e.staged)
 	e.pending = pending{}
-	return bans, nil
+	return ch, nil
 }
 
-// TakeUrgent returns the urgent rate events committed since the last call
-// (the hook for alerts and account suspension).
-func (e *Engine) TakeUrgent() []store.RateEvent {
-	u := e.urgent
-	e.urgent = nil
-	return u
-}
-
-// ExpireDue lifts every ban that has ended by now and returns them.
-func (e *Engine) ExpireDue(ctx context.Context, now time.Time) ([]store.Ban, error) {
+// ExpireDue lifts every ban that has ended by now.
+func (e *Engine) ExpireDue(ctx context.Context, now time.Time) (Change, error) {
 	if next := e.NextExpiry(); next.IsZero() || next.After(now) {
-		return nil, nil
+		return Change{}, nil
 	}
-	var expired []store.Ban
-	err := e.st.Update(ctx, func(tx *store.Tx) (err error) {
-		expired, err = tx.ExpireBans(now)
-		return err
+	ch, err := e.update(ctx, now, func(tx *store.Tx) (ch Change, err error) {
+		ch.Lifted, err = tx.ExpireBans(now)
+		return ch, err
 	})
 	if err != nil {
-		return nil, err
+		return Change{}, err
 	}
-	e.forget(expired)
-	return expired, nil
+	e.forget(ch.Lifted)
+	return ch, nil
 }
 
 func (e *Engine) forget(bans []store.Ban) {

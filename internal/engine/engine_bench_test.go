@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailjail/mailjail/bench/loggen"
 	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
@@ -55,19 +56,19 @@ bantime = "1h"
 
 // batches cuts a generated log into batches of n watcher lines, as the
 // follower delivers them.
-func batches(b *testing.B, o loggen.Options, n int) [][]watcher.Line {
+func batches(b *testing.B, o loggen.Options, n int) [][]core.Line {
 	b.Helper()
 	var buf bytes.Buffer
 	if _, err := loggen.Generate(&buf, o); err != nil {
 		b.Fatal(err)
 	}
-	var out [][]watcher.Line
-	var cur []watcher.Line
+	var out [][]core.Line
+	var cur []core.Line
 	var off int64
 	for line := range bytes.SplitSeq(bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), []byte{'\n'}) {
 		off += int64(len(line)) + 1
 		at, _, _ := rules.ParseTime(line, time.UTC, time.Time{})
-		cur = append(cur, watcher.Line{Path: benchLog, Text: line, Pos: watcher.Position{Path: benchLog, Offset: off}, Read: at})
+		cur = append(cur, core.Line{Path: benchLog, Text: line, Pos: watcher.Position{Path: benchLog, Offset: off}, Read: at})
 		if len(cur) == n {
 			out = append(out, cur)
 			cur = nil
@@ -81,12 +82,12 @@ func batches(b *testing.B, o loggen.Options, n int) [][]watcher.Line {
 
 // eventBatch is n event summary lines from n distinct addresses (a
 // botnet: every line a strike, no ban), different ones for each round.
-func eventBatch(n int, round int) []watcher.Line {
+func eventBatch(n int, round int) []core.Line {
 	const tmpl = `2026-11-25 00:10:00 #4772(rspamd_proxy) <2dc0b2>; proxy; rspamd_task_write_log: id: <20261125033439.004799@vm>, qid: <5346CBA274>, ip: %s, from: <carol@example.net>, (default: F (soft reject): [0.00/15.00] [ASN_FAIL(0.00){6.5.18.198.asn.rspamd.com:query timed out;}]), len: 242, time: 101.481ms, dns req: 1, digest: <1c1c80e355d3ba8ad4200cbcb3e17881>, rcpts: <bob@example.org>, mime_rcpts: <bob@example.org>, forced: soft reject "Ratelimit "ip" exceeded"; score=nan (set by ratelimit)`
-	out := make([]watcher.Line, n)
+	out := make([]core.Line, n)
 	at := time.Date(2026, 11, 25, 0, 10, 0, 0, time.UTC)
 	for i := range out {
-		out[i] = watcher.Line{Path: benchLog, Text: fmt.Appendf(nil, tmpl, loggen.ClientAddr(round*n+i, 0.2, 1)),
+		out[i] = core.Line{Path: benchLog, Text: fmt.Appendf(nil, tmpl, loggen.ClientAddr(round*n+i, 0.2, 1)),
 			Pos: watcher.Position{Path: benchLog, Offset: int64(i)}, Read: at}
 	}
 	return out

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
 	"github.com/mailjail/mailjail/watcher"
@@ -61,12 +62,12 @@ func feed(t *testing.T, e *Engine, path, as string) []store.Ban {
 		if _, err := e.ExpireDue(ctx, at); err != nil {
 			t.Fatal(err)
 		}
-		e.Stage([]watcher.Line{{Path: as, Text: sc.Bytes(), Read: at}}, at)
-		b, err := e.Commit(ctx)
+		e.Stage([]core.Line{{Path: as, Text: sc.Bytes(), Read: at}}, at)
+		ch, err := e.Commit(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		bans = append(bans, b...)
+		bans = append(bans, ch.Bans...)
 	}
 	return bans
 }
@@ -135,7 +136,7 @@ func TestCommitFailureKeepsBatch(t *testing.T) {
 	line := "2026-11-25 03:33:42 #3861(rspamd_proxy) <4854e1>; proxy; rspamd_task_write_log: id: <x>, ip: 198.18.0.66, from: <m@e>, (default: F (soft reject): [0.00/15.00] []), len: 1, forced: soft reject \"Ratelimit \"ip\" exceeded\"; score=nan (set by ratelimit)"
 	now := time.Date(2026, 11, 25, 3, 34, 0, 0, time.UTC)
 	pos := watcher.Position{Path: "/var/log/rspamd/rspamd.log", Offset: 100}
-	e.Stage([]watcher.Line{{Path: pos.Path, Text: []byte(line), Pos: pos}, {Path: pos.Path, Text: []byte(line), Pos: pos}}, now)
+	e.Stage([]core.Line{{Path: pos.Path, Text: []byte(line), Pos: pos}, {Path: pos.Path, Text: []byte(line), Pos: pos}}, now)
 	if _, err := e.Commit(ctx); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("commit err = %v", err)
 	}
@@ -148,8 +149,8 @@ func TestCommitFailureKeepsBatch(t *testing.T) {
 	if err := execSQL(dbPath, `DELETE FROM fail`); err != nil {
 		t.Fatal(err)
 	}
-	bans, err := e.Commit(ctx)
-	if err != nil || len(bans) != 1 {
+	ch, err := e.Commit(ctx)
+	if bans := ch.Bans; err != nil || len(bans) != 1 {
 		t.Fatalf("retry: %v %v", bans, err)
 	}
 	if p, _ := st.Positions(); p[pos.Path].Offset != 100 {
@@ -179,7 +180,7 @@ func TestRestoreAfterRestart(t *testing.T) {
 	line := func(ip string) []byte {
 		return []byte("2026-11-25 03:00:00 #1(rspamd_proxy) <a1>; proxy; rspamd_task_write_log: id: <m>, ip: " + ip + ", from: <x@y>, (default: F (soft reject): [0.00/15.00] []), len: 1, forced: soft reject \"Ratelimit \"ip\" exceeded\"; score=nan (set by ratelimit)")
 	}
-	e.Stage([]watcher.Line{{Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}}, now)
+	e.Stage([]core.Line{{Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}}, now)
 	if _, err := e.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -191,9 +192,9 @@ func TestRestoreAfterRestart(t *testing.T) {
 	if err := e2.Restore(now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	e2.Stage([]watcher.Line{{Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}}, now.Add(time.Minute))
-	bans, err := e2.Commit(ctx)
-	if err != nil || len(bans) != 1 {
+	e2.Stage([]core.Line{{Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}}, now.Add(time.Minute))
+	ch, err := e2.Commit(ctx)
+	if bans := ch.Bans; err != nil || len(bans) != 1 {
 		t.Fatalf("strike before restart did not count: %v %v", bans, err)
 	}
 	// Unban, strike twice more: the second ban escalates (×3).
@@ -205,9 +206,9 @@ func TestRestoreAfterRestart(t *testing.T) {
 	if err := e3.Restore(later); err != nil {
 		t.Fatal(err)
 	}
-	e3.Stage([]watcher.Line{{Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}, {Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}}, later)
-	bans, err = e3.Commit(ctx)
-	if err != nil || len(bans) != 1 || bans[0].Until.Sub(bans[0].Since) != 3*time.Hour {
+	e3.Stage([]core.Line{{Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}, {Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}}, later)
+	ch, err = e3.Commit(ctx)
+	if bans := ch.Bans; err != nil || len(bans) != 1 || bans[0].Until.Sub(bans[0].Since) != 3*time.Hour {
 		t.Fatalf("escalated ban = %+v, %v", bans, err)
 	}
 }
@@ -229,8 +230,8 @@ func TestManualBanAndUnban(t *testing.T) {
 	if _, err := e.Unban(ctx, netip.MustParsePrefix("192.0.2.1/32"), "", now, "t"); err == nil {
 		t.Fatal("unbanned an address that was not banned")
 	}
-	if lifted, err := e.Unban(ctx, p, "", now, "t"); err != nil || len(lifted) != 1 || len(e.Entries()) != 0 {
-		t.Fatalf("unban: %v %v", lifted, err)
+	if ch, err := e.Unban(ctx, p, "", now, "t"); err != nil || len(ch.Lifted) != 1 || len(e.Entries()) != 0 {
+		t.Fatalf("unban: %v %v", ch.Lifted, err)
 	}
 }
 
@@ -256,8 +257,8 @@ func TestLiftIgnoredAtStart(t *testing.T) {
 	if err := e2.RestoreBans(now); err != nil {
 		t.Fatal(err)
 	}
-	lifted, err := e2.LiftIgnored(ctx, now)
-	if err != nil || addrs(lifted) != "198.51.100.7" {
+	ch, err := e2.LiftIgnored(ctx, now)
+	if lifted := ch.Lifted; err != nil || addrs(lifted) != "198.51.100.7" {
 		t.Fatalf("lifted %v, %v", addrs(lifted), err)
 	}
 	if got := addrs(e2.ActiveBans()); got != "198.51.100.8 203.0.113.0/24" {
@@ -272,21 +273,21 @@ func TestIPv6PrefixGrouping(t *testing.T) {
 	e, st := newEngine(t, jail+"ipv6_prefix = 64\nignoreip = [\"2001:db8:1:3::1\"]\n")
 	ctx := context.Background()
 	now := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
-	line := func(ip string) watcher.Line {
-		return watcher.Line{Path: "/var/log/rspamd/rspamd.log", Text: []byte("2026-11-25 03:00:00 #1(rspamd_proxy) <a1>; proxy; rspamd_task_write_log: id: <m>, ip: " + ip + ", from: <x@y>, (default: F (soft reject): [0.00/15.00] []), len: 1, forced: soft reject \"Ratelimit \"ip\" exceeded\"; score=nan (set by ratelimit)")}
+	line := func(ip string) core.Line {
+		return core.Line{Path: "/var/log/rspamd/rspamd.log", Text: []byte("2026-11-25 03:00:00 #1(rspamd_proxy) <a1>; proxy; rspamd_task_write_log: id: <m>, ip: " + ip + ", from: <x@y>, (default: F (soft reject): [0.00/15.00] []), len: 1, forced: soft reject \"Ratelimit \"ip\" exceeded\"; score=nan (set by ratelimit)")}
 	}
 	stage := func(ips ...string) []store.Ban {
 		t.Helper()
-		var ls []watcher.Line
+		var ls []core.Line
 		for _, ip := range ips {
 			ls = append(ls, line(ip))
 		}
 		e.Stage(ls, now)
-		b, err := e.Commit(ctx)
+		ch, err := e.Commit(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return b
+		return ch.Bans
 	}
 	if b := stage("2001:db8:1:2::1"); len(b) != 0 {
 		t.Fatalf("banned after one strike: %v", b)

@@ -2,60 +2,59 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
+	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
 )
 
 // ErrIgnored refuses a manual ban of an address in ignoreip.
-var ErrIgnored = errors.New("address is in ignoreip")
+var ErrIgnored = fmt.Errorf("address is in ignoreip: %w", core.ErrInvalid)
 
 // Ban bans p by hand. d is the length (config.Permanent for no end).
-func (e *Engine) Ban(ctx context.Context, p netip.Prefix, jail string, d time.Duration, reason string, now time.Time) (store.Ban, error) {
+func (e *Engine) Ban(ctx context.Context, p netip.Prefix, jail string, d time.Duration, reason string, now time.Time) (Change, error) {
 	if jail == "" {
 		jail = ManualJail
 	}
 	ign, err := rules.NewIPSet(e.cfg.Global.IgnoreIP)
 	if err != nil {
-		return store.Ban{}, err
+		return Change{}, err
 	}
 	if j := e.jail(jail); j != nil {
 		ign = j.ignore
 	}
 	if ign.Overlaps(p) {
-		return store.Ban{}, fmt.Errorf("ban %s: %w", rules.FormatPrefix(p), ErrIgnored)
+		return Change{}, fmt.Errorf("ban %s: %w", rules.FormatPrefix(p), ErrIgnored)
 	}
 	b := store.Ban{Jail: jail, Prefix: p, Since: now, Reason: reason}
 	if d > 0 {
 		b.Until = now.Add(d)
 	}
-	err = e.st.Update(ctx, func(tx *store.Tx) error {
+	ch, err := e.update(ctx, now, func(tx *store.Tx) (Change, error) {
 		id, err := tx.AddBan(b)
 		b.ID = id
-		return err
+		return Change{Bans: []store.Ban{b}}, err
 	})
 	if err != nil {
-		return store.Ban{}, err
+		return Change{}, err
 	}
 	e.put(b)
-	return b, nil
+	return ch, nil
 }
 
 // Unban lifts the active bans of p (in jail, or all jails when empty)
 // and clears its strikes. It returns store.ErrNotFound when p is not
 // banned.
-func (e *Engine) Unban(ctx context.Context, p netip.Prefix, jail string, now time.Time, by string) ([]store.Ban, error) {
-	var lifted []store.Ban
-	err := e.st.Update(ctx, func(tx *store.Tx) (err error) {
-		lifted, err = tx.LiftBans(p, jail, now, by)
-		return err
+func (e *Engine) Unban(ctx context.Context, p netip.Prefix, jail string, now time.Time, by string) (Change, error) {
+	ch, err := e.update(ctx, now, func(tx *store.Tx) (ch Change, err error) {
+		ch.Lifted, err = tx.LiftBans(p, jail, now, by)
+		return ch, err
 	})
 	if err != nil {
-		return nil, err
+		return Change{}, err
 	}
 	for _, j := range e.jails {
 		if jail == "" || j.Cfg.Name == jail {
@@ -66,21 +65,22 @@ func (e *Engine) Unban(ctx context.Context, p netip.Prefix, jail string, now tim
 			}
 		}
 	}
-	if len(lifted) == 0 {
-		return nil, fmt.Errorf("%s is not banned: %w", rules.FormatPrefix(p), store.ErrNotFound)
+	if len(ch.Lifted) == 0 {
+		return Change{}, fmt.Errorf("%s is not banned: %w", rules.FormatPrefix(p), store.ErrNotFound)
 	}
-	e.forget(lifted)
-	return lifted, nil
+	e.forget(ch.Lifted)
+	return ch, nil
 }
 
 // LiftIgnored lifts active bans of addresses that are now in ignoreip (of
 // their jail, or the global one for manual bans): an operator who adds a
 // gateway to ignoreip and restarts expects it out of the map. A banned
 // range that merely overlaps an ignored address is kept, with a warning.
-func (e *Engine) LiftIgnored(ctx context.Context, now time.Time) (lifted []store.Ban, err error) {
+func (e *Engine) LiftIgnored(ctx context.Context, now time.Time) (lifted Change, err error) {
+	lifted.At = now
 	global, err := rules.NewIPSet(e.cfg.Global.IgnoreIP)
 	if err != nil {
-		return nil, err
+		return lifted, err
 	}
 	for _, b := range e.ActiveBans() {
 		ign := global
@@ -93,7 +93,7 @@ func (e *Engine) LiftIgnored(ctx context.Context, now time.Time) (lifted []store
 			if err != nil {
 				return lifted, err
 			}
-			lifted = append(lifted, l...)
+			lifted.Lifted = append(lifted.Lifted, l.Lifted...)
 		case !b.Prefix.IsSingleIP() && ign.Overlaps(b.Prefix):
 			e.log.Warn("a banned range covers an address in ignoreip; kept, unban it if that is wrong", "range", rules.FormatPrefix(b.Prefix), "jail", b.Jail)
 		}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailjail/mailjail/watcher"
+	"github.com/mailjail/mailjail/internal/core"
 )
 
 const rateJail = `
@@ -20,7 +20,7 @@ suspend_factor = 1.5
 
 // postfixMessage is the smtpd, cleanup and qmgr lines of one accepted
 // message, as Postfix 3.7 logs them.
-func postfixMessage(at time.Time, qid, client, user, sender string, rcpts int) []watcher.Line {
+func postfixMessage(at time.Time, qid, client, user, sender string, rcpts int) []core.Line {
 	ts := at.Format("Jan _2 15:04:05")
 	auth := ""
 	if user != "" {
@@ -31,9 +31,9 @@ func postfixMessage(at time.Time, qid, client, user, sender string, rcpts int) [
 		fmt.Sprintf("%s mx postfix/cleanup[101]: %s: message-id=<%s@x>", ts, qid, qid),
 		fmt.Sprintf("%s mx postfix/qmgr[102]: %s: from=<%s>, size=1234, nrcpt=%d (queue active)", ts, qid, sender, rcpts),
 	}
-	var out []watcher.Line
+	var out []core.Line
 	for _, t := range texts {
-		out = append(out, watcher.Line{Path: "/var/log/mail.log", Text: []byte(t), Read: at})
+		out = append(out, core.Line{Path: "/var/log/mail.log", Text: []byte(t), Read: at})
 	}
 	return out
 }
@@ -120,11 +120,11 @@ maxretry = 2
 	for i := range 6 {
 		at := t0.Add(time.Duration(i) * time.Second)
 		e.Stage(postfixMessage(at, fmt.Sprintf("C0FFEE%04X", i), "2001:db8::7", "", "spam@example.net", 1), at)
-		b, err := e.Commit(ctx)
+		ch, err := e.Commit(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		bans += len(b)
+		bans += len(ch.Bans)
 	}
 	if bans != 1 || len(e.Entries()) != 1 || e.Entries()[0].Prefix.Addr().String() != "2001:db8::7" {
 		t.Fatalf("bans = %d, entries %v", bans, e.Entries())
@@ -134,8 +134,8 @@ maxretry = 2
 	for i := range 6 {
 		at := t0.Add(time.Duration(i) * time.Second)
 		e.Stage(postfixMessage(at, fmt.Sprintf("BEEF00%04X", i), "127.0.0.1", "", "webmail@example.net", 1), at)
-		if b, err := e.Commit(ctx); err != nil || len(b) != 0 {
-			t.Fatalf("ignored client banned: %v %v", b, err)
+		if ch, err := e.Commit(ctx); err != nil || len(ch.Bans) != 0 {
+			t.Fatalf("ignored client banned: %v %v", ch.Bans, err)
 		}
 	}
 }

@@ -96,7 +96,7 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 		reason += fmt.Sprintf(", offense %d", d.Offense)
 	}
 	e.pending.bans = append(e.pending.bans, store.Ban{
-		Jail: j.Cfg.Name, Prefix: prefix, Since: now, Until: d.Until, Strikes: d.Count, Reason: reason,
+		Jail: j.Cfg.Name, Prefix: prefix, Since: now, Until: d.Until, Strikes: d.Count, Reason: reason, Offense: d.Offense,
 	})
 	// Later lines of the same batch must see this ban before Commit; the
 	// map must not until it is in the database. (Other addresses of a

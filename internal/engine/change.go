@@ -1,0 +1,51 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/store"
+)
+
+// Change is what one committed transaction changed in force: bans made,
+// bans lifted, urgent rate events. The engine returns one from every
+// operation that writes; the enforcer (internal/enforce) puts it into
+// force, the same way for the daemon, the daemon-less CLI and replay.
+type Change struct {
+	Bans   []store.Ban
+	Lifted []store.Ban
+	Urgent []store.RateEvent // rate events far over their limit: alert now
+	At     time.Time         // when it was committed, by the caller's clock
+}
+
+// Empty reports whether the change changed nothing in force.
+func (c Change) Empty() bool { return len(c.Bans) == 0 && len(c.Lifted) == 0 && len(c.Urgent) == 0 }
+
+// Effects writes, in the change's own transaction, what the change
+// causes besides enforcement (actions and alerts for the outbox), so
+// that a crash right after the commit loses none of them.
+type Effects func(tx *store.Tx, ch Change) error
+
+// SetEffects installs the hook every writing transaction calls; without
+// one a change causes nothing but itself (replay).
+func (e *Engine) SetEffects(f Effects) { e.effects = f }
+
+// update runs fn and then the effects of the change it returns, in one
+// transaction; on error nothing of either is written.
+func (e *Engine) update(ctx context.Context, at time.Time, fn func(tx *store.Tx) (Change, error)) (Change, error) {
+	var ch Change
+	err := e.st.Update(ctx, func(tx *store.Tx) (err error) {
+		if ch, err = fn(tx); err != nil {
+			return err
+		}
+		ch.At = at
+		if e.effects == nil || ch.Empty() {
+			return nil
+		}
+		return e.effects(tx, ch)
+	})
+	if err != nil {
+		return Change{}, err
+	}
+	return ch, nil
+}
