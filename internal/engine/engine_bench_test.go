@@ -17,7 +17,6 @@ import (
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
-	"github.com/mailjail/mailjail/watcher"
 )
 
 const benchLog = "/var/log/rspamd/rspamd.log"
@@ -68,7 +67,7 @@ func batches(b *testing.B, o loggen.Options, n int) [][]core.Line {
 	for line := range bytes.SplitSeq(bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), []byte{'\n'}) {
 		off += int64(len(line)) + 1
 		at, _, _ := rules.ParseTime(line, time.UTC, time.Time{})
-		cur = append(cur, core.Line{Path: benchLog, Text: line, Pos: watcher.Position{Path: benchLog, Offset: off}, Read: at})
+		cur = append(cur, core.Line{Path: benchLog, Text: line, Pos: core.Position{Path: benchLog, Offset: off}, Read: at})
 		if len(cur) == n {
 			out = append(out, cur)
 			cur = nil
@@ -88,7 +87,7 @@ func eventBatch(n int, round int) []core.Line {
 	at := time.Date(2026, 11, 25, 0, 10, 0, 0, time.UTC)
 	for i := range out {
 		out[i] = core.Line{Path: benchLog, Text: fmt.Appendf(nil, tmpl, loggen.ClientAddr(round*n+i, 0.2, 1)),
-			Pos: watcher.Position{Path: benchLog, Offset: int64(i)}, Read: at}
+			Pos: core.Position{Path: benchLog, Offset: int64(i)}, Read: at}
 	}
 	return out
 }

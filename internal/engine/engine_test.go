@@ -17,7 +17,6 @@ import (
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
-	"github.com/mailjail/mailjail/watcher"
 )
 
 const fixture = "../../testdata/rspamd-3.4-proxy.log"
@@ -135,7 +134,7 @@ func TestCommitFailureKeepsBatch(t *testing.T) {
 	}
 	line := "2026-11-25 03:33:42 #3861(rspamd_proxy) <4854e1>; proxy; rspamd_task_write_log: id: <x>, ip: 198.18.0.66, from: <m@e>, (default: F (soft reject): [0.00/15.00] []), len: 1, forced: soft reject \"Ratelimit \"ip\" exceeded\"; score=nan (set by ratelimit)"
 	now := time.Date(2026, 11, 25, 3, 34, 0, 0, time.UTC)
-	pos := watcher.Position{Path: "/var/log/rspamd/rspamd.log", Offset: 100}
+	pos := core.Position{Path: "/var/log/rspamd/rspamd.log", Offset: 100}
 	e.Stage([]core.Line{{Path: pos.Path, Text: []byte(line), Pos: pos}, {Path: pos.Path, Text: []byte(line), Pos: pos}}, now)
 	if _, err := e.Commit(ctx); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("commit err = %v", err)
