@@ -42,11 +42,8 @@ Examples:
 			if c.NArg() == 0 {
 				return exitf(daemon.ExitUsage, "ban needs at least one address")
 			}
-			if c.IsSet("for") && c.Bool("permanent") {
-				return exitf(daemon.ExitUsage, "--for and --permanent exclude each other")
-			}
-			req := control.Request{Op: "ban", Addrs: c.Args().Slice(), Jail: c.String("jail"), For: c.String("for"), Permanent: c.Bool("permanent"), Reason: c.String("reason")}
-			return doChange(c, req, "banned")
+			req := control.Request{Addrs: c.Args().Slice(), Jail: c.String("jail"), For: c.String("for"), Permanent: c.Bool("permanent"), Reason: c.String("reason")}
+			return doChange(c, control.OpBan, req)
 		},
 	}
 }
@@ -73,18 +70,18 @@ Examples:
 			if (c.NArg() == 0) == !c.Bool("all") {
 				return exitf(daemon.ExitUsage, "unban needs addresses or --all (not both)")
 			}
-			req := control.Request{Op: "unban", Addrs: c.Args().Slice(), All: c.Bool("all"), Jail: c.String("jail")}
-			return doChange(c, req, "unbanned")
+			req := control.Request{Addrs: c.Args().Slice(), All: c.Bool("all"), Jail: c.String("jail")}
+			return doChange(c, control.OpUnban, req)
 		},
 	}
 }
 
-func doChange(c *cli.Context, req control.Request, verb string) error {
+func doChange(c *cli.Context, op string, req control.Request) error {
 	cfg, err := loadConfig(c)
 	if err != nil {
 		return err
 	}
-	resp, err := change(c.Context, cfg, req)
+	resp, err := change(c.Context, cfg, op, req)
 	if err != nil {
 		return err
 	}
@@ -98,7 +95,7 @@ func doChange(c *cli.Context, req control.Request, verb string) error {
 		}
 	} else {
 		for _, b := range resp.Bans {
-			if verb == "banned" {
+			if op == control.OpBan {
 				fmt.Fprintf(c.App.Writer, "banned %s in jail %s until %s\n", b.Addr, b.Jail, fmtUntil(b.Until))
 			} else {
 				fmt.Fprintf(c.App.Writer, "unbanned %s (jail %s)\n", b.Addr, b.Jail)

@@ -14,9 +14,9 @@ import (
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/daemon"
+	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
-	"github.com/mailjail/mailjail/mapfile"
 	"github.com/mailjail/mailjail/rules"
 	"github.com/mailjail/mailjail/watcher"
 )
@@ -134,6 +134,10 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 	if err != nil {
 		return nil, &exitError{code: daemon.ExitUsage, err: err}
 	}
+	// The same path to enforcement as the daemon's, with the replay's own
+	// map as the only target and no actions or alerts.
+	enf := enforce.New([]enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile)}, eng.ActiveBans, nil, enforce.Options{Log: log})
+	enf.Start()
 	out := &replayOutput{Files: files, Bans: []control.Ban{}}
 	for _, j := range eng.Jails() {
 		out.Jails = append(out.Jails, j.Cfg.Name)
@@ -144,17 +148,14 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 	banned := map[string]bool{}
 	var clock time.Time
 	var fail error
-	commit := func() {
-		bans, err := eng.Commit(ctx)
+	commit := func(ch engine.Change, err error) {
 		if err != nil {
 			fail = err
 			return
 		}
-		if len(bans) == 0 {
-			return
-		}
-		for _, b := range bans {
-			v := daemon.BanView(b)
+		enf.Apply(ctx, ch)
+		for _, b := range ch.Bans {
+			v := control.BanView(b)
 			out.Bans = append(out.Bans, v)
 			banned[v.Addr] = true
 		}
@@ -182,16 +183,13 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 			if clock.IsZero() {
 				clock = time.Now()
 			}
-			if _, err := eng.ExpireDue(ctx, clock); err != nil {
-				fail = err
-				return
-			}
+			commit(eng.ExpireDue(ctx, clock))
 			before := eng.Stats().Bans
 			eng.Stage([]watcher.Line{{Path: path, Text: text, Read: clock}}, clock)
 			staged++
 			if eng.Stats().Bans != before || staged >= 4096 {
 				staged = 0
-				commit()
+				commit(eng.Commit(ctx))
 			}
 		})
 		fh.Close()
@@ -200,10 +198,10 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 			return nil, exitf(daemon.ExitUnreachable, "read %s: %v", path, err)
 		}
 	}
-	commit()
-	if fail == nil {
-		// The map as it stands at the end of the logs (kept with --keep).
-		fail = mapfile.Write(cfg.Global.MapFile, eng.Entries(), clock)
+	commit(eng.Commit(ctx))
+	// The map as it stands at the end of the logs (kept with --keep).
+	if err := enf.Stop(); fail == nil {
+		fail = err
 	}
 	if fail != nil {
 		return nil, &exitError{code: daemon.ExitUnreachable, err: fail}

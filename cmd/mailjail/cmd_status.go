@@ -39,7 +39,7 @@ Examples:
 			ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 			defer cancel()
 			var s *control.Status
-			resp, err := control.Call(ctx, cfg.Global.Socket, control.Request{Op: "status"})
+			resp, err := control.Call(ctx, cfg.Global.Socket, control.OpStatus, control.Request{})
 			switch {
 			case err == nil && resp.Status != nil:
 				s = resp.Status

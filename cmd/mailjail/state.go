@@ -7,81 +7,112 @@ import (
 	"os"
 	"time"
 
-	"github.com/mailjail/mailjail/actions"
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/daemon"
+	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
-	"github.com/mailjail/mailjail/mapfile"
+)
+
+// Bounds of a change made without a daemon: waiting for another CLI's
+// lock, retrying targets that cannot be written (nobody else would), and
+// running the actions and alerts the change queued (what is left stays
+// in the outbox for the daemon).
+const (
+	lockWait    = 10 * time.Second
+	enforceWait = 30 * time.Second
+	outboxWait  = 30 * time.Second
 )
 
 // change sends a ban/unban request to the running daemon, or, when none
-// runs, applies it to the database and map directly under the lock the
-// daemon holds while it runs. Either way the map is rewritten before this
-// returns.
-func change(ctx context.Context, cfg *config.Config, req control.Request) (*control.Response, error) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+// runs, carries it out on the database and the targets directly, under
+// the lock the daemon holds while it runs, through the same operations
+// the daemon uses. Either way the change is in force when this returns.
+func change(ctx context.Context, cfg *config.Config, op string, req control.Request) (*control.Response, error) {
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	resp, err := control.Call(cctx, cfg.Global.Socket, req)
+	resp, err := control.Call(cctx, cfg.Global.Socket, op, req)
 	if err == nil {
 		return resp, nil
 	}
 	if !errors.Is(err, control.ErrNoDaemon) {
-		return nil, &exitError{code: daemon.ExitUnreachable, err: err}
+		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
-	lock, err := daemon.WaitLock(cfg.Global.Database, 10*time.Second, core.RealClock{})
+	return changeLocally(ctx, cfg, op, req)
+}
+
+func changeLocally(ctx context.Context, cfg *config.Config, op string, req control.Request) (*control.Response, error) {
+	clock := core.RealClock{}
+	lock, err := daemon.WaitLock(cfg.Global.Database, lockWait, clock)
 	if errors.Is(err, daemon.ErrLocked) {
-		return nil, exitf(daemon.ExitUnreachable, "a mailjail daemon holds %s but its socket %s does not answer", daemon.LockPath(cfg.Global.Database), cfg.Global.Socket)
+		return nil, exitf(control.ExitUnreachable, "a mailjail daemon holds %s but its socket %s does not answer", daemon.LockPath(cfg.Global.Database), cfg.Global.Socket)
 	}
 	if err != nil {
-		return nil, &exitError{code: daemon.ExitUnreachable, err: err}
+		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
 	defer lock.Unlock()
 	st, err := store.Open(cfg.Global.Database, store.Options{Durable: true})
 	if err != nil {
-		return nil, &exitError{code: daemon.ExitUnreachable, err: err}
+		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
 	defer st.Close()
-	eng, err := engine.New(cfg, st, newLogger(os.Stderr, "warn"))
+	log := newLogger(os.Stderr, "warn")
+	eng, err := engine.New(cfg, st, log)
 	if err != nil {
-		return nil, &exitError{code: daemon.ExitUsage, err: err}
+		return nil, &exitError{code: control.ExitUsage, err: err}
 	}
-	now := time.Now()
-	if _, _, err := daemon.Prepare(ctx, eng, cfg.Global.MapFile, now); err != nil {
-		return nil, &exitError{code: daemon.ExitUnreachable, err: err}
+	ob := daemon.NewOutbox(cfg, st, log, clock)
+	enf := daemon.NewEnforcer(cfg, eng, ob, enforce.Options{Clock: clock, Log: log})
+	_, prep, err := daemon.Prepare(ctx, eng, cfg.Global.MapFile, clock.Now())
+	if err != nil {
+		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
-	r := daemon.Apply(ctx, eng, cfg, req, now)
-	if len(r.Bans) > 0 {
-		if err := mapfile.Write(cfg.Global.MapFile, eng.Entries(), now); err != nil {
-			return nil, exitf(daemon.ExitUnreachable, "state saved but map not written: %w", err)
+	perr := enf.Apply(ctx, prep) // bans that expired meanwhile leave the targets too
+	ops := &enforce.Ops{Eng: eng, Cfg: cfg, Enf: enf, Clock: clock}
+	bans, err := apply(ctx, ops, op, req)
+	if perr != nil || errors.Is(err, enforce.ErrNotEnforced) {
+		// Nobody else would retry: keep at it for a while.
+		ectx, cancel := context.WithTimeout(ctx, enforceWait)
+		serr := enf.SyncUntil(ectx)
+		cancel()
+		if errors.Is(err, enforce.ErrNotEnforced) && serr == nil {
+			err = nil
 		}
-		runActions(cfg, req.Op, r.Bans)
 	}
-	return &r, nil
+	resp := &control.Response{OK: err == nil, Code: control.CodeOf(err), Bans: control.BanViews(bans)}
+	if err != nil {
+		resp.Error = err.Error()
+		if errors.Is(err, enforce.ErrNotEnforced) {
+			resp.Error += "; the daemon (or the next mailjail command) writes it when it starts"
+		}
+	}
+	octx, cancel := context.WithTimeout(ctx, outboxWait)
+	defer cancel()
+	if left, err := ob.Drain(octx); err != nil || left > 0 {
+		fmt.Fprintf(os.Stderr, "mailjail: %d actions or alerts left in the outbox for the daemon (%v)\n", left, err)
+	}
+	return resp, nil
 }
 
-// runActions runs the jails' ban/unban commands for a change made without
-// a daemon, and waits for them.
-func runActions(cfg *config.Config, op string, bans []control.Ban) {
-	runner := actions.NewRunner(newLogger(os.Stderr, "warn"), 30*time.Second, len(bans)+1)
-	defer runner.Close()
-	for _, b := range bans {
-		j := cfg.Jail(b.Jail)
-		if j == nil {
-			continue
+// apply parses req as the daemon's socket does and carries it out.
+func apply(ctx context.Context, ops *enforce.Ops, op string, req control.Request) ([]store.Ban, error) {
+	switch op {
+	case control.OpBan:
+		r, err := control.ParseBan(req)
+		if err != nil {
+			return nil, err
 		}
-		argv := j.UnbanAction
-		v := actions.Vars{IP: b.Addr, Jail: b.Jail}
-		if op == "ban" {
-			argv = j.BanAction
-			if b.Until != nil {
-				v.BanTime = b.Until.Sub(b.Since)
-			}
+		return ops.Ban(ctx, r)
+	case control.OpUnban:
+		r, err := control.ParseUnban(req)
+		if err != nil {
+			return nil, err
 		}
-		runner.Submit(actions.Expand(argv, v))
+		return ops.Unban(ctx, r)
 	}
+	return nil, fmt.Errorf("unknown operation %q: %w", op, core.ErrInvalid)
 }
 
 // openRead opens the database for reading. A database that does not
@@ -90,11 +121,11 @@ func openRead(cfg *config.Config) (*store.Store, error) {
 	if _, err := os.Stat(cfg.Global.Database); errors.Is(err, os.ErrNotExist) {
 		return nil, errNoDatabase
 	} else if err != nil {
-		return nil, exitf(daemon.ExitUnreachable, "database %s: %w", cfg.Global.Database, err)
+		return nil, exitf(control.ExitUnreachable, "database %s: %w", cfg.Global.Database, err)
 	}
 	st, err := store.Open(cfg.Global.Database, store.Options{ReadOnly: true})
 	if err != nil {
-		return nil, &exitError{code: daemon.ExitUnreachable, err: err}
+		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
 	return st, nil
 }
@@ -108,7 +139,7 @@ func respond(resp *control.Response) error {
 	}
 	code := resp.Code
 	if code == 0 {
-		code = daemon.ExitUnreachable
+		code = control.ExitUnreachable
 	}
 	return &exitError{code: code, err: fmt.Errorf("%s", resp.Error)}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/watcher"
@@ -23,6 +24,10 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 		return nil, err
 	}
 	s := &control.Status{Database: cfg.Global.Database, MapFile: cfg.Global.MapFile, MapEntries: entries}
+	// A database of an older schema, read without a daemon, has no outbox.
+	if c, err := st.CountOutbox(); err == nil {
+		s.Outbox = &control.OutboxStatus{Pending: c.Pending, Failed: c.Failed, GaveUp: c.GaveUp}
+	}
 	tracked := map[string]int{}
 	rateKeys := map[string]map[string]int{}
 	rateFull := map[string]uint64{}
@@ -84,10 +89,19 @@ func (d *daemon) fillRunning(s *control.Status) {
 	started := d.started.UTC()
 	s.Started = &started
 	s.UptimeSec = int64(d.opt.Clock.Now().Sub(d.started).Seconds())
-	writes, err := d.mw.stats()
-	s.MapWrites = writes
-	if err != nil {
-		s.MapError = err.Error()
+	for _, t := range d.enf.Targets() {
+		ts := control.TargetStatus{Name: t.Name, Entries: t.Entries, Syncs: t.Syncs, Repairs: t.Repairs}
+		if !t.LastSync.IsZero() {
+			at := t.LastSync.UTC()
+			ts.LastSync = &at
+		}
+		if t.LastErr != nil {
+			ts.LastError = t.LastErr.Error()
+		}
+		s.Targets = append(s.Targets, ts)
+		if t.Name == enforce.NewMapTarget(d.cfg.Global.MapFile).Name() {
+			s.MapWrites, s.MapError = t.Syncs, ts.LastError
+		}
 	}
 	es := d.eng.Stats()
 	s.Lines, s.NoTime, s.Matches, s.Ignored = es.Lines, es.NoTime, es.Matches, es.Ignored

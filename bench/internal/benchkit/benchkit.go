@@ -174,7 +174,7 @@ func (d *Daemon) Stop() error {
 
 // Status asks the daemon for its status.
 func (d *Daemon) Status(ctx context.Context) (*control.Status, error) {
-	resp, err := control.Call(ctx, d.cfg.Socket, control.Request{Op: "status"})
+	resp, err := control.Call(ctx, d.cfg.Socket, control.OpStatus, control.Request{})
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}

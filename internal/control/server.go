@@ -1,0 +1,182 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/enforce"
+	"github.com/mailjail/mailjail/internal/store"
+)
+
+// Handler is what the daemon offers on the socket, in domain values.
+type Handler interface {
+	Ban(ctx context.Context, r enforce.BanRequest) ([]store.Ban, error)
+	Unban(ctx context.Context, r enforce.UnbanRequest) ([]store.Ban, error)
+	Status(ctx context.Context) (*Status, error)
+}
+
+// Limits of the server: a request is small (MaxAddrs addresses fit in
+// well under a megabyte), and a stuck client must not hold a connection.
+const (
+	maxBody      = 1 << 20
+	readTimeout  = 10 * time.Second
+	writeTimeout = 60 * time.Second
+)
+
+// Server answers the CLI on the control socket.
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// NewServer serves h on ln once Serve is called.
+func NewServer(ln net.Listener, h Handler) *Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/"+OpBan, func(w http.ResponseWriter, r *http.Request) {
+		req, ok := decode(w, r)
+		if !ok {
+			return
+		}
+		br, err := ParseBan(req)
+		if err != nil {
+			reply(w, Response{Code: CodeOf(err), Error: err.Error()})
+			return
+		}
+		bans, err := h.Ban(r.Context(), br)
+		reply(w, changeResponse(bans, err))
+	})
+	mux.HandleFunc("POST /v1/"+OpUnban, func(w http.ResponseWriter, r *http.Request) {
+		req, ok := decode(w, r)
+		if !ok {
+			return
+		}
+		ur, err := ParseUnban(req)
+		if err != nil {
+			reply(w, Response{Code: CodeOf(err), Error: err.Error()})
+			return
+		}
+		bans, err := h.Unban(r.Context(), ur)
+		reply(w, changeResponse(bans, err))
+	})
+	mux.HandleFunc("GET /v1/"+OpStatus, func(w http.ResponseWriter, r *http.Request) {
+		s, err := h.Status(r.Context())
+		if err != nil {
+			reply(w, Response{Code: CodeOf(err), Error: err.Error()})
+			return
+		}
+		reply(w, Response{OK: true, Status: s})
+	})
+	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadTimeout: readTimeout, ReadHeaderTimeout: readTimeout, WriteTimeout: writeTimeout}}
+}
+
+// Serve answers requests until Shutdown.
+func (s *Server) Serve() error {
+	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops accepting (closing the listener removes the socket) and
+// lets requests under way finish until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+func decode(w http.ResponseWriter, r *http.Request) (Request, bool) {
+	var req Request
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		msg := "bad request: " + err.Error()
+		if errors.As(err, &tooBig) {
+			msg = fmt.Sprintf("request larger than %d bytes (at most %d addresses per request)", maxBody, MaxAddrs)
+		}
+		reply(w, Response{Code: ExitUsage, Error: msg})
+		return req, false
+	}
+	return req, true
+}
+
+func changeResponse(bans []store.Ban, err error) Response {
+	resp := Response{OK: err == nil, Code: CodeOf(err), Bans: BanViews(bans)}
+	if err != nil {
+		resp.Error = err.Error()
+	}
+	return resp
+}
+
+func reply(w http.ResponseWriter, resp Response) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(resp)
+}
+
+// Listen creates the socket: its directory, mode 0600 (0660 and the group
+// when group is set). A socket left by a dead daemon is replaced; a path
+// that is not a socket, or a socket a live daemon answers on, is an error:
+// the caller must not take over another daemon's socket.
+func Listen(socket, group string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+		return nil, fmt.Errorf("socket %s: %w", socket, err)
+	}
+	if err := removeStale(socket); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		return nil, fmt.Errorf("socket %s: %w", socket, err)
+	}
+	if err := setAccess(socket, group); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+func removeStale(socket string) error {
+	fi, err := os.Lstat(socket)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("socket %s: %w", socket, err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("socket %s: exists and is not a socket; move it away", socket)
+	}
+	if c, err := net.DialTimeout("unix", socket, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("socket %s: another mailjail daemon answers on it (another database?); give this one its own socket", socket)
+	}
+	if err := os.Remove(socket); err != nil {
+		return fmt.Errorf("socket %s: remove stale socket: %w", socket, err)
+	}
+	return nil
+}
+
+func setAccess(socket, group string) error {
+	mode := os.FileMode(0o600)
+	if group != "" {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			return fmt.Errorf("socket %s: group %s: %w", socket, group, err)
+		}
+		gid, _ := strconv.Atoi(g.Gid)
+		if err := os.Chown(socket, -1, gid); err != nil {
+			return fmt.Errorf("socket %s: %w", socket, err)
+		}
+		mode = 0o660
+	}
+	if err := os.Chmod(socket, mode); err != nil {
+		return fmt.Errorf("socket %s: %w", socket, err)
+	}
+	return nil
+}

@@ -1,0 +1,108 @@
+package control
+
+import (
+	"time"
+)
+
+// Operation names: the path of each request is "/v1/" + the name.
+const (
+	OpBan    = "ban"
+	OpUnban  = "unban"
+	OpStatus = "status"
+)
+
+// Request is one CLI command for the daemon, as it travels: addresses and
+// durations as the operator typed them; the daemon parses them (Parse*),
+// so a CLI and a daemon agree on what is valid.
+type Request struct {
+	Addrs     []string `json:"addrs,omitempty"`
+	All       bool     `json:"all,omitempty"`
+	Jail      string   `json:"jail,omitempty"`
+	For       string   `json:"for,omitempty"` // duration, "" = jail's bantime
+	Permanent bool     `json:"permanent,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+}
+
+// Ban is a ban as the CLI shows it (stable JSON schema).
+type Ban struct {
+	Addr      string     `json:"addr"`
+	Jail      string     `json:"jail"`
+	Since     time.Time  `json:"since"`
+	Until     *time.Time `json:"until"` // null: permanent
+	Permanent bool       `json:"permanent"`
+	Strikes   int        `json:"strikes"`
+	Reason    string     `json:"reason"`
+	Lifted    *time.Time `json:"lifted,omitempty"`
+	LiftedBy  string     `json:"lifted_by,omitempty"`
+}
+
+// FileStatus is one followed file.
+type FileStatus struct {
+	Path   string `json:"path"`
+	Offset int64  `json:"offset"`
+	Size   int64  `json:"size"`
+	Open   bool   `json:"open"`
+}
+
+// JailStatus is one jail in `status`.
+type JailStatus struct {
+	Name           string         `json:"name"`
+	Filter         string         `json:"filter"`
+	LogPath        []string       `json:"logpath"`
+	Journal        string         `json:"journal,omitempty"` // journal source key, for journalmatch jails
+	Files          []FileStatus   `json:"files"`
+	StrikesTracked int            `json:"strikes_tracked"` // addresses holding strikes inside findtime
+	StrikesStored  int64          `json:"strikes_stored"`
+	ActiveBans     int64          `json:"active_bans"`
+	TotalBans      int64          `json:"total_bans"`
+	RateEvents     int64          `json:"rate_events,omitempty"`    // rate jails: limits exceeded
+	RateKeys       map[string]int `json:"rate_keys,omitempty"`      // rate jails: keys tracked per limit
+	RateUntracked  uint64         `json:"rate_untracked,omitempty"` // rate jails: new keys let through or limited because the table was full
+}
+
+// TargetStatus is one enforcement target in `status`.
+type TargetStatus struct {
+	Name      string     `json:"name"`
+	Entries   int        `json:"entries"`    // bans it held after its last sync
+	Syncs     uint64     `json:"syncs"`      // successful syncs since start
+	LastSync  *time.Time `json:"last_sync"`  // null: never
+	LastError string     `json:"last_error"` // "" when the last attempt succeeded
+	Repairs   uint64     `json:"repairs"`    // drifts found and repaired
+}
+
+// Status is the answer to `status`.
+type Status struct {
+	Running    bool           `json:"running"`
+	Version    string         `json:"version"`
+	PID        int            `json:"pid,omitempty"`
+	Started    *time.Time     `json:"started,omitempty"`
+	UptimeSec  int64          `json:"uptime_seconds,omitempty"`
+	Database   string         `json:"database"`
+	MapFile    string         `json:"map_file"`
+	MapEntries int            `json:"map_entries"`
+	MapWrites  uint64         `json:"map_writes,omitempty"`
+	MapError   string         `json:"map_error,omitempty"`
+	Lines      uint64         `json:"lines_read,omitempty"`
+	NoTime     uint64         `json:"lines_without_time,omitempty"`
+	Matches    uint64         `json:"matches,omitempty"`
+	Ignored    uint64         `json:"ignored,omitempty"`
+	Jails      []JailStatus   `json:"jails"`
+	Targets    []TargetStatus `json:"targets,omitempty"` // only a running daemon knows them
+	Outbox     *OutboxStatus  `json:"outbox,omitempty"`
+}
+
+// OutboxStatus counts the actions and alerts waiting in the outbox.
+type OutboxStatus struct {
+	Pending int64 `json:"pending"`
+	Failed  int64 `json:"failed"`  // pending after a failed attempt
+	GaveUp  int64 `json:"gave_up"` // abandoned
+}
+
+// Response is the daemon's answer.
+type Response struct {
+	OK     bool    `json:"ok"`
+	Code   int     `json:"code"` // the exit code the CLI should use
+	Error  string  `json:"error,omitempty"`
+	Bans   []Ban   `json:"bans,omitempty"`
+	Status *Status `json:"status,omitempty"`
+}

@@ -1,0 +1,102 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/mailjail/mailjail/actions"
+	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/core"
+	"github.com/mailjail/mailjail/internal/enforce"
+	"github.com/mailjail/mailjail/internal/engine"
+	"github.com/mailjail/mailjail/internal/outbox"
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/mapfile"
+	"github.com/mailjail/mailjail/notify"
+)
+
+// The pieces below are shared by the daemon and the daemon-less CLI, so
+// that both put a change into force the same way.
+
+// NewOutbox makes the outbox worker with the configured action runner and
+// alert sender.
+func NewOutbox(cfg *config.Config, st *store.Store, log *slog.Logger, clock core.Clock) *outbox.Worker {
+	h := outbox.Handlers{Action: func(ctx context.Context, a outbox.Action) error {
+		_, err := actions.Run(ctx, a.Argv)
+		return err
+	}}
+	if cfg.Alert.Enabled() {
+		s := notify.NewSender(notify.Config{SMTP: cfg.Alert.SMTP, From: cfg.Alert.From, To: cfg.Alert.To, SubjectPrefix: cfg.Alert.Subject}, clock.Now)
+		h.Alert = s.Send
+	}
+	return outbox.New(st, h, log, outbox.Options{Clock: clock})
+}
+
+// Targets are the enforcement targets of cfg.
+func Targets(cfg *config.Config) []enforce.Target {
+	return []enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile)}
+}
+
+// NewEnforcer makes the enforcer for cfg's targets, following eng's
+// active bans, and installs the outbox planner in eng.
+func NewEnforcer(cfg *config.Config, eng *engine.Engine, ob *outbox.Worker, opt enforce.Options) *enforce.Enforcer {
+	eng.SetEffects(enforce.Effects(cfg))
+	return enforce.New(Targets(cfg), eng.ActiveBans, ob, opt)
+}
+
+// Prepare restores the bans and takes over the map: what the daemon does
+// before it writes the map, and what a CLI does before changing bans
+// without a daemon. It returns what it changed (imported entries, bans
+// expired or now ignored) for the enforcer. Strikes are restored
+// separately (RestoreStrikes): the map must not wait for them.
+func Prepare(ctx context.Context, eng *engine.Engine, mapPath string, now time.Time) (imported int, ch engine.Change, err error) {
+	if err := eng.RestoreBans(now); err != nil {
+		return 0, ch, fmt.Errorf("restore state: %w", err)
+	}
+	adopted, err := eng.MapAdopted(mapPath)
+	if err != nil {
+		return 0, ch, err
+	}
+	if !adopted {
+		prefixes, err := readExistingMap(mapPath)
+		if err != nil {
+			return 0, ch, err
+		}
+		if ch, err = eng.AdoptMap(ctx, mapPath, prefixes, now); err != nil {
+			return 0, ch, fmt.Errorf("take over %s: %w", mapPath, err)
+		}
+		imported = len(ch.Bans)
+	}
+	expired, err := eng.ExpireDue(ctx, now)
+	if err != nil {
+		return imported, ch, fmt.Errorf("expire bans: %w", err)
+	}
+	ignored, err := eng.LiftIgnored(ctx, now)
+	if err != nil {
+		return imported, ch, fmt.Errorf("lift bans of ignored addresses: %w", err)
+	}
+	ch.Lifted = append(append(ch.Lifted, expired.Lifted...), ignored.Lifted...)
+	ch.At = now
+	return imported, ch, nil
+}
+
+func readExistingMap(path string) ([]netip.Prefix, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("take over %s: %w", path, err)
+	}
+	defer f.Close()
+	prefixes, err := mapfile.Parse(f, path)
+	if err != nil {
+		return nil, fmt.Errorf("take over existing map (fix or move the line, nothing was changed): %w", err)
+	}
+	return prefixes, nil
+}

@@ -1,0 +1,78 @@
+package enforce
+
+import (
+	"fmt"
+
+	"github.com/mailjail/mailjail/actions"
+	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/engine"
+	"github.com/mailjail/mailjail/internal/outbox"
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/rules"
+)
+
+// alertLines is how many of an address's latest log lines an alert quotes.
+const alertLines = 5
+
+// Effects returns the engine hook that queues, in a change's own
+// transaction, the jails' ban and unban commands and, when alert mail is
+// configured, the alerts.
+func Effects(cfg *config.Config) engine.Effects {
+	alerts := cfg.Alert.Enabled()
+	return func(tx *store.Tx, ch engine.Change) error {
+		var items []outbox.Item
+		for _, b := range ch.Bans {
+			j := cfg.Jail(b.Jail)
+			if j == nil {
+				continue // manual bans and imported entries run nothing
+			}
+			addr := rules.FormatPrefix(b.Prefix)
+			if len(j.BanAction) > 0 {
+				items = append(items, outbox.Item{Kind: outbox.KindAction, Payload: outbox.Action{Event: "ban", Jail: b.Jail, Addr: addr,
+					Argv: actions.Expand(j.BanAction, actions.Vars{IP: addr, Jail: b.Jail, BanTime: b.Until.Sub(b.Since)})}})
+			}
+			if alerts && j.Alert {
+				a, err := banAlert(tx, b)
+				if err != nil {
+					return err
+				}
+				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
+			}
+		}
+		for _, b := range ch.Lifted {
+			if j := cfg.Jail(b.Jail); j != nil && len(j.UnbanAction) > 0 {
+				addr := rules.FormatPrefix(b.Prefix)
+				items = append(items, outbox.Item{Kind: outbox.KindAction, Payload: outbox.Action{Event: "unban", Jail: b.Jail, Addr: addr,
+					Argv: actions.Expand(j.UnbanAction, actions.Vars{IP: addr, Jail: b.Jail})}})
+			}
+		}
+		if alerts {
+			for _, ev := range ch.Urgent {
+				if j := cfg.Jail(ev.Jail); j != nil && j.Alert {
+					items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: urgentAlert(ev)})
+				}
+			}
+		}
+		return outbox.Queue(tx, ch.At, items...)
+	}
+}
+
+func banAlert(tx *store.Tx, b store.Ban) (outbox.Alert, error) {
+	a := outbox.Alert{Event: "ban", Jail: b.Jail, Addr: rules.FormatPrefix(b.Prefix), Since: b.Since, Until: b.Until,
+		Strikes: b.Strikes, Offense: b.Offense, Reason: b.Reason}
+	if b.Prefix.IsSingleIP() {
+		strikes, err := tx.RecentStrikes(b.Prefix.Addr(), alertLines)
+		if err != nil {
+			return a, err
+		}
+		for _, s := range strikes {
+			a.Lines = append(a.Lines, s.Line)
+		}
+	}
+	return a, nil
+}
+
+func urgentAlert(ev store.RateEvent) outbox.Alert {
+	return outbox.Alert{Event: "urgent rate", Jail: ev.Jail, Addr: ev.Key, Since: ev.At,
+		Reason: fmt.Sprintf("%s reached %.1f, %.1f× the burst of %g (rate %s): %s", ev.What, ev.Level, ev.Level/ev.Burst, ev.Burst, ev.Rate, ev.Detail)}
+}

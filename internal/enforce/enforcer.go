@@ -1,0 +1,158 @@
+package enforce
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/core"
+	"github.com/mailjail/mailjail/internal/engine"
+	"github.com/mailjail/mailjail/internal/outbox"
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/rules"
+)
+
+// Options tune an Enforcer. The zero value is usable.
+type Options struct {
+	Clock  core.Clock       // default the wall clock
+	Log    *slog.Logger     // default slog.Default()
+	OnSync func(time.Time) // called after each successful target sync (latency measurement, tests)
+}
+
+// Enforcer puts committed changes into force on every target, then wakes
+// the outbox.
+type Enforcer struct {
+	recs    []*Reconciler
+	outbox  *outbox.Worker
+	active  func() []store.Ban
+	clock   core.Clock
+	log     *slog.Logger
+	running bool
+}
+
+// New makes an enforcer for targets, which follow active (the engine's
+// cache of the database's active bans). ob may be nil (replay runs no
+// actions).
+func New(targets []Target, active func() []store.Ban, ob *outbox.Worker, opt Options) *Enforcer {
+	e := &Enforcer{outbox: ob, active: active, clock: core.OrReal(opt.Clock), log: opt.Log}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	for _, t := range targets {
+		e.recs = append(e.recs, newReconciler(t, e.state, e.clock, e.log, opt.OnSync))
+	}
+	return e
+}
+
+func (e *Enforcer) state() State { return State{Bans: e.active(), At: e.clock.Now()} }
+
+// Start runs each target's reconciler in the background, for the daemon:
+// from then on Apply returns at once and the targets catch up within
+// milliseconds, retrying on failure and repairing drift.
+func (e *Enforcer) Start() {
+	e.running = true
+	for _, r := range e.recs {
+		r.start()
+	}
+}
+
+// Stop ends the reconcilers after a final sync of each.
+func (e *Enforcer) Stop() error {
+	if !e.running {
+		return nil
+	}
+	e.running = false
+	var errs []error
+	for _, r := range e.recs {
+		errs = append(errs, r.stop())
+	}
+	return errors.Join(errs...)
+}
+
+// Apply puts a committed change into force: every target is brought in
+// step with the active bans (in the background once started, at once
+// otherwise), then the outbox is woken for the actions and alerts the
+// change queued. It logs one line per ban and unban.
+func (e *Enforcer) Apply(ctx context.Context, ch engine.Change) error {
+	if ch.Empty() {
+		return nil
+	}
+	e.logChange(ch)
+	var err error
+	if n := len(ch.Bans) + len(ch.Lifted); n > 0 {
+		if e.running {
+			for _, r := range e.recs {
+				r.Kick(n)
+			}
+		} else {
+			err = e.SyncAll(ctx)
+		}
+	}
+	if e.outbox != nil {
+		e.outbox.Kick()
+	}
+	return err
+}
+
+// ApplyNow is Apply that returns only once every target holds the
+// change: a CLI command's change is in force when the command returns.
+func (e *Enforcer) ApplyNow(ctx context.Context, ch engine.Change) error {
+	if ch.Empty() {
+		return nil
+	}
+	e.logChange(ch)
+	err := e.SyncAll(ctx)
+	if e.outbox != nil {
+		e.outbox.Kick()
+	}
+	return err
+}
+
+// SyncAll brings every target in step now; each is tried even when
+// another fails.
+func (e *Enforcer) SyncAll(ctx context.Context) error {
+	var errs []error
+	for _, r := range e.recs {
+		errs = append(errs, r.Sync(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// SyncUntil retries SyncAll with backoff until it succeeds or ctx ends:
+// what a CLI without a daemon does, since nobody else would retry.
+func (e *Enforcer) SyncUntil(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := e.SyncAll(ctx)
+		if err == nil {
+			return nil
+		}
+		if !core.Sleep(e.clock, backoff, ctx.Done()) {
+			return err
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// Targets returns each target's stats.
+func (e *Enforcer) Targets() []TargetStats {
+	out := make([]TargetStats, 0, len(e.recs))
+	for _, r := range e.recs {
+		out = append(out, r.Stats())
+	}
+	return out
+}
+
+func (e *Enforcer) logChange(ch engine.Change) {
+	for _, b := range ch.Bans {
+		until := "permanent"
+		if !b.Until.IsZero() {
+			until = b.Until.UTC().Format(time.RFC3339)
+		}
+		e.log.Warn("ban", "addr", rules.FormatPrefix(b.Prefix), "jail", b.Jail, "until", until, "reason", b.Reason)
+	}
+	for _, b := range ch.Lifted {
+		e.log.Info("unban", "addr", rules.FormatPrefix(b.Prefix), "jail", b.Jail, "by", b.LiftedBy)
+	}
+}

@@ -1,0 +1,78 @@
+package enforce
+
+import (
+	"context"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mailjail/mailjail/mapfile"
+)
+
+// MapTarget is the rspamd multimap file (type "ip"), which rspamd rereads
+// by itself when it changes: rewritten whole and atomically at each sync.
+type MapTarget struct {
+	path string
+
+	mu      sync.Mutex
+	written fileID // of the file as mailjail last wrote it
+}
+
+// fileID is what tells the file mailjail wrote from one put in its place.
+type fileID struct {
+	dev, ino uint64
+	size     int64
+	mtime    time.Time
+}
+
+// NewMapTarget makes the target for the map at path.
+func NewMapTarget(path string) *MapTarget { return &MapTarget{path: path} }
+
+// Name is "rspamd-map:" and the path.
+func (m *MapTarget) Name() string { return "rspamd-map:" + m.path }
+
+// Path is the map file.
+func (m *MapTarget) Path() string { return m.path }
+
+// Sync rewrites the map with s's bans.
+func (m *MapTarget) Sync(_ context.Context, s State) error {
+	entries := make([]mapfile.Entry, 0, len(s.Bans))
+	for _, b := range s.Bans {
+		entries = append(entries, mapfile.Entry{Prefix: b.Prefix, Until: b.Until, Jail: b.Jail})
+	}
+	if err := mapfile.Write(m.path, entries, s.At); err != nil {
+		return err
+	}
+	id, _ := statID(m.path)
+	m.mu.Lock()
+	m.written = id
+	m.mu.Unlock()
+	return nil
+}
+
+// Drifted reports whether the file is gone or is not the one last written
+// (deleted, replaced or edited by hand): rspamd would enforce something
+// else than the database until the next ban.
+func (m *MapTarget) Drifted() bool {
+	m.mu.Lock()
+	want := m.written
+	m.mu.Unlock()
+	if want == (fileID{}) {
+		return false // never written: the first sync decides
+	}
+	id, err := statID(m.path)
+	return err != nil || id != want
+}
+
+func statID(path string) (fileID, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileID{}, err
+	}
+	id := fileID{size: fi.Size(), mtime: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.dev, id.ino = uint64(st.Dev), st.Ino
+	}
+	return id, nil
+}

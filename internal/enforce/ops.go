@@ -1,0 +1,141 @@
+package enforce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/core"
+	"github.com/mailjail/mailjail/internal/engine"
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/rules"
+)
+
+// BanRequest is an operator's ban.
+type BanRequest struct {
+	Prefixes  []netip.Prefix
+	Jail      string        // "" or "manual": a manual ban
+	For       time.Duration // 0: the jail's bantime (1h for manual bans)
+	Permanent bool
+	Reason    string
+}
+
+// UnbanRequest is an operator's unban.
+type UnbanRequest struct {
+	Prefixes []netip.Prefix
+	All      bool   // every active ban (of Jail, when set)
+	Jail     string // "" for every jail
+}
+
+// Ops carries out operator requests on the engine and puts them into
+// force before returning: the daemon calls it from its loop (between log
+// batches, so commands and bans from logs never race), the CLI under the
+// lock when no daemon runs.
+type Ops struct {
+	Eng   *engine.Engine
+	Cfg   *config.Config
+	Enf   *Enforcer
+	Clock core.Clock
+}
+
+// ErrNotEnforced means the change is saved in the database but a target
+// could not be updated yet; it is retried.
+var ErrNotEnforced = errors.New("state saved but not yet in force")
+
+// Ban bans every prefix of r. One refused prefix (in ignoreip) stops the
+// request there; the bans made before it stay, and are returned.
+func (o *Ops) Ban(ctx context.Context, r BanRequest) ([]store.Ban, error) {
+	if len(r.Prefixes) == 0 {
+		return nil, fmt.Errorf("no address given: %w", core.ErrInvalid)
+	}
+	d := time.Hour
+	if j := o.Cfg.Jail(r.Jail); j != nil {
+		d = j.BanTime
+	} else if r.Jail != "" && r.Jail != engine.ManualJail {
+		return nil, fmt.Errorf("unknown jail %q: %w", r.Jail, core.ErrInvalid)
+	}
+	switch {
+	case r.Permanent:
+		d = config.Permanent
+	case r.For > 0:
+		d = r.For
+	}
+	reason := r.Reason
+	if reason == "" {
+		reason = "manual ban"
+	}
+	now := o.Clock.Now()
+	var done engine.Change
+	for _, p := range r.Prefixes {
+		ch, err := o.Eng.Ban(ctx, p, r.Jail, d, reason, now)
+		if err != nil {
+			if errors.Is(err, engine.ErrIgnored) {
+				err = fmt.Errorf("%w (remove it from ignoreip first)", err)
+			}
+			return done.Bans, errors.Join(err, o.enforce(ctx, done))
+		}
+		done.Bans = append(done.Bans, ch.Bans...)
+	}
+	done.At = now
+	return done.Bans, o.enforce(ctx, done)
+}
+
+// Unban lifts the bans of every prefix of r (or all of them). Prefixes
+// that are not banned are reported with core.ErrNotFound after the
+// others are lifted.
+func (o *Ops) Unban(ctx context.Context, r UnbanRequest) ([]store.Ban, error) {
+	if r.Jail != "" && r.Jail != engine.ManualJail && o.Cfg.Jail(r.Jail) == nil {
+		return nil, fmt.Errorf("unknown jail %q: %w", r.Jail, core.ErrInvalid)
+	}
+	prefixes := r.Prefixes
+	if r.All {
+		prefixes = o.banned(r.Jail)
+		if len(prefixes) == 0 {
+			return nil, fmt.Errorf("no active bans: %w", core.ErrNotFound)
+		}
+	} else if len(prefixes) == 0 {
+		return nil, fmt.Errorf("no address given (or --all): %w", core.ErrInvalid)
+	}
+	now := o.Clock.Now()
+	done := engine.Change{At: now}
+	var missing []string
+	for _, p := range prefixes {
+		ch, err := o.Eng.Unban(ctx, p, r.Jail, now, "cli")
+		if errors.Is(err, core.ErrNotFound) {
+			missing = append(missing, rules.FormatPrefix(p))
+			continue
+		}
+		if err != nil {
+			return done.Lifted, errors.Join(err, o.enforce(ctx, done))
+		}
+		done.Lifted = append(done.Lifted, ch.Lifted...)
+	}
+	err := o.enforce(ctx, done)
+	if len(missing) > 0 {
+		err = errors.Join(fmt.Errorf("not banned: %v: %w", missing, core.ErrNotFound), err)
+	}
+	return done.Lifted, err
+}
+
+// banned is every distinctly banned prefix, of jail when set.
+func (o *Ops) banned(jail string) []netip.Prefix {
+	var out []netip.Prefix
+	seen := map[netip.Prefix]bool{}
+	for _, b := range o.Eng.ActiveBans() {
+		if (jail == "" || b.Jail == jail) && !seen[b.Prefix] {
+			seen[b.Prefix] = true
+			out = append(out, b.Prefix)
+		}
+	}
+	return out
+}
+
+func (o *Ops) enforce(ctx context.Context, ch engine.Change) error {
+	if err := o.Enf.ApplyNow(ctx, ch); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotEnforced, err)
+	}
+	return nil
+}
