@@ -15,8 +15,8 @@ import (
 
 // Options tune an Enforcer. The zero value is usable.
 type Options struct {
-	Clock  core.Clock       // default the wall clock
-	Log    *slog.Logger     // default slog.Default()
+	Clock  core.Clock      // default the wall clock
+	Log    *slog.Logger    // default slog.Default()
 	OnSync func(time.Time) // called after each successful target sync (latency measurement, tests)
 }
 
