@@ -107,18 +107,20 @@ func (r *Reconciler) Stats() TargetStats {
 
 // start runs the loop; a target whose last sync failed is retried at once.
 func (r *Reconciler) start() {
+	// The timers exist before start returns, so time moved by a test
+	// (or a clock jump) right after is not lost.
+	retry := r.clock.NewTimer(time.Hour)
+	retry.Stop()
+	check := r.clock.NewTicker(checkInterval)
 	r.wg.Add(1)
-	go r.loop()
+	go r.loop(retry, check)
 	if r.Stats().LastErr != nil {
 		r.Kick(0)
 	}
 }
 
-func (r *Reconciler) loop() {
+func (r *Reconciler) loop(retry core.Timer, check core.Ticker) {
 	defer r.wg.Done()
-	retry := r.clock.NewTimer(time.Hour)
-	retry.Stop()
-	check := r.clock.NewTicker(checkInterval)
 	defer check.Stop()
 	backoff := minRetry
 	checker, _ := r.target.(Checker)
@@ -145,6 +147,11 @@ func (r *Reconciler) loop() {
 		}
 		last = r.clock.Now()
 		r.changes.Store(0)
+		// Kicks that came while waiting are carried by this sync.
+		select {
+		case <-r.kick:
+		default:
+		}
 		if err := r.Sync(context.Background()); err != nil {
 			// The database has the bans: keep trying until the target
 			// holds them (a full disk, an immutable directory).
