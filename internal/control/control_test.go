@@ -1,0 +1,178 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/core"
+	"github.com/mailjail/mailjail/internal/enforce"
+	"github.com/mailjail/mailjail/internal/store"
+)
+
+// fakeHandler is a Handler as a struct of funcs.
+type fakeHandler struct {
+	ban    func(context.Context, enforce.BanRequest) ([]store.Ban, error)
+	unban  func(context.Context, enforce.UnbanRequest) ([]store.Ban, error)
+	status func(context.Context) (*Status, error)
+}
+
+func (f fakeHandler) Ban(ctx context.Context, r enforce.BanRequest) ([]store.Ban, error) {
+	return f.ban(ctx, r)
+}
+func (f fakeHandler) Unban(ctx context.Context, r enforce.UnbanRequest) ([]store.Ban, error) {
+	return f.unban(ctx, r)
+}
+func (f fakeHandler) Status(ctx context.Context) (*Status, error) { return f.status(ctx) }
+
+func socketPath(t *testing.T) string {
+	// Short: unix socket paths are limited to 108 bytes.
+	dir, err := os.MkdirTemp("", "mjc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "s.sock")
+}
+
+func serve(t *testing.T, socket string, h Handler) {
+	t.Helper()
+	ln, err := Listen(socket, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(ln, h)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve() }()
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+}
+
+var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+// The daemon answers in domain values; the wire carries the CLI's view,
+// and the exit code comes from the kind of error.
+func TestCallCarriesDomainAnswersAndExitCodes(t *testing.T) {
+	socket := socketPath(t)
+	serve(t, socket, fakeHandler{
+		ban: func(_ context.Context, r enforce.BanRequest) ([]store.Ban, error) {
+			if r.For != 2*time.Hour || len(r.Prefixes) != 1 || r.Prefixes[0] != netip.MustParsePrefix("2001:db8::/64") {
+				return nil, fmt.Errorf("request = %+v: %w", r, core.ErrInvalid)
+			}
+			return []store.Ban{{Jail: "manual", Prefix: r.Prefixes[0], Since: t0, Until: t0.Add(r.For)}}, nil
+		},
+		unban: func(context.Context, enforce.UnbanRequest) ([]store.Ban, error) {
+			return nil, fmt.Errorf("not banned: [192.0.2.1]: %w", core.ErrNotFound)
+		},
+		status: func(context.Context) (*Status, error) { return &Status{Running: true, Version: "v"}, nil },
+	})
+	ctx := context.Background()
+	resp, err := Call(ctx, socket, OpBan, Request{Addrs: []string{"2001:db8::/64"}, For: "2h"})
+	if err != nil || !resp.OK || len(resp.Bans) != 1 || resp.Bans[0].Addr != "2001:db8::/64" || !resp.Bans[0].Until.Equal(t0.Add(2*time.Hour)) {
+		t.Fatalf("ban: %+v, %v", resp, err)
+	}
+	resp, err = Call(ctx, socket, OpUnban, Request{Addrs: []string{"192.0.2.1"}})
+	if err != nil || resp.OK || resp.Code != ExitNotFound {
+		t.Fatalf("unban: %+v, %v", resp, err)
+	}
+	resp, err = Call(ctx, socket, OpBan, Request{Addrs: []string{"300.1.2.3"}})
+	if err != nil || resp.OK || resp.Code != ExitUsage {
+		t.Fatalf("bad address: %+v, %v", resp, err)
+	}
+	resp, err = Call(ctx, socket, OpStatus, Request{})
+	if err != nil || !resp.OK || resp.Status == nil || resp.Status.Version != "v" {
+		t.Fatalf("status: %+v, %v", resp, err)
+	}
+}
+
+// A huge request is refused with a clear error before it is read whole;
+// so is one with more addresses than MaxAddrs.
+func TestControlRequestsAreBounded(t *testing.T) {
+	socket := socketPath(t)
+	called := false
+	serve(t, socket, fakeHandler{ban: func(context.Context, enforce.BanRequest) ([]store.Ban, error) {
+		called = true
+		return nil, nil
+	}})
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}}}
+	body := `{"addrs":["` + strings.Repeat("1", 3<<20) + `"]}`
+	res, err := client.Post("http://mailjail/v1/ban", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	buf.ReadFrom(res.Body)
+	res.Body.Close()
+	if !strings.Contains(buf.String(), "larger than") || !strings.Contains(buf.String(), `"code":2`) {
+		t.Fatalf("answer to 3 MB: %s", buf.String())
+	}
+	addrs := make([]string, MaxAddrs+1)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("10.%d.%d.1", i/256, i%256)
+	}
+	resp, err := Call(context.Background(), socket, OpBan, Request{Addrs: addrs})
+	if err != nil || resp.Code != ExitUsage || !strings.Contains(resp.Error, "at most") {
+		t.Fatalf("answer to %d addresses: %+v, %v", len(addrs), resp, err)
+	}
+	if called {
+		t.Fatal("an oversized request reached the daemon")
+	}
+}
+
+// A second daemon must not take over the socket a live one answers on,
+// nor remove a file that is not a socket; a dead daemon's socket is
+// replaced.
+func TestListenRefusesALiveDaemonsSocketAndReplacesAStaleOne(t *testing.T) {
+	socket := socketPath(t)
+	serve(t, socket, fakeHandler{})
+	if _, err := Listen(socket, ""); err == nil || !strings.Contains(err.Error(), "another mailjail daemon") {
+		t.Fatalf("second listen: %v", err)
+	}
+
+	stale := socketPath(t)
+	ln, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close() // leaves the socket file, as a killed daemon does
+	ln2, err := Listen(stale, "")
+	if err != nil {
+		t.Fatalf("stale socket: %v", err)
+	}
+	ln2.Close()
+
+	plain := socketPath(t)
+	if err := os.WriteFile(plain, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen(plain, ""); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("plain file: %v", err)
+	}
+	if _, err := os.Stat(plain); err != nil {
+		t.Fatal("a plain file was removed")
+	}
+}
+
+func TestCallWithoutDaemonIsErrNoDaemon(t *testing.T) {
+	_, err := Call(context.Background(), socketPath(t), OpStatus, Request{})
+	if !errors.Is(err, ErrNoDaemon) {
+		t.Fatalf("err = %v", err)
+	}
+}
