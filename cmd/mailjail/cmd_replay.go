@@ -13,12 +13,11 @@ import (
 
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
-	"github.com/mailjail/mailjail/internal/daemon"
+	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
-	"github.com/mailjail/mailjail/watcher"
 )
 
 // replayOutput is the --json schema of `replay`.
@@ -56,7 +55,7 @@ Examples:
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return exitf(daemon.ExitUsage, "replay needs at least one log file")
+				return exitf(control.ExitUsage, "replay needs at least one log file")
 			}
 			cfg, err := loadConfig(c)
 			if err != nil {
@@ -66,7 +65,7 @@ Examples:
 			for _, f := range c.Args().Slice() {
 				abs, err := filepath.Abs(f)
 				if err != nil {
-					return exitf(daemon.ExitUsage, "%v", err)
+					return exitf(control.ExitUsage, "%v", err)
 				}
 				files = append(files, abs)
 			}
@@ -76,7 +75,7 @@ Examples:
 			}
 			dir, err := os.MkdirTemp("", "mailjail-replay-")
 			if err != nil {
-				return exitf(daemon.ExitUnreachable, "%v", err)
+				return exitf(control.ExitUnreachable, "%v", err)
 			}
 			if c.Bool("keep") {
 				fmt.Fprintf(c.App.ErrWriter, "replay state kept in %s\n", dir)
@@ -116,7 +115,7 @@ func replayConfig(cfg *config.Config, jail string, files []string) (*config.Conf
 		r.Jails = append(r.Jails, &jj)
 	}
 	if len(r.Jails) == 0 {
-		return nil, exitf(daemon.ExitUsage, "no enabled jail %q", jail)
+		return nil, exitf(control.ExitUsage, "no enabled jail %q", jail)
 	}
 	return &r, nil
 }
@@ -127,92 +126,115 @@ func replayConfig(cfg *config.Config, jail string, files []string) (*config.Conf
 func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.Logger) (*replayOutput, error) {
 	st, err := store.Open(cfg.Global.Database, store.Options{Durable: false})
 	if err != nil {
-		return nil, &exitError{code: daemon.ExitUnreachable, err: err}
+		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
 	defer st.Close()
 	eng, err := engine.New(cfg, st, log)
 	if err != nil {
-		return nil, &exitError{code: daemon.ExitUsage, err: err}
+		return nil, &exitError{code: control.ExitUsage, err: err}
 	}
-	// The same path to enforcement as the daemon's, with the replay's own
-	// map as the only target and no actions or alerts.
-	enf := enforce.New([]enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile)}, eng.ActiveBans, nil, enforce.Options{Log: log})
-	enf.Start()
-	out := &replayOutput{Files: files, Bans: []control.Ban{}}
+	r := &replayer{ctx: ctx, eng: eng, loc: cfg.Location(), banned: map[string]bool{},
+		out: &replayOutput{Files: files, Bans: []control.Ban{}},
+		// The same path to enforcement as the daemon's, with the
+		// replay's own map as the only target and no actions or alerts.
+		enf: enforce.New([]enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile)}, eng.ActiveBans, nil, enforce.Options{Log: log}),
+	}
 	for _, j := range eng.Jails() {
-		out.Jails = append(out.Jails, j.Cfg.Name)
+		r.out.Jails = append(r.out.Jails, j.Cfg.Name)
 	}
-	pf := commonPrefilter(eng.Jails())
-	loc := cfg.Location()
 	start := time.Now()
-	banned := map[string]bool{}
-	var clock time.Time
-	var fail error
-	commit := func(ch engine.Change, err error) {
-		if err != nil {
-			fail = err
-			return
-		}
-		enf.Apply(ctx, ch)
-		for _, b := range ch.Bans {
-			v := control.BanView(b)
-			out.Bans = append(out.Bans, v)
-			banned[v.Addr] = true
-		}
-	}
-	staged := 0
+	r.enf.Start()
+	pf := commonPrefilter(eng.Jails())
 	for _, path := range files {
-		fh, err := os.Open(path)
-		if err != nil {
-			return nil, exitf(daemon.ExitUnreachable, "%v", err)
-		}
-		lines, err := eachCandidate(fh, pf, func(text []byte) {
-			if fail != nil {
-				return
-			}
-			ref := clock
-			if ref.IsZero() {
-				// Before the first dated line, a syslog date (no year) is
-				// placed in the year before now.
-				ref = time.Now()
-			}
-			t, _, ok := rules.ParseTime(text, loc, ref)
-			if ok && t.After(clock) {
-				clock = t
-			}
-			if clock.IsZero() {
-				clock = time.Now()
-			}
-			commit(eng.ExpireDue(ctx, clock))
-			before := eng.Stats().Bans
-			eng.Stage([]watcher.Line{{Path: path, Text: text, Read: clock}}, clock)
-			staged++
-			if eng.Stats().Bans != before || staged >= 4096 {
-				staged = 0
-				commit(eng.Commit(ctx))
-			}
-		})
-		fh.Close()
-		out.Lines += lines
-		if err != nil {
-			return nil, exitf(daemon.ExitUnreachable, "read %s: %v", path, err)
+		if err := r.file(path, pf); err != nil {
+			r.enf.Stop()
+			return nil, err
 		}
 	}
-	commit(eng.Commit(ctx))
+	r.commit(eng.Commit(ctx))
 	// The map as it stands at the end of the logs (kept with --keep).
-	if err := enf.Stop(); fail == nil {
-		fail = err
+	if err := r.enf.Stop(); r.fail == nil {
+		r.fail = err
 	}
-	if fail != nil {
-		return nil, &exitError{code: daemon.ExitUnreachable, err: fail}
+	if r.fail != nil {
+		return nil, &exitError{code: control.ExitUnreachable, err: r.fail}
 	}
+	out := r.out
 	s := eng.Stats()
-	out.Matches, out.Strikes, out.Addresses = s.Matches, s.Strikes, len(banned)
+	out.Matches, out.Strikes, out.Addresses = s.Matches, s.Strikes, len(r.banned)
 	out.Seconds = time.Since(start).Seconds()
 	if out.Seconds > 0 {
 		out.LinesPerSec = float64(out.Lines) / out.Seconds
 	}
 	return out, nil
+}
+
+// replayer is one replay's state: the logs' clock and what it banned.
+type replayer struct {
+	ctx    context.Context
+	eng    *engine.Engine
+	enf    *enforce.Enforcer
+	loc    *time.Location
+	out    *replayOutput
+	banned map[string]bool
+	clock  time.Time // the latest log time seen
+	staged int       // lines staged since the last commit
+	fail   error
+}
+
+// file replays one file's candidate lines.
+func (r *replayer) file(path string, pf rules.Prefilter) error {
+	fh, err := os.Open(path)
+	if err != nil {
+		return exitf(control.ExitUnreachable, "%v", err)
+	}
+	defer fh.Close()
+	lines, err := eachCandidate(fh, pf, func(text []byte) { r.line(path, text) })
+	r.out.Lines += lines
+	if err != nil {
+		return exitf(control.ExitUnreachable, "read %s: %v", path, err)
+	}
+	return nil
+}
+
+func (r *replayer) line(path string, text []byte) {
+	if r.fail != nil {
+		return
+	}
+	ref := r.clock
+	if ref.IsZero() {
+		// Before the first dated line, a syslog date (no year) is
+		// placed in the year before now.
+		ref = time.Now()
+	}
+	if t, _, ok := rules.ParseTime(text, r.loc, ref); ok && t.After(r.clock) {
+		r.clock = t
+	}
+	if r.clock.IsZero() {
+		r.clock = time.Now()
+	}
+	r.commit(r.eng.ExpireDue(r.ctx, r.clock))
+	before := r.eng.Stats().Bans
+	r.eng.Stage([]core.Line{{Path: path, Text: text, Read: r.clock}}, r.clock)
+	r.staged++
+	// A ban is committed at once, so later lines see it in force.
+	if r.eng.Stats().Bans != before || r.staged >= 4096 {
+		r.staged = 0
+		r.commit(r.eng.Commit(r.ctx))
+	}
+}
+
+func (r *replayer) commit(ch engine.Change, err error) {
+	if err != nil {
+		r.fail = err
+		return
+	}
+	r.enf.Apply(r.ctx, ch)
+	for _, b := range ch.Bans {
+		v := control.BanView(b)
+		r.out.Bans = append(r.out.Bans, v)
+		r.banned[v.Addr] = true
+	}
 }
 
 // commonPrefilter is the prefilter every jail's filter needs, when they
