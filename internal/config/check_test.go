@@ -167,3 +167,10 @@ func TestMinPrefixSettings(t *testing.T) {
 	wantErrors(t, "[global]\nmin_prefix_v4 = 33\nmin_prefix_v6 = -1\n"+okJail,
 		"t.toml:2: global.min_prefix_v4: must be between 0 and 32, got 33", "t.toml:3: global.min_prefix_v6: must be between 0 and 128, got -1")
 }
+
+// An unknown key is reported together with the other problems of the
+// file, not instead of them (issue 11 #26).
+func TestUnknownKeyHidesNothing(t *testing.T) {
+	wantErrors(t, "[jail.x]\nfilter = \"rspamd-ratelimit\"\nlogpath = [\"/l\"]\nfindtime = \"1y\"\nmaxretyr = 1\nmaxretry = 0\n",
+		"t.toml:5: jail.x.maxretyr: unknown field", `t.toml:4: jail.x.findtime: invalid duration "1y"`, "t.toml:6: jail.x.maxretry: must be at least 1")
+}

@@ -152,8 +152,10 @@ func (e *Error) Error() string {
 }
 
 // Parse reads a configuration from r; name is used in error messages.
-// Syntax errors, unknown keys and values of the wrong type fail here; the
-// rest is checked by Validate.
+// Syntax errors and values of the wrong type fail here; the rest is
+// checked by Validate. Unknown keys fail here too, but together with
+// everything Validate finds in the rest of the file, so that one misspelt
+// key does not hide the other problems.
 func Parse(r io.Reader, name string) (*Config, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -162,9 +164,22 @@ func Parse(r io.Reader, name string) (*Config, error) {
 	var f file
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
+	var unknown error
 	if err := dec.Decode(&f); err != nil {
-		return nil, decodeError(name, err)
+		if _, ok := errors.AsType[*toml.StrictMissingError](err); !ok {
+			return nil, decodeError(name, err)
+		}
+		unknown = decodeError(name, err) // the rest of the file was decoded
 	}
+	c := build(f, data, name)
+	if unknown != nil {
+		return nil, errors.Join(unknown, c.Validate())
+	}
+	return c, nil
+}
+
+// build makes the Config of a decoded file.
+func build(f file, data []byte, name string) *Config {
 	c := &Config{Global: f.Global.Global, Alert: f.Alert, Filters: map[string]rules.FilterSpec{}, Source: name,
 		lines: keyLines(data), raw: f.Jail, rawDefaults: f.Defaults}
 	applyGlobalDefaults(&c.Global, f.Global)
@@ -179,7 +194,7 @@ func Parse(r io.Reader, name string) (*Config, error) {
 	for _, n := range names {
 		c.Jails = append(c.Jails, buildJail(n, f.Jail[n], f.Defaults, c.Global.IgnoreIP))
 	}
-	return c, nil
+	return c
 }
 
 // Load reads the configuration at path. An empty path means: $MAILJAIL_CONFIG,
