@@ -60,7 +60,7 @@ func TestDurationOutOfRangeRejected(t *testing.T) {
 	if d, err := ParseDuration("36525d"); err != nil || d != MaxDuration {
 		t.Errorf("100 years = %v, %v", d, err)
 	}
-	wantErrors(t, okJail+"bantime = \"10000w10000w10000w10000w\"\nbantime_maxtime = \"permanent\"\n",
+	wantErrors(t, okJail+"bantime = \"10000w10000w10000w10000w\"\n",
 		`t.toml:4: jail.ok.bantime: invalid duration "10000w10000w10000w10000w": longer than 100 years`)
 }
 
@@ -113,6 +113,7 @@ func TestJailNameValidated(t *testing.T) {
 	wantErrors(t, okJail+"[jail.\"x\\n0.0.0.0/0 \"]\nfilter = \"rspamd-ratelimit\"\nlogpath = [\"/l\"]\n",
 		`t.toml:4: jail."x\n0.0.0.0/0 ": jail names are letters, digits, '.', '_' and '-'`)
 	wantErrors(t, okJail+"[jail.\"a b\"]\nenabled = false\n", `t.toml:4: jail."a b": jail names`)
+	wantErrors(t, okJail+"[jail.manual]\nfilter = \"rspamd-ratelimit\"\nlogpath = [\"/l\"]\n", `t.toml:4: jail.manual: "manual" is the jail of bans made by hand`)
 	wantErrors(t, okJail+"[filter.\"f\\u001b]0;x\"]\nfailregex = [\"a <HOST>\"]\n", `t.toml:4: filter."f\x1b]0;x": filter names`)
 	if _, got := validate(t, "[jail.\"Mail_rate-1.x\"]\nfilter = \"rspamd-ratelimit\"\nlogpath = [\"/l\"]\n"); got != "" {
 		t.Errorf("good name: %s", got)

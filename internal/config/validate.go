@@ -51,6 +51,9 @@ func (c *Config) Validate() error {
 				Msg: "jail names are letters, digits, '.', '_' and '-'"})
 			continue
 		}
+		if j.Name == ManualJail {
+			p.add(c.errAt("jail."+j.Name, "%q is the jail of bans made by hand (mailjail ban): choose another name", j.Name))
+		}
 		c.validateWritten(&p, "jail."+j.Name, c.raw[j.Name])
 		if !j.Enabled {
 			continue
@@ -133,6 +136,10 @@ func (c *Config) validateFilters(p *problems) {
 		}
 	}
 }
+
+// ManualJail is the name under which bans made by hand (and entries
+// adopted from an existing map) are kept, so no configured jail may use it.
+const ManualJail = "manual"
 
 // validName reports whether a jail or filter name is safe to write into
 // the map's comments, logs and the terminal as it is.
