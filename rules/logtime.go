@@ -228,5 +228,11 @@ func validDate(year, mon, day int) bool {
 	if year < MinYear || year > MaxYear || mon < 1 || mon > 12 || day < 1 {
 		return false
 	}
-	return day <= time.Date(year, time.Month(mon)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+	n := monthDays[mon-1]
+	if mon == 2 && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		n = 29
+	}
+	return day <= n
 }
+
+var monthDays = [12]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}

@@ -103,3 +103,14 @@ func TestMalformedTimestampIsCutButNotUsed(t *testing.T) {
 		t.Errorf("syslog without reference: n=%d ok=%v", n, ok)
 	}
 }
+
+func TestValidDateKnowsMonthLengths(t *testing.T) {
+	for y := MinYear; y <= MaxYear; y++ {
+		for m := 1; m <= 12; m++ {
+			n := time.Date(y, time.Month(m)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+			if !validDate(y, m, n) || validDate(y, m, n+1) {
+				t.Fatalf("%d-%02d has %d days", y, m, n)
+			}
+		}
+	}
+}
