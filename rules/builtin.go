@@ -14,7 +14,10 @@ import (
 //     writes before any sender data (worker, task tag, Message-ID in <...>
 //     with spaces escaped as '?', optional queue id), then "ip: ADDR, ". The
 //     Message-ID is matched as [^ ]*, so an injected ", ip: 192.0.2.1, "
-//     (which needs spaces) cannot shift the capture. The line must END with
+//     (which needs spaces) cannot shift the capture; and should a raw space
+//     ever reach the log, the line holds a second ", ip: " field and is no
+//     event (builtinOnce), as is one whose envelope sender or user name
+//     carries such a field. The line must END with
 //     rspamd's own forced-action text, so a Subject, sender or recipient
 //     that contains "Ratelimit ... exceeded" does not count. Only this one
 //     line per message matches; the ratelimit.lua and passthrough lines of
@@ -31,14 +34,14 @@ import (
 var builtinSpecs = map[string]FilterSpec{
 	"rspamd-ratelimit": {
 		FailRegex:      []string{rspamdHead + ".*" + rspamdMid + ".*" + rspamdTail},
-		Prefilter:      "(set by ratelimit)",
+		Prefilter:      new("(set by ratelimit)"),
 		PrefilterAtEnd: true,
 	},
 	"postfix-ratelimit": {
 		FailRegex: []string{
 			`^\S+ postfix(?:-[A-Za-z0-9_.-]+)?/(?:[A-Za-z0-9_.-]+/)*cleanup\[[0-9]+\]: [0-9A-Za-z]+: milter-reject: END-OF-MESSAGE from [A-Za-z0-9.-]+\[<HOST>\]: 4\.[0-9]\.[0-9] Ratelimit "(?P<bucket>[A-Za-z0-9_]+)" exceeded; from=<`,
 		},
-		Prefilter: "exceeded; from=<",
+		Prefilter: new("exceeded; from=<"),
 	},
 }
 
@@ -50,6 +53,15 @@ const (
 	rspamdMid  = `\(default: [TF] \((?:soft reject|reject)\): `
 	rspamdTail = `, forced: (?:soft reject|reject) "Ratelimit "(?P<bucket>[A-Za-z0-9_]+)" exceeded"; score=[^ ]+ \(set by ratelimit\)$`
 )
+
+// builtinOnce names the text that must occur exactly once in an event
+// line of a built-in filter. rspamd writes one ", ip: " field per summary
+// line; a second one can only come from a sender (a Message-ID or envelope
+// address with raw spaces), and then which one rspamd wrote depends on
+// escaping the filter cannot see. Such a line is no event: at worst a
+// client that forges one escapes a ban (rspamd's ratelimit still refuses
+// its mail), never does the ban hit another address.
+var builtinOnce = map[string][]byte{"rspamd-ratelimit": []byte(", ip: ")}
 
 // builtinSplits are the fast paths of built-in filters.
 var builtinSplits = map[string]func() *splitRegex{
@@ -85,6 +97,7 @@ func BuiltinFilter(name string) (*Filter, error) {
 	if split, ok := builtinSplits[name]; ok {
 		f.split = split()
 	}
+	f.once = builtinOnce[name]
 	return f, nil
 }
 

@@ -1,12 +1,12 @@
 package rules
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"regexp"
-	"regexp/syntax"
-	"sort"
 	"strings"
+	"time"
 )
 
 // HostPattern is what <HOST> expands to: an IPv4 or IPv6 literal, never a
@@ -27,6 +27,11 @@ type Filter struct {
 	fail    []*regexp.Regexp
 	ignore  []*regexp.Regexp
 	split   *splitRegex // a faster equivalent of fail[0], for built-ins
+	// once, when set, must occur exactly once in an event line: the
+	// rspamd filter's ", ip: " field, which a second copy would make
+	// ambiguous (see builtin.go).
+	once []byte
+	date *DatePattern // the filter's own timestamp layout, or nil
 }
 
 // Match is what a filter extracts from one event line.
@@ -39,49 +44,117 @@ type Match struct {
 type FilterSpec struct {
 	FailRegex   []string // each must contain <HOST>
 	IgnoreRegex []string
-	Prefilter   string // literal every event line contains; derived from the regexes when empty
+	// Prefilter is a literal every event line contains. nil: derived from
+	// the fail regexes; "": none, every line reaches the regexes (the way
+	// out when a derived literal is wrong).
+	Prefilter *string
 	// PrefilterAtEnd says every event line ends with Prefilter, so
 	// candidates are found by looking at line ends.
 	PrefilterAtEnd bool
+	// DatePattern is the layout of the filter's own log timestamps
+	// (CompileDatePattern); empty: the built-in formats of ParseTime.
+	DatePattern string
 }
 
-// CompileFilter builds a filter from a spec. Errors name the regex that
-// failed, so config errors can point at the right line.
+// SpecError is a problem with one field of a FilterSpec, so that a
+// configuration error can point at the line where that field is written.
+type SpecError struct {
+	Field string // "failregex", "ignoreregex", "prefilter" or "datepattern"
+	Err   error
+}
+
+// Error returns the underlying problem; the field is for locating it.
+func (e *SpecError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying problem.
+func (e *SpecError) Unwrap() error { return e.Err }
+
+func specErr(field, format string, args ...any) error {
+	return &SpecError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// CompileFilter builds a filter from a spec. Errors are *SpecError and
+// name the regex that failed, so config errors can point at the right line.
 func CompileFilter(name string, spec FilterSpec) (*Filter, error) {
 	if len(spec.FailRegex) == 0 {
-		return nil, fmt.Errorf("filter %s: no failregex", name)
+		return nil, specErr("failregex", "filter %s: no failregex", name)
 	}
 	f := &Filter{Name: name}
 	for i, src := range spec.FailRegex {
-		if !strings.Contains(src, "<HOST>") {
-			return nil, fmt.Errorf("failregex[%d] %q: missing <HOST>", i, src)
-		}
-		re, err := regexp.Compile(strings.Replace(src, "<HOST>", HostPattern, 1))
+		re, err := compileFail(src)
 		if err != nil {
-			return nil, fmt.Errorf("failregex[%d] %q: %w", i, src, err)
-		}
-		if re.SubexpIndex("host") < 0 || strings.Count(src, "<HOST>") > 1 {
-			return nil, fmt.Errorf("failregex[%d] %q: exactly one <HOST> is allowed", i, src)
+			return nil, &SpecError{Field: "failregex", Err: fmt.Errorf("failregex[%d] %q: %w", i, src, err)}
 		}
 		f.fail = append(f.fail, re)
 	}
 	for i, src := range spec.IgnoreRegex {
 		re, err := regexp.Compile(src)
 		if err != nil {
-			return nil, fmt.Errorf("ignoreregex[%d] %q: %w", i, src, err)
+			return nil, specErr("ignoreregex", "ignoreregex[%d] %q: %w", i, src, err)
 		}
 		f.ignore = append(f.ignore, re)
 	}
-	lit := spec.Prefilter
-	if lit == "" {
+	var lit string
+	switch {
+	case spec.Prefilter == nil:
 		lit = commonLiteral(spec.FailRegex)
-	} else if !allRequire(spec.FailRegex, lit) {
-		return nil, fmt.Errorf("prefilter %q: not a literal that every failregex requires", lit)
+	case *spec.Prefilter == "":
+		// Written empty on purpose: no prefilter.
+	case !allRequire(spec.FailRegex, *spec.Prefilter):
+		return nil, specErr("prefilter", "prefilter %q: not a literal that every failregex requires (prefilter = \"\" turns it off)", *spec.Prefilter)
+	default:
+		lit = *spec.Prefilter
 	}
 	f.literal = []byte(lit)
 	f.atEnd = spec.PrefilterAtEnd && lit != ""
+	if spec.DatePattern != "" {
+		dp, err := CompileDatePattern(spec.DatePattern)
+		if err != nil {
+			return nil, &SpecError{Field: "datepattern", Err: err}
+		}
+		f.date = dp
+	}
 	return f, nil
 }
+
+// compileFail compiles one failregex with <HOST> expanded.
+func compileFail(src string) (*regexp.Regexp, error) {
+	if !strings.Contains(src, "<HOST>") {
+		return nil, fmt.Errorf("missing <HOST>")
+	}
+	if strings.Count(src, "<HOST>") > 1 {
+		return nil, fmt.Errorf("exactly one <HOST> is allowed")
+	}
+	re, err := regexp.Compile(expandHost(src))
+	if err != nil {
+		return nil, err
+	}
+	if re.SubexpIndex("host") < 0 {
+		return nil, fmt.Errorf("exactly one <HOST> is allowed")
+	}
+	return re, nil
+}
+
+// expandHost replaces the <HOST> placeholder by HostPattern.
+func expandHost(src string) string { return strings.Replace(src, "<HOST>", HostPattern, 1) }
+
+// ParseTime reads the timestamp at the start of line: with the filter's
+// datepattern when it has one (falling back to the built-in formats for
+// lines that do not start with its layout), else as the package-level
+// ParseTime does. Results are those of ParseTime.
+func (f *Filter) ParseTime(line []byte, loc *time.Location, ref time.Time) (time.Time, int, bool) {
+	if f.date != nil {
+		if t, n, ok := f.date.Parse(line, loc, ref); n > 0 {
+			return t, n, ok
+		}
+	}
+	return ParseTime(line, loc, ref)
+}
+
+// HasDatePattern reports whether the filter reads timestamps with its own
+// datepattern, so that a caller sharing one ParseTime result between
+// filters knows it must ask this one separately.
+func (f *Filter) HasDatePattern() bool { return f.date != nil }
 
 // Literal is the fixed text every event line contains (maybe empty). Callers
 // scanning whole read buffers use it to find candidate lines.
@@ -95,6 +168,9 @@ func (f *Filter) LiteralAtEnd() bool { return f.atEnd }
 // kept as a short token; it is never interpreted further.
 func (f *Filter) Match(msg []byte) (Match, bool) {
 	if !f.Prefilter().Pass(msg) {
+		return Match{}, false
+	}
+	if f.once != nil && !onlyOnce(msg, f.once) {
 		return Match{}, false
 	}
 	if f.split != nil {
@@ -120,6 +196,12 @@ func (f *Filter) Match(msg []byte) (Match, bool) {
 		return capture(msg[m[hi]:m[hi+1]], bucket)
 	}
 	return Match{}, false
+}
+
+// onlyOnce reports whether sub occurs exactly once in msg.
+func onlyOnce(msg, sub []byte) bool {
+	i := bytes.Index(msg, sub)
+	return i >= 0 && !bytes.Contains(msg[i+1:], sub)
 }
 
 func (f *Filter) ignored(msg []byte) bool {
@@ -154,61 +236,4 @@ func internBucket(b []byte) string {
 		}
 	}
 	return string(b)
-}
-
-// commonLiteral finds the longest literal that every regex requires, so a
-// user's filter gets a prefilter without having to name one.
-func commonLiteral(srcs []string) string {
-	cands := requiredLiterals(srcs[0])
-	sort.Slice(cands, func(a, b int) bool { return len(cands[a]) > len(cands[b]) })
-	for _, l := range cands {
-		if allRequire(srcs[1:], l) {
-			return l
-		}
-	}
-	return ""
-}
-
-// allRequire reports whether every regex in srcs requires lit in its matches.
-func allRequire(srcs []string, lit string) bool {
-	for _, s := range srcs {
-		found := false
-		for _, l := range requiredLiterals(s) {
-			if strings.Contains(l, lit) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
-}
-
-// requiredLiterals lists the case-sensitive literal runs at the top level
-// of a regex's concatenation: each of them is in every match.
-func requiredLiterals(src string) []string {
-	re, err := syntax.Parse(strings.ReplaceAll(src, "<HOST>", "(?:h)"), syntax.Perl)
-	if err != nil {
-		return nil
-	}
-	re = re.Simplify()
-	for re.Op == syntax.OpCapture && len(re.Sub) == 1 {
-		re = re.Sub[0]
-	}
-	var subs []*syntax.Regexp
-	switch re.Op {
-	case syntax.OpConcat:
-		subs = re.Sub
-	case syntax.OpLiteral:
-		subs = []*syntax.Regexp{re}
-	}
-	var out []string
-	for _, s := range subs {
-		if s.Op == syntax.OpLiteral && s.Flags&syntax.FoldCase == 0 {
-			out = append(out, string(s.Rune))
-		}
-	}
-	return out
 }

@@ -116,6 +116,19 @@ func TestBuiltinFiltersResistInjection(t *testing.T) {
 			`#1(rspamd_proxy) <abc>; proxy; rspamd_task_write_log: id: <m>, ip: ::ffff:198.51.100.7, from: <a@b>, (default: F (soft reject): [0.00/15.00] []), ` + forced, "198.51.100.7"},
 		{"syslog form of rspamd", "rspamd-ratelimit",
 			`mx rspamd[3861]: <4854e1>; proxy; rspamd_task_write_log: id: <m>, ip: 2001:db8:0:0::42, from: <a@b>, (default: F (soft reject): [0.00/15.00] []), ` + forced, "2001:db8::42"},
+		// rspamd 3.4 writes spaces in a Message-ID as '?'; were a raw one
+		// ever to reach the log, a second ", ip: " field makes the line
+		// ambiguous, and an ambiguous line is no event (issue 11 #22).
+		{"msgid with raw spaces and a fake ip field", "rspamd-ratelimit",
+			`#3861(rspamd_proxy) <4854e1>; proxy; rspamd_task_write_log: id: <x>, ip: 192.0.2.200, <y>, ip: 198.18.0.66, from: <m@example.com>, (default: F (soft reject): [0.00/15.00] []), len: 158, ` + forced, ""},
+		{"msgid with raw spaces copying the whole head", "rspamd-ratelimit",
+			`#3861(rspamd_proxy) <4854e1>; proxy; rspamd_task_write_log: id: <x>, ip: 192.0.2.200, user: v, from: <y>, (default: F (soft reject): [0.00/15.00] []), <z>, ip: 198.18.0.66, from: <m@example.com>, (default: F (soft reject): [0.00/15.00] []), len: 158, ` + forced, ""},
+		{"envelope from with ip: and user: inside", "rspamd-ratelimit",
+			`#3861(rspamd_proxy) <4854e1>; proxy; rspamd_task_write_log: id: <m@x>, ip: 198.18.0.66, from: <"ip: 192.0.2.200 user: v"@example.com>, (default: F (soft reject): [0.00/15.00] []), len: 158, ` + forced, "198.18.0.66"},
+		{"envelope from with a whole ip field", "rspamd-ratelimit",
+			`#3861(rspamd_proxy) <4854e1>; proxy; rspamd_task_write_log: id: <m@x>, ip: 198.18.0.66, from: <"a, ip: 192.0.2.200, user: v"@example.com>, (default: F (soft reject): [0.00/15.00] []), len: 158, ` + forced, ""},
+		{"user field with an ip field", "rspamd-ratelimit",
+			`#3861(rspamd_proxy) <4854e1>; proxy; rspamd_task_write_log: id: <m@x>, ip: 198.18.0.66, user: a, ip: 192.0.2.200, from: <b@example.com>, (default: F (soft reject): [0.00/15.00] []), len: 158, ` + forced, ""},
 		{"postfix helo carries a bracketed address", "postfix-ratelimit",
 			`mx postfix/cleanup[4696]: 5346CBA274: milter-reject: END-OF-MESSAGE from unknown[198.18.5.6]: 4.7.1 Ratelimit "ip" exceeded; from=<a@b> to=<c@d> proto=ESMTP helo=<unknown[192.0.2.200]: 4.7.1 Ratelimit "ip" exceeded; from=<>`, "198.18.5.6"},
 		{"postfix sender carries the whole reject", "postfix-ratelimit",
@@ -157,7 +170,7 @@ func TestCompileFilterErrors(t *testing.T) {
 		{"two hosts", FilterSpec{FailRegex: []string{"<HOST> <HOST>"}}, "exactly one <HOST>"},
 		{"bad regex", FilterSpec{FailRegex: []string{"from <HOST> ("}}, "missing closing )"},
 		{"bad ignore", FilterSpec{FailRegex: []string{"x <HOST>"}, IgnoreRegex: []string{"["}}, "ignoreregex[0]"},
-		{"prefilter not required", FilterSpec{FailRegex: []string{"a <HOST>"}, Prefilter: "zzz"}, "not a literal"},
+		{"prefilter not required", FilterSpec{FailRegex: []string{"a <HOST>"}, Prefilter: new("zzz")}, "not a literal"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

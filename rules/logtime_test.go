@@ -43,14 +43,17 @@ func TestParseTime(t *testing.T) {
 }
 
 func FuzzParseTime(f *testing.F) {
-	for _, s := range []string{"2026-11-25 03:22:23 x", "Nov 25 03:34:39 mx", "2026-11-25T03:22:23.1+01:00 ", "Dec  1 00:00:00"} {
+	for _, s := range []string{"2026-11-25 03:22:23 x", "Nov 25 03:34:39 mx", "2026-11-25T03:22:23.1+01:00 ", "Dec  1 00:00:00", "Mar 7 02:09:33 x", "2026-13-45 99:99:99 x"} {
 		f.Add([]byte(s))
 	}
 	ref := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, n, ok := ParseTime(b, time.UTC, ref)
-		if ok && (n <= 0 || n > len(b)) {
-			t.Fatalf("n=%d for %q", n, b)
+		tm, n, ok := ParseTime(b, time.UTC, ref)
+		if n < 0 || n > len(b) || ok && n == 0 {
+			t.Fatalf("n=%d ok=%v for %q", n, ok, b)
+		}
+		if ok && (tm.Year() < MinYear || tm.Year() > MaxYear+1) {
+			t.Fatalf("year %d from %q", tm.Year(), b)
 		}
 	})
 }
@@ -60,5 +63,54 @@ func BenchmarkParseTime(b *testing.B) {
 	ref := time.Now()
 	for b.Loop() {
 		ParseTime(line, time.Local, ref)
+	}
+}
+
+// Some syslog set-ups write the day unpadded ("Mar 7"); the date must
+// still be cut off, or anchored filters miss the line (issue 11 #28).
+func TestSyslogUnpaddedDayParsed(t *testing.T) {
+	ref := time.Date(2026, 3, 20, 12, 0, 0, 0, time.UTC)
+	line := []byte("Mar 7 02:09:33 mx postfix/smtpd[1]: x")
+	got, n, ok := ParseTime(line, time.UTC, ref)
+	if !ok || !got.Equal(time.Date(2026, 3, 7, 2, 9, 33, 0, time.UTC)) || string(line[n:]) != "mx postfix/smtpd[1]: x" {
+		t.Errorf("got %v %q ok=%v", got, line[n:], ok)
+	}
+}
+
+// A line that starts with a date-shaped but impossible timestamp has no
+// usable time (the read time is used) and the filter sees the text after
+// it, as for a line without any date (issue 11 #15); a year such as 9999
+// would overflow ban arithmetic (#12).
+func TestMalformedTimestampIsCutButNotUsed(t *testing.T) {
+	ref := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	tests := []struct{ line, rest string }{
+		{"2026-13-45 99:99:99 mx postfix/smtpd[1]: x", "mx postfix/smtpd[1]: x"},
+		{"2026-02-30 10:00:00 x", "x"},
+		{"9999-01-01T00:00:00Z x", "x"},
+		{"1900-01-01 00:00:00 x", "x"},
+		{"Nov 45 99:34:39 mx", "mx"},
+		{"Feb 30 10:00:00 mx", "mx"},
+		{"hello world", "hello world"},
+		{"2026-11-25X03:22:23 x", "2026-11-25X03:22:23 x"},
+	}
+	for _, tt := range tests {
+		_, n, ok := ParseTime([]byte(tt.line), time.UTC, ref)
+		if ok || tt.line[n:] != tt.rest {
+			t.Errorf("%q: ok=%v rest %q, want no time and %q", tt.line, ok, tt.line[n:], tt.rest)
+		}
+	}
+	if _, n, ok := ParseTime([]byte("Nov 25 03:34:39 mx"), time.UTC, time.Time{}); ok || n != 16 {
+		t.Errorf("syslog without reference: n=%d ok=%v", n, ok)
+	}
+}
+
+func TestValidDateKnowsMonthLengths(t *testing.T) {
+	for y := MinYear; y <= MaxYear; y++ {
+		for m := 1; m <= 12; m++ {
+			n := time.Date(y, time.Month(m)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+			if !validDate(y, m, n) || validDate(y, m, n+1) {
+				t.Fatalf("%d-%02d has %d days", y, m, n)
+			}
+		}
 	}
 }

@@ -14,6 +14,7 @@ func slowRspamd(t testing.TB) *Filter {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.once = builtinOnce["rspamd-ratelimit"]
 	return f
 }
 

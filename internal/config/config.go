@@ -15,11 +15,9 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
-	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/rules"
@@ -49,7 +47,11 @@ type Config struct {
 	// or a path), for messages.
 	Source string
 	lines  map[string]int
-	raw    map[string]jailFile // as written, for checks that need more than the result
+	// As written, for checks that need more than the result: which keys a
+	// jail sets itself, which come from [defaults], durations that did not
+	// parse.
+	raw         map[string]jailFile
+	rawDefaults jailFile
 }
 
 // Global holds settings shared by all jails.
@@ -62,6 +64,11 @@ type Global struct {
 	Timezone    string   `toml:"timezone"`   // zone of log timestamps that carry none; default: the host's
 	FromStart   bool     `toml:"from_start"` // read existing log content on the very first start
 	LogLevel    string   `toml:"log_level"`
+	// MinPrefixV4 and MinPrefixV6 are the shortest prefixes a ban may have
+	// (min_prefix_v4 = 16, min_prefix_v6 = 32 by default): a wider range,
+	// such as 128.0.0.0/1 typed by mistake, is refused without --force.
+	MinPrefixV4 int `toml:"-"`
+	MinPrefixV6 int `toml:"-"`
 }
 
 // Alert configures email alerts to administrators.
@@ -128,64 +135,6 @@ func (j *Jail) Policy() rules.PolicyConfig {
 	}
 }
 
-// jailFile is a jail (or [defaults]) as written: pointers tell "not set"
-// from "set to zero", so [defaults] can fill only what a jail leaves out.
-type jailFile struct {
-	Enabled     *bool     `toml:"enabled"`
-	Filter      *string   `toml:"filter"`
-	LogPath     []string  `toml:"logpath"`
-	MaxRetry    *int      `toml:"maxretry"`
-	FindTime    *Duration `toml:"findtime"`
-	BanTime     *Duration `toml:"bantime"`
-	BanFactor   *float64  `toml:"bantime_factor"`
-	BanMaxTime  *Duration `toml:"bantime_maxtime"`
-	Lookback    *Duration `toml:"bantime_lookback"`
-	IPv6Prefix  *int      `toml:"ipv6_prefix"`
-	IgnoreIP    []string  `toml:"ignoreip"`
-	Buckets     []string  `toml:"buckets"`
-	BanAction   []string  `toml:"ban_action"`
-	UnbanAction []string  `toml:"unban_action"`
-	Alert       *bool     `toml:"alert"`
-
-	RateKey       *string    `toml:"rate_key"`
-	Messages      *limitFile `toml:"messages"`
-	Recipients    *limitFile `toml:"recipients"`
-	Mode          *string    `toml:"mode"`
-	Accounting    *string    `toml:"accounting"`
-	MaxEntries    *int       `toml:"max_entries"`
-	OnFull        *string    `toml:"on_full"`
-	SuspendFactor *float64   `toml:"suspend_factor"`
-
-	JournalMatch *journalFile `toml:"journalmatch"`
-}
-
-// journalFile selects journal entries: by unit, by syslog identifier
-// ("postfix/*" for all of Postfix's programs), or both.
-type journalFile struct {
-	Units       []string `toml:"units"`
-	Identifiers []string `toml:"identifiers"`
-}
-
-// limitFile is a rate limit as rspamd writes it: burst and "N / period".
-type limitFile struct {
-	Burst float64 `toml:"burst"`
-	Rate  string  `toml:"rate"`
-}
-
-type filterFile struct {
-	FailRegex   []string `toml:"failregex"`
-	IgnoreRegex []string `toml:"ignoreregex"`
-	Prefilter   string   `toml:"prefilter"`
-}
-
-type file struct {
-	Global   Global                `toml:"global"`
-	Alert    Alert                 `toml:"alert"`
-	Defaults jailFile              `toml:"defaults"`
-	Jail     map[string]jailFile   `toml:"jail"`
-	Filter   map[string]filterFile `toml:"filter"`
-}
-
 // Error is one configuration problem, located.
 type Error struct {
 	File string
@@ -203,8 +152,10 @@ func (e *Error) Error() string {
 }
 
 // Parse reads a configuration from r; name is used in error messages.
-// Syntax errors, unknown keys and values of the wrong type fail here; the
-// rest is checked by Validate.
+// Syntax errors and values of the wrong type fail here; the rest is
+// checked by Validate. Unknown keys fail here too, but together with
+// everything Validate finds in the rest of the file, so that one misspelt
+// key does not hide the other problems.
 func Parse(r io.Reader, name string) (*Config, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -213,13 +164,27 @@ func Parse(r io.Reader, name string) (*Config, error) {
 	var f file
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
+	var unknown error
 	if err := dec.Decode(&f); err != nil {
-		return nil, decodeError(name, err)
+		if _, ok := errors.AsType[*toml.StrictMissingError](err); !ok {
+			return nil, decodeError(name, err)
+		}
+		unknown = decodeError(name, err) // the rest of the file was decoded
 	}
-	c := &Config{Global: f.Global, Alert: f.Alert, Filters: map[string]rules.FilterSpec{}, Source: name, lines: keyLines(data), raw: f.Jail}
-	applyGlobalDefaults(&c.Global)
+	c := build(f, data, name)
+	if unknown != nil {
+		return nil, errors.Join(unknown, c.Validate())
+	}
+	return c, nil
+}
+
+// build makes the Config of a decoded file.
+func build(f file, data []byte, name string) *Config {
+	c := &Config{Global: f.Global.Global, Alert: f.Alert, Filters: map[string]rules.FilterSpec{}, Source: name,
+		lines: keyLines(data), raw: f.Jail, rawDefaults: f.Defaults}
+	applyGlobalDefaults(&c.Global, f.Global)
 	for n, ff := range f.Filter {
-		c.Filters[n] = rules.FilterSpec{FailRegex: ff.FailRegex, IgnoreRegex: ff.IgnoreRegex, Prefilter: ff.Prefilter}
+		c.Filters[n] = rules.FilterSpec{FailRegex: ff.FailRegex, IgnoreRegex: ff.IgnoreRegex, Prefilter: ff.Prefilter, DatePattern: ff.DatePattern}
 	}
 	names := make([]string, 0, len(f.Jail))
 	for n := range f.Jail {
@@ -229,7 +194,7 @@ func Parse(r io.Reader, name string) (*Config, error) {
 	for _, n := range names {
 		c.Jails = append(c.Jails, buildJail(n, f.Jail[n], f.Defaults, c.Global.IgnoreIP))
 	}
-	return c, nil
+	return c
 }
 
 // Load reads the configuration at path. An empty path means: $MAILJAIL_CONFIG,
@@ -266,7 +231,16 @@ func LoadDefault() (*Config, error) {
 	return c, c.Validate()
 }
 
-func applyGlobalDefaults(g *Global) {
+// Default shortest ban prefixes: a /16 is a big provider's block, a /32
+// an IPv6 provider's whole allocation.
+const (
+	DefaultMinPrefixV4 = 16
+	DefaultMinPrefixV6 = 32
+)
+
+func applyGlobalDefaults(g *Global, f globalFile) {
+	g.MinPrefixV4 = deref(f.MinPrefixV4, DefaultMinPrefixV4)
+	g.MinPrefixV6 = deref(f.MinPrefixV6, DefaultMinPrefixV6)
 	if g.Database == "" {
 		g.Database = "/var/lib/mailjail/mailjail.db"
 	}
@@ -282,123 +256,4 @@ func applyGlobalDefaults(g *Global) {
 	if g.LogLevel == "" {
 		g.LogLevel = "info"
 	}
-}
-
-func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
-	out := &Jail{
-		Name:        name,
-		Enabled:     deref(j.Enabled, deref(d.Enabled, true)),
-		Filter:      deref(j.Filter, deref(d.Filter, name)),
-		LogPath:     first(j.LogPath, d.LogPath),
-		MaxRetry:    deref(j.MaxRetry, deref(d.MaxRetry, 10)),
-		FindTime:    dur(j.FindTime, d.FindTime, 10*time.Minute),
-		BanTime:     dur(j.BanTime, d.BanTime, time.Hour),
-		BanFactor:   deref(j.BanFactor, deref(d.BanFactor, 2)),
-		BanMaxTime:  dur(j.BanMaxTime, d.BanMaxTime, 7*24*time.Hour),
-		Lookback:    dur(j.Lookback, d.Lookback, 30*24*time.Hour),
-		IPv6Prefix:  deref(j.IPv6Prefix, deref(d.IPv6Prefix, 128)),
-		IgnoreIP:    append(slices.Clone(globalIgnore), first(j.IgnoreIP, d.IgnoreIP)...),
-		Buckets:     first(j.Buckets, d.Buckets),
-		BanAction:   first(j.BanAction, d.BanAction),
-		UnbanAction: first(j.UnbanAction, d.UnbanAction),
-		Alert:       deref(j.Alert, deref(d.Alert, true)),
-	}
-	if jm := j.JournalMatch; jm != nil {
-		out.Journal = &core.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}
-	}
-	if j.RateKey != nil {
-		out.Rate = &RateSpec{Key: *j.RateKey, Mode: deref(j.Mode, ""), MaxEntries: deref(j.MaxEntries, bucket.DefaultMaxEntries), SuspendFactor: deref(j.SuspendFactor, 0)}
-		out.Filter = "postfix-rate"
-	}
-	if out.Buckets == nil && strings.HasSuffix(out.Filter, "ratelimit") {
-		out.Buckets = slices.Clone(rules.AddressBuckets)
-	}
-	return out
-}
-
-func deref[T any](p *T, def T) T {
-	if p != nil {
-		return *p
-	}
-	return def
-}
-
-func dur(j, d *Duration, def time.Duration) time.Duration {
-	if j != nil && j.set {
-		return j.D
-	}
-	if d != nil && d.set {
-		return d.D
-	}
-	return def
-}
-
-func first[T any](a, b []T) []T {
-	if a != nil {
-		return a
-	}
-	return b
-}
-
-// decodeError turns go-toml's errors into located Errors.
-func decodeError(name string, err error) error {
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		row, _ := de.Position()
-		return &Error{File: name, Line: row, Key: strings.Join(de.Key(), "."), Msg: strings.TrimPrefix(de.Error(), "toml: ")}
-	}
-	var se *toml.StrictMissingError
-	if errors.As(err, &se) {
-		var errs []error
-		for _, e := range se.Errors {
-			row, _ := e.Position()
-			errs = append(errs, &Error{File: name, Line: row, Key: strings.Join(e.Key(), "."), Msg: "unknown key"})
-		}
-		return errors.Join(errs...)
-	}
-	return fmt.Errorf("%s: %w", name, err)
-}
-
-// keyLines maps dotted keys ("jail.x.maxretry") to their line, so that
-// Validate can point at the line of a value it rejects.
-func keyLines(data []byte) map[string]int {
-	lines := map[string]int{}
-	p := unstable.Parser{}
-	p.Reset(data)
-	var table []string
-	for p.NextExpression() {
-		e := p.Expression()
-		var key []string
-		var firstNode *unstable.Node
-		for it := e.Key(); it.Next(); {
-			n := it.Node()
-			if firstNode == nil {
-				firstNode = n
-			}
-			key = append(key, string(n.Data))
-		}
-		if firstNode == nil {
-			continue
-		}
-		line := p.Shape(firstNode.Raw).Start.Line
-		switch e.Kind {
-		case unstable.Table, unstable.ArrayTable:
-			table = key
-			lines[strings.Join(key, ".")] = line
-		case unstable.KeyValue:
-			lines[strings.Join(append(slices.Clone(table), key...), ".")] = line
-		}
-	}
-	return lines
-}
-
-// errAt builds an Error for key, located at the key's line, or at the
-// line of the nearest table that is written when the key is a default.
-func (c *Config) errAt(key, format string, args ...any) *Error {
-	line := c.lines[key]
-	for k := key; line == 0 && strings.Contains(k, "."); {
-		k = k[:strings.LastIndex(k, ".")]
-		line = c.lines[k]
-	}
-	return &Error{File: c.Source, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}
 }

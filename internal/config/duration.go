@@ -13,26 +13,36 @@ import (
 type Duration struct {
 	D   time.Duration
 	set bool
+	// err is a value that did not parse. It is kept for Validate instead of
+	// failing the decoder, which would stop at the first bad duration and
+	// hide every other problem of the file.
+	err error
 }
 
 // Permanent is the value of a Duration written as "permanent".
 const Permanent = time.Duration(-1)
 
+// MaxDuration is the longest duration accepted (100 years; use
+// "permanent" for longer). Beyond it, adding a duration to a time can
+// leave the range of time.Time's arithmetic and of the stored times.
+const MaxDuration = 36525 * 24 * time.Hour
+
 // UnmarshalText implements encoding.TextUnmarshaler for the TOML decoder.
+// It never fails: a bad value is reported by Validate, located.
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	*d = Duration{D: v, set: true}
+	*d = Duration{D: v, set: true, err: err}
 	return nil
 }
+
+// ok reports whether the duration was written and is valid.
+func (d *Duration) ok() bool { return d != nil && d.set && d.err == nil }
 
 // MarshalText writes the duration back in the form ParseDuration reads.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(FormatDuration(d.D)), nil }
 
 // ParseDuration parses a duration as written in the configuration or on
-// the command line.
+// the command line. It refuses durations above MaxDuration.
 func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	switch s {
@@ -76,7 +86,13 @@ func ParseDuration(s string) (time.Duration, error) {
 		default:
 			return 0, fmt.Errorf("invalid duration %q: unit %q (use s, m, h, d, w)", s, rest[i:j])
 		}
-		total += time.Duration(num * float64(unit))
+		// Summed in float64 and bounded before any conversion, so that
+		// "10000w10000w..." cannot wrap around int64.
+		sum := float64(total) + num*float64(unit)
+		if sum > float64(MaxDuration) {
+			return 0, fmt.Errorf("invalid duration %q: longer than 100 years (use \"permanent\")", s)
+		}
+		total = time.Duration(sum)
 		rest = rest[j:]
 	}
 	if total <= 0 {

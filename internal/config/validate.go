@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"net/mail"
 	"path/filepath"
 	"slices"
@@ -11,229 +10,290 @@ import (
 	"time"
 
 	"github.com/mailjail/mailjail/rules"
-	"github.com/mailjail/mailjail/rules/bucket"
 )
+
+// problems collects located errors, each once: a bad value in [defaults]
+// would otherwise be reported again for every jail that inherits it.
+type problems struct {
+	errs []error
+	seen map[string]bool
+}
+
+func (p *problems) add(e *Error) {
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	if s := e.Error(); !p.seen[s] {
+		p.seen[s] = true
+		p.errs = append(p.errs, e)
+	}
+}
 
 // Validate checks everything Parse cannot: filters compile, durations and
 // counts make sense, addresses parse. It reports every problem, not just
 // the first, each located.
 func (c *Config) Validate() error {
-	var errs []error
-	add := func(e *Error) { errs = append(errs, e) }
-	if _, err := rules.NewIPSet(c.Global.IgnoreIP); err != nil {
-		add(c.errAt("global.ignoreip", "%v", err))
+	var p problems
+	c.validateGlobal(&p)
+	c.validateAlert(&p)
+	c.validateFilters(&p)
+	c.validateWritten(&p, "defaults", c.rawDefaults)
+	for _, k := range rateOnlyKeys(c.rawDefaults) {
+		p.add(c.errAt("defaults."+k, "only a rate jail takes %s: set it in the [jail.NAME] with rate_key", k))
 	}
-	if c.Global.Timezone != "" {
-		if _, err := time.LoadLocation(c.Global.Timezone); err != nil {
-			add(c.errAt("global.timezone", "unknown time zone %q", c.Global.Timezone))
-		}
-	}
-	for key, p := range map[string]string{"global.database": c.Global.Database, "global.map_file": c.Global.MapFile, "global.socket": c.Global.Socket} {
-		if !filepath.IsAbs(p) {
-			add(c.errAt(key, "must be an absolute path, got %q", p))
-		}
-	}
-	switch c.Global.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		add(c.errAt("global.log_level", "must be debug, info, warn or error, got %q", c.Global.LogLevel))
-	}
-	if c.Alert.SMTP != "" || len(c.Alert.To) > 0 {
-		if c.Alert.SMTP == "" || len(c.Alert.To) == 0 {
-			add(c.errAt("alert", "smtp and to must be set together"))
-		}
-		for _, a := range append([]string{c.Alert.From}, c.Alert.To...) {
-			if a == "" {
-				continue
-			}
-			if _, err := mail.ParseAddress(a); err != nil || strings.ContainsAny(a, "\r\n") {
-				add(c.errAt("alert", "invalid address %q", a))
-			}
-		}
-	}
-	for name, spec := range c.Filters {
-		if _, err := rules.CompileFilter(name, spec); err != nil {
-			add(c.errAt("filter."+name+".failregex", "%v", err))
-		}
+	if c.rawDefaults.JournalMatch != nil {
+		p.add(c.errAt("defaults.journalmatch", "set journalmatch in the jail that follows the journal, not in [defaults]"))
 	}
 	enabled := 0
 	for _, j := range c.Jails {
-		k := "jail." + j.Name
+		if !validName(j.Name) {
+			p.add(&Error{File: c.Source, Line: c.lines["jail."+j.Name], Key: "jail." + strconv.Quote(j.Name),
+				Msg: "jail names are letters, digits, '.', '_' and '-'"})
+			continue
+		}
+		if j.Name == ManualJail {
+			p.add(c.errAt("jail."+j.Name, "%q is the jail of bans made by hand (mailjail ban): choose another name", j.Name))
+		}
+		c.validateWritten(&p, "jail."+j.Name, c.raw[j.Name])
 		if !j.Enabled {
 			continue
 		}
 		enabled++
-		if j.Rate != nil {
-			for _, e := range c.validateRate(j) {
-				add(e)
-			}
-		} else if _, err := c.CompileFilter(j.Filter); err != nil {
-			add(c.errAt(k+".filter", "%v", err))
-		}
-		if len(j.LogPath) == 0 && j.Journal == nil {
-			add(c.errAt(k+".logpath", "no log file (or journalmatch) to follow"))
-		}
-		if jm := j.Journal; jm != nil && len(jm.Units) == 0 && len(jm.Identifiers) == 0 {
-			add(c.errAt(k+".journalmatch", "needs units or identifiers"))
-		}
-		for _, p := range j.LogPath {
-			if !filepath.IsAbs(p) {
-				add(c.errAt(k+".logpath", "must be an absolute path, got %q", p))
-			} else if _, err := filepath.Match(p, ""); err != nil {
-				add(c.errAt(k+".logpath", "bad glob %q: %v", p, err))
-			}
-		}
-		if j.MaxRetry < 1 {
-			add(c.errAt(k+".maxretry", "must be at least 1, got %d", j.MaxRetry))
-		}
-		if j.FindTime <= 0 {
-			add(c.errAt(k+".findtime", "must be a positive duration"))
-		}
-		if j.BanTime == 0 {
-			add(c.errAt(k+".bantime", "must be a positive duration or \"permanent\""))
-		}
-		if j.BanFactor < 1 {
-			add(c.errAt(k+".bantime_factor", "must be at least 1 (1 turns escalation off), got %g", j.BanFactor))
-		}
-		if j.BanMaxTime < 0 || j.Lookback < 0 {
-			add(c.errAt(k+".bantime_maxtime", "must be a positive duration"))
-		}
-		if _, err := rules.NewIPSet(j.IgnoreIP); err != nil {
-			add(c.errAt(k+".ignoreip", "%v", err))
-		}
-		if j.IPv6Prefix < 32 || j.IPv6Prefix > 128 {
-			add(c.errAt(k+".ipv6_prefix", "must be between 32 and 128, got %d", j.IPv6Prefix))
-		}
-		for _, b := range j.Buckets {
-			if b == "" || strings.ContainsAny(b, "\" ") {
-				add(c.errAt(k+".buckets", "invalid bucket name %q", b))
-			}
-		}
-		for key, argv := range map[string][]string{"ban_action": j.BanAction, "unban_action": j.UnbanAction} {
-			if len(argv) > 0 && !filepath.IsAbs(argv[0]) {
-				add(c.errAt(k+"."+key, "program must be an absolute path (it runs without a shell), got %q", argv[0]))
-			}
-		}
+		c.validateJail(&p, j)
 	}
 	if enabled == 0 {
-		errs = append(errs, &Error{File: c.Source, Key: "jail", Msg: "no enabled jail"})
+		p.add(&Error{File: c.Source, Key: "jail", Msg: "no enabled jail"})
 	}
-	return errors.Join(errs...)
+	return errors.Join(p.errs...)
 }
 
-// validateRate checks a rate jail and fills in its parsed limits.
-func (c *Config) validateRate(j *Jail) []*Error {
-	k := "jail." + j.Name
-	raw := c.raw[j.Name]
-	r := j.Rate
-	var errs []*Error
-	if !slices.Contains(RateKeys, r.Key) {
-		errs = append(errs, c.errAt(k+".rate_key", "must be one of %v, got %q", RateKeys, r.Key))
+func (c *Config) validateGlobal(p *problems) {
+	g := c.Global
+	if _, err := rules.NewIPSet(g.IgnoreIP); err != nil {
+		p.add(c.errAt("global.ignoreip", "%v", err))
 	}
-	for name, lf := range map[string]*limitFile{"messages": raw.Messages, "recipients": raw.Recipients} {
-		if lf == nil {
-			continue
-		}
-		lim, err := bucket.ParseLimit(lf.Rate, strconv.FormatFloat(lf.Burst, 'g', -1, 64))
-		if err != nil {
-			errs = append(errs, c.errAt(k+"."+name, "%v", err))
-			continue
-		}
-		if name == "messages" {
-			r.Messages = &lim
-		} else {
-			r.Recipients = &lim
+	if g.Timezone != "" {
+		if _, err := time.LoadLocation(g.Timezone); err != nil {
+			p.add(c.errAt("global.timezone", "unknown time zone %q", g.Timezone))
 		}
 	}
-	if raw.Messages == nil && raw.Recipients == nil {
-		errs = append(errs, c.errAt(k+".rate_key", "a rate jail needs messages or recipients limits"))
+	for _, kv := range [][2]string{{"global.database", g.Database}, {"global.map_file", g.MapFile}, {"global.socket", g.Socket}} {
+		if !filepath.IsAbs(kv[1]) {
+			p.add(c.errAt(kv[0], "must be an absolute path, got %q", kv[1]))
+		}
 	}
-	switch r.Mode {
-	case "":
-		r.Mode = "log-only"
-		if r.Key == "client" {
-			r.Mode = "ban"
-		}
-	case "log-only":
-	case "ban":
-		if r.Key != "client" {
-			errs = append(errs, c.errAt(k+".mode", `"ban" needs rate_key = "client": only an address can go into the map`))
-		}
+	switch g.LogLevel {
+	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, c.errAt(k+".mode", `must be "ban" or "log-only", got %q`, r.Mode))
+		p.add(c.errAt("global.log_level", "must be debug, info, warn or error, got %q", g.LogLevel))
 	}
-	var err *Error
-	if r.Accounting, err = choose(c, k+".accounting", deref(raw.Accounting, "leaky"), map[string]bucket.Mode{"leaky": bucket.Leaky, "strict": bucket.Strict}); err != nil {
-		errs = append(errs, err)
+	if g.MinPrefixV4 < 0 || g.MinPrefixV4 > 32 {
+		p.add(c.errAt("global.min_prefix_v4", "must be between 0 and 32, got %d", g.MinPrefixV4))
 	}
-	if r.OnFull, err = choose(c, k+".on_full", deref(raw.OnFull, "fail-open"), map[string]bucket.OnFull{"fail-open": bucket.FailOpen, "fail-closed": bucket.FailClosed}); err != nil {
-		errs = append(errs, err)
+	if g.MinPrefixV6 < 0 || g.MinPrefixV6 > 128 {
+		p.add(c.errAt("global.min_prefix_v6", "must be between 0 and 128, got %d", g.MinPrefixV6))
 	}
-	if r.MaxEntries < 1 {
-		errs = append(errs, c.errAt(k+".max_entries", "must be at least 1"))
-	}
-	if r.SuspendFactor != 0 && r.SuspendFactor <= 1 {
-		errs = append(errs, c.errAt(k+".suspend_factor", "must be above 1 (or 0 to turn it off)"))
-	}
-	return errs
 }
 
-// choose maps a keyword value to its meaning, or locates the mistake.
-func choose[T any](c *Config, key, val string, opts map[string]T) (T, *Error) {
-	if v, ok := opts[val]; ok {
-		return v, nil
+func (c *Config) validateAlert(p *problems) {
+	a := c.Alert
+	if a.SMTP == "" && len(a.To) == 0 {
+		return
 	}
-	names := make([]string, 0, len(opts))
-	for n := range opts {
-		names = append(names, strconv.Quote(n))
+	if a.SMTP == "" || len(a.To) == 0 {
+		p.add(c.errAt("alert", "smtp and to must be set together"))
+	}
+	for _, addr := range append([]string{a.From}, a.To...) {
+		if addr == "" {
+			continue
+		}
+		if _, err := mail.ParseAddress(addr); err != nil || strings.ContainsAny(addr, "\r\n") {
+			p.add(c.errAt("alert", "invalid address %q", addr))
+		}
+	}
+}
+
+// validateFilters compiles every [filter.NAME] and locates a problem at
+// the line of the field it is about.
+func (c *Config) validateFilters(p *problems) {
+	names := make([]string, 0, len(c.Filters))
+	for n := range c.Filters {
+		names = append(names, n)
 	}
 	slices.Sort(names)
-	var zero T
-	return zero, c.errAt(key, "must be one of %s, got %q", strings.Join(names, ", "), val)
+	for _, name := range names {
+		if !validName(name) {
+			p.add(&Error{File: c.Source, Line: c.lines["filter."+name], Key: "filter." + strconv.Quote(name),
+				Msg: "filter names are letters, digits, '.', '_' and '-'"})
+			continue
+		}
+		if _, err := rules.CompileFilter(name, c.Filters[name]); err != nil {
+			field := "failregex"
+			if se, ok := errors.AsType[*rules.SpecError](err); ok {
+				field = se.Field
+			}
+			p.add(c.errAt("filter."+name+"."+field, "%v", err))
+		}
+	}
 }
 
-// CompileFilter resolves a jail's filter name: a [filter.NAME] table of the
-// configuration first, then a built-in filter.
-func (c *Config) CompileFilter(name string) (*rules.Filter, error) {
-	if spec, ok := c.Filters[name]; ok {
-		return rules.CompileFilter(name, spec)
+// ManualJail is the name under which bans made by hand (and entries
+// adopted from an existing map) are kept, so no configured jail may use it.
+const ManualJail = "manual"
+
+// validName reports whether a jail or filter name is safe to write into
+// the map's comments, logs and the terminal as it is.
+func validName(s string) bool {
+	if s == "" {
+		return false
 	}
-	f, err := rules.BuiltinFilter(name)
-	if err != nil {
-		return nil, fmt.Errorf("no [filter.%s] and %w", name, err)
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
 	}
-	return f, nil
+	return true
 }
 
-// EnabledJails returns the jails that run.
-func (c *Config) EnabledJails() []*Jail {
-	var out []*Jail
-	for _, j := range c.Jails {
-		if j.Enabled {
-			out = append(out, j)
+// validateWritten checks what a table (a jail or [defaults]) writes
+// itself, in every jail, enabled or not: durations that did not parse, and
+// its own ignoreip (global ignoreip is checked once, under [global]).
+func (c *Config) validateWritten(p *problems, table string, jf jailFile) {
+	for _, d := range []struct {
+		key string
+		v   *Duration
+	}{{"findtime", jf.FindTime}, {"bantime", jf.BanTime}, {"bantime_maxtime", jf.BanMaxTime}, {"bantime_lookback", jf.Lookback}} {
+		if d.v != nil && d.v.err != nil {
+			p.add(c.errAt(table+"."+d.key, "%v", d.v.err))
+		}
+	}
+	if jf.IgnoreIP != nil {
+		if _, err := rules.NewIPSet(jf.IgnoreIP); err != nil {
+			p.add(c.errAt(table+".ignoreip", "%v", err))
+		}
+	}
+}
+
+// jkey is the key under which a jail's setting is reported: the jail's own
+// line when the jail writes it, else the [defaults] line it inherits.
+func (c *Config) jkey(j *Jail, field string) string {
+	own := "jail." + j.Name + "." + field
+	if _, ok := c.lines[own]; !ok {
+		if _, ok := c.lines["defaults."+field]; ok {
+			return "defaults." + field
+		}
+	}
+	return own
+}
+
+// validateJail checks one enabled jail.
+func (c *Config) validateJail(p *problems, j *Jail) {
+	k := "jail." + j.Name
+	raw := c.raw[j.Name]
+	if j.Rate != nil {
+		for _, e := range c.validateRate(j) {
+			p.add(e)
+		}
+		for _, f := range []struct {
+			key string
+			set bool
+		}{{"filter", raw.Filter != nil}, {"buckets", raw.Buckets != nil}} {
+			if f.set {
+				p.add(c.errAt(k+"."+f.key, "a rate jail reads Postfix's log itself: %s does not apply", f.key))
+			}
+		}
+	} else {
+		if _, err := c.CompileFilter(j.Filter); err != nil {
+			p.add(c.errAt(c.jkey(j, "filter"), "%v", err))
+		}
+		for _, key := range rateOnlyKeys(raw) {
+			p.add(c.errAt(k+"."+key, "only a rate jail (with rate_key) takes %s; this jail uses filter %q", key, j.Filter))
+		}
+	}
+	c.validateSources(p, j)
+	c.validatePolicy(p, j)
+	for _, b := range j.Buckets {
+		if b == "" || strings.ContainsAny(b, "\" ") {
+			p.add(c.errAt(c.jkey(j, "buckets"), "invalid bucket name %q", b))
+		}
+	}
+	for _, kv := range []struct {
+		key  string
+		argv []string
+	}{{"ban_action", j.BanAction}, {"unban_action", j.UnbanAction}} {
+		if len(kv.argv) > 0 && !filepath.IsAbs(kv.argv[0]) {
+			p.add(c.errAt(c.jkey(j, kv.key), "program must be an absolute path (it runs without a shell), got %q", kv.argv[0]))
+		}
+	}
+}
+
+// validateSources checks what a jail reads: files or the journal.
+func (c *Config) validateSources(p *problems, j *Jail) {
+	k := "jail." + j.Name
+	if len(j.LogPath) == 0 && j.Journal == nil {
+		p.add(c.errAt(k+".logpath", "no log file (or journalmatch) to follow"))
+	}
+	if jm := j.Journal; jm != nil && len(jm.Units) == 0 && len(jm.Identifiers) == 0 {
+		p.add(c.errAt(k+".journalmatch", "needs units or identifiers"))
+	}
+	for _, path := range j.LogPath {
+		if !filepath.IsAbs(path) {
+			p.add(c.errAt(c.jkey(j, "logpath"), "must be an absolute path, got %q", path))
+		} else if _, err := filepath.Match(path, ""); err != nil {
+			p.add(c.errAt(c.jkey(j, "logpath"), "bad glob %q: %v", path, err))
+		}
+	}
+}
+
+// validatePolicy checks the counts and durations of strikes and bans.
+func (c *Config) validatePolicy(p *problems, j *Jail) {
+	if j.MaxRetry < 1 {
+		p.add(c.errAt(c.jkey(j, "maxretry"), "must be at least 1, got %d", j.MaxRetry))
+	}
+	if j.FindTime <= 0 {
+		p.add(c.errAt(c.jkey(j, "findtime"), "must be a positive duration"))
+	}
+	if j.BanTime == 0 {
+		p.add(c.errAt(c.jkey(j, "bantime"), "must be a positive duration or \"permanent\""))
+	}
+	if j.BanFactor < 1 {
+		p.add(c.errAt(c.jkey(j, "bantime_factor"), "must be at least 1 (1 turns escalation off), got %g", j.BanFactor))
+	}
+	if j.BanMaxTime < 0 {
+		p.add(c.errAt(c.jkey(j, "bantime_maxtime"), "must be a positive duration"))
+	}
+	if j.Lookback < 0 {
+		p.add(c.errAt(c.jkey(j, "bantime_lookback"), "must be a positive duration"))
+	}
+	if j.BanTime > 0 && j.BanMaxTime > 0 && j.BanTime > j.BanMaxTime {
+		// The policy caps every ban at bantime_maxtime: the written bantime
+		// would never be served.
+		limit := FormatDuration(j.BanMaxTime)
+		if c.lines["jail."+j.Name+".bantime_maxtime"] == 0 && c.lines["defaults.bantime_maxtime"] == 0 {
+			limit += " (the default)"
+		}
+		p.add(c.errAt(c.jkey(j, "bantime"), "%s is longer than bantime_maxtime %s, which caps every ban: raise bantime_maxtime or shorten bantime",
+			FormatDuration(j.BanTime), limit))
+	}
+	if j.IPv6Prefix < 32 || j.IPv6Prefix > 128 {
+		p.add(c.errAt(c.jkey(j, "ipv6_prefix"), "must be between 32 and 128, got %d", j.IPv6Prefix))
+	}
+}
+
+// rateOnlyKeys lists the rate-jail keys a table writes.
+func rateOnlyKeys(jf jailFile) []string {
+	var out []string
+	for _, f := range []struct {
+		key string
+		set bool
+	}{
+		{"rate_key", jf.RateKey != nil}, {"messages", jf.Messages != nil}, {"recipients", jf.Recipients != nil},
+		{"mode", jf.Mode != nil}, {"accounting", jf.Accounting != nil}, {"max_entries", jf.MaxEntries != nil},
+		{"on_full", jf.OnFull != nil}, {"suspend_factor", jf.SuspendFactor != nil},
+	} {
+		if f.set {
+			out = append(out, f.key)
 		}
 	}
 	return out
-}
-
-// Jail returns the jail called name, or nil.
-func (c *Config) Jail(name string) *Jail {
-	for _, j := range c.Jails {
-		if j.Name == name {
-			return j
-		}
-	}
-	return nil
-}
-
-// Location is the time zone for log timestamps that carry none.
-func (c *Config) Location() *time.Location {
-	if c.Global.Timezone == "" {
-		return time.Local
-	}
-	loc, err := time.LoadLocation(c.Global.Timezone)
-	if err != nil {
-		return time.Local
-	}
-	return loc
 }
