@@ -23,6 +23,7 @@ type PolicyConfig struct {
 // Decision is the policy's answer to one strike.
 type Decision struct {
 	Counted  bool          // false: stale (older than findtime) or address already banned
+	Stale    bool          // not counted because it is older than findtime before now
 	Count    int           // strikes inside findtime, this one included
 	Ban      bool          // this strike reached maxretry: ban now
 	Offense  int           // 1 for a first ban, n for the n-th inside Lookback
@@ -96,7 +97,7 @@ func (p *Policy) Strike(a netip.Addr, at, now time.Time) Decision {
 		at = now
 	}
 	if now.Sub(at) > p.cfg.FindTime {
-		return Decision{}
+		return Decision{Stale: true}
 	}
 	if p.IsBanned(a, now) {
 		return Decision{}

@@ -58,6 +58,8 @@ type JailStatus struct {
 	RateEvents     int64          `json:"rate_events,omitempty"`    // rate jails: limits exceeded
 	RateKeys       map[string]int `json:"rate_keys,omitempty"`      // rate jails: keys tracked per limit
 	RateUntracked  uint64         `json:"rate_untracked,omitempty"` // rate jails: new keys let through or limited because the table was full
+	EventsTooOld   uint64         `json:"events_too_old"`           // older than findtime when read (a wrong timezone?)
+	EventsFuture   uint64         `json:"events_from_future"`       // dated beyond the read time, taken at the read time
 }
 
 // TargetStatus is one enforcement target in `status`.

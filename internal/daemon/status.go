@@ -29,11 +29,13 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 		s.Outbox = &control.OutboxStatus{Pending: c.Pending, Failed: c.Failed, GaveUp: c.GaveUp}
 	}
 	tracked := map[string]int{}
+	counters := map[string]engine.JailCounters{}
 	rateKeys := map[string]map[string]int{}
 	rateFull := map[string]uint64{}
 	if eng != nil {
 		for _, j := range eng.Jails() {
 			tracked[j.Cfg.Name] = j.Policy.Tracked()
+			counters[j.Cfg.Name] = j.Counters()
 			if rs := j.RateStats(); rs != nil {
 				rateKeys[j.Cfg.Name] = rs.Keys
 				rateFull[j.Cfg.Name] = rs.Full
@@ -47,7 +49,8 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 	for _, j := range cfg.EnabledJails() {
 		c := counts[j.Name]
 		js := control.JailStatus{Journal: journalKey(j), Name: j.Name, Filter: j.Filter, LogPath: j.LogPath, StrikesTracked: tracked[j.Name],
-			StrikesStored: c.Strikes, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans, RateEvents: c.RateEvents, RateKeys: rateKeys[j.Name], RateUntracked: rateFull[j.Name]}
+			StrikesStored: c.Strikes, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans, RateEvents: c.RateEvents, RateKeys: rateKeys[j.Name], RateUntracked: rateFull[j.Name],
+			EventsTooOld: counters[j.Name].TooOld, EventsFuture: counters[j.Name].Future}
 		for path, p := range positions {
 			if matchesAny(j.LogPath, path) || path == journalKey(j) {
 				fs := control.FileStatus{Path: path, Offset: p.Offset}

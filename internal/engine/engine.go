@@ -24,8 +24,8 @@ import (
 )
 
 // ManualJail is the jail name of bans made by hand (and of entries taken
-// over from a map that existed before mailjail).
-const ManualJail = "manual"
+// over from a map that existed before mailjail); config reserves it.
+const ManualJail = config.ManualJail
 
 // Engine runs the pipeline. Stage, Commit and the manual operations must
 // be called from one goroutine; Entries may be called from any.
@@ -56,13 +56,24 @@ type Engine struct {
 
 // Jail is one configured jail at run time.
 type Jail struct {
-	Cfg     *config.Jail
-	Filter  *rules.Filter
-	Policy  *rules.Policy
-	ignore  *rules.IPSet
-	buckets map[string]bool
-	rate    *rateState // set for a rate jail
+	Cfg      *config.Jail
+	Filter   *rules.Filter
+	Policy   *rules.Policy
+	ignore   *rules.IPSet
+	buckets  map[string]bool
+	rate     *rateState // set for a rate jail
+	counters JailCounters
 }
+
+// JailCounters count a jail's events that did not become strikes for
+// reasons an administrator must see.
+type JailCounters struct {
+	TooOld uint64 // older than findtime when read: not counted
+	Future uint64 // dated beyond the read time: taken at the read time
+}
+
+// Counters returns the jail's counters.
+func (j *Jail) Counters() JailCounters { return j.counters }
 
 type banKey struct {
 	jail   string

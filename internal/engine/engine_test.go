@@ -315,3 +315,81 @@ func TestIPv6PrefixGrouping(t *testing.T) {
 		t.Fatal("strikes survived the unban")
 	}
 }
+
+func rspamdLine(stamp, ip string) []byte {
+	return []byte(stamp + " #1(rspamd_proxy) <a1>; proxy; rspamd_task_write_log: id: <m>, ip: " + ip + ", from: <x@y>, (default: F (soft reject): [0.00/15.00] []), len: 1, forced: soft reject \"Ratelimit \"ip\" exceeded\"; score=nan (set by ratelimit)")
+}
+
+// Lines dated far in the future are taken at the time they are read, so
+// their strikes leave the window like any other after a restart.
+func TestFutureDatedStrikesExpireAfterARestart(t *testing.T) {
+	e, st := newEngine(t, strings.Replace(jail, "maxretry = 2", "maxretry = 3", 1))
+	ctx := context.Background()
+	now := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	l := rspamdLine("2099-01-01 00:00:00", "198.51.100.40")
+	e.Stage([]core.Line{{Path: "/var/log/rspamd/rspamd.log", Text: l, Read: now}, {Path: "/var/log/rspamd/rspamd.log", Text: l, Read: now}}, now)
+	if _, err := e.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.Jails()[0].Counters(); c.Future != 2 {
+		t.Fatalf("future lines counted %d, want 2", c.Future)
+	}
+	later := now.Add(time.Hour) // beyond findtime (10m)
+	e2, _ := New(e.cfg, st, e.log)
+	if err := e2.Restore(later); err != nil {
+		t.Fatal(err)
+	}
+	e2.Stage([]core.Line{{Path: "/var/log/rspamd/rspamd.log", Text: rspamdLine("2026-11-25 04:00:00", "198.51.100.40"), Read: later}}, later)
+	ch, err := e2.Commit(ctx)
+	if err != nil || len(ch.Bans) != 0 {
+		t.Fatalf("banned by strikes from the future: %+v %v", ch.Bans, err)
+	}
+}
+
+// An event older than findtime is not a strike, but it is counted, so a
+// wrong timezone does not silently disable a jail.
+func TestEventsOlderThanFindtimeAreCounted(t *testing.T) {
+	e, _ := newEngine(t, jail)
+	now := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	old := rspamdLine("2026-11-25 01:00:00", "198.51.100.41") // two hours ago: a timezone off by two
+	e.Stage([]core.Line{{Path: "/var/log/rspamd/rspamd.log", Text: old, Read: now}, {Path: "/var/log/rspamd/rspamd.log", Text: old, Read: now}}, now)
+	if c := e.Jails()[0].Counters(); c.TooOld != 2 {
+		t.Fatalf("too old = %d, want 2", c.TooOld)
+	}
+	if s := e.Stats(); s.Strikes != 0 {
+		t.Fatalf("%d strikes from stale events", s.Strikes)
+	}
+}
+
+// A filter with a datepattern reads its lines' times with it.
+func TestDatePatternTimesItsFiltersLines(t *testing.T) {
+	e, _ := newEngine(t, `[filter.web]
+failregex = ['^login failed from <HOST>$']
+datepattern = '^\[%d/%b/%Y %H:%M:%S\]'
+[jail.web]
+filter = "web"
+logpath = ["/var/log/web.log"]
+maxretry = 2
+findtime = "10m"
+`)
+	now := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	lines := []core.Line{
+		{Path: "/var/log/web.log", Text: []byte("[25/Nov/2026 02:59:00] login failed from 192.0.2.60"), Read: now},
+		{Path: "/var/log/web.log", Text: []byte("[25/Nov/2026 01:00:00] login failed from 192.0.2.60"), Read: now},
+		{Path: "/var/log/web.log", Text: []byte("[25/Nov/2026 02:59:30] login failed from 192.0.2.60"), Read: now},
+	}
+	e.Stage(lines, now)
+	if s, c := e.Stats(), e.Jails()[0].Counters(); s.NoTime != 0 || c.TooOld != 1 || s.Bans != 1 {
+		t.Fatalf("stats %+v, counters %+v: want the 01:00 line too old and a ban from the other two", s, c)
+	}
+}
+
+func TestBanReasonCountsStrikesInGoodEnglish(t *testing.T) {
+	e, _ := newEngine(t, "[jail.rl]\nfilter = \"rspamd-ratelimit\"\nlogpath = [\"/var/log/rspamd/rspamd.log\"]\nmaxretry = 1\n")
+	now := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	e.Stage([]core.Line{{Path: "/var/log/rspamd/rspamd.log", Text: rspamdLine("2026-11-25 03:00:00", "198.51.100.42"), Read: now}}, now)
+	ch, err := e.Commit(context.Background())
+	if err != nil || len(ch.Bans) != 1 || !strings.HasPrefix(ch.Bans[0].Reason, "1 strike in 10m") {
+		t.Fatalf("bans %+v, %v", ch.Bans, err)
+	}
+}

@@ -25,24 +25,23 @@ func (e *Engine) Stage(lines []core.Line, now time.Time) {
 		if i == len(lines)-1 || lines[i+1].Path != l.Path {
 			e.pending.positions[l.Path] = l.Pos
 		}
-		var (
-			at     time.Time
-			n      int
-			parsed bool
-		)
+		var shared lineTime // the built-in formats' reading, shared by the jails
 		for _, j := range e.jailsFor(l.Path) {
 			// Most lines are not events: a literal check skips them
 			// before any timestamp parsing or regex.
 			if j.rate == nil && !j.Filter.Prefilter().Pass(l.Text) {
 				continue
 			}
-			if !parsed {
-				parsed = true
-				var ok bool
-				if at, n, ok = rules.ParseTime(l.Text, e.loc, l.Read); !ok {
-					at = l.Read
-					e.stats.NoTime++
+			var at time.Time
+			var n int
+			if j.rate == nil && j.Filter.HasDatePattern() {
+				own := e.parseTime(j.Filter.ParseTime, l)
+				at, n = e.clampFuture(j, own, now), own.n
+			} else {
+				if !shared.done {
+					shared = e.parseTime(rules.ParseTime, l)
 				}
+				at, n = e.clampFuture(j, shared, now), shared.n
 			}
 			if j.rate != nil {
 				e.stageRate(j, l.Text, at, now)
@@ -51,6 +50,40 @@ func (e *Engine) Stage(lines []core.Line, now time.Time) {
 			}
 		}
 	}
+}
+
+// lineTime is a line's time as one timestamp format read it.
+type lineTime struct {
+	done bool
+	at   time.Time // the read time when the line has no usable time
+	n    int       // bytes of the timestamp (cut even when not usable)
+}
+
+// parseTime reads l's time with parse, falling back to the read time.
+func (e *Engine) parseTime(parse func([]byte, *time.Location, time.Time) (time.Time, int, bool), l *core.Line) lineTime {
+	at, n, ok := parse(l.Text, e.loc, l.Read)
+	if !ok {
+		at = l.Read
+		e.stats.NoTime++
+	}
+	return lineTime{done: true, at: at, n: n}
+}
+
+// maxFutureSkew is how far ahead of the time it is read a line's time may
+// be (clocks of the logger and of mailjail differ a little); a line from
+// further in the future is taken at the time it is read, so that it
+// cannot hold strikes in the window for ever, and counted.
+const maxFutureSkew = time.Minute
+
+func (e *Engine) clampFuture(j *Jail, t lineTime, now time.Time) time.Time {
+	if !t.at.After(now.Add(maxFutureSkew)) {
+		return t.at
+	}
+	if j.counters.Future++; j.counters.Future == 1 {
+		e.log.Warn("a log line is dated in the future; taken at the time it was read (is the log's clock or the timezone setting wrong?)",
+			"jail", j.Cfg.Name, "line_time", t.at, "read_time", now)
+	}
+	return now
 }
 
 func (e *Engine) stageMatch(j *Jail, line, msg []byte, at, now time.Time) {
@@ -79,6 +112,12 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 	}
 	key, prefix := j.key(a), j.banPrefix(a)
 	d := j.Policy.Strike(key, at, now)
+	if d.Stale {
+		if j.counters.TooOld++; j.counters.TooOld == 1 {
+			e.log.Warn("an event older than findtime was not counted (a log read late, or a wrong timezone setting makes every event look old)",
+				"jail", j.Cfg.Name, "event_time", at, "now", now, "findtime", config.FormatDuration(j.Cfg.FindTime), "timezone", e.loc.String())
+		}
+	}
 	if !d.Counted {
 		return
 	}
@@ -88,7 +127,7 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 		return
 	}
 	e.stats.Bans++
-	reason := fmt.Sprintf("%d strikes in %s", d.Count, config.FormatDuration(j.Cfg.FindTime))
+	reason := fmt.Sprintf("%d %s in %s", d.Count, plural(d.Count, "strike", "strikes"), config.FormatDuration(j.Cfg.FindTime))
 	if bucket != "" {
 		reason += fmt.Sprintf(" (%s exceeded)", bucket)
 	}
@@ -123,4 +162,11 @@ func (j *Jail) banPrefix(a netip.Addr) netip.Prefix {
 		}
 	}
 	return rules.HostPrefix(a)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
