@@ -207,7 +207,7 @@ func (r *replayer) line(path string, text []byte) {
 		// placed in the year before now.
 		ref = time.Now()
 	}
-	if t, _, ok := rules.ParseTime(text, r.loc, ref); ok && t.After(r.clock) {
+	if t, ok := r.timeOf(text, ref); ok && t.After(r.clock) {
 		r.clock = t
 	}
 	if r.clock.IsZero() {
@@ -222,6 +222,20 @@ func (r *replayer) line(path string, text []byte) {
 		r.staged = 0
 		r.commit(r.eng.Commit(r.ctx))
 	}
+}
+
+// timeOf is a line's time: by the first jail whose filter has a
+// datepattern that reads it, else by the built-in formats.
+func (r *replayer) timeOf(text []byte, ref time.Time) (time.Time, bool) {
+	for _, j := range r.eng.Jails() {
+		if j.Filter != nil && j.Filter.HasDatePattern() {
+			if t, _, ok := j.Filter.ParseTime(text, r.loc, ref); ok {
+				return t, true
+			}
+		}
+	}
+	t, _, ok := rules.ParseTime(text, r.loc, ref)
+	return t, ok
 }
 
 func (r *replayer) commit(ch engine.Change, err error) {
