@@ -23,8 +23,11 @@ func banCommand() *cli.Command {
 		ArgsUsage: "ADDR|CIDR...",
 		Description: `Bans each address or CIDR: it is in the rspamd map when the command
 returns. Without --for or --permanent the ban lasts the jail's bantime
-(1h for the "manual" jail). An address in ignoreip is refused (exit 2).
-Every address is checked first: one invalid address changes nothing.
+(1h for the "manual" jail). An address in ignoreip, or a range that
+contains one, is refused (exit 2); so is a range wider than
+min_prefix_v4 (default /16) or min_prefix_v6 (default /32) unless
+--force. Every address is checked first: one invalid address changes
+nothing.
 Works through the daemon's socket, or directly when no daemon runs.
 
 Examples:
@@ -36,13 +39,14 @@ Examples:
 			&cli.StringFlag{Name: "for", Usage: "ban length, e.g. 30m, 1d, 1w"},
 			&cli.BoolFlag{Name: "permanent", Usage: "ban with no end"},
 			&cli.StringFlag{Name: "reason", Usage: "why (shown by list and show)"},
+			&cli.BoolFlag{Name: "force", Usage: "ban a range wider than min_prefix_v4/min_prefix_v6"},
 			jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return exitf(daemon.ExitUsage, "ban needs at least one address")
 			}
-			req := control.Request{Addrs: c.Args().Slice(), Jail: c.String("jail"), For: c.String("for"), Permanent: c.Bool("permanent"), Reason: c.String("reason")}
+			req := control.Request{Addrs: c.Args().Slice(), Jail: c.String("jail"), For: c.String("for"), Permanent: c.Bool("permanent"), Reason: c.String("reason"), Force: c.Bool("force")}
 			return doChange(c, control.OpBan, req)
 		},
 	}
@@ -55,22 +59,26 @@ func unbanCommand() *cli.Command {
 		ArgsUsage: "ADDR|CIDR... | --all",
 		Description: `Lifts the bans of each address (in every jail, or only --jail) and clears
 its strikes. The address is out of the rspamd map when the command
-returns. An address that is not banned is reported and the exit code is 1.
+returns. An address that is not banned is reported and the exit code is 1;
+when a banned range covers it (the /64 an IPv6 client was banned with),
+the report names the range, and --covering lifts that range.
 Works through the daemon's socket, or directly when no daemon runs.
 
 Examples:
    mailjail unban 198.51.100.23
-   mailjail unban --all --jail rspamd-ratelimit`,
+   mailjail unban --all --jail rspamd-ratelimit
+   mailjail unban --covering 2001:db8:77::1`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "all", Usage: "lift every active ban (of --jail, if given)"},
 			&cli.StringFlag{Name: "jail", Usage: "only bans of `JAIL`"},
+			&cli.BoolFlag{Name: "covering", Usage: "also lift banned ranges that cover an address given"},
 			jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if (c.NArg() == 0) == !c.Bool("all") {
 				return exitf(daemon.ExitUsage, "unban needs addresses or --all (not both)")
 			}
-			req := control.Request{Addrs: c.Args().Slice(), All: c.Bool("all"), Jail: c.String("jail")}
+			req := control.Request{Addrs: c.Args().Slice(), All: c.Bool("all"), Jail: c.String("jail"), Covering: c.Bool("covering")}
 			return doChange(c, control.OpUnban, req)
 		},
 	}

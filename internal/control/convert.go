@@ -42,7 +42,7 @@ func BanViews(bans []store.Ban) []Ban {
 // address is checked before anything changes: one bad address fails the
 // whole request.
 func ParseBan(r Request) (enforce.BanRequest, error) {
-	out := enforce.BanRequest{Jail: r.Jail, Permanent: r.Permanent, Reason: r.Reason}
+	out := enforce.BanRequest{Jail: r.Jail, Permanent: r.Permanent, Reason: r.Reason, Force: r.Force}
 	var err error
 	if out.Prefixes, err = parseAddrs(r.Addrs); err != nil {
 		return out, err
@@ -63,7 +63,7 @@ func ParseBan(r Request) (enforce.BanRequest, error) {
 
 // ParseUnban checks an unban request and turns it into the domain's.
 func ParseUnban(r Request) (enforce.UnbanRequest, error) {
-	out := enforce.UnbanRequest{All: r.All, Jail: r.Jail}
+	out := enforce.UnbanRequest{All: r.All, Jail: r.Jail, Covering: r.Covering}
 	if r.All && len(r.Addrs) > 0 {
 		return out, fmt.Errorf("addresses or --all, not both: %w", core.ErrInvalid)
 	}

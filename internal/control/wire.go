@@ -21,6 +21,8 @@ type Request struct {
 	For       string   `json:"for,omitempty"` // duration, "" = jail's bantime
 	Permanent bool     `json:"permanent,omitempty"`
 	Reason    string   `json:"reason,omitempty"`
+	Force     bool     `json:"force,omitempty"`    // ban wider than the minimum prefix
+	Covering  bool     `json:"covering,omitempty"` // unban the prefixes that cover an address
 }
 
 // Ban is a ban as the CLI shows it (stable JSON schema).

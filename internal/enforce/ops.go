@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/mailjail/mailjail/internal/config"
@@ -21,6 +23,9 @@ type BanRequest struct {
 	For       time.Duration // 0: the jail's bantime (1h for manual bans)
 	Permanent bool
 	Reason    string
+	// Force bans a prefix shorter than min_prefix_v4/v6 (a whole
+	// provider, a country): refused without it.
+	Force bool
 }
 
 // UnbanRequest is an operator's unban.
@@ -28,6 +33,10 @@ type UnbanRequest struct {
 	Prefixes []netip.Prefix
 	All      bool   // every active ban (of Jail, when set)
 	Jail     string // "" for every jail
+	// Covering also lifts a banned prefix that covers an address asked
+	// for (the /64 a client was banned with): without it such an address
+	// is reported, naming the prefix.
+	Covering bool
 }
 
 // Ops carries out operator requests on the engine and puts them into
@@ -50,6 +59,11 @@ var ErrNotEnforced = errors.New("state saved but not yet in force")
 func (o *Ops) Ban(ctx context.Context, r BanRequest) ([]store.Ban, error) {
 	if len(r.Prefixes) == 0 {
 		return nil, fmt.Errorf("no address given: %w", core.ErrInvalid)
+	}
+	for _, p := range r.Prefixes {
+		if err := o.checkSize(p, r.Force); err != nil {
+			return nil, err
+		}
 	}
 	d := time.Hour
 	if j := o.Cfg.Jail(r.Jail); j != nil {
@@ -105,7 +119,21 @@ func (o *Ops) Unban(ctx context.Context, r UnbanRequest) ([]store.Ban, error) {
 	for _, p := range prefixes {
 		ch, err := o.Eng.Unban(ctx, p, r.Jail, now, "cli")
 		if errors.Is(err, core.ErrNotFound) {
-			missing = append(missing, rules.FormatPrefix(p))
+			covering := o.covering(p, r.Jail)
+			if len(covering) == 0 {
+				missing = append(missing, rules.FormatPrefix(p))
+				continue
+			}
+			if !r.Covering {
+				missing = append(missing, fmt.Sprintf("%s (covered by the ban of %s: unban that, or use --covering)", rules.FormatPrefix(p), joinPrefixes(covering)))
+				continue
+			}
+			for _, c := range covering {
+				if ch, err = o.Eng.Unban(ctx, c, r.Jail, now, "cli"); err != nil && !errors.Is(err, core.ErrNotFound) {
+					return done.Lifted, errors.Join(err, o.enforce(ctx, done))
+				}
+				done.Lifted = append(done.Lifted, ch.Lifted...)
+			}
 			continue
 		}
 		if err != nil {
@@ -118,6 +146,39 @@ func (o *Ops) Unban(ctx context.Context, r UnbanRequest) ([]store.Ban, error) {
 		err = errors.Join(fmt.Errorf("not banned: %v: %w", missing, core.ErrNotFound), err)
 	}
 	return done.Lifted, err
+}
+
+// checkSize refuses a prefix shorter than the configured minimum unless
+// forced.
+func (o *Ops) checkSize(p netip.Prefix, force bool) error {
+	min, family := o.Cfg.Global.MinPrefixV6, "min_prefix_v6"
+	if p.Addr().Is4() {
+		min, family = o.Cfg.Global.MinPrefixV4, "min_prefix_v4"
+	}
+	if p.Bits() < min && !force {
+		return fmt.Errorf("refusing to ban %s: wider than /%d (%s); use --force if you mean it: %w", rules.FormatPrefix(p), min, family, core.ErrInvalid)
+	}
+	return nil
+}
+
+// covering is every banned prefix (not p itself) that contains p, of
+// jail when set.
+func (o *Ops) covering(p netip.Prefix, jail string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, b := range o.Eng.ActiveBans() {
+		if (jail == "" || b.Jail == jail) && b.Prefix != p && b.Prefix.Bits() <= p.Bits() && b.Prefix.Contains(p.Addr()) && !slices.Contains(out, b.Prefix) {
+			out = append(out, b.Prefix)
+		}
+	}
+	return out
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = rules.FormatPrefix(p)
+	}
+	return strings.Join(s, ", ")
 }
 
 // banned is every distinctly banned prefix, of jail when set.

@@ -12,7 +12,7 @@ import (
 )
 
 // ErrIgnored refuses a manual ban of an address in ignoreip.
-var ErrIgnored = fmt.Errorf("address is in ignoreip: %w", core.ErrInvalid)
+var ErrIgnored = fmt.Errorf("in ignoreip, or holds an address that is: %w", core.ErrInvalid)
 
 // Ban bans p by hand. d is the length (config.Permanent for no end).
 func (e *Engine) Ban(ctx context.Context, p netip.Prefix, jail string, d time.Duration, reason string, now time.Time) (Change, error) {
