@@ -77,6 +77,7 @@ type TargetStatus struct {
 // Status is the answer to `status`.
 type Status struct {
 	Running    bool           `json:"running"`
+	Degraded   string         `json:"degraded"` // why the daemon cannot do its work now; "" when it can
 	Version    string         `json:"version"`
 	PID        int            `json:"pid,omitempty"`
 	Started    *time.Time     `json:"started,omitempty"`

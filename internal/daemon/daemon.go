@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/engine"
@@ -62,6 +63,12 @@ type daemon struct {
 	started time.Time
 	sources []watcher.Source
 	reqs    chan ctlReq
+	srv     *control.Server // nil until the socket is listened on
+
+	// Read and written by the main loop only.
+	ready    bool   // prepared: bans and unbans may be carried out
+	degraded string // why the daemon cannot do its work now ("" when it can)
+	fatal    error  // why a retry gave up for good
 }
 
 func newDaemon(cfg *config.Config, st *store.Store, log *slog.Logger, opt Options) (*daemon, error) {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/enforce"
@@ -18,6 +19,10 @@ type ctlReq struct {
 
 // errStopping answers requests that arrive while the daemon stops.
 var errStopping = errors.New("daemon stopping")
+
+// errNotReady answers changes asked for before the daemon has taken over
+// the map: carrying them out would write a map without its old entries.
+var errNotReady = errors.New("daemon not ready")
 
 // handler is the daemon's control.Handler: each call runs in the main
 // loop, so commands and bans from logs never race.
@@ -41,14 +46,22 @@ func (h *handler) inLoop(ctx context.Context, fn func()) error {
 }
 
 func (h *handler) Ban(ctx context.Context, r enforce.BanRequest) (bans []store.Ban, err error) {
-	if lerr := h.inLoop(ctx, func() { bans, err = h.d.ops.Ban(h.ctx, r) }); lerr != nil {
+	if lerr := h.inLoop(ctx, func() {
+		if err = h.d.notReady(); err == nil {
+			bans, err = h.d.ops.Ban(h.ctx, r)
+		}
+	}); lerr != nil {
 		return nil, lerr
 	}
 	return bans, err
 }
 
 func (h *handler) Unban(ctx context.Context, r enforce.UnbanRequest) (bans []store.Ban, err error) {
-	if lerr := h.inLoop(ctx, func() { bans, err = h.d.ops.Unban(h.ctx, r) }); lerr != nil {
+	if lerr := h.inLoop(ctx, func() {
+		if err = h.d.notReady(); err == nil {
+			bans, err = h.d.ops.Unban(h.ctx, r)
+		}
+	}); lerr != nil {
 		return nil, lerr
 	}
 	return bans, err
@@ -63,4 +76,12 @@ func (h *handler) Status(ctx context.Context) (s *control.Status, err error) {
 		return nil, lerr
 	}
 	return s, err
+}
+
+// notReady is errNotReady, with the reason, before the daemon is ready.
+func (d *daemon) notReady() error {
+	if d.ready {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", errNotReady, d.degraded)
 }

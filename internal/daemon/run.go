@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -17,14 +18,18 @@ const stopGrace = 5 * time.Second
 
 func (d *daemon) run(ctx context.Context) error {
 	now := d.opt.Clock.Now()
-	if err := d.prepare(ctx, now); err != nil {
-		return err
+	if err := d.eng.RestoreBans(now); err != nil {
+		return fmt.Errorf("restore state: %w", err)
 	}
-	d.enf.Start()
-	defer d.enf.Stop()
-
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer d.stopServing()
+	if !d.retry(ctx, &wg, "take over the map and lift ended bans", func() error { return d.prepare(ctx, now) }) {
+		return d.fatal
+	}
+	d.ready = true
+	d.enf.Start()
+	defer d.enf.Stop()
 	octx, stopOutbox := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopOutbox()
 	wg.Go(func() { d.outbox.Run(octx) })
@@ -35,22 +40,11 @@ func (d *daemon) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-
-	srv, err := d.serve(ctx)
-	if err != nil {
+	// The socket is listened on once the logs are followed: a client that
+	// sees it knows that everything appended from then on is read.
+	if err := d.startServing(ctx, &wg); err != nil {
 		return err
 	}
-	wg.Go(func() {
-		if err := srv.Serve(); err != nil {
-			d.log.Error("control socket", "err", err)
-		}
-	})
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), stopGrace)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-
 	d.logStart()
 	// Bans are in force and the logs are followed (their lines wait in
 	// the sources); strike windows are restored before the first line is
@@ -65,10 +59,15 @@ func (d *daemon) run(ctx context.Context) error {
 	return d.loop(ctx, batches, now)
 }
 
-// prepare restores the bans, takes over the map and writes every target,
-// before anything is read.
+// prepare takes over the map, lifts bans that ended while the daemon was
+// down and writes every target, before anything is read. A map that
+// cannot be parsed stops the start; a database that cannot be written is
+// retried (the old map stays in force meanwhile).
 func (d *daemon) prepare(ctx context.Context, now time.Time) error {
 	imported, ch, err := Prepare(ctx, d.eng, d.cfg.Global.MapFile, now)
+	if errors.Is(err, ErrBadMap) {
+		return permanent{err}
+	}
 	if err != nil {
 		return err
 	}
@@ -90,12 +89,31 @@ func (d *daemon) prepare(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-func (d *daemon) serve(ctx context.Context) (*control.Server, error) {
+// startServing answers the control socket from now on (once).
+func (d *daemon) startServing(ctx context.Context, wg *sync.WaitGroup) error {
+	if d.srv != nil {
+		return nil
+	}
 	ln, err := control.Listen(d.cfg.Global.Socket, d.cfg.Global.SocketGroup)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return control.NewServer(ln, &handler{d: d, ctx: ctx}), nil
+	d.srv = control.NewServer(ln, &handler{d: d, ctx: ctx})
+	wg.Go(func() {
+		if err := d.srv.Serve(); err != nil {
+			d.log.Error("control socket", "err", err)
+		}
+	})
+	return nil
+}
+
+func (d *daemon) stopServing() {
+	if d.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+	defer cancel()
+	d.srv.Shutdown(ctx)
 }
 
 func (d *daemon) logStart() {
@@ -176,17 +194,76 @@ func (d *daemon) housekeeping(ctx context.Context, now time.Time) {
 // strike or a ban. Then the change goes into force.
 func (d *daemon) process(ctx context.Context, batch []core.Line) error {
 	d.eng.Stage(batch, d.opt.Clock.Now())
-	backoff := 100 * time.Millisecond
-	for {
+	d.retry(ctx, nil, "save state", func() error {
 		ch, err := d.eng.Commit(ctx)
 		if err == nil {
 			d.enf.Apply(ctx, ch)
-			return nil
 		}
-		d.log.Error("state not saved, retrying", "database", d.cfg.Global.Database, "err", err, "retry_in", backoff)
-		if !core.Sleep(d.opt.Clock, backoff, ctx.Done()) {
-			return nil
+		return err
+	})
+	return nil
+}
+
+// permanent marks an error that retrying cannot mend.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// setDegraded records why the daemon is degraded ("" when it is not), for
+// status.
+func (d *daemon) setDegraded(why string) { d.degraded = why }
+
+// retry runs fn until it succeeds, with backoff, and reports whether it
+// did (false: the daemon is stopping, or fn failed for good). Meanwhile
+// the daemon is degraded: it says so in the log, in status and to
+// systemd, and it keeps answering the control socket (a command it
+// answers as failed is rolled back, never applied later).
+func (d *daemon) retry(ctx context.Context, wg *sync.WaitGroup, what string, fn func() error) bool {
+	wait := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			if d.setDegraded(""); d.ready {
+				sdNotify("STATUS=following logs")
+			}
+			return true
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		if perm := (permanent{}); errors.As(err, &perm) {
+			d.fatal = perm.error
+			return false
+		}
+		msg := fmt.Sprintf("%s: %v", what, err)
+		d.setDegraded(msg)
+		d.log.Error("degraded: "+what+" failed, retrying", "database", d.cfg.Global.Database, "err", err, "retry_in", wait)
+		// READY: a degraded daemon is up (its socket answers), and
+		// systemd must not kill it for taking long to start.
+		sdNotify("READY=1\nSTATUS=degraded: " + msg)
+		// A degraded start answers the socket at once, so that status
+		// can say why.
+		if err := d.startServing(ctx, wg); err != nil {
+			d.log.Error("control socket", "err", err)
+		}
+		if !d.serveWhile(ctx, wait) {
+			return false
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// serveWhile answers control requests for d of the daemon's clock, and
+// reports whether the daemon goes on.
+func (d *daemon) serveWhile(ctx context.Context, wait time.Duration) bool {
+	t := d.opt.Clock.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C():
+			return true
+		case r := <-d.reqs:
+			r.run()
+			close(r.done)
+		}
 	}
 }

@@ -87,6 +87,7 @@ func matchesAny(patterns []string, path string) bool {
 // fillRunning adds what only the running daemon knows.
 func (d *daemon) fillRunning(s *control.Status) {
 	s.Running = true
+	s.Degraded = d.degraded
 	s.Version = d.opt.Version
 	s.PID = os.Getpid()
 	started := d.started.UTC()

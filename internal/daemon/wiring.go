@@ -85,6 +85,10 @@ func Prepare(ctx context.Context, eng *engine.Engine, mapPath string, now time.T
 	return imported, ch, nil
 }
 
+// ErrBadMap means the existing map cannot be taken over: retrying will
+// not help, the administrator must fix or move it.
+var ErrBadMap = errors.New("existing map cannot be taken over")
+
 func readExistingMap(path string) ([]netip.Prefix, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -96,7 +100,7 @@ func readExistingMap(path string) ([]netip.Prefix, error) {
 	defer f.Close()
 	prefixes, err := mapfile.Parse(f, path)
 	if err != nil {
-		return nil, fmt.Errorf("take over existing map (fix or move the line, nothing was changed): %w", err)
+		return nil, fmt.Errorf("%w (fix or move the line, nothing was changed): %w", ErrBadMap, err)
 	}
 	return prefixes, nil
 }

@@ -1,0 +1,146 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/internal/testutil"
+)
+
+// runDaemon runs the daemon on cfg until the test ends.
+func runDaemon(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := testutil.Receive(t, done, 15*time.Second, "the daemon to stop"); err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	})
+}
+
+func shortDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "mjg") // short: unix socket path limit
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// status asks the daemon, failing the test if it takes longer than a
+// responsive daemon would.
+func status(t *testing.T, cfg *config.Config) *control.Status {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(3*time.Second))
+	defer cancel()
+	resp, err := control.Call(ctx, cfg.Global.Socket, control.OpStatus, control.Request{})
+	if err != nil || resp.Status == nil {
+		t.Fatalf("status: %+v, %v", resp, err)
+	}
+	return resp.Status
+}
+
+// sqlOn runs SQL on the daemon's database beside it, as a full disk would
+// be simulated: triggers that make writes fail.
+func sqlOn(t *testing.T, path, q string) {
+	t.Helper()
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Exec(q); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const failWrites = `CREATE TABLE IF NOT EXISTS fail(x);
+	CREATE TRIGGER no_strikes BEFORE INSERT ON strikes BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
+	CREATE TRIGGER no_bans BEFORE INSERT ON bans BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
+	CREATE TRIGGER no_lift BEFORE UPDATE ON bans BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;`
+
+const healWrites = `DROP TRIGGER no_strikes; DROP TRIGGER no_bans; DROP TRIGGER no_lift;`
+
+// While the database cannot be written the socket stays responsive:
+// status says why, a ban is answered as failed at once and is never
+// applied later; the events read meanwhile are all counted afterwards.
+func TestSocketAnswersWhileTheDatabaseCannotBeWritten(t *testing.T) {
+	dir := shortDir(t)
+	cfg := testConfig(t, dir, "maxretry = 100\n")
+	logPath := cfg.Jails[0].LogPath[0]
+	if err := os.WriteFile(logPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runDaemon(t, cfg)
+	testutil.Eventually(t, 15*time.Second, "the socket", func() bool { _, err := os.Stat(cfg.Global.Socket); return err == nil })
+	sqlOn(t, cfg.Global.Database, failWrites)
+	f, _ := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(eventLine("198.51.100.70") + eventLine("198.51.100.70"))
+	f.Close()
+	testutil.Eventually(t, 15*time.Second, "status to say degraded", func() bool {
+		return strings.Contains(status(t, cfg).Degraded, "disk is full")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(3*time.Second))
+	defer cancel()
+	resp, err := control.Call(ctx, cfg.Global.Socket, control.OpBan, control.Request{Addrs: []string{"203.0.113.80"}})
+	if err != nil || resp.OK || resp.Code != control.ExitUnreachable {
+		t.Fatalf("ban while the disk is full: %+v, %v", resp, err)
+	}
+	sqlOn(t, cfg.Global.Database, healWrites)
+	testutil.Eventually(t, 15*time.Second, "both strikes stored and degraded cleared", func() bool {
+		s := status(t, cfg)
+		return s.Degraded == "" && s.Jails[0].StrikesStored == 2
+	})
+	if s := status(t, cfg); s.MapEntries != 0 {
+		t.Fatalf("the ban answered as failed was applied later: %d map entries", s.MapEntries)
+	}
+}
+
+// A database that cannot be written at start does not stop the start:
+// the old map stays in force, status says why, and once the database
+// takes writes again the daemon takes over and lifts ended bans.
+func TestStartDegradedWhileTheDatabaseCannotBeWritten(t *testing.T) {
+	dir := shortDir(t)
+	cfg := testConfig(t, dir, "")
+	if err := os.WriteFile(cfg.Jails[0].LogPath[0], nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A ban that ended while the daemon was down, and the map it wrote.
+	past := time.Now().Add(-2 * time.Hour)
+	sqlOn(t, cfg.Global.Database, `INSERT INTO bans (jail, addr, since, until) VALUES ('rl', '198.51.100.71', `+
+		itoa(past.UnixNano())+`, `+itoa(past.Add(time.Hour).UnixNano())+`);
+		INSERT INTO meta (key, value) VALUES ('map_adopted:`+cfg.Global.MapFile+`', 'x');`)
+	oldMap := "198.51.100.71\n"
+	if err := os.WriteFile(cfg.Global.MapFile, []byte(oldMap), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sqlOn(t, cfg.Global.Database, failWrites)
+	runDaemon(t, cfg)
+	testutil.Eventually(t, 15*time.Second, "a degraded status", func() bool {
+		if _, err := os.Stat(cfg.Global.Socket); err != nil {
+			return false
+		}
+		return strings.Contains(status(t, cfg).Degraded, "disk is full")
+	})
+	if data, _ := os.ReadFile(cfg.Global.MapFile); string(data) != oldMap {
+		t.Fatalf("map changed while degraded: %q", data)
+	}
+	sqlOn(t, cfg.Global.Database, healWrites)
+	testutil.Eventually(t, 15*time.Second, "the ended ban lifted", func() bool {
+		return countMap(t, cfg.Global.MapFile) == 0 && status(t, cfg).Degraded == ""
+	})
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
