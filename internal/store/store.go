@@ -11,6 +11,7 @@ package store
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,6 +39,11 @@ type Options struct {
 func Open(path string, opt Options) (*Store, error) {
 	if !opt.ReadOnly {
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
+		// The database holds log lines and who is banned: owner only.
+		// SQLite gives its -wal and -shm files the database's mode.
+		if err := createPrivate(path); err != nil {
 			return nil, fmt.Errorf("open database %s: %w", path, err)
 		}
 	}
@@ -73,6 +79,19 @@ func Open(path string, opt Options) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// createPrivate creates an empty file at path with mode 0600 unless it
+// exists.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // Path is the database file.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -220,5 +221,28 @@ func TestOutboxKeepsOrderRetriesAndCounts(t *testing.T) {
 	}
 	if c != (OutboxCounts{Pending: 1, Failed: 1, GaveUp: 1}) {
 		t.Fatalf("counts = %+v", c)
+	}
+}
+
+// The database and its WAL files are readable by their owner only: they
+// hold log lines and the ban list.
+func TestDatabaseFilesAreCreatedOwnerOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state", "mailjail.db")
+	s, err := Open(path, Options{Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Update(context.Background(), func(tx *Tx) error { return tx.SetMeta("k", "v") }); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := fi.Mode().Perm(); m != 0o600 {
+			t.Errorf("%s has mode %o, want 600", p, m)
+		}
 	}
 }
