@@ -163,9 +163,15 @@ func (r *Reconciler) loop(retry core.Timer, check core.Ticker) {
 	}
 }
 
+// finalSyncTimeout bounds the last sync at stop, so that a hung target
+// cannot hold the daemon past systemd's stop timeout.
+const finalSyncTimeout = 5 * time.Second
+
 // stop ends the loop after a final synchronous sync.
 func (r *Reconciler) stop() error {
 	close(r.done)
 	r.wg.Wait()
-	return r.Sync(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), finalSyncTimeout)
+	defer cancel()
+	return r.Sync(ctx)
 }
