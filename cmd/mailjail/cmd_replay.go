@@ -22,15 +22,16 @@ import (
 
 // replayOutput is the --json schema of `replay`.
 type replayOutput struct {
-	Files       []string      `json:"files"`
-	Jails       []string      `json:"jails"`
-	Lines       int           `json:"lines"`
-	Matches     uint64        `json:"matches"`
-	Strikes     uint64        `json:"strikes"`
-	Bans        []control.Ban `json:"bans"`
-	Addresses   int           `json:"addresses_banned"`
-	Seconds     float64       `json:"seconds"`
-	LinesPerSec float64       `json:"lines_per_second"`
+	Files       []string            `json:"files"`
+	Jails       []string            `json:"jails"`
+	Lines       int                 `json:"lines"`
+	Matches     uint64              `json:"matches"`
+	Strikes     uint64              `json:"strikes"`
+	Bans        []control.Ban       `json:"bans"`
+	RateEvents  []control.RateEvent `json:"rate_events"`
+	Addresses   int                 `json:"addresses_banned"`
+	Seconds     float64             `json:"seconds"`
+	LinesPerSec float64             `json:"lines_per_second"`
 }
 
 func replayCommand() *cli.Command {
@@ -134,7 +135,7 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 		return nil, &exitError{code: control.ExitUsage, err: err}
 	}
 	r := &replayer{ctx: ctx, eng: eng, loc: cfg.Location(), banned: map[string]bool{},
-		out: &replayOutput{Files: files, Bans: []control.Ban{}},
+		out: &replayOutput{Files: files, Bans: []control.Ban{}, RateEvents: []control.RateEvent{}},
 		// The same path to enforcement as the daemon's, with the
 		// replay's own map as the only target and no actions or alerts.
 		enf: enforce.New([]enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile)}, eng.ActiveBans, nil, enforce.Options{Log: log}),
@@ -248,6 +249,9 @@ func (r *replayer) commit(ch engine.Change, err error) {
 		v := control.BanView(b)
 		r.out.Bans = append(r.out.Bans, v)
 		r.banned[v.Addr] = true
+	}
+	for _, ev := range ch.Rate {
+		r.out.RateEvents = append(r.out.RateEvents, control.RateEventView(ev))
 	}
 }
 

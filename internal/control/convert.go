@@ -29,6 +29,11 @@ func BanView(b store.Ban) Ban {
 	return v
 }
 
+// RateEventView is the CLI's view of a rate event.
+func RateEventView(e store.RateEvent) RateEvent {
+	return RateEvent{Jail: e.Jail, Key: e.Key, At: e.At.UTC(), What: e.What, Level: e.Level, Burst: e.Burst, Rate: e.Rate, Urgent: e.Urgent, Detail: e.Detail}
+}
+
 // BanViews is BanView of each ban, never nil (JSON [] rather than null).
 func BanViews(bans []store.Ban) []Ban {
 	out := make([]Ban, 0, len(bans))

@@ -38,6 +38,19 @@ type Ban struct {
 	LiftedBy  string     `json:"lifted_by,omitempty"`
 }
 
+// RateEvent is a rate jail's key over a limit, as the CLI shows it.
+type RateEvent struct {
+	Jail   string    `json:"jail"`
+	Key    string    `json:"key"` // sender, account or address
+	At     time.Time `json:"at"`
+	What   string    `json:"what"` // "messages" or "recipients"
+	Level  float64   `json:"level"`
+	Burst  float64   `json:"burst"`
+	Rate   string    `json:"rate"`
+	Urgent bool      `json:"urgent"`
+	Detail string    `json:"detail"`
+}
+
 // FileStatus is one followed file.
 type FileStatus struct {
 	Path   string `json:"path"`

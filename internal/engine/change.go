@@ -14,12 +14,13 @@ import (
 type Change struct {
 	Bans   []store.Ban
 	Lifted []store.Ban
-	Urgent []store.RateEvent // rate events far over their limit: alert now
+	Rate   []store.RateEvent // rate events (log-only jails over a limit)
+	Urgent []store.RateEvent // those of Rate far over their limit: alert now
 	At     time.Time         // when it was committed, by the caller's clock
 }
 
 // Empty reports whether the change changed nothing in force.
-func (c Change) Empty() bool { return len(c.Bans) == 0 && len(c.Lifted) == 0 && len(c.Urgent) == 0 }
+func (c Change) Empty() bool { return len(c.Bans) == 0 && len(c.Lifted) == 0 && len(c.Rate) == 0 }
 
 // Effects writes, in the change's own transaction, what the change
 // causes besides enforcement (actions and alerts for the outbox), so

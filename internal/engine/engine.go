@@ -287,6 +287,7 @@ func (e *Engine) Commit(ctx context.Context) (Change, error) {
 			if err := tx.AddRateEvent(ev); err != nil {
 				return ch, err
 			}
+			ch.Rate = append(ch.Rate, ev)
 			if ev.Urgent {
 				ch.Urgent = append(ch.Urgent, ev)
 			}
