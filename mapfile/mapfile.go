@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/google/renameio/v2"
-
-	"github.com/mailjail/mailjail/rules"
 )
 
 // Entry is one banned address or range.
@@ -80,6 +78,8 @@ func longer(a, b Entry) bool {
 // Render writes the map: the header, a count, and one line per entry with
 // a trailing comment rspamd ignores: "ADDR # until 2026-11-25T04:00:00Z
 // jail=NAME" (or "# permanent jail=NAME"). entries must be normalised.
+// NAME is escaped (see escapeField): whatever a jail is called, each entry
+// is one line and ParseEntries reads the name back exactly.
 func Render(w io.Writer, entries []Entry, now time.Time) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.WriteString(Header)
@@ -99,7 +99,7 @@ func Render(w io.Writer, entries []Entry, now time.Time) error {
 			buf = e.Until.UTC().AppendFormat(buf, time.RFC3339)
 		}
 		buf = append(buf, " jail="...)
-		buf = append(buf, e.Jail...)
+		buf = append(buf, escapeField(e.Jail)...)
 		buf = append(buf, '\n')
 		bw.Write(buf)
 	}
@@ -134,38 +134,4 @@ func Write(path string, entries []Entry, now time.Time) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// Parse reads a map in the format rspamd accepts for an "ip" multimap
-// (one address or CIDR per line, blank lines, # comments, a trailing
-// # comment after an entry). mailjail uses it to take over a map that
-// existed before it, so that no entry is dropped. A line it cannot
-// understand is an error naming the file and line: guessing would either
-// drop a ban or invent one.
-func Parse(r io.Reader, name string) ([]netip.Prefix, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var out []netip.Prefix
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		if f := strings.Fields(line); len(f) > 1 {
-			return nil, fmt.Errorf("%s:%d: entry %q: expected one address or CIDR per line", name, n, line)
-		}
-		p, err := rules.ParsePrefix(line)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: entry: %w", name, n, err)
-		}
-		out = append(out, p)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	return out, nil
 }
