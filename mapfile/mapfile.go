@@ -3,7 +3,11 @@
 // file in the same directory, fsync'd, renamed over the old one (renameio),
 // and the directory is fsync'd, so rspamd (which rereads the map by itself
 // when it changes) and a crash at any moment only ever see the old list or
-// the new one, never half of either.
+// the new one, never half of either. A rewrite keeps the file's group and
+// mode, so rspamd can still open it (CheckWritable, Reader.CanOpen).
+//
+// ParseEntries reads a map as rspamd 3.4 does, to take over one that
+// existed before mailjail; TryLock makes one process the map's only owner.
 package mapfile
 
 import (
@@ -108,16 +112,29 @@ func Render(w io.Writer, entries []Entry, now time.Time) error {
 
 // Write atomically replaces the map at path with entries. On any error the
 // old file is untouched (a full disk fails the write, not the map).
+//
+// The new file keeps the old one's mode and group, so that a map an
+// administrator made readable to rspamd alone (root:_rspamd 0640) stays
+// readable to it; its owner is the writing process's user. When the group
+// cannot be kept (a process that is not root can only give a file a group
+// it belongs to) the write fails and the old map stays: a map rspamd
+// cannot open would lift every ban. CheckWritable reports that in advance.
 func Write(path string, entries []Entry, now time.Time) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("write map %s: %w", path, err)
 	}
-	pf, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
+	// The temporary file goes beside the map: the rename cannot cross
+	// file systems, and renameio would otherwise probe $TMPDIR each time.
+	pf, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir),
+		renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
 	if err != nil {
 		return fmt.Errorf("write map %s: %w", path, err)
 	}
 	defer pf.Cleanup()
+	if err := keepGroup(pf.File, path); err != nil {
+		return fmt.Errorf("write map %s: %w", path, err)
+	}
 	if err := Render(pf, Normalize(entries), now); err != nil {
 		return fmt.Errorf("write map %s: %w", path, err)
 	}
