@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -293,4 +295,32 @@ func (d *daemon) stop() {
 		d.t.Errorf("daemon run %d still running 15s after SIGTERM; killing it", d.n)
 		d.kill()
 	}
+}
+
+// showJSON is the part of `mailjail show ADDR --json` the tests read.
+type showJSON struct {
+	Banned bool `json:"banned"`
+	Active []struct {
+		Jail    string `json:"jail"`
+		Strikes int    `json:"strikes"`
+	} `json:"active"`
+	Strikes []struct {
+		Jail string `json:"jail"`
+		Line string `json:"line"`
+	} `json:"strikes"`
+}
+
+// showAddr runs `mailjail show ADDR --json`; exit status 1 (nothing known) is an empty answer.
+func showAddr(t *testing.T, bin, cfgPath, addr string) showJSON {
+	t.Helper()
+	out, err := exec.Command(bin, "--config", cfgPath, "show", addr, "--json").Output()
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
+		t.Fatalf("mailjail show %s: %v\n%s", addr, err, out)
+	}
+	var s showJSON
+	if err := json.Unmarshal(out, &s); err != nil {
+		t.Fatalf("mailjail show %s --json: %v in %q", addr, err, out)
+	}
+	return s
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -39,20 +40,42 @@ func sendMail(t *testing.T, addr string) (code int, reply string) {
 // sendMailFrom is sendMail with the envelope sender from.
 func sendMailFrom(t *testing.T, addr, from string) (code int, reply string) {
 	t.Helper()
+	return swaksAs(t, addr, "--from", from, "--header", "Subject: mailjail e2e from "+addr)
+}
+
+// sendMessage is sendMailFrom with the whole message (headers and body) given as data. It is
+// sent as it is, apart from line ends: swaks ends every line with CRLF.
+func sendMessage(t *testing.T, addr, from string, data []byte) (code int, reply string) {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "message-*.eml")
+	if err == nil {
+		_, err = f.Write(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Fatalf("writing the message for swaks: %v", err)
+	}
+	return swaksAs(t, addr, "--from", from, "--data", "@"+f.Name())
+}
+
+// swaksAs runs swaks through Postfix on loopback as client addr (XCLIENT) to e2e@localhost
+// with the further arguments args, and returns the final reply.
+func swaksAs(t *testing.T, addr string, args ...string) (code int, reply string) {
+	t.Helper()
 	x, err := xclientAddr(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "swaks",
+	cmd := exec.CommandContext(ctx, "swaks", append([]string{
 		"--server", smtpHost, "--port", smtpPort,
 		"--xclient-addr", x,
 		"--helo", "client.example.org",
-		"--from", from,
 		"--to", "e2e@localhost",
-		"--header", "Subject: mailjail e2e from "+addr,
-	)
+	}, args...)...)
 	out, runErr := cmd.CombinedOutput()
 	code, reply, err = parseSwaks(out)
 	if err != nil {
