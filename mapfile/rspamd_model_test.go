@@ -50,164 +50,196 @@ func gStrip(b []byte) []byte {
 	return b
 }
 
+// kvReader is rspamd_parse_kv_list's state: p the byte looked at, c the
+// start of the key or value being read.
+type kvReader struct {
+	r       *rspamdRead
+	d       []byte
+	p, c    int
+	state   int
+	key     []byte
+	haveKey bool
+}
+
 func readLikeRspamd(d []byte) rspamdRead {
 	var r rspamdRead
-	state := stSpacesBeforeKey
-	p, c := 0, 0
-	var key []byte
-	haveKey := false
-	storeKey := func() {
-		for c < p && gIsSpace(d[c]) {
-			c++
-		}
-		k := d[c:p]
-		if i := bytes.IndexByte(k, 0); i >= 0 { // rspamd_strlcpy stops at NUL
-			k = k[:i]
-			r.odd = true
-		}
-		if state == stKeyQuoted && bytes.ContainsAny(k, "\r\n") {
-			r.odd = true // a quoted key across lines
-		}
-		key, haveKey = gStrip(k), true
+	k := &kvReader{r: &r, d: d}
+	for k.p < len(d) {
+		k.step(d[k.p])
 	}
-	insert := func() {
-		r.addIPList(key)
-		haveKey = false
+	k.final()
+	return r
+}
+
+// storeKey is MAP_STORE_KEY.
+func (k *kvReader) storeKey() {
+	for k.c < k.p && gIsSpace(k.d[k.c]) {
+		k.c++
 	}
-	isEOL := func(b byte) bool { return b == '\r' || b == '\n' }
-	for p < len(d) {
-		b := d[p]
-		switch state {
-		case stSpacesBeforeKey:
-			switch {
-			case gIsSpace(b):
-				p++
-			case b == '"':
-				p++
-				c = p
-				state = stKeyQuoted
-			case b == '/':
-				c = p
-				p++
-				state = stKeySlashed
-			default:
-				c = p
-				state = stKey
-			}
-		case stKey, stKeyAfterSlash:
-			switch {
-			case b == '#' && (state == stKeyAfterSlash || p == c || d[p-1] != '\\'):
-				if p-c > 0 {
-					storeKey()
-					insert()
-				}
-				haveKey = false
-				state = stCommentStart
-			case isEOL(b):
-				if p-c > 0 {
-					storeKey()
-					insert()
-				}
-				haveKey = false
-				state = stEOL
-			case gIsSpace(b):
-				if p-c > 0 {
-					storeKey()
-					state = stSpacesAfterKey
-				} else {
-					r.warned = true
-					state = stComment
-				}
-			default:
-				p++
-			}
-		case stKeyQuoted:
-			switch b {
-			case '\\':
-				state = stBackslashQuoted
-				p++
-			case '"':
-				storeKey()
-				state = stSpacesAfterKey
-				p++
-			default:
-				p++
-			}
-		case stKeySlashed:
-			switch b {
-			case '\\':
-				state = stBackslashSlashed
-				p++
-			case '/':
-				state = stKeyAfterSlash
-			default:
-				p++
-			}
-		case stBackslashQuoted:
-			p++
-			state = stKeyQuoted
-		case stBackslashSlashed:
-			p++
-			state = stKeySlashed
-		case stSpacesAfterKey:
-			if b == ' ' || b == '\t' {
-				p++
-			} else {
-				c = p
-				state = stValue
-			}
-		case stValue:
-			switch {
-			case !haveKey:
-				r.warned = true
-				state = stComment
-			case b == '#':
-				insert()
-				state = stCommentStart
-			case isEOL(b):
-				insert()
-				state = stEOL
-			default:
-				p++
-			}
-		case stCommentStart:
-			state = stComment
-			p++
-			haveKey = false
-		case stComment:
-			if isEOL(b) {
-				state = stEOL
-			} else {
-				p++
-			}
-		case stEOL:
-			if isEOL(b) {
-				p++
-			} else {
-				state = stSpacesBeforeKey
-			}
-		}
+	key := k.d[k.c:k.p]
+	if i := bytes.IndexByte(key, 0); i >= 0 { // rspamd_strlcpy stops at NUL
+		key = key[:i]
+		k.r.odd = true
 	}
-	switch state {
+	if k.state == stKeyQuoted && bytes.ContainsAny(key, "\r\n") {
+		k.r.odd = true // a quoted key across lines
+	}
+	k.key, k.haveKey = gStrip(key), true
+}
+
+func (k *kvReader) insert() {
+	k.r.addIPList(k.key)
+	k.haveKey = false
+}
+
+func isEOL(b byte) bool { return b == '\r' || b == '\n' }
+
+func (k *kvReader) step(b byte) {
+	switch k.state {
+	case stSpacesBeforeKey:
+		k.spacesBeforeKey(b)
 	case stKey, stKeyAfterSlash:
-		if p-c > 0 {
-			storeKey()
-			insert()
+		k.readKey(b)
+	case stKeyQuoted, stKeySlashed:
+		k.readDelimitedKey(b)
+	case stBackslashQuoted:
+		k.p++
+		k.state = stKeyQuoted
+	case stBackslashSlashed:
+		k.p++
+		k.state = stKeySlashed
+	case stSpacesAfterKey:
+		if b == ' ' || b == '\t' {
+			k.p++
+		} else {
+			k.c = k.p
+			k.state = stValue
 		}
 	case stValue:
-		if haveKey {
-			insert()
+		k.readValue(b)
+	case stCommentStart:
+		k.state = stComment
+		k.p++
+		k.haveKey = false
+	case stComment:
+		if isEOL(b) {
+			k.state = stEOL
 		} else {
-			r.warned = true
+			k.p++
+		}
+	case stEOL:
+		if isEOL(b) {
+			k.p++
+		} else {
+			k.state = stSpacesBeforeKey
+		}
+	}
+}
+
+func (k *kvReader) spacesBeforeKey(b byte) {
+	switch {
+	case gIsSpace(b):
+		k.p++
+	case b == '"':
+		k.p++
+		k.c = k.p
+		k.state = stKeyQuoted
+	case b == '/':
+		k.c = k.p
+		k.p++
+		k.state = stKeySlashed
+	default:
+		k.c = k.p
+		k.state = stKey
+	}
+}
+
+// readKey is map_read_key and map_read_key_after_slash: the latter takes
+// '#' after a backslash as a comment too.
+func (k *kvReader) readKey(b byte) {
+	switch {
+	case b == '#' && (k.state == stKeyAfterSlash || k.p == k.c || k.d[k.p-1] != '\\'), isEOL(b):
+		// A key alone on its line, or before a comment.
+		if k.p-k.c > 0 {
+			k.storeKey()
+			k.insert()
+		}
+		k.haveKey = false
+		k.state = stEOL
+		if b == '#' {
+			k.state = stCommentStart
+		}
+	case gIsSpace(b):
+		if k.p-k.c > 0 {
+			k.storeKey()
+			k.state = stSpacesAfterKey
+		} else {
+			k.r.warned = true
+			k.state = stComment
+		}
+	default:
+		k.p++
+	}
+}
+
+// readDelimitedKey is map_read_key_quoted and map_read_key_slashed.
+func (k *kvReader) readDelimitedKey(b byte) {
+	quoted := k.state == stKeyQuoted
+	switch {
+	case b == '\\':
+		k.state = stBackslashSlashed
+		if quoted {
+			k.state = stBackslashQuoted
+		}
+		k.p++
+	case quoted && b == '"':
+		k.storeKey()
+		k.state = stSpacesAfterKey
+		k.p++
+	case !quoted && b == '/':
+		k.state = stKeyAfterSlash // the '/' is read there, as part of the key
+	default:
+		k.p++
+	}
+}
+
+func (k *kvReader) readValue(b byte) {
+	switch {
+	case !k.haveKey:
+		k.r.warned = true
+		k.state = stComment
+	case b == '#':
+		k.insert()
+		k.state = stCommentStart
+	case isEOL(b):
+		k.insert()
+		k.state = stEOL
+	default:
+		k.p++
+	}
+}
+
+// final is the end of rspamd_parse_kv_list with final = TRUE.
+func (k *kvReader) final() {
+	switch k.state {
+	case stKey, stKeyAfterSlash:
+		if k.p-k.c > 0 {
+			k.storeKey()
+			k.insert()
+		}
+	case stValue:
+		if k.haveKey {
+			k.insert()
+		} else {
+			k.r.warned = true
 		}
 	case stSpacesAfterKey:
 		// rspamd drops the last key when the file ends in spaces after it
 		// (or right after a quoted key) without a newline.
-		r.odd = r.odd || haveKey
+		k.r.odd = k.r.odd || k.haveKey
 	case stKeyQuoted, stBackslashQuoted, stKeySlashed, stBackslashSlashed:
-		r.odd = true // an unterminated key is dropped
+		k.r.odd = true // an unterminated key is dropped
 	}
-	return r
 }
 
 // addIPList is rspamd_radix_add_iplist(key, ",", ...) without resolving.
