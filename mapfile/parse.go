@@ -62,12 +62,15 @@ const maxLine = 1 << 20
 // mailjail uses it to take over a map that existed before it, so that no
 // entry is dropped and none is invented. Where rspamd would warn and skip
 // a key, or would read it differently from what it says, ParseEntries
-// returns an error "name:line: entry "KEY": problem" instead of guessing:
-// an invalid address, a mask that is not a number (rspamd reads it as /0:
-// every address) or above 128, text after "[IPv6]", a NUL byte in a key, an empty or
-// unterminated quoted key, a /regexp/ key, an IPv6 key without a mask
-// after a CIDR on the same line (rspamd gives it the earlier mask), and an
-// IPv4-mapped range shorter than /96.
+// returns an error "name:line: entry: problem" instead of guessing: an
+// invalid address; a mask that is not a number from 0 to 128 (rspamd
+// reads "/abc" and "/4294967296" as /0: every address); text after
+// "[IPv6]"; a NUL byte in a key; an empty or unterminated quoted key; a
+// /regexp/ key; an IPv6 part without a mask after a CIDR in the same
+// comma list (rspamd gives it the earlier mask); an IPv4-mapped range
+// shorter than /96. One difference goes the other way: a last line
+// without a newline that ends in spaces after its key (or right after a
+// quoted key) is dropped by rspamd 3.4 and kept here, as written.
 func ParseEntries(r io.Reader, name string) (Parsed, error) {
 	var out Parsed
 	sc := bufio.NewScanner(r)
