@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,16 +53,7 @@ func TestRspamdLogRotationWhileMailFlowsCountsEachEventOnce(t *testing.T) {
 
 	show := func() showJSON {
 		t.Helper()
-		out, err := exec.Command(bin, "--config", cfgPath, "show", client, "--json").Output()
-		var ee *exec.ExitError
-		if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
-			t.Fatalf("mailjail show %s: %v\n%s", client, err, out)
-		}
-		var s showJSON
-		if err := json.Unmarshal(out, &s); err != nil {
-			t.Fatalf("mailjail show %s --json: %v in %q", client, err, out)
-		}
-		return s
+		return showAddr(t, bin, cfgPath, client)
 	}
 	strikes := func() int { return len(show().Strikes) }
 
@@ -152,19 +140,6 @@ func TestRspamdLogRotationWhileMailFlowsCountsEachEventOnce(t *testing.T) {
 	}
 	t.Logf("client %s: %d events (%d before the rename, %d to the renamed file before SIGUSR1, %d to the new file), %d strikes, banned with %d",
 		client, maxretry, before, onOld, maxretry-before-onOld, len(s.Strikes), s.Active[0].Strikes)
-}
-
-// showJSON is the part of `mailjail show --json` this test reads.
-type showJSON struct {
-	Banned bool `json:"banned"`
-	Active []struct {
-		Jail    string `json:"jail"`
-		Strikes int    `json:"strikes"`
-	} `json:"active"`
-	Strikes []struct {
-		Jail string `json:"jail"`
-		Line string `json:"line"`
-	} `json:"strikes"`
 }
 
 // rspamdMainPid reads the pid of rspamd's main process from the pid file setup.sh has rspamd write.

@@ -3,7 +3,11 @@
 // file in the same directory, fsync'd, renamed over the old one (renameio),
 // and the directory is fsync'd, so rspamd (which rereads the map by itself
 // when it changes) and a crash at any moment only ever see the old list or
-// the new one, never half of either.
+// the new one, never half of either. A rewrite keeps the file's group and
+// mode, so rspamd can still open it (CheckWritable, Reader.CanOpen).
+//
+// ParseEntries reads a map as rspamd 3.4 does, to take over one that
+// existed before mailjail; TryLock makes one process the map's only owner.
 package mapfile
 
 import (
@@ -18,8 +22,6 @@ import (
 	"time"
 
 	"github.com/google/renameio/v2"
-
-	"github.com/mailjail/mailjail/rules"
 )
 
 // Entry is one banned address or range.
@@ -80,6 +82,8 @@ func longer(a, b Entry) bool {
 // Render writes the map: the header, a count, and one line per entry with
 // a trailing comment rspamd ignores: "ADDR # until 2026-11-25T04:00:00Z
 // jail=NAME" (or "# permanent jail=NAME"). entries must be normalised.
+// NAME is escaped (see escapeField): whatever a jail is called, each entry
+// is one line and ParseEntries reads the name back exactly.
 func Render(w io.Writer, entries []Entry, now time.Time) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.WriteString(Header)
@@ -99,7 +103,7 @@ func Render(w io.Writer, entries []Entry, now time.Time) error {
 			buf = e.Until.UTC().AppendFormat(buf, time.RFC3339)
 		}
 		buf = append(buf, " jail="...)
-		buf = append(buf, e.Jail...)
+		buf = append(buf, escapeField(e.Jail)...)
 		buf = append(buf, '\n')
 		bw.Write(buf)
 	}
@@ -108,16 +112,29 @@ func Render(w io.Writer, entries []Entry, now time.Time) error {
 
 // Write atomically replaces the map at path with entries. On any error the
 // old file is untouched (a full disk fails the write, not the map).
+//
+// The new file keeps the old one's mode and group, so that a map an
+// administrator made readable to rspamd alone (root:_rspamd 0640) stays
+// readable to it; its owner is the writing process's user. When the group
+// cannot be kept (a process that is not root can only give a file a group
+// it belongs to) the write fails and the old map stays: a map rspamd
+// cannot open would lift every ban. CheckWritable reports that in advance.
 func Write(path string, entries []Entry, now time.Time) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("write map %s: %w", path, err)
 	}
-	pf, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
+	// The temporary file goes beside the map: the rename cannot cross
+	// file systems, and renameio would otherwise probe $TMPDIR each time.
+	pf, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir),
+		renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
 	if err != nil {
 		return fmt.Errorf("write map %s: %w", path, err)
 	}
 	defer pf.Cleanup()
+	if err := keepGroup(pf.File, path); err != nil {
+		return fmt.Errorf("write map %s: %w", path, err)
+	}
 	if err := Render(pf, Normalize(entries), now); err != nil {
 		return fmt.Errorf("write map %s: %w", path, err)
 	}
@@ -134,38 +151,4 @@ func Write(path string, entries []Entry, now time.Time) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// Parse reads a map in the format rspamd accepts for an "ip" multimap
-// (one address or CIDR per line, blank lines, # comments, a trailing
-// # comment after an entry). mailjail uses it to take over a map that
-// existed before it, so that no entry is dropped. A line it cannot
-// understand is an error naming the file and line: guessing would either
-// drop a ban or invent one.
-func Parse(r io.Reader, name string) ([]netip.Prefix, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var out []netip.Prefix
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		if f := strings.Fields(line); len(f) > 1 {
-			return nil, fmt.Errorf("%s:%d: entry %q: expected one address or CIDR per line", name, n, line)
-		}
-		p, err := rules.ParsePrefix(line)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: entry: %w", name, n, err)
-		}
-		out = append(out, p)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	return out, nil
 }

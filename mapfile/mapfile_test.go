@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,28 +64,6 @@ func TestRenderEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "empty.map", buf.Bytes())
-}
-
-func TestParse(t *testing.T) {
-	good := "# old fail2ban map\n\n192.0.2.50\n198.51.100.0/24 # spammer\n  2001:db8:1::/64\n::ffff:203.0.113.5\n"
-	got, err := Parse(strings.NewReader(good), "old.map")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "192.0.2.50/32 198.51.100.0/24 2001:db8:1::/64 203.0.113.5/32"
-	if s := fmt.Sprint(got); s != "["+want+"]" {
-		t.Errorf("got %v", s)
-	}
-	for in, wantErr := range map[string]string{
-		"192.0.2.1\nexample.com\n":   "old.map:2: entry: invalid address",
-		"192.0.2.1 value\n":          `old.map:1: entry "192.0.2.1 value": expected one`,
-		"\n\n198.51.100.1/24\n":      "old.map:3: entry: invalid CIDR",
-		"192.0.2.1\n300.0.0.1 # x\n": "old.map:2:",
-	} {
-		if _, err := Parse(strings.NewReader(in), "old.map"); err == nil || !strings.Contains(err.Error(), wantErr) {
-			t.Errorf("%q: err = %v, want %q", in, err, wantErr)
-		}
-	}
 }
 
 // Readers that open the map while it is rewritten many times must always
@@ -208,4 +187,76 @@ func BenchmarkWrite100k(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A jail name is written into a comment, and rspamd ends a line at LF and
+// at a lone CR even there: a name holding "\n0.0.0.0/0" must not add an
+// entry that bans everyone.
+func TestRenderedJailNeverAddsAMapLine(t *testing.T) {
+	entries := Normalize([]Entry{
+		{Prefix: netip.MustParsePrefix("192.0.2.1/32"), Until: t0, Jail: "x\n0.0.0.0/0 "},
+		{Prefix: netip.MustParsePrefix("192.0.2.2/32"), Jail: "y\r::/0"},
+		{Prefix: netip.MustParsePrefix("192.0.2.3/32"), Jail: "z\x00\x1b[2J\t# 100%"},
+		{Prefix: netip.MustParsePrefix("2001:db8::/64"), Jail: "jail=a jail=b"},
+	})
+	var buf bytes.Buffer
+	if err := Render(&buf, entries, t0); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "hostile-jails.map", buf.Bytes())
+	got, err := ParseEntries(bytes.NewReader(buf.Bytes()), "hostile-jails.map")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back := backToEntries(got); !slices.Equal(back, entries) {
+		t.Errorf("parsed back %v, want exactly %v", back, entries)
+	}
+	model := readLikeRspamd(buf.Bytes())
+	var want []netip.Prefix
+	for _, e := range entries {
+		want = append(want, as128(e.Prefix))
+	}
+	if model.warned || model.odd || !slices.Equal(prefixSet(model.prefixes), prefixSet(want)) {
+		t.Errorf("rspamd would read %v (warned %v), want exactly %v", model.prefixes, model.warned, want)
+	}
+}
+
+// FuzzRenderRoundTrip: whatever the jail is called, the map holds one line
+// per entry, which ParseEntries and rspamd read back as that entry alone.
+func FuzzRenderRoundTrip(f *testing.F) {
+	f.Add("x\n0.0.0.0/0 ", []byte{192, 0, 2, 1}, 32, int64(1796151273))
+	f.Add("rspamd-ratelimit", []byte{0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x42}, 128, int64(0))
+	f.Add("\r%0A%", []byte{10, 0, 0, 0}, 8, int64(-1))
+	f.Fuzz(func(t *testing.T, jail string, ip []byte, bits int, until int64) {
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			return
+		}
+		p := netip.PrefixFrom(a.Unmap(), bits%(a.Unmap().BitLen()+1))
+		if !p.IsValid() {
+			return
+		}
+		e := Entry{Prefix: p.Masked(), Jail: jail}
+		if until > 0 {
+			e.Until = time.Unix(until%253402300799, 0).UTC() // years 1970 to 9999
+		}
+		var buf bytes.Buffer
+		if err := Render(&buf, []Entry{e}, t0); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseEntries(bytes.NewReader(buf.Bytes()), "fuzz.map")
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", e, err, buf.Bytes())
+		}
+		if len(got.Entries) != 1 || got.Entries[0].Prefix != e.Prefix || len(got.Comments) != 0 {
+			t.Fatalf("%v read back as %+v\n%s", e, got, buf.Bytes())
+		}
+		if g := got.Entries[0]; jail != "" && (!g.Own || g.Jail != jail || !g.Until.Equal(e.Until)) {
+			t.Fatalf("%v read back as %+v", e, g)
+		}
+		model := readLikeRspamd(buf.Bytes())
+		if model.warned || model.odd || len(model.prefixes) != 1 || model.prefixes[0] != as128(e.Prefix) {
+			t.Fatalf("rspamd reads %+v from\n%s", model, buf.Bytes())
+		}
+	})
 }
