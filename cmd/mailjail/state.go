@@ -53,6 +53,11 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
 	defer lock.Unlock()
+	mlock, err := daemon.LockMap(cfg.Global.MapFile)
+	if err != nil {
+		return nil, &exitError{code: control.ExitUnreachable, err: err}
+	}
+	defer mlock.Unlock()
 	st, err := store.Open(cfg.Global.Database, store.Options{Durable: true})
 	if err != nil {
 		return nil, &exitError{code: control.ExitUnreachable, err: err}

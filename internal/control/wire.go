@@ -89,24 +89,27 @@ type TargetStatus struct {
 
 // Status is the answer to `status`.
 type Status struct {
-	Running    bool           `json:"running"`
-	Degraded   string         `json:"degraded"` // why the daemon cannot do its work now; "" when it can
-	Version    string         `json:"version"`
-	PID        int            `json:"pid,omitempty"`
-	Started    *time.Time     `json:"started,omitempty"`
-	UptimeSec  int64          `json:"uptime_seconds,omitempty"`
-	Database   string         `json:"database"`
-	MapFile    string         `json:"map_file"`
-	MapEntries int            `json:"map_entries"`
-	MapWrites  uint64         `json:"map_writes,omitempty"`
-	MapError   string         `json:"map_error,omitempty"`
-	Lines      uint64         `json:"lines_read,omitempty"`
-	NoTime     uint64         `json:"lines_without_time,omitempty"`
-	Matches    uint64         `json:"matches,omitempty"`
-	Ignored    uint64         `json:"ignored,omitempty"`
-	Jails      []JailStatus   `json:"jails"`
-	Targets    []TargetStatus `json:"targets,omitempty"` // only a running daemon knows them
-	Outbox     *OutboxStatus  `json:"outbox,omitempty"`
+	Running    bool       `json:"running"`
+	Degraded   string     `json:"degraded"` // why the daemon cannot do its work now; "" when it can
+	Version    string     `json:"version"`
+	PID        int        `json:"pid,omitempty"`
+	Started    *time.Time `json:"started,omitempty"`
+	UptimeSec  int64      `json:"uptime_seconds,omitempty"`
+	Database   string     `json:"database"`
+	MapFile    string     `json:"map_file"`
+	MapEntries int        `json:"map_entries"`
+	MapWrites  uint64     `json:"map_writes,omitempty"`
+	MapError   string     `json:"map_error,omitempty"`
+	// MapReaderError says why rspamd's workers cannot open the map ("":
+	// they can, or there is no rspamd account here).
+	MapReaderError string         `json:"map_reader_error"`
+	Lines          uint64         `json:"lines_read,omitempty"`
+	NoTime         uint64         `json:"lines_without_time,omitempty"`
+	Matches        uint64         `json:"matches,omitempty"`
+	Ignored        uint64         `json:"ignored,omitempty"`
+	Jails          []JailStatus   `json:"jails"`
+	Targets        []TargetStatus `json:"targets,omitempty"` // only a running daemon knows them
+	Outbox         *OutboxStatus  `json:"outbox,omitempty"`
 }
 
 // OutboxStatus counts the actions and alerts waiting in the outbox.

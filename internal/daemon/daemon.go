@@ -39,6 +39,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		return fmt.Errorf("%w (is another daemon running?)", err)
 	}
 	defer lock.Unlock()
+	mlock, err := LockMap(cfg.Global.MapFile)
+	if err != nil {
+		return err
+	}
+	defer mlock.Unlock()
 	st, err := store.Open(cfg.Global.Database, store.Options{Durable: true})
 	if err != nil {
 		return err

@@ -39,6 +39,15 @@ func shortDir(t *testing.T) string {
 	return dir
 }
 
+// waitServing waits until the daemon answers on its socket.
+func waitServing(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	testutil.Eventually(t, 15*time.Second, "the daemon to answer", func() bool {
+		resp, err := control.Call(context.Background(), cfg.Global.Socket, control.OpStatus, control.Request{})
+		return err == nil && resp.OK
+	})
+}
+
 // status asks the daemon, failing the test if it takes longer than a
 // responsive daemon would.
 func status(t *testing.T, cfg *config.Config) *control.Status {
@@ -84,7 +93,7 @@ func TestSocketAnswersWhileTheDatabaseCannotBeWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	runDaemon(t, cfg)
-	testutil.Eventually(t, 15*time.Second, "the socket", func() bool { _, err := os.Stat(cfg.Global.Socket); return err == nil })
+	waitServing(t, cfg)
 	sqlOn(t, cfg.Global.Database, failWrites)
 	f, _ := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(eventLine("198.51.100.70") + eventLine("198.51.100.70"))

@@ -121,6 +121,9 @@ func (d *daemon) logStart() {
 	for _, j := range d.eng.Jails() {
 		jails = append(jails, j.Cfg.Name)
 	}
+	if why := mapReaderError(d.cfg.Global.MapFile); why != "" {
+		d.log.Error("rspamd cannot read the map: its bans are not enforced", "err", why)
+	}
 	d.log.Info("mailjail started", "version", d.opt.Version, "config", d.cfg.Source, "jails", jails,
 		"logs", d.eng.LogPatterns(), "map", d.cfg.Global.MapFile, "database", d.cfg.Global.Database, "active_bans", len(d.eng.ActiveBans()))
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/mapfile"
 	"github.com/mailjail/mailjail/watcher"
 )
 
@@ -24,6 +26,7 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 		return nil, err
 	}
 	s := &control.Status{Database: cfg.Global.Database, MapFile: cfg.Global.MapFile, MapEntries: entries}
+	s.MapReaderError = mapReaderError(cfg.Global.MapFile)
 	// A database of an older schema, read without a daemon, has no outbox.
 	if c, err := st.CountOutbox(); err == nil {
 		s.Outbox = &control.OutboxStatus{Pending: c.Pending, Failed: c.Failed, GaveUp: c.GaveUp}
@@ -66,6 +69,20 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 		s.Jails = append(s.Jails, control.JailStatus{Name: engine.ManualJail, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans})
 	}
 	return s, nil
+}
+
+// mapReaderError says why rspamd's workers cannot open the map, or "".
+// They must, or every ban is silently not enforced; where there is no
+// rspamd account this cannot be known.
+func mapReaderError(path string) string {
+	r, err := mapfile.LookupReader(mapfile.RspamdUser)
+	if err != nil {
+		return ""
+	}
+	if err := r.CanOpen(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err.Error()
+	}
+	return ""
 }
 
 func journalKey(j *config.Jail) string {

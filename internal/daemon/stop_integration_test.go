@@ -32,7 +32,7 @@ func TestStopIsBoundedWithAHungActionWhichStaysInTheOutbox(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{}) }()
-	testutil.Eventually(t, 15*time.Second, "the socket", func() bool { _, err := os.Stat(cfg.Global.Socket); return err == nil })
+	waitServing(t, cfg)
 	f, _ := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(eventLine("198.51.100.90"))
 	f.Close()

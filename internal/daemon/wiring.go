@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/mailjail/mailjail/actions"
@@ -63,11 +63,11 @@ func Prepare(ctx context.Context, eng *engine.Engine, mapPath string, now time.T
 		return 0, ch, err
 	}
 	if !adopted {
-		prefixes, err := readExistingMap(mapPath)
+		existing, err := readExistingMap(mapPath)
 		if err != nil {
 			return 0, ch, err
 		}
-		if ch, err = eng.AdoptMap(ctx, mapPath, prefixes, now); err != nil {
+		if ch, err = eng.AdoptMap(ctx, mapPath, existing, now); err != nil {
 			return 0, ch, fmt.Errorf("take over %s: %w", mapPath, err)
 		}
 		imported = len(ch.Bans)
@@ -85,22 +85,38 @@ func Prepare(ctx context.Context, eng *engine.Engine, mapPath string, now time.T
 	return imported, ch, nil
 }
 
+// LockMap takes the map's own lock (one mailjail per map, whatever its
+// database) and checks that a rewrite can keep the map's group and mode.
+// A map on a file system that is full or read-only is not an error here:
+// the daemon starts degraded and retries.
+func LockMap(path string) (*mapfile.Lock, error) {
+	l, err := mapfile.TryLock(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := mapfile.CheckWritable(path); err != nil && !errors.Is(err, syscall.EROFS) && !errors.Is(err, syscall.ENOSPC) {
+		l.Unlock()
+		return nil, err
+	}
+	return l, nil
+}
+
 // ErrBadMap means the existing map cannot be taken over: retrying will
 // not help, the administrator must fix or move it.
 var ErrBadMap = errors.New("existing map cannot be taken over")
 
-func readExistingMap(path string) ([]netip.Prefix, error) {
+func readExistingMap(path string) (mapfile.Parsed, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return mapfile.Parsed{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("take over %s: %w", path, err)
+		return mapfile.Parsed{}, fmt.Errorf("take over %s: %w", path, err)
 	}
 	defer f.Close()
-	prefixes, err := mapfile.Parse(f, path)
+	m, err := mapfile.ParseEntries(f, path)
 	if err != nil {
-		return nil, fmt.Errorf("%w (fix or move the line, nothing was changed): %w", ErrBadMap, err)
+		return mapfile.Parsed{}, fmt.Errorf("%w (fix or move the line, nothing was changed): %w", ErrBadMap, err)
 	}
-	return prefixes, nil
+	return m, nil
 }

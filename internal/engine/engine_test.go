@@ -16,6 +16,7 @@ import (
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/mapfile"
 	"github.com/mailjail/mailjail/rules"
 )
 
@@ -391,5 +392,45 @@ func TestBanReasonCountsStrikesInGoodEnglish(t *testing.T) {
 	ch, err := e.Commit(context.Background())
 	if err != nil || len(ch.Bans) != 1 || !strings.HasPrefix(ch.Bans[0].Reason, "1 strike in 10m") {
 		t.Fatalf("bans %+v, %v", ch.Bans, err)
+	}
+}
+
+// Taking over a map keeps what mailjail wrote itself: the jail and the
+// expiry of its entries (those that ended are dropped); other entries
+// (fail2ban's, an rspamd value, hand-written) become permanent manual bans.
+func TestImportedMapEntriesKeepJailAndExpiry(t *testing.T) {
+	e, _ := newEngine(t, jail)
+	now := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	m, err := mapfile.ParseEntries(strings.NewReader(`# old list
+198.51.100.1 # until 2026-11-25T04:00:00Z jail=rl
+198.51.100.2 # until 2026-11-01T01:00:00Z jail=rl
+203.0.113.5 spam-source
+192.0.2.0/24
+`), "ip.map")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := e.AdoptMap(context.Background(), "ip.map", m, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]store.Ban{}
+	for _, b := range ch.Bans {
+		got[rules.FormatPrefix(b.Prefix)] = b
+	}
+	if len(got) != 3 {
+		t.Fatalf("imported %v", got)
+	}
+	if b := got["198.51.100.1"]; b.Jail != "rl" || !b.Until.Equal(time.Date(2026, 11, 25, 4, 0, 0, 0, time.UTC)) {
+		t.Errorf("own entry became %+v", b)
+	}
+	if _, ok := got["198.51.100.2"]; ok {
+		t.Error("an entry that had ended was imported")
+	}
+	if b := got["203.0.113.5"]; b.Jail != ManualJail || !b.Permanent() || !strings.Contains(b.Reason, "spam-source") {
+		t.Errorf("foreign entry became %+v", b)
+	}
+	if b := got["192.0.2.0/24"]; b.Jail != ManualJail || !b.Permanent() {
+		t.Errorf("range became %+v", b)
 	}
 }

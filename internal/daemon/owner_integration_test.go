@@ -1,0 +1,64 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/internal/testutil"
+)
+
+// A second daemon with its own database but the first one's map and
+// socket is refused, and leaves both alone: the first keeps answering and
+// its bans stay its own.
+func TestSecondDaemonOnTheSameMapIsRefused(t *testing.T) {
+	dir := shortDir(t)
+	cfg := testConfig(t, dir, "")
+	if err := os.WriteFile(cfg.Jails[0].LogPath[0], nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runDaemon(t, cfg)
+	waitServing(t, cfg)
+	ctx := context.Background()
+	if resp, err := control.Call(ctx, cfg.Global.Socket, control.OpBan, control.Request{Addrs: []string{"198.51.100.95"}}); err != nil || !resp.OK {
+		t.Fatalf("ban: %+v %v", resp, err)
+	}
+
+	other := *cfg
+	other.Global.Database = filepath.Join(dir, "other", "m.db")
+	err := Run(ctx, &other, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	if err == nil || !strings.Contains(err.Error(), "one mailjail per map file") {
+		t.Fatalf("second daemon: %v", err)
+	}
+	resp, err := control.Call(ctx, cfg.Global.Socket, control.OpStatus, control.Request{})
+	if err != nil || resp.Status == nil || resp.Status.MapEntries != 1 {
+		t.Fatalf("first daemon after the second one's attempt: %+v, %v", resp, err)
+	}
+}
+
+// A map deleted behind mailjail's back is written again by itself, at the
+// next check (every second), not at the next ban.
+func TestDeletedMapIsRestored(t *testing.T) {
+	dir := shortDir(t)
+	cfg := testConfig(t, dir, "")
+	if err := os.WriteFile(cfg.Jails[0].LogPath[0], nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runDaemon(t, cfg)
+	waitServing(t, cfg)
+	if resp, err := control.Call(context.Background(), cfg.Global.Socket, control.OpBan, control.Request{Addrs: []string{"198.51.100.96"}}); err != nil || !resp.OK {
+		t.Fatalf("ban: %+v %v", resp, err)
+	}
+	if err := os.Remove(cfg.Global.MapFile); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	testutil.Eventually(t, 10*time.Second, "the map to come back with its ban", func() bool { return countMap(t, cfg.Global.MapFile) == 1 })
+	t.Logf("map restored %v after it was deleted", time.Since(start).Round(time.Millisecond))
+}
