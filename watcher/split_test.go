@@ -130,15 +130,12 @@ func BenchmarkSplit(b *testing.B) {
 func BenchmarkFollowerEmit(b *testing.B) {
 	data := bytes.Repeat([]byte(rspamdLine), 1<<16)
 	src := &growingReader{data: data, n: len(data)}
-	f := &Follower{batches: make(chan []Line)}
-	for i := range f.bufs {
-		f.bufs[i] = batch{lines: make([]Line, 0, 1024), arena: make([]byte, 0, 1<<20)}
-	}
+	f := &Follower{out: newBatcher(1024, 64<<10)}
 	go func() {
-		for range f.batches {
+		for range f.out.out {
 		}
 	}()
-	defer close(f.batches)
+	defer close(f.out.out)
 	o := &openFile{r: newLineReader(64<<10, readChunk), headN: headBytes}
 	copy(o.head[:], data)
 	o.full = hashHead(o.head[:])
