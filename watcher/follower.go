@@ -113,7 +113,10 @@ func Follow(ctx context.Context, paths []string, saved map[string]Position, opt 
 	}
 	f.scan(true)
 	f.publishStats()
-	go f.run(ctx)
+	// Asked before returning, so that a wake-up from now on is never
+	// missed (see run).
+	wake := f.waker.Wake()
+	go f.run(ctx, wake)
 	return f, nil
 }
 
@@ -140,53 +143,65 @@ func (f *Follower) Stats() Stats {
 	}
 }
 
-func (f *Follower) run(ctx context.Context) {
-	defer func() {
-		for _, s := range f.order {
-			for _, o := range s.queue {
-				o.close()
-			}
-		}
-		if f.notify != nil {
-			f.notify.Close()
-		}
-		f.wg.Wait()
-		f.publishStats()
-		close(f.out.out)
-	}()
+// run sweeps until nothing is left to read, then waits for a wake-up: the
+// waker, a filesystem notification or the end of ctx.
+//
+// The channel from the waker is kept until it fires, and Wake is called
+// again only once everything is read and delivered. A waker may therefore
+// take a Wake call to mean "the work of the last wake-up is done", which is
+// the handshake internal/testutil.TestWaker gives tests.
+func (f *Follower) run(ctx context.Context, wake <-chan struct{}) {
+	defer f.stop()
+	lastScan := f.opt.Clock.Now()
 	for {
-		select {
-		case <-f.waker.Wake():
-			// Also while busy: new files must be found even when one
-			// file keeps us reading without pause.
-			f.needScan.Store(true)
-		default:
-		}
 		if f.needScan.Swap(false) {
 			f.scan(false)
+			lastScan = f.opt.Clock.Now()
 		}
 		progressed := f.sweep(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if progressed {
+			// Also while busy: new files must be found even when
+			// one file keeps us reading without pause.
+			if f.opt.Clock.Now().Sub(lastScan) >= f.opt.PollInterval {
+				f.needScan.Store(true)
+			}
 			continue
 		}
 		if !f.out.flush(ctx) {
 			return
 		}
 		f.publishStats()
-		if f.opt.onIdle != nil {
-			f.opt.onIdle()
+		if wake == nil {
+			wake = f.waker.Wake()
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-f.kick:
-		case <-f.waker.Wake():
+		case <-wake:
+			wake = nil
 			f.needScan.Store(true)
 		}
 	}
+}
+
+// stop closes every open file and, once the helper goroutines are gone,
+// the batches channel.
+func (f *Follower) stop() {
+	for _, s := range f.order {
+		for _, o := range s.queue {
+			o.close()
+		}
+	}
+	if f.notify != nil {
+		f.notify.Close()
+	}
+	f.wg.Wait()
+	f.publishStats()
+	close(f.out.out)
 }
 
 // forwardEvents turns filesystem events into wake-ups. Events only say

@@ -14,10 +14,13 @@ type Position = core.Position
 type Line = core.Line
 
 // A Waker tells the follower when to look at its files again. The default
-// ticks every Options.PollInterval; tests supply one they trigger by hand so
-// they never have to sleep.
+// ticks every Options.PollInterval (on Options.Clock); tests supply one they
+// kick by hand so they never have to sleep.
 type Waker interface {
-	// Wake returns a channel that receives when it is time to look.
+	// Wake returns a channel that receives (or is closed) when it is time
+	// to look. The follower keeps the channel until it fires and calls
+	// Wake again only when it has read and delivered everything there
+	// was, so a call means "done, waiting".
 	Wake() <-chan struct{}
 }
 
@@ -52,10 +55,9 @@ type Options struct {
 	// Logger receives warnings about lost or skipped data (default
 	// slog.Default()).
 	Logger *slog.Logger
-	// Waker replaces the PollInterval ticker (test hook).
+	// Waker replaces the PollInterval ticker (test hook; see
+	// internal/testutil.TestWaker).
 	Waker Waker
-
-	onIdle func() // test hook: called each time the follower has caught up
 }
 
 const readChunk = 64 << 10

@@ -1,55 +1,45 @@
 package watcher
 
 import (
-	"context"
 	"os"
 	"testing"
-	"time"
 )
 
-// runOnce follows path from saved until want lines arrived, returns what was
-// received and the committed positions.
-func runOnce(t *testing.T, path string, saved map[string]Position, opt Options, clk *fakeClock, want int) (*Follower, []string, map[string]Position) {
+// runOnce follows path from saved until want lines arrived, stops, and
+// returns what was received and the committed positions.
+func runOnce(t *testing.T, path string, saved map[string]Position, opt Options, want int) (*followed, []string, map[string]Position) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	f, err := Follow(ctx, []string{path}, saved, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := collect(t, f)
-	waitFor(t, 5*time.Second, "lines", func() bool { return c.count() >= want }, func() { clk.Advance(testRotateWait) })
-	cancel()
-	<-c.closed
-	return f, c.lines, c.pos
+	h := startFollow(t, []string{path}, saved, opt)
+	h.drain(t, want)
+	h.stop()
+	return h, h.c.lines, h.c.pos
 }
 
 func TestResume(t *testing.T) {
-	setup := func(t *testing.T) (string, *os.File, *logWriter, map[string]Position, *fakeClock, Options) {
+	setup := func(t *testing.T) (string, *os.File, *logWriter, map[string]Position, Options) {
 		dir := t.TempDir()
 		path := dir + "/rspamd.log"
 		fd := appendFile(t, path)
 		w := newLogWriter(8, "resume")
 		w.write(t, fd, 100)
-		clk := newFakeClock()
-		opt := testOptions(clk)
+		opt := testOptions(newFakeClock())
 		opt.FromStart = true
-		_, got, pos := runOnce(t, path, nil, opt, clk, 100)
+		_, got, pos := runOnce(t, path, nil, opt, 100)
 		sameLines(t, w.lines(), got)
 		w.write(t, fd, 30) // written while stopped
-		return path, fd, w, pos, clk, opt
+		return path, fd, w, pos, opt
 	}
 
 	t.Run("same file continues at offset", func(t *testing.T) {
-		path, fd, w, pos, clk, opt := setup(t)
+		path, fd, w, pos, opt := setup(t)
 		fd.Close()
 		opt.FromStart = false
-		_, got, _ := runOnce(t, path, pos, opt, clk, 30)
+		_, got, _ := runOnce(t, path, pos, opt, 30)
 		sameLines(t, w.lines()[100:], got)
 	})
 
 	t.Run("rotated while stopped: rotated file finished first", func(t *testing.T) {
-		path, fd, w, pos, clk, opt := setup(t)
+		path, fd, w, pos, opt := setup(t)
 		if err := os.Rename(path, path+".1"); err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +48,7 @@ func TestResume(t *testing.T) {
 		fd = appendFile(t, path)
 		w.write(t, fd, 20)
 		fd.Close()
-		f, got, _ := runOnce(t, path, pos, opt, clk, 60)
+		f, got, _ := runOnce(t, path, pos, opt, 60)
 		sameLines(t, w.lines()[100:], got)
 		if f.Stats().Recovered != 1 {
 			t.Errorf("Recovered = %d, want 1", f.Stats().Recovered)
@@ -66,7 +56,7 @@ func TestResume(t *testing.T) {
 	})
 
 	t.Run("rotated twice while stopped: whole chain read", func(t *testing.T) {
-		path, fd, w, pos, clk, opt := setup(t)
+		path, fd, w, pos, opt := setup(t)
 		for range 2 {
 			shiftRotated(t, path)
 			if err := os.Rename(path, path+".1"); err != nil {
@@ -77,12 +67,12 @@ func TestResume(t *testing.T) {
 			w.write(t, fd, 20)
 		}
 		fd.Close()
-		_, got, _ := runOnce(t, path, pos, opt, clk, 70)
+		_, got, _ := runOnce(t, path, pos, opt, 70)
 		sameLines(t, w.lines()[100:], got)
 	})
 
 	t.Run("dateext rotation while stopped", func(t *testing.T) {
-		path, fd, w, pos, clk, opt := setup(t)
+		path, fd, w, pos, opt := setup(t)
 		if err := os.Rename(path, path+"-20240131"); err != nil {
 			t.Fatal(err)
 		}
@@ -90,12 +80,12 @@ func TestResume(t *testing.T) {
 		fd = appendFile(t, path)
 		w.write(t, fd, 20)
 		fd.Close()
-		_, got, _ := runOnce(t, path, pos, opt, clk, 50)
+		_, got, _ := runOnce(t, path, pos, opt, 50)
 		sameLines(t, w.lines()[100:], got)
 	})
 
 	t.Run("copytruncate while stopped: copy finished first", func(t *testing.T) {
-		path, fd, w, pos, clk, opt := setup(t)
+		path, fd, w, pos, opt := setup(t)
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -108,12 +98,12 @@ func TestResume(t *testing.T) {
 		}
 		w.write(t, fd, 200) // grows past the saved offset: only the head tells
 		fd.Close()
-		_, got, _ := runOnce(t, path, pos, opt, clk, 230)
+		_, got, _ := runOnce(t, path, pos, opt, 230)
 		sameLines(t, w.lines()[100:], got)
 	})
 
 	t.Run("old file gone: new file from 0 with a warning", func(t *testing.T) {
-		path, fd, w, pos, clk, opt := setup(t)
+		path, fd, w, pos, opt := setup(t)
 		fd.Close()
 		if err := os.Remove(path); err != nil {
 			t.Fatal(err)
@@ -121,7 +111,7 @@ func TestResume(t *testing.T) {
 		fd = appendFile(t, path)
 		w.write(t, fd, 20)
 		fd.Close()
-		f, got, _ := runOnce(t, path, pos, opt, clk, 20)
+		f, got, _ := runOnce(t, path, pos, opt, 20)
 		sameLines(t, w.lines()[130:], got)
 		if f.Stats().Lost != 1 {
 			t.Errorf("Lost = %d, want 1", f.Stats().Lost)
@@ -137,19 +127,16 @@ func TestFirstStartAtEnd(t *testing.T) {
 	if err := os.WriteFile(path, []byte("old line\nhalf of a li"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	clk := newFakeClock()
-	_, c := startFollow(t, []string{path}, nil, testOptions(clk))
+	h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
 	fd := appendFile(t, path)
-	if _, err := fd.WriteString("ne\nnew line\n"); err != nil {
-		t.Fatal(err)
-	}
+	writeString(t, fd, "ne\nnew line\n")
 	fd.Close()
-	waitFor(t, 5*time.Second, "new line", func() bool { return c.count() >= 1 }, nil)
-	sameLines(t, []string{"new line"}, c.snapshot())
+	h.sync(t)
+	sameLines(t, []string{"new line"}, h.c.snapshot())
 
-	opt := testOptions(clk)
+	opt := testOptions(newFakeClock())
 	opt.FromStart = true
-	_, c2 := startFollow(t, []string{path}, nil, opt)
-	waitFor(t, 5*time.Second, "all lines", func() bool { return c2.count() >= 3 }, nil)
-	sameLines(t, []string{"old line", "half of a line", "new line"}, c2.snapshot())
+	h2 := startFollow(t, []string{path}, nil, opt)
+	h2.sync(t)
+	sameLines(t, []string{"old line", "half of a line", "new line"}, h2.c.snapshot())
 }

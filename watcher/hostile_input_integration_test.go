@@ -1,0 +1,55 @@
+package watcher
+
+import (
+	"bytes"
+	"runtime"
+	"testing"
+)
+
+// A 10 MB line without newline is skipped with bounded memory; reading
+// resumes after its newline.
+func TestHugeLineSkippedWithBoundedMemory(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/rspamd.log"
+	fd := appendFile(t, path)
+	h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	writeString(t, fd, "before\n")
+	chunk := bytes.Repeat([]byte("A"), 64<<10)
+	for range 160 { // 10 MiB, no newline
+		if _, err := fd.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeString(t, fd, "tail of the huge line\nafter\n")
+	fd.Close()
+	h.sync(t)
+	sameLines(t, []string{"before", "after"}, h.c.snapshot())
+	if n := h.Stats().LongLinesSkipped; n != 1 {
+		t.Errorf("LongLinesSkipped = %d, want 1", n)
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	// Everything allocated during the test, by anyone; holding the line
+	// would take 10 MiB at least.
+	if d := after.TotalAlloc - before.TotalAlloc; d > 6<<20 {
+		t.Errorf("allocated %d bytes while skipping a 10 MiB line", d)
+	}
+}
+
+// Bytes pass through: NUL, invalid UTF-8, CR.
+func TestBinaryBytesPassThrough(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/bin.log"
+	fd := appendFile(t, path)
+	h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
+	want := []string{"a\x00b", "\xff\xfe\xc3(", "crlf\r", "", "end"}
+	for _, l := range want {
+		writeString(t, fd, l+"\n")
+	}
+	fd.Close()
+	h.sync(t)
+	sameLines(t, want, h.c.snapshot())
+}

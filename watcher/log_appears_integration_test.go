@@ -1,0 +1,52 @@
+package watcher
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/synctest"
+)
+
+// A file that does not exist yet is read from its start once it appears,
+// found through the directory watch alone: the test never kicks the waker.
+func TestMissingFileAppearsViaNotify(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "later.log")
+	opt := testOptions(newFakeClock())
+	opt.NoNotify = false
+	h := startFollow(t, []string{path}, nil, opt)
+	w := newLogWriter(6, "later")
+	fd := appendFile(t, path)
+	w.write(t, fd, 500)
+	fd.Close()
+	h.c.waitLines(t, 500, "lines of the new file")
+	sameLines(t, w.lines(), h.c.snapshot())
+}
+
+// Without notifications the follower waits for its waker: nothing happens
+// between wake-ups (no busy loop), and one wake-up is enough to catch up.
+// In a synctest bubble, synctest.Wait returns only once the follower is
+// blocked, so "nothing happens" needs no waiting for a while.
+func TestMissingFileNoBusyLoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "sub", "later.log") // directory missing too
+		h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
+		h.sync(t) // caught up: nothing to read
+
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		w := newLogWriter(7, "nobusy")
+		fd := appendFile(t, path)
+		w.write(t, fd, 100)
+		fd.Close()
+		calls := h.wk.Calls()
+		synctest.Wait()
+		if n := h.c.count(); n != 0 || h.wk.Calls() != calls {
+			t.Fatalf("without a wake-up: %d lines read, %d more looks", n, h.wk.Calls()-calls)
+		}
+		h.sync(t)
+		sameLines(t, w.lines(), h.c.snapshot())
+	})
+}
