@@ -1,6 +1,9 @@
 package watcher
 
-import "testing"
+import (
+	"os"
+	"testing"
+)
 
 // logrotate "create" mode followed by the writer reopening later (rspamd on
 // SIGUSR1): lines written to the old inode after the rename, and even after
@@ -72,4 +75,55 @@ func TestRotationRenameTwiceBetweenLooks(t *testing.T) {
 	if st := h.Stats(); st.Rotations != 1 || st.Recovered != 1 {
 		t.Errorf("Rotations %d, Recovered %d; want 1 (the file at the path) and 1 (path.1)", st.Rotations, st.Recovered)
 	}
+}
+
+// The path is rotated again between the follower's look at it and its
+// opening the new file there: the file in between (path.1 by then) is
+// found among the rotated files, not mistaken for the file just opened.
+// Before the fix the follower skipped the file it had seen at the path,
+// opened the next one, and lost every line of the one in between.
+func TestRotationWhileLookingFindsTheFileInBetween(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/rspamd.log"
+	fd := appendFile(t, path)
+	clk := newFakeClock()
+	opt := testOptions(clk)
+	w := newLogWriter(15, "between")
+	var fd2 *os.File
+	rotated := false
+	opt.afterLook = func(string) {
+		// The follower's goroutine; the test's waits for it in sync.
+		if rotated {
+			return
+		}
+		rotated = true
+		if !rotate(t, path) {
+			return
+		}
+		var err error
+		if fd2, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err != nil {
+			t.Error(err)
+			return
+		}
+		w.write(t, fd2, 40)
+		fd2.Close()
+	}
+	h := startFollow(t, []string{path}, nil, opt)
+
+	w.write(t, fd, 30)
+	h.sync(t)
+	if !rotate(t, path) {
+		t.FailNow()
+	}
+	fd.Close()
+	fd = appendFile(t, path)
+	w.write(t, fd, 20)
+	fd.Close()
+	h.sync(t) // looks, and the hook rotates once more
+	if !rotated {
+		t.Fatal("the follower never looked at the new file")
+	}
+	want := w.lines()
+	h.drain(t, len(want))
+	sameLines(t, want, h.c.snapshot())
 }

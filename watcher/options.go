@@ -58,6 +58,10 @@ type Options struct {
 	// Waker replaces the PollInterval ticker (test hook; see
 	// internal/testutil.TestWaker).
 	Waker Waker
+
+	// afterLook is a test hook, called by the follower's goroutine when
+	// it has found a new file at a path and is about to open it.
+	afterLook func(path string)
 }
 
 const readChunk = 64 << 10

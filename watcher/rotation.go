@@ -124,16 +124,20 @@ func (f *Follower) checkPath(s *source, now time.Time) {
 	if f.inQueue(s, id) {
 		return
 	}
-	if newest != nil {
-		// Files rotated in between (two rotations before we looked)
-		// come first.
-		f.pushNewer(s, newest, func(x fileID) bool { return x == id }, now)
+	if f.opt.afterLook != nil {
+		f.opt.afterLook(s.path)
 	}
+	// Open before looking for the files rotated in between: the path may
+	// have been rotated again since the stat, and the file seen by the
+	// stat is then one of those, not the one opened.
 	o, _, err := f.open(s, s.path, now)
 	if err != nil || o == nil {
 		return
 	}
 	if newest != nil {
+		// Files rotated in between (two rotations before we looked)
+		// come first.
+		f.pushNewer(s, newest, func(x fileID) bool { return x == o.id }, now)
 		f.c.rotations.Add(1)
 		f.log.Info("new file at path", "path", s.path, "previous_offset", newest.r.off)
 	}
