@@ -56,8 +56,11 @@
 // Lines longer than Options.MaxLineBytes are skipped up to their newline,
 // counted and logged; memory per file is one line plus one 64 KiB read
 // chunk. A last line without newline is held until its newline arrives; it
-// is only delivered without one when its file is finished for good. Bytes
-// pass through unchanged (NUL, invalid UTF-8).
+// is only delivered without one when its file is finished for good. A line
+// ends at LF, and the CR of a CRLF ending is not part of the line (filters
+// anchored at the line's end match either way); the position after it is
+// past the LF. Other bytes pass through unchanged (NUL, invalid UTF-8, a CR
+// inside a line).
 //
 // Residual risks: content replaced by content with the same first 64 bytes
 // in the same inode is not detected; logrotate's copytruncate loses what is

@@ -117,6 +117,7 @@ func (h *followed) drain(t *testing.T, n int) {
 type collector struct {
 	mu      sync.Mutex
 	lines   []string
+	posns   []Position // of each line
 	byPath  map[string][]string
 	pos     map[string]Position
 	batches uint64
@@ -144,6 +145,7 @@ func (c *collector) commit(b []Line) {
 	c.mu.Lock()
 	for _, l := range b {
 		c.lines = append(c.lines, string(l.Text))
+		c.posns = append(c.posns, l.Pos)
 		c.byPath[l.Path] = append(c.byPath[l.Path], string(l.Text))
 		c.pos[l.Path] = l.Pos
 	}

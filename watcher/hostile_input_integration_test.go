@@ -39,14 +39,16 @@ func TestHugeLineSkippedWithBoundedMemory(t *testing.T) {
 	}
 }
 
-// Bytes pass through: NUL, invalid UTF-8, CR.
+// Bytes pass through: NUL, invalid UTF-8, a CR inside a line. Only the CR
+// of a CRLF line ending goes, with the LF (TestCRLFLineEndingsDropTheCR).
 func TestBinaryBytesPassThrough(t *testing.T) {
 	dir := t.TempDir()
 	path := dir + "/bin.log"
 	fd := appendFile(t, path)
 	h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
-	want := []string{"a\x00b", "\xff\xfe\xc3(", "crlf\r", "", "end"}
-	for _, l := range want {
+	written := []string{"a\x00b", "\xff\xfe\xc3(", "cr\rinside", "\rcr first", "crlf\r", "two crs\r\r", "", "end"}
+	want := []string{"a\x00b", "\xff\xfe\xc3(", "cr\rinside", "\rcr first", "crlf", "two crs\r", "", "end"}
+	for _, l := range written {
 		writeString(t, fd, l+"\n")
 	}
 	fd.Close()

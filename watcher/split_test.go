@@ -3,6 +3,7 @@ package watcher
 import (
 	"bytes"
 	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -26,7 +27,8 @@ func (g *growingReader) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // referenceSplit is the obvious, allocating definition of what lineReader
-// must produce: complete lines of at most max bytes, with their end offsets.
+// must produce: complete lines of at most max bytes without their LF or
+// CRLF, with their end offsets (past the LF).
 func referenceSplit(data []byte, max int) (lines [][]byte, ends []int64) {
 	off := 0
 	for {
@@ -34,8 +36,9 @@ func referenceSplit(data []byte, max int) (lines [][]byte, ends []int64) {
 		if i < 0 {
 			return
 		}
-		if i <= max {
-			lines = append(lines, data[off:off+i])
+		line := bytes.TrimSuffix(data[off:off+i], []byte("\r"))
+		if len(line) <= max {
+			lines = append(lines, line)
 			ends = append(ends, int64(off+i+1))
 		}
 		off += i + 1
@@ -46,6 +49,7 @@ func FuzzLineReader(f *testing.F) {
 	f.Add([]byte("a\nbb\n\nccc"), uint8(2), uint8(3), uint8(1))
 	f.Add([]byte("\x00\xff\n\r\n"), uint8(1), uint8(1), uint8(7))
 	f.Add(bytes.Repeat([]byte("x"), 300), uint8(8), uint8(16), uint8(5))
+	f.Add([]byte("ab\r\nabc\r\r\nab\rc\n\r\r\n\r"), uint8(1), uint8(2), uint8(1))
 	f.Fuzz(func(t *testing.T, data []byte, maxLine, chunk, step uint8) {
 		max, ch, st := int(maxLine)%64+1, int(chunk)%32+1, int(step)%40+1
 		r := newLineReader(max, ch)
@@ -74,7 +78,7 @@ func FuzzLineReader(f *testing.F) {
 					break
 				}
 			}
-			if len(r.buf) != max+1+ch {
+			if len(r.buf) != max+2+ch {
 				t.Fatalf("buffer grew to %d", len(r.buf))
 			}
 		}
@@ -162,5 +166,52 @@ func BenchmarkFollowerEmit(b *testing.B) {
 				break
 			}
 		}
+	}
+}
+
+// MaxLineBytes counts the line without its ending, LF or CRLF alike, and
+// however the bytes arrive.
+func TestLineReaderLimitExcludesTheCRLF(t *testing.T) {
+	const max = 4
+	for _, tc := range []struct {
+		name, data string
+		want       []string
+	}{
+		{"max bytes and CRLF", "abcd\r\n", []string{"abcd"}},
+		{"max bytes and LF", "abcd\n", []string{"abcd"}},
+		{"one more and CRLF", "abcde\r\nok\r\n", []string{"ok"}},
+		{"CR then more is not an ending", "abcd\rx\nok\n", []string{"ok"}},
+		{"CR of max+1 bytes alone", "abc\r\r\n", []string{"abc\r"}},
+		{"empty CRLF line", "\r\n\r\n", []string{"", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for step := 1; step <= len(tc.data); step++ {
+				r := newLineReader(max, 3)
+				g := &growingReader{data: []byte(tc.data)}
+				var got []string
+				for g.n < len(g.data) || r.readOff() < int64(len(g.data)) {
+					g.n = min(len(g.data), g.n+step)
+					for {
+						n, err := r.fill(g)
+						if err != nil {
+							t.Fatal(err)
+						}
+						for {
+							l, _, ok := r.next()
+							if !ok {
+								break
+							}
+							got = append(got, string(l))
+						}
+						if n == 0 {
+							break
+						}
+					}
+				}
+				if strings.Join(got, "|") != strings.Join(tc.want, "|") || len(got) != len(tc.want) {
+					t.Errorf("step %d: got %q, want %q", step, got, tc.want)
+				}
+			}
+		})
 	}
 }
