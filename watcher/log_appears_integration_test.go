@@ -1,10 +1,12 @@
 package watcher
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 // A file that does not exist yet is read from its start once it appears,
@@ -49,4 +51,36 @@ func TestMissingFileNoBusyLoop(t *testing.T) {
 		h.sync(t)
 		sameLines(t, w.lines(), h.c.snapshot())
 	})
+}
+
+// Without a Waker the follower polls with a ticker on Options.Clock: with
+// the fake clock it ticks only when the test advances it, however long the
+// interval. (The one test without a TestWaker: it tests the default.)
+func TestPollTickerRunsOnTheClock(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "polled.log")
+	clk := newFakeClock()
+	opt := testOptions(clk)
+	opt.PollInterval = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	f, err := Follow(ctx, []string{path}, nil, opt)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	c := collect(f)
+	t.Cleanup(func() {
+		cancel()
+		<-c.closed
+	})
+	if !clk.BlockUntil(1, testDeadline) {
+		t.Fatal("no poll ticker on Options.Clock")
+	}
+	w := newLogWriter(16, "polled")
+	fd := appendFile(t, path)
+	w.write(t, fd, 10)
+	fd.Close()
+	clk.Advance(time.Hour)
+	c.waitLines(t, 10, "lines found by the poll")
+	sameLines(t, w.lines(), c.snapshot())
 }
