@@ -88,12 +88,29 @@ func startFollow(t *testing.T, paths []string, saved map[string]Position, opt Op
 	return h
 }
 
+// followLog creates the file name in a new directory and follows it.
+func followLog(t *testing.T, name string, opt Options) (path string, fd *os.File, h *followed) {
+	t.Helper()
+	path = t.TempDir() + "/" + name
+	fd = appendFile(t, path)
+	return path, fd, startFollow(t, []string{path}, nil, opt)
+}
+
 // sync kicks the follower and waits until it has read everything there is
 // and the collector has committed every batch it was sent.
 func (h *followed) sync(t *testing.T) {
 	t.Helper()
 	h.wk.KickAndWait(t, testDeadline)
 	h.c.waitBatches(t, h.Stats().Batches)
+}
+
+// syncLines syncs and requires exactly n lines committed so far.
+func (h *followed) syncLines(t *testing.T, n int, what string) {
+	t.Helper()
+	h.sync(t)
+	if got := h.c.count(); got != n {
+		t.Fatalf("%d lines %s, want %d", got, what, n)
+	}
 }
 
 // drain lets RotateWait pass and syncs, round after round, until the
@@ -274,6 +291,19 @@ func rotate(t *testing.T, path string) bool {
 		return false
 	}
 	return true
+}
+
+// rotateReopen rotates path, closes the writer's old descriptor fd, and
+// writes n lines to a new file at path, which it returns open.
+func rotateReopen(t *testing.T, path string, fd *os.File, w *logWriter, n int) *os.File {
+	t.Helper()
+	if !rotate(t, path) {
+		t.FailNow()
+	}
+	fd.Close()
+	fd = appendFile(t, path)
+	w.write(t, fd, n)
+	return fd
 }
 
 // shiftRotated renames path.N to path.N+1, ..., path.1 to path.2, making

@@ -9,10 +9,7 @@ import (
 // A 10 MB line without newline is skipped with bounded memory; reading
 // resumes after its newline.
 func TestHugeLineSkippedWithBoundedMemory(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/rspamd.log"
-	fd := appendFile(t, path)
-	h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
+	_, fd, h := followLog(t, "rspamd.log", testOptions(newFakeClock()))
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 
@@ -42,10 +39,7 @@ func TestHugeLineSkippedWithBoundedMemory(t *testing.T) {
 // Bytes pass through: NUL, invalid UTF-8, a CR inside a line. Only the CR
 // of a CRLF line ending goes, with the LF (TestCRLFLineEndingsDropTheCR).
 func TestBinaryBytesPassThrough(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/bin.log"
-	fd := appendFile(t, path)
-	h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
+	_, fd, h := followLog(t, "bin.log", testOptions(newFakeClock()))
 	written := []string{"a\x00b", "\xff\xfe\xc3(", "cr\rinside", "\rcr first", "crlf\r", "two crs\r\r", "", "end"}
 	want := []string{"a\x00b", "\xff\xfe\xc3(", "cr\rinside", "\rcr first", "crlf", "two crs\r", "", "end"}
 	for _, l := range written {

@@ -194,6 +194,17 @@ func (r *journalRun) stop() {
 	<-r.c.closed
 }
 
+// expectExactly waits for the messages want (what), then writes a sentinel
+// for ident: it must be the very next line, so nothing else was still
+// coming. All lines must be ident's, want in order and then the sentinel.
+func (r *journalRun) expectExactly(t *testing.T, ident string, want []string, what string) {
+	t.Helper()
+	r.c.waitLines(t, len(want), what)
+	journalSend(t, "MESSAGE", "sentinel", "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "1")
+	r.c.waitLines(t, len(want)+1, "sentinel")
+	sameLines(t, append(want, "sentinel"), messages(t, r.c.snapshot(), ident))
+}
+
 // messages strips the syslog prefix ("TIME HOST IDENT[PID]: ") from the
 // collected lines, checking its shape.
 func messages(t *testing.T, lines []string, ident string) []string {
@@ -359,10 +370,7 @@ func TestJournalResumeFromCursorOfOtherEntry(t *testing.T) {
 	}
 
 	r := startJournal(t, JournalMatch{Identifiers: []string{a}}, Position{Path: "journal:" + a, Cursor: other.Cursor}, Options{})
-	r.c.waitLines(t, len(want), "entries after the cursor")
-	journalSend(t, "MESSAGE", "sentinel", "SYSLOG_IDENTIFIER", a, "SYSLOG_PID", "1")
-	r.c.waitLines(t, len(want)+1, "sentinel")
-	sameLines(t, append(want, "sentinel"), messages(t, r.c.snapshot(), a))
+	r.expectExactly(t, a, want, "entries after the cursor")
 }
 
 func TestJournalFromStart(t *testing.T) {
@@ -373,10 +381,7 @@ func TestJournalFromStart(t *testing.T) {
 	waitJournal(t, ident, 4)
 	r := startJournal(t, JournalMatch{Identifiers: []string{ident}}, Position{}, Options{FromStart: true})
 	want = append(want, sendNumbered(t, ident, "new", 0, 3)...)
-	r.c.waitLines(t, len(want), "old and new entries")
-	journalSend(t, "MESSAGE", "sentinel", "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "1")
-	r.c.waitLines(t, len(want)+1, "sentinel")
-	sameLines(t, append(want, "sentinel"), messages(t, r.c.snapshot(), ident))
+	r.expectExactly(t, ident, want, "old and new entries")
 }
 
 // A prefix selects all of a Postfix instance's programs and nothing else.
@@ -431,10 +436,7 @@ func TestJournalRestartsDeadJournalctl(t *testing.T) {
 		return r.f.Restarts() >= 1 && p != 0 && int(p) != pid
 	})
 	want = append(want, sendNumbered(t, ident, "c", 0, 50)...)
-	r.c.waitLines(t, len(want), "all entries")
-	journalSend(t, "MESSAGE", "sentinel", "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "1")
-	r.c.waitLines(t, len(want)+1, "sentinel")
-	sameLines(t, append(want, "sentinel"), messages(t, r.c.snapshot(), ident))
+	r.expectExactly(t, ident, want, "all entries")
 }
 
 // Cancelling the context stops journalctl and closes Batches.
@@ -483,10 +485,7 @@ func TestJournalBadSavedCursor(t *testing.T) {
 	waitJournal(t, ident, 2)
 	r := startJournal(t, JournalMatch{Identifiers: []string{ident}}, Position{Cursor: "not a cursor"}, Options{})
 	want := sendNumbered(t, ident, "new", 0, 2)
-	r.c.waitLines(t, len(want), "new entries")
-	journalSend(t, "MESSAGE", "sentinel", "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "1")
-	r.c.waitLines(t, len(want)+1, "sentinel")
-	sameLines(t, append(want, "sentinel"), messages(t, r.c.snapshot(), ident))
+	r.expectExactly(t, ident, want, "new entries")
 	if st := r.f.Stats(); st.Lost != 1 {
 		t.Errorf("Lost = %d, want 1", st.Lost)
 	}

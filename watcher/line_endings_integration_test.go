@@ -30,18 +30,13 @@ func TestCRLFLineEndingsDropTheCR(t *testing.T) {
 		off += i + 2
 		ends = append(ends, int64(off))
 	}
-	path := t.TempDir() + "/rspamd.log"
-	fd := appendFile(t, path)
-	h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
+	_, fd, h := followLog(t, "rspamd.log", testOptions(newFakeClock()))
 
 	// The last CR is written alone: a CR at the end of what is there may
 	// be the start of a CRLF, and the line waits for what follows.
 	last := len(data) - 1
 	writeString(t, fd, string(data[:last]))
-	h.sync(t)
-	if n := h.c.count(); n != len(want)-1 {
-		t.Fatalf("%d lines before the last LF, want %d", n, len(want)-1)
-	}
+	h.syncLines(t, len(want)-1, "before the last LF")
 	writeString(t, fd, string(data[last:]))
 	fd.Close()
 

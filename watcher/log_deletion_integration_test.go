@@ -12,13 +12,10 @@ import (
 // round the test syncs with the follower, which then has the new file open;
 // the follower reads it while it is written and deleted.
 func TestDeleteAndRecreate(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/rspamd.log"
-	fd := appendFile(t, path)
-	clk := newFakeClock()
-	opt := testOptions(clk)
+	opt := testOptions(newFakeClock())
 	opt.NoNotify = false
-	h := startFollow(t, []string{path}, nil, opt)
+	path, fd, h := followLog(t, "rspamd.log", opt)
+	clk := h.clk
 	w := newLogWriter(5, "delete")
 
 	for range 4 {

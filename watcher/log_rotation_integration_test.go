@@ -13,13 +13,10 @@ import (
 // may fall behind by any number of rotations: every rotated file stays on
 // disk, so none may be lost.
 func TestRotationRenameFinishesOldFile(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/rspamd.log"
-	fd := appendFile(t, path)
-	clk := newFakeClock()
-	opt := testOptions(clk)
+	opt := testOptions(newFakeClock())
 	opt.NoNotify = false
-	h := startFollow(t, []string{path}, nil, opt)
+	path, fd, h := followLog(t, "rspamd.log", opt)
+	clk := h.clk
 	w := newLogWriter(1, "rename")
 
 	for range 6 {
@@ -48,17 +45,11 @@ func TestRotationRenameFinishesOldFile(t *testing.T) {
 // Two rotations before the follower looks: the file in the middle (now
 // path.1) must not be skipped.
 func TestRotationRenameTwiceBetweenLooks(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/mail.log"
-	fd := appendFile(t, path)
-	h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
+	path, fd, h := followLog(t, "mail.log", testOptions(newFakeClock()))
 	w := newLogWriter(2, "twice")
 
 	w.write(t, fd, 100)
-	h.sync(t)
-	if n := h.c.count(); n != 100 {
-		t.Fatalf("%d lines after the first sync, want 100", n)
-	}
+	h.syncLines(t, 100, "before the rotations")
 	for range 2 {
 		if !rotate(t, path) {
 			t.FailNow()
@@ -112,13 +103,7 @@ func TestRotationWhileLookingFindsTheFileInBetween(t *testing.T) {
 
 	w.write(t, fd, 30)
 	h.sync(t)
-	if !rotate(t, path) {
-		t.FailNow()
-	}
-	fd.Close()
-	fd = appendFile(t, path)
-	w.write(t, fd, 20)
-	fd.Close()
+	rotateReopen(t, path, fd, w, 20).Close()
 	h.sync(t) // looks, and the hook rotates once more
 	if !rotated {
 		t.Fatal("the follower never looked at the new file")

@@ -29,10 +29,7 @@ func copyTruncate(t *testing.T, path string, fd *os.File) {
 // before the truncation is read from the copy. The follower reads while
 // the test copies and truncates.
 func TestCopyTruncateRereadsFromZero(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/postfix.log"
-	fd := appendFile(t, path)
-	h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
+	path, fd, h := followLog(t, "postfix.log", testOptions(newFakeClock()))
 	w := newLogWriter(3, "copytrunc")
 
 	for r := range 6 {
@@ -59,16 +56,10 @@ func TestCopyTruncateRereadsFromZero(t *testing.T) {
 // A plain truncation with no copy: lines written after it are read from 0
 // and nothing before it is delivered twice.
 func TestTruncateWithoutCopy(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/app.log"
-	fd := appendFile(t, path)
-	h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
+	_, fd, h := followLog(t, "app.log", testOptions(newFakeClock()))
 	w := newLogWriter(4, "trunc")
 	w.write(t, fd, 300)
-	h.sync(t)
-	if n := h.c.count(); n != 300 {
-		t.Fatalf("%d lines before the truncation, want 300", n)
-	}
+	h.syncLines(t, 300, "before the truncation")
 	if err := fd.Truncate(0); err != nil {
 		t.Fatal(err)
 	}
@@ -82,16 +73,10 @@ func TestTruncateWithoutCopy(t *testing.T) {
 
 // Two copytruncates before the follower looks: both copies are read, in order.
 func TestCopyTruncateTwiceBetweenLooks(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/postfix.log"
-	fd := appendFile(t, path)
-	h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
+	path, fd, h := followLog(t, "postfix.log", testOptions(newFakeClock()))
 	w := newLogWriter(14, "ct2")
 	w.write(t, fd, 100)
-	h.sync(t)
-	if n := h.c.count(); n != 100 {
-		t.Fatalf("%d lines before the copytruncates, want 100", n)
-	}
+	h.syncLines(t, 100, "before the copytruncates")
 	for range 2 {
 		w.write(t, fd, 50)
 		copyTruncate(t, path, fd)

@@ -5,10 +5,7 @@ import "testing"
 // A partial last line is held until its newline arrives, never delivered in
 // halves.
 func TestPartialLineHeldUntilNewline(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/partial.log"
-	fd := appendFile(t, path)
-	h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
+	_, fd, h := followLog(t, "partial.log", testOptions(newFakeClock()))
 
 	writeString(t, fd, "first\nsecond ha")
 	h.sync(t) // the follower has read everything there is
@@ -23,10 +20,7 @@ func TestPartialLineHeldUntilNewline(t *testing.T) {
 // The file is truncated while the follower is in the middle of a partial
 // line: the fragment is dropped (its end is gone), new content is read from 0.
 func TestTruncatedWhileReadingPartialLine(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/t.log"
-	fd := appendFile(t, path)
-	h := startFollow(t, []string{path}, nil, testOptions(newFakeClock()))
+	_, fd, h := followLog(t, "t.log", testOptions(newFakeClock()))
 	writeString(t, fd, "one\ntwo\nthree and a half li")
 	h.sync(t)
 	if err := fd.Truncate(0); err != nil {

@@ -58,12 +58,7 @@ func TestResume(t *testing.T) {
 		}, true, 100, 1, 0},
 		{"rotated twice while stopped: whole chain read", func(t *testing.T, path string, fd *os.File, w *logWriter) {
 			for range 2 {
-				if !rotate(t, path) {
-					t.FailNow()
-				}
-				fd.Close()
-				fd = appendFile(t, path)
-				w.write(t, fd, 20)
+				fd = rotateReopen(t, path, fd, w, 20)
 			}
 			fd.Close()
 		}, true, 100, 2, 0},

@@ -45,6 +45,34 @@ func referenceSplit(data []byte, max int) (lines [][]byte, ends []int64) {
 	}
 }
 
+// readGrowing reads data through r as it grows by step bytes at a time,
+// like a file being written, and returns the lines and their end offsets.
+func readGrowing(t *testing.T, r *lineReader, data []byte, step int) (lines [][]byte, ends []int64) {
+	t.Helper()
+	g := &growingReader{data: data}
+	for g.n < len(data) || r.readOff() < int64(len(data)) {
+		g.n = min(len(data), g.n+step)
+		for {
+			n, err := r.fill(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for {
+				l, end, ok := r.next()
+				if !ok {
+					break
+				}
+				lines = append(lines, bytes.Clone(l))
+				ends = append(ends, end)
+			}
+			if n == 0 {
+				break
+			}
+		}
+	}
+	return lines, ends
+}
+
 func FuzzLineReader(f *testing.F) {
 	f.Add([]byte("a\nbb\n\nccc"), uint8(2), uint8(3), uint8(1))
 	f.Add([]byte("\x00\xff\n\r\n"), uint8(1), uint8(1), uint8(7))
@@ -53,34 +81,14 @@ func FuzzLineReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, maxLine, chunk, step uint8) {
 		max, ch, st := int(maxLine)%64+1, int(chunk)%32+1, int(step)%40+1
 		r := newLineReader(max, ch)
-		g := &growingReader{data: data}
-		var got [][]byte
-		var ends []int64
-		for g.n < len(data) || r.readOff() < int64(len(data)) {
-			g.n = min(len(data), g.n+st)
-			for {
-				n, err := r.fill(g)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for {
-					l, end, ok := r.next()
-					if !ok {
-						break
-					}
-					if len(l) > max {
-						t.Fatalf("line of %d bytes > max %d", len(l), max)
-					}
-					got = append(got, bytes.Clone(l))
-					ends = append(ends, end)
-				}
-				if n == 0 {
-					break
-				}
+		got, ends := readGrowing(t, &r, data, st)
+		for _, l := range got {
+			if len(l) > max {
+				t.Fatalf("line of %d bytes > max %d", len(l), max)
 			}
-			if len(r.buf) != max+2+ch {
-				t.Fatalf("buffer grew to %d", len(r.buf))
-			}
+		}
+		if len(r.buf) != max+2+ch {
+			t.Fatalf("buffer grew to %d", len(r.buf))
 		}
 		want, wantEnds := referenceSplit(data, max)
 		if len(got) != len(want) {
@@ -187,26 +195,10 @@ func TestLineReaderLimitExcludesTheCRLF(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for step := 1; step <= len(tc.data); step++ {
 				r := newLineReader(max, 3)
-				g := &growingReader{data: []byte(tc.data)}
+				lines, _ := readGrowing(t, &r, []byte(tc.data), step)
 				var got []string
-				for g.n < len(g.data) || r.readOff() < int64(len(g.data)) {
-					g.n = min(len(g.data), g.n+step)
-					for {
-						n, err := r.fill(g)
-						if err != nil {
-							t.Fatal(err)
-						}
-						for {
-							l, _, ok := r.next()
-							if !ok {
-								break
-							}
-							got = append(got, string(l))
-						}
-						if n == 0 {
-							break
-						}
-					}
+				for _, l := range lines {
+					got = append(got, string(l))
 				}
 				if strings.Join(got, "|") != strings.Join(tc.want, "|") || len(got) != len(tc.want) {
 					t.Errorf("step %d: got %q, want %q", step, got, tc.want)
