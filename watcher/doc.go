@@ -34,6 +34,14 @@
 // offset 0. Reading the files of one path strictly one after another is what
 // makes a single saved Position per path sufficient.
 //
+// When the path was rotated more than once since the last look, the files in
+// between are found among its rotated siblings (path.1, path.2, ...; written
+// after the newest queued file) and queued before the file now at the path.
+// The file at the path is opened before that search, so a rotation during
+// the look cannot make the follower take one file for another, and the
+// directory is listed until two listings agree. A file deleted before the
+// follower ever opened it cannot be read by anyone; such a file is lost.
+//
 // A file found shorter than what was read, or whose first bytes changed, was
 // truncated (copytruncate) or rewritten: it is read again from offset 0.
 // Before that, the rotated siblings (path.1, path-20240131, ...) are searched
@@ -46,18 +54,25 @@
 // finished from the saved offset, followed by any sibling written after it,
 // then the current file from 0. Failing that the current file is read from 0
 // and a warning logged. Files without a saved position start at their end on
-// the first start (unless Options.FromStart) and at 0 when they appear later.
+// the first start (unless Options.FromStart) and at 0 when they appear later;
+// no rotated sibling is read for them, since nothing tells which was ours.
 //
 // Filesystem notifications (a watch on each pattern's directory) only wake
 // the follower; every decision is made from stat, and a poll every
-// Options.PollInterval catches what inotify misses (NFS, files moved to
-// another directory, writes to deleted files).
+// Options.PollInterval (a ticker on Options.Clock) catches what inotify
+// misses (NFS, files moved to another directory, writes to deleted files).
+// The follower holds the channel of its Waker until it fires and asks for a
+// new one only when everything is read and delivered, so a test's waker
+// (internal/testutil.TestWaker) knows when the work of a wake-up is done.
 //
 // Lines longer than Options.MaxLineBytes are skipped up to their newline,
 // counted and logged; memory per file is one line plus one 64 KiB read
 // chunk. A last line without newline is held until its newline arrives; it
-// is only delivered without one when its file is finished for good. Bytes
-// pass through unchanged (NUL, invalid UTF-8).
+// is only delivered without one when its file is finished for good. A line
+// ends at LF, and the CR of a CRLF ending is not part of the line (filters
+// anchored at the line's end match either way); the position after it is
+// past the LF. Other bytes pass through unchanged (NUL, invalid UTF-8, a CR
+// inside a line).
 //
 // Residual risks: content replaced by content with the same first 64 bytes
 // in the same inode is not detected; logrotate's copytruncate loses what is
@@ -71,4 +86,13 @@
 // paths (same device and inode) is read through one of them only.
 //
 // Only Unix-like systems are supported: identity comes from syscall.Stat_t.
+//
+// # Files
+//
+// options.go (Options, Stats), follower.go (Follow, the loop and the poll
+// waker), discovery.go (globs, first open, one path per file), rotation.go
+// (resume, rotation, truncation, finishing files), read.go (the sweep),
+// split.go (the line reader), file.go (an open file and its identity),
+// siblings.go (rotated copies), batch.go (batches, shared by both
+// followers), journal*.go (the journal through journalctl).
 package watcher

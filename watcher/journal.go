@@ -29,7 +29,6 @@ import (
 	"log/slog"
 	"os/exec"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -133,20 +132,16 @@ type JournalFollower struct {
 	units   []journalPattern
 	idents  []journalPattern
 	matches []string
-	batches chan []Line
+	out     *batcher
 	jsonMax int
 
 	// Owned by the run goroutine.
 	cursor string // cursor of the last entry read: where a restart resumes
 	skip   string // the cursor a run started at; its entry is dropped when it comes first
-	bufs   [2]batch
-	cur    int
 
 	c        counters
 	restarts atomic.Uint64
 	pid      atomic.Int64 // the running journalctl, 0 when none (tests kill it)
-	statsMu  sync.Mutex
-	pos      Position // position of the last line delivered
 }
 
 // FollowJournal follows the journal entries selected by m, resuming after
@@ -190,13 +185,13 @@ func FollowJournal(ctx context.Context, m JournalMatch, saved Position, opt Opti
 	}
 	opt.setDefaults()
 	j := &JournalFollower{
-		opt:     opt,
-		key:     m.Key(),
-		bin:     path,
-		dir:     m.Directory,
-		units:   units,
-		idents:  idents,
-		batches: make(chan []Line),
+		opt:    opt,
+		key:    m.Key(),
+		bin:    path,
+		dir:    m.Directory,
+		units:  units,
+		idents: idents,
+		out:    newBatcher(opt.MaxBatch, opt.MaxLineBytes),
 		// A byte-array MESSAGE takes up to four JSON bytes per byte
 		// ("255,") and an escaped string up to six ("\u0001"); the
 		// other fields are small.
@@ -204,14 +199,10 @@ func FollowJournal(ctx context.Context, m JournalMatch, saved Position, opt Opti
 	}
 	j.log = opt.Logger.With("component", "watcher", "source", j.key)
 	j.matches = append(serverMatches("_SYSTEMD_UNIT", units), serverMatches("SYSLOG_IDENTIFIER", idents)...)
-	arena := max(1<<20, opt.MaxLineBytes+1)
-	for i := range j.bufs {
-		j.bufs[i] = batch{lines: make([]Line, 0, opt.MaxBatch), arena: make([]byte, 0, arena)}
-	}
 	if err := j.start(ctx, saved); err != nil {
 		return nil, err
 	}
-	j.pos = Position{Path: j.key, Cursor: j.cursor}
+	j.out.setLast(Position{Path: j.key, Cursor: j.cursor})
 	go j.run(ctx)
 	return j, nil
 }
@@ -294,27 +285,25 @@ func (j *JournalFollower) followArgs() []string {
 // Batches delivers lines in journal order. The consumer must commit (or
 // drop) a batch before receiving the next one: the Text of its lines is
 // reused afterwards. The channel is closed when following stops.
-func (j *JournalFollower) Batches() <-chan []Line { return j.batches }
+func (j *JournalFollower) Batches() <-chan []Line { return j.out.out }
 
 // Stats returns a snapshot: Files has one entry, the source's key, with the
 // position of the last line delivered and Open 1 while journalctl runs;
 // BytesRead counts journalctl's JSON output; Lost counts entries that could
 // not be parsed and saved cursors that were rejected.
 func (j *JournalFollower) Stats() Stats {
-	j.statsMu.Lock()
-	pos := j.pos
-	j.statsMu.Unlock()
+	pos := j.out.lastSent()
 	open := 0
 	if j.pid.Load() != 0 {
 		open = 1
 	}
 	return Stats{
 		Files:            []FileStats{{Path: j.key, Pos: pos, Open: open}},
-		LinesRead:        j.c.lines.Load(),
+		LinesRead:        j.out.lines.Load(),
 		BytesRead:        j.c.bytes.Load(),
 		LongLinesSkipped: j.c.long.Load(),
 		Lost:             j.c.lost.Load(),
-		Batches:          j.c.batches.Load(),
+		Batches:          j.out.batches.Load(),
 	}
 }
 
@@ -322,7 +311,7 @@ func (j *JournalFollower) Stats() Stats {
 func (j *JournalFollower) Restarts() uint64 { return j.restarts.Load() }
 
 func (j *JournalFollower) run(ctx context.Context) {
-	defer close(j.batches)
+	defer close(j.out.out)
 	delay := journalRestartMin
 	for {
 		began := j.opt.Clock.Now()
@@ -390,7 +379,7 @@ func (j *JournalFollower) read(ctx context.Context, r io.Reader) (int, error) {
 	br := bufio.NewReaderSize(r, j.jsonMax)
 	n := 0
 	for {
-		if br.Buffered() == 0 && !j.flush(ctx) {
+		if br.Buffered() == 0 && !j.out.flush(ctx) {
 			return n, nil
 		}
 		line, err := br.ReadSlice('\n')
@@ -410,7 +399,7 @@ func (j *JournalFollower) read(ctx context.Context, r io.Reader) (int, error) {
 			// At EOF a partial line is an entry journalctl did not
 			// finish; its cursor was not taken, so the restart
 			// prints it again whole.
-			j.flush(ctx)
+			j.out.flush(ctx)
 			if errors.Is(err, io.EOF) {
 				return n, nil
 			}
@@ -448,46 +437,14 @@ func (j *JournalFollower) entry(ctx context.Context, line []byte) bool {
 		j.log.Warn("skipped over-long journal entry", "cursor", e.Cursor, "bytes", size, "max_bytes", j.opt.MaxLineBytes)
 		return true
 	}
-	b := &j.bufs[j.cur]
-	if len(b.lines) == cap(b.lines) || len(b.arena)+size > cap(b.arena) {
-		if !j.flush(ctx) {
-			return false
-		}
-		b = &j.bufs[j.cur]
+	b, ok := j.out.room(ctx, size)
+	if !ok {
+		return false
 	}
 	start := len(b.arena)
 	now := j.opt.Clock.Now()
 	b.arena = appendJournalLine(b.arena, &e, now)
-	b.lines = append(b.lines, Line{
-		Path: j.key,
-		Text: b.arena[start:len(b.arena):len(b.arena)],
-		Pos:  Position{Path: j.key, Cursor: e.Cursor},
-		Read: now,
-	})
-	return true
-}
-
-// flush sends the current batch; two batches alternate as in Follower.
-func (j *JournalFollower) flush(ctx context.Context) bool {
-	b := &j.bufs[j.cur]
-	if len(b.lines) == 0 {
-		return true
-	}
-	last := b.lines[len(b.lines)-1].Pos
-	select {
-	case j.batches <- b.lines[:len(b.lines):len(b.lines)]:
-	case <-ctx.Done():
-		return false
-	}
-	j.c.lines.Add(uint64(len(b.lines)))
-	j.c.batches.Add(1)
-	j.statsMu.Lock()
-	j.pos = last
-	j.statsMu.Unlock()
-	j.cur ^= 1
-	nb := &j.bufs[j.cur]
-	clear(nb.lines)
-	nb.lines, nb.arena = nb.lines[:0], nb.arena[:0]
+	b.add(start, Line{Path: j.key, Pos: Position{Path: j.key, Cursor: e.Cursor}, Read: now})
 	return true
 }
 

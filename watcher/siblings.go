@@ -33,10 +33,52 @@ type sibling struct {
 	mtime time.Time
 }
 
+// siblingListings bounds how often rotatedSiblings lists a directory that
+// keeps changing.
+const siblingListings = 4
+
 // rotatedSiblings lists the rotated copies of path, oldest write first, so
 // that a chain of files rotated while we were not looking can be read in the
 // order it was written.
+//
+// A listing is a directory read and then a stat of each name; a rotation
+// between the two moves a file from a name not yet looked at to one
+// already looked at, and the listing misses it. The listing is therefore
+// repeated until two agree (or siblingListings were made): a file moved
+// during one shows up in the next.
 func rotatedSiblings(path string) []sibling {
+	prev := listSiblings(path)
+	for range siblingListings - 1 {
+		cur := listSiblings(path)
+		if sameSiblings(prev, cur) {
+			break
+		}
+		prev = cur
+	}
+	return prev
+}
+
+// sameSiblings reports whether two listings name the same files by the same
+// names; sizes, times and so the order may differ, as a writer may still be
+// writing to one of them.
+func sameSiblings(a, b []sibling) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	ids := make(map[string]fileID, len(a))
+	for _, x := range a {
+		ids[x.name] = x.id
+	}
+	for _, x := range b {
+		if id, ok := ids[x.name]; !ok || id != x.id {
+			return false
+		}
+	}
+	return true
+}
+
+// listSiblings is one listing for rotatedSiblings.
+func listSiblings(path string) []sibling {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."

@@ -3,6 +3,7 @@ package watcher
 import (
 	"bytes"
 	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -26,7 +27,8 @@ func (g *growingReader) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // referenceSplit is the obvious, allocating definition of what lineReader
-// must produce: complete lines of at most max bytes, with their end offsets.
+// must produce: complete lines of at most max bytes without their LF or
+// CRLF, with their end offsets (past the LF).
 func referenceSplit(data []byte, max int) (lines [][]byte, ends []int64) {
 	off := 0
 	for {
@@ -34,49 +36,59 @@ func referenceSplit(data []byte, max int) (lines [][]byte, ends []int64) {
 		if i < 0 {
 			return
 		}
-		if i <= max {
-			lines = append(lines, data[off:off+i])
+		line := bytes.TrimSuffix(data[off:off+i], []byte("\r"))
+		if len(line) <= max {
+			lines = append(lines, line)
 			ends = append(ends, int64(off+i+1))
 		}
 		off += i + 1
 	}
 }
 
+// readGrowing reads data through r as it grows by step bytes at a time,
+// like a file being written, and returns the lines and their end offsets.
+func readGrowing(t *testing.T, r *lineReader, data []byte, step int) (lines [][]byte, ends []int64) {
+	t.Helper()
+	g := &growingReader{data: data}
+	for g.n < len(data) || r.readOff() < int64(len(data)) {
+		g.n = min(len(data), g.n+step)
+		for {
+			n, err := r.fill(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for {
+				l, end, ok := r.next()
+				if !ok {
+					break
+				}
+				lines = append(lines, bytes.Clone(l))
+				ends = append(ends, end)
+			}
+			if n == 0 {
+				break
+			}
+		}
+	}
+	return lines, ends
+}
+
 func FuzzLineReader(f *testing.F) {
 	f.Add([]byte("a\nbb\n\nccc"), uint8(2), uint8(3), uint8(1))
 	f.Add([]byte("\x00\xff\n\r\n"), uint8(1), uint8(1), uint8(7))
 	f.Add(bytes.Repeat([]byte("x"), 300), uint8(8), uint8(16), uint8(5))
+	f.Add([]byte("ab\r\nabc\r\r\nab\rc\n\r\r\n\r"), uint8(1), uint8(2), uint8(1))
 	f.Fuzz(func(t *testing.T, data []byte, maxLine, chunk, step uint8) {
 		max, ch, st := int(maxLine)%64+1, int(chunk)%32+1, int(step)%40+1
 		r := newLineReader(max, ch)
-		g := &growingReader{data: data}
-		var got [][]byte
-		var ends []int64
-		for g.n < len(data) || r.readOff() < int64(len(data)) {
-			g.n = min(len(data), g.n+st)
-			for {
-				n, err := r.fill(g)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for {
-					l, end, ok := r.next()
-					if !ok {
-						break
-					}
-					if len(l) > max {
-						t.Fatalf("line of %d bytes > max %d", len(l), max)
-					}
-					got = append(got, bytes.Clone(l))
-					ends = append(ends, end)
-				}
-				if n == 0 {
-					break
-				}
+		got, ends := readGrowing(t, &r, data, st)
+		for _, l := range got {
+			if len(l) > max {
+				t.Fatalf("line of %d bytes > max %d", len(l), max)
 			}
-			if len(r.buf) != max+1+ch {
-				t.Fatalf("buffer grew to %d", len(r.buf))
-			}
+		}
+		if len(r.buf) != max+2+ch {
+			t.Fatalf("buffer grew to %d", len(r.buf))
 		}
 		want, wantEnds := referenceSplit(data, max)
 		if len(got) != len(want) {
@@ -130,15 +142,12 @@ func BenchmarkSplit(b *testing.B) {
 func BenchmarkFollowerEmit(b *testing.B) {
 	data := bytes.Repeat([]byte(rspamdLine), 1<<16)
 	src := &growingReader{data: data, n: len(data)}
-	f := &Follower{batches: make(chan []Line)}
-	for i := range f.bufs {
-		f.bufs[i] = batch{lines: make([]Line, 0, 1024), arena: make([]byte, 0, 1<<20)}
-	}
+	f := &Follower{out: newBatcher(1024, 64<<10)}
 	go func() {
-		for range f.batches {
+		for range f.out.out {
 		}
 	}()
-	defer close(f.batches)
+	defer close(f.out.out)
 	o := &openFile{r: newLineReader(64<<10, readChunk), headN: headBytes}
 	copy(o.head[:], data)
 	o.full = hashHead(o.head[:])
@@ -165,5 +174,36 @@ func BenchmarkFollowerEmit(b *testing.B) {
 				break
 			}
 		}
+	}
+}
+
+// MaxLineBytes counts the line without its ending, LF or CRLF alike, and
+// however the bytes arrive.
+func TestLineReaderLimitExcludesTheCRLF(t *testing.T) {
+	const max = 4
+	for _, tc := range []struct {
+		name, data string
+		want       []string
+	}{
+		{"max bytes and CRLF", "abcd\r\n", []string{"abcd"}},
+		{"max bytes and LF", "abcd\n", []string{"abcd"}},
+		{"one more and CRLF", "abcde\r\nok\r\n", []string{"ok"}},
+		{"CR then more is not an ending", "abcd\rx\nok\n", []string{"ok"}},
+		{"CR of max+1 bytes alone", "abc\r\r\n", []string{"abc\r"}},
+		{"empty CRLF line", "\r\n\r\n", []string{"", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for step := 1; step <= len(tc.data); step++ {
+				r := newLineReader(max, 3)
+				lines, _ := readGrowing(t, &r, []byte(tc.data), step)
+				var got []string
+				for _, l := range lines {
+					got = append(got, string(l))
+				}
+				if strings.Join(got, "|") != strings.Join(tc.want, "|") || len(got) != len(tc.want) {
+					t.Errorf("step %d: got %q, want %q", step, got, tc.want)
+				}
+			}
+		})
 	}
 }

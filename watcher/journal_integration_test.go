@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailjail/mailjail/internal/testutil"
 	"github.com/mailjail/mailjail/rules"
 )
 
@@ -80,12 +81,8 @@ func ensureJournald() string {
 		return "cannot start systemd-journald: " + err.Error()
 	}
 	_ = cmd.Process.Release()
-	deadline := time.Now().Add(10 * time.Second)
-	for !journaldUp() {
-		if time.Now().After(deadline) {
-			return "systemd-journald started but its socket " + journalSocket + " does not answer"
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition, with a deadline
+	if !testutil.WaitFor(10*time.Second, journaldUp) {
+		return "systemd-journald started but its socket " + journalSocket + " does not answer"
 	}
 	return ""
 }
@@ -158,10 +155,10 @@ func journalEntries(t *testing.T, ident string) [][]byte {
 func waitJournal(t *testing.T, ident string, n int) [][]byte {
 	t.Helper()
 	var got [][]byte
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d journal entries for %s", n, ident), func() bool {
+	testutil.Eventually(t, testDeadline, fmt.Sprintf("%d journal entries for %s", n, ident), func() bool {
 		got = journalEntries(t, ident)
 		return len(got) >= n
-	}, nil)
+	})
 	if len(got) != n {
 		t.Fatalf("%d journal entries for %s, want %d", len(got), ident, n)
 	}
@@ -187,14 +184,7 @@ func startJournal(t *testing.T, m JournalMatch, saved Position, opt Options) *jo
 		cancel()
 		t.Fatalf("FollowJournal: %v", err)
 	}
-	c := &collector{byPath: map[string][]string{}, pos: map[string]Position{}, updated: make(chan struct{}, 1), closed: make(chan struct{})}
-	go func() {
-		defer close(c.closed)
-		for b := range f.Batches() {
-			c.commit(b)
-		}
-	}()
-	r := &journalRun{f: f, c: c, cancel: cancel}
+	r := &journalRun{f: f, c: collect(f), cancel: cancel}
 	t.Cleanup(r.stop)
 	return r
 }
@@ -202,6 +192,17 @@ func startJournal(t *testing.T, m JournalMatch, saved Position, opt Options) *jo
 func (r *journalRun) stop() {
 	r.cancel()
 	<-r.c.closed
+}
+
+// expectExactly waits for the messages want (what), then writes a sentinel
+// for ident: it must be the very next line, so nothing else was still
+// coming. All lines must be ident's, want in order and then the sentinel.
+func (r *journalRun) expectExactly(t *testing.T, ident string, want []string, what string) {
+	t.Helper()
+	r.c.waitLines(t, len(want), what)
+	journalSend(t, "MESSAGE", "sentinel", "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "1")
+	r.c.waitLines(t, len(want)+1, "sentinel")
+	sameLines(t, append(want, "sentinel"), messages(t, r.c.snapshot(), ident))
 }
 
 // messages strips the syslog prefix ("TIME HOST IDENT[PID]: ") from the
@@ -229,11 +230,6 @@ func messages(t *testing.T, lines []string, ident string) []string {
 		out = append(out, msg)
 	}
 	return out
-}
-
-func waitLines(t *testing.T, c *collector, n int, what string) {
-	t.Helper()
-	waitFor(t, 20*time.Second, fmt.Sprintf("%d lines (%s)", n, what), func() bool { return c.count() >= n }, nil)
 }
 
 // sendNumbered writes messages "<tag> <i>: ..." for i in [from, to) and
@@ -273,15 +269,19 @@ func TestJournalFirstStartAtEndThenExactLines(t *testing.T) {
 		journalSend(t, "MESSAGE", m, "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "77")
 		want = append(want, strings.ReplaceAll(m, "\n", "#012"))
 	}
+	// journald serves its datagram socket and the stream socket of
+	// systemd-cat in no set order: what systemd-cat writes is only sure
+	// to come after the datagrams once those are read back.
+	r.c.waitLines(t, len(want), "the entries sent over the socket")
 	journalCat(t, ident, "via systemd-cat 1", "via systemd-cat 2 \xfe")
 	want = append(want, "via systemd-cat 1", "via systemd-cat 2 \xfe")
 
-	waitLines(t, r.c, len(want), "new entries")
+	r.c.waitLines(t, len(want), "the systemd-cat lines")
 	// Make sure nothing else is still coming: a sentinel written now
 	// must be the very next line.
 	journalSend(t, "MESSAGE", "sentinel", "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "1")
 	want = append(want, "sentinel")
-	waitLines(t, r.c, len(want), "sentinel")
+	r.c.waitLines(t, len(want), "sentinel")
 	got := r.c.snapshot()
 	sameLines(t, want, messages(t, got, ident))
 	host, _ := os.Hostname()
@@ -329,7 +329,7 @@ func TestJournalResumeAfterRestartExactlyOnce(t *testing.T) {
 	}()
 	// Stop mid-stream, like a daemon restart: what was committed is what
 	// the collector received.
-	waitLines(t, r1.c, 60, "first run")
+	r1.c.waitLines(t, 60, "first run")
 	r1.stop()
 	first := r1.c.snapshot()
 	r1.c.mu.Lock()
@@ -343,9 +343,9 @@ func TestJournalResumeAfterRestartExactlyOnce(t *testing.T) {
 	}
 
 	r2 := startJournal(t, m, saved, opt)
-	waitLines(t, r2.c, len(want)-len(first), "second run")
+	r2.c.waitLines(t, len(want)-len(first), "second run")
 	journalSend(t, "MESSAGE", "sentinel", "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "1")
-	waitLines(t, r2.c, len(want)-len(first)+1, "sentinel")
+	r2.c.waitLines(t, len(want)-len(first)+1, "sentinel")
 	got := append(first, r2.c.snapshot()...)
 	sameLines(t, append(want, "sentinel"), messages(t, got, ident))
 	t.Logf("first run %d lines, second run %d", len(first), len(got)-len(first))
@@ -370,10 +370,7 @@ func TestJournalResumeFromCursorOfOtherEntry(t *testing.T) {
 	}
 
 	r := startJournal(t, JournalMatch{Identifiers: []string{a}}, Position{Path: "journal:" + a, Cursor: other.Cursor}, Options{})
-	waitLines(t, r.c, len(want), "entries after the cursor")
-	journalSend(t, "MESSAGE", "sentinel", "SYSLOG_IDENTIFIER", a, "SYSLOG_PID", "1")
-	waitLines(t, r.c, len(want)+1, "sentinel")
-	sameLines(t, append(want, "sentinel"), messages(t, r.c.snapshot(), a))
+	r.expectExactly(t, a, want, "entries after the cursor")
 }
 
 func TestJournalFromStart(t *testing.T) {
@@ -384,10 +381,7 @@ func TestJournalFromStart(t *testing.T) {
 	waitJournal(t, ident, 4)
 	r := startJournal(t, JournalMatch{Identifiers: []string{ident}}, Position{}, Options{FromStart: true})
 	want = append(want, sendNumbered(t, ident, "new", 0, 3)...)
-	waitLines(t, r.c, len(want), "old and new entries")
-	journalSend(t, "MESSAGE", "sentinel", "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "1")
-	waitLines(t, r.c, len(want)+1, "sentinel")
-	sameLines(t, append(want, "sentinel"), messages(t, r.c.snapshot(), ident))
+	r.expectExactly(t, ident, want, "old and new entries")
 }
 
 // A prefix selects all of a Postfix instance's programs and nothing else.
@@ -410,7 +404,7 @@ func TestJournalIdentifierPrefix(t *testing.T) {
 	}
 	journalSend(t, "MESSAGE", "sentinel", "SYSLOG_IDENTIFIER", ident+"/x", "SYSLOG_PID", "1")
 	want = append(want, ident+"/x[1]: sentinel")
-	waitLines(t, r.c, len(want), "prefix matches")
+	r.c.waitLines(t, len(want), "prefix matches")
 	var got []string
 	for _, l := range r.c.snapshot() {
 		_, rest, _ := strings.Cut(l, " ")
@@ -428,7 +422,7 @@ func TestJournalRestartsDeadJournalctl(t *testing.T) {
 	ident := uniqueIdent(t) + "/smtpd"
 	r := startJournal(t, JournalMatch{Identifiers: []string{ident}}, Position{}, Options{MaxBatch: 5})
 	want := sendNumbered(t, ident, "a", 0, 50)
-	waitLines(t, r.c, 10, "before the kill")
+	r.c.waitLines(t, 10, "before the kill")
 	pid := int(r.f.pid.Load())
 	if pid == 0 {
 		t.Fatal("no journalctl running")
@@ -437,15 +431,12 @@ func TestJournalRestartsDeadJournalctl(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = append(want, sendNumbered(t, ident, "b", 0, 50)...)
-	waitFor(t, 10*time.Second, "a restart", func() bool {
+	testutil.Eventually(t, testDeadline, "a restart", func() bool {
 		p := r.f.pid.Load()
 		return r.f.Restarts() >= 1 && p != 0 && int(p) != pid
-	}, nil)
+	})
 	want = append(want, sendNumbered(t, ident, "c", 0, 50)...)
-	waitLines(t, r.c, len(want), "all entries")
-	journalSend(t, "MESSAGE", "sentinel", "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "1")
-	waitLines(t, r.c, len(want)+1, "sentinel")
-	sameLines(t, append(want, "sentinel"), messages(t, r.c.snapshot(), ident))
+	r.expectExactly(t, ident, want, "all entries")
 }
 
 // Cancelling the context stops journalctl and closes Batches.
@@ -454,7 +445,7 @@ func TestJournalCancelStopsJournalctl(t *testing.T) {
 	t.Parallel()
 	r := startJournal(t, JournalMatch{Identifiers: []string{uniqueIdent(t)}}, Position{}, Options{})
 	var pid int
-	waitFor(t, 10*time.Second, "journalctl to run", func() bool { pid = int(r.f.pid.Load()); return pid != 0 }, nil)
+	testutil.Eventually(t, testDeadline, "journalctl to run", func() bool { pid = int(r.f.pid.Load()); return pid != 0 })
 	r.stop()
 	if r.f.pid.Load() != 0 {
 		t.Error("pid still recorded after stop")
@@ -477,7 +468,7 @@ func TestJournalLongEntriesSkipped(t *testing.T) {
 	journalSend(t, "MESSAGE", "small 2", "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "1")
 	journalSend(t, "MESSAGE", strings.Repeat("\xff", 40<<10), "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "1")
 	journalSend(t, "MESSAGE", "small 3", "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "1")
-	waitLines(t, r.c, 3, "small entries")
+	r.c.waitLines(t, 3, "small entries")
 	sameLines(t, []string{"small 1", "small 2", "small 3"}, messages(t, r.c.snapshot(), ident))
 	if st := r.f.Stats(); st.LongLinesSkipped != 2 {
 		t.Errorf("LongLinesSkipped = %d, want 2", st.LongLinesSkipped)
@@ -494,10 +485,7 @@ func TestJournalBadSavedCursor(t *testing.T) {
 	waitJournal(t, ident, 2)
 	r := startJournal(t, JournalMatch{Identifiers: []string{ident}}, Position{Cursor: "not a cursor"}, Options{})
 	want := sendNumbered(t, ident, "new", 0, 2)
-	waitLines(t, r.c, len(want), "new entries")
-	journalSend(t, "MESSAGE", "sentinel", "SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "1")
-	waitLines(t, r.c, len(want)+1, "sentinel")
-	sameLines(t, append(want, "sentinel"), messages(t, r.c.snapshot(), ident))
+	r.expectExactly(t, ident, want, "new entries")
 	if st := r.f.Stats(); st.Lost != 1 {
 		t.Errorf("Lost = %d, want 1", st.Lost)
 	}
@@ -526,7 +514,7 @@ func TestJournalLinesMatchPostfixFilter(t *testing.T) {
 	r := startJournal(t, JournalMatch{Identifiers: []string{ident}}, Position{}, Options{})
 	journalSend(t, "MESSAGE", `5346CBA274: milter-reject: END-OF-MESSAGE from unknown[198.18.5.6]: 4.7.1 Ratelimit "ip" exceeded; from=<carol@example.net> to=<bob@example.org> proto=ESMTP helo=<vm>`,
 		"SYSLOG_IDENTIFIER", ident, "SYSLOG_PID", "4696")
-	waitLines(t, r.c, 1, "the reject line")
+	r.c.waitLines(t, 1, "the reject line")
 	line := []byte(r.c.snapshot()[0])
 	ts, n, ok := rules.ParseTime(line, time.Local, time.Now())
 	if !ok {

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
-	"time"
 )
 
 // Globs are re-expanded as files appear, and a file reachable through two
@@ -17,33 +16,27 @@ func TestGlobsReadEachFileOnce(t *testing.T) {
 	if err := os.Symlink(a, filepath.Join(dir, "link.log")); err != nil {
 		t.Fatal(err)
 	}
-	clk := newFakeClock()
-	f, c := startFollow(t, []string{filepath.Join(dir, "*.log"), a, a}, nil, testOptions(clk))
+	h := startFollow(t, []string{filepath.Join(dir, "*.log"), a, a}, nil, testOptions(newFakeClock()))
 	wa, wb, wc := newLogWriter(9, "a"), newLogWriter(10, "b"), newLogWriter(11, "c")
 
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		wa.write(t, fa, 500)
-		wb.write(t, fb, 500)
-		fc := appendFile(t, filepath.Join(dir, "c.log")) // appears later: read from 0
-		wc.write(t, fc, 500)
-		wa.write(t, fa, 500)
-		fa.Close()
-		fb.Close()
-		fc.Close()
-	}()
-	<-done
+	wa.write(t, fa, 500)
+	wb.write(t, fb, 500)
+	fc := appendFile(t, filepath.Join(dir, "c.log")) // appears later: read from 0
+	wc.write(t, fc, 500)
+	wa.write(t, fa, 500)
+	fa.Close()
+	fb.Close()
+	fc.Close()
 	want := append(append(wa.lines(), wb.lines()...), wc.lines()...)
-	waitFor(t, 5*time.Second, "all lines", func() bool { return c.count() >= len(want) }, nil)
-	got := c.snapshot()
+	h.drain(t, len(want))
+	got := h.c.snapshot()
 	sort.Strings(want)
 	sort.Strings(got)
 	sameLines(t, want, got)
-	c.mu.Lock()
-	sameLines(t, wa.lines(), c.byPath[a]) // per path, in order
-	c.mu.Unlock()
-	if n := len(f.Stats().Files); n != 4 {
+	h.c.mu.Lock()
+	sameLines(t, wa.lines(), h.c.byPath[a]) // per path, in order
+	h.c.mu.Unlock()
+	if n := len(h.Stats().Files); n != 4 {
 		t.Errorf("followed %d paths, want 4 (a, b, c, link)", n)
 	}
 }
