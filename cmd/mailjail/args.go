@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/mailjail/mailjail/internal/daemon"
 )
 
 // permuteArgs moves a command's flags in front of its arguments, so that
@@ -84,4 +86,14 @@ func takesValue(flags []cli.Flag, arg string) bool {
 		}
 	}
 	return false
+}
+
+// noArgs rejects arguments given to a command that takes none: a word
+// after `list` (a jail name without --jail, say) was accepted and did
+// nothing, so the operator saw every ban and believed it a filtered list.
+func noArgs(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return exitf(daemon.ExitUsage, "%s takes no arguments, got %q", c.Command.Name, c.Args().Slice())
+	}
+	return nil
 }

@@ -31,6 +31,9 @@ Examples:
 			&cli.BoolFlag{Name: "from-start", Usage: "on the first start, read existing log content instead of starting at the end"},
 		},
 		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
 			cfg, err := loadConfig(c)
 			if err != nil {
 				return err

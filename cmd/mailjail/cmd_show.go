@@ -2,8 +2,9 @@ package main
 
 import (
 	"errors"
-	"fmt"
+	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,7 +96,7 @@ Examples:
 					return err
 				}
 			} else {
-				printShow(c, out)
+				printShow(c.App.Writer, out)
 			}
 			if !out.Banned && len(out.History) == 0 && len(out.Strikes) == 0 && len(out.Rate) == 0 {
 				return exitf(daemon.ExitNotFound, "nothing known about %s", out.Addr)
@@ -143,27 +144,28 @@ func showInto(st *store.Store, p netip.Prefix, isAddr bool, out *showOutput) err
 	return nil
 }
 
-func printShow(c *cli.Context, out showOutput) {
-	w := c.App.Writer
+// printShow writes out as text. Strike lines, rate keys and details come
+// from log lines, so every field goes through textf; reasons are quoted.
+func printShow(w io.Writer, out showOutput) {
 	state := "not banned"
 	if out.Banned {
 		state = "banned"
 	}
-	fmt.Fprintf(w, "%s: %s\n", out.Addr, state)
+	textf(w, "%s: %s\n", out.Addr, state)
 	for _, b := range out.Active {
-		fmt.Fprintf(w, "  active   jail=%s since=%s until=%s strikes=%d reason=%q\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), b.Strikes, b.Reason)
+		textf(w, "  active   jail=%s since=%s until=%s strikes=%d reason=%s\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), b.Strikes, strconv.Quote(b.Reason))
 	}
 	for _, b := range out.History {
-		fmt.Fprintf(w, "  history  jail=%s since=%s until=%s lifted=%s by=%s reason=%q\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), fmtTime(*b.Lifted), b.LiftedBy, b.Reason)
+		textf(w, "  history  jail=%s since=%s until=%s lifted=%s by=%s reason=%s\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), fmtTime(*b.Lifted), b.LiftedBy, strconv.Quote(b.Reason))
 	}
 	for _, s := range out.Strikes {
-		fmt.Fprintf(w, "  strike   jail=%s at=%s bucket=%s\n           %s\n", s.Jail, fmtTime(s.At), s.Bucket, s.Line)
+		textf(w, "  strike   jail=%s at=%s bucket=%s\n           %s\n", s.Jail, fmtTime(s.At), s.Bucket, s.Line)
 	}
 	for _, r := range out.Rate {
 		urgent := ""
 		if r.Urgent {
 			urgent = " URGENT"
 		}
-		fmt.Fprintf(w, "  rate     jail=%s at=%s %s %.1f over burst %g (rate %s)%s: %s\n", r.Jail, fmtTime(r.At), r.What, r.Level, r.Burst, r.Rate, urgent, r.Detail)
+		textf(w, "  rate     jail=%s at=%s %s %.1f over burst %g (rate %s)%s: %s\n", r.Jail, fmtTime(r.At), r.What, r.Level, r.Burst, r.Rate, urgent, r.Detail)
 	}
 }

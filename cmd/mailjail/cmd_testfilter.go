@@ -26,6 +26,10 @@ type testFilterOutput struct {
 	Buckets     map[string]int `json:"buckets,omitempty"`
 	Seconds     float64        `json:"seconds"`
 	LinesPerSec float64        `json:"lines_per_second"`
+	// With --print-matches / --print-misses: the lines themselves, exact,
+	// in file order (the keys are absent without the flag).
+	MatchedLines []string `json:"matched_lines,omitempty"`
+	MissedLines  []string `json:"missed_lines,omitempty"`
 }
 
 func testFilterCommand() *cli.Command {
@@ -57,26 +61,19 @@ Examples:
 			if err != nil {
 				return err
 			}
+			// A log file that cannot be read is bad input, as for grep:
+			// exit 2, not 3 (which says the daemon or state is unreachable).
 			fh, err := os.Open(path)
 			if err != nil {
-				return exitf(daemon.ExitUnreachable, "%v", err)
+				return exitf(daemon.ExitUsage, "%v", err)
 			}
 			defer fh.Close()
 			out := testFilterOutput{Filter: f.Name, File: path, Addresses: map[string]int{}, Buckets: map[string]int{}}
+			lines := bufio.NewWriter(c.App.Writer)
+			print := linePrinter(c, lines, &out)
 			start := time.Now()
-			var print func(line []byte, matched bool)
-			if c.Bool("print-matches") || c.Bool("print-misses") {
-				w := bufio.NewWriter(c.App.Writer)
-				defer w.Flush()
-				print = func(line []byte, matched bool) {
-					if matched && c.Bool("print-matches") || !matched && c.Bool("print-misses") {
-						w.Write(line)
-						w.WriteByte('\n')
-					}
-				}
-			}
 			if err := scanFilter(fh, f, print, &out); err != nil {
-				return exitf(daemon.ExitUnreachable, "read %s: %v", path, err)
+				return exitf(daemon.ExitUsage, "read %s: %v", path, err)
 			}
 			out.Seconds = time.Since(start).Seconds()
 			out.Missed = out.Lines - out.Matched
@@ -88,6 +85,13 @@ Examples:
 					return err
 				}
 			} else {
+				// The lines first, the summary last: it must not scroll away.
+				if err := lines.Flush(); err != nil {
+					return err
+				}
+				if out.Matched+out.Missed > 0 && print != nil {
+					textf(c.App.Writer, "\n")
+				}
 				printTestFilter(c.App.Writer, out)
 			}
 			if out.Matched == 0 {
@@ -95,6 +99,38 @@ Examples:
 			}
 			return nil
 		},
+	}
+}
+
+// linePrinter is what scanFilter calls for each line when --print-matches
+// or --print-misses is given (nil otherwise): as text, each line escaped,
+// to w; with --json, the exact line into out.
+func linePrinter(c *cli.Context, w *bufio.Writer, out *testFilterOutput) func([]byte, bool) {
+	matches, misses := c.Bool("print-matches"), c.Bool("print-misses")
+	if !matches && !misses {
+		return nil
+	}
+	if c.Bool("json") {
+		if matches {
+			out.MatchedLines = []string{}
+		}
+		if misses {
+			out.MissedLines = []string{}
+		}
+		return func(line []byte, matched bool) {
+			switch {
+			case matched && matches:
+				out.MatchedLines = append(out.MatchedLines, string(line))
+			case !matched && misses:
+				out.MissedLines = append(out.MissedLines, string(line))
+			}
+		}
+	}
+	return func(line []byte, matched bool) {
+		if matched && matches || !matched && misses {
+			w.WriteString(safeText(string(line)))
+			w.WriteByte('\n')
+		}
 	}
 }
 
@@ -128,8 +164,8 @@ func scanFilter(r io.Reader, f *rules.Filter, print func([]byte, bool), out *tes
 }
 
 func printTestFilter(w io.Writer, out testFilterOutput) {
-	fmt.Fprintf(w, "Filter: %s\nFile:   %s\n\n", out.Filter, out.File)
-	fmt.Fprintf(w, "Lines: %d, matched: %d, missed: %d\n", out.Lines, out.Matched, out.Missed)
+	textf(w, "Filter: %s\nFile:   %s\n\n", out.Filter, out.File)
+	textf(w, "Lines: %d, matched: %d, missed: %d\n", out.Lines, out.Matched, out.Missed)
 	type kv struct {
 		k string
 		v int
@@ -142,9 +178,9 @@ func printTestFilter(w io.Writer, out testFilterOutput) {
 		return addrs[i].v > addrs[j].v || addrs[i].v == addrs[j].v && addrs[i].k < addrs[j].k
 	})
 	if len(addrs) > 0 {
-		fmt.Fprintln(w, "\nEvents per address:")
+		textf(w, "\nEvents per address:\n")
 		for _, a := range addrs {
-			fmt.Fprintf(w, "  %6d  %s\n", a.v, a.k)
+			textf(w, "  %6d  %s\n", a.v, a.k)
 		}
 	}
 	if len(out.Buckets) > 0 {
@@ -153,9 +189,9 @@ func printTestFilter(w io.Writer, out testFilterOutput) {
 			bs = append(bs, fmt.Sprintf("%s=%d", k, v))
 		}
 		sort.Strings(bs)
-		fmt.Fprintf(w, "\nBuckets: %s\n", strings.Join(bs, " "))
+		textf(w, "\nBuckets: %s\n", strings.Join(bs, " "))
 	}
-	fmt.Fprintf(w, "\nTime: %.3fs, %.0f lines/s\n", out.Seconds, out.LinesPerSec)
+	textf(w, "\nTime: %.3fs, %.0f lines/s\n", out.Seconds, out.LinesPerSec)
 }
 
 // resolveFilter finds FILTER: built-in, [filter.NAME], a jail's filter,

@@ -107,7 +107,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return daemon.ExitOK
 	}
-	fmt.Fprintf(stderr, "mailjail: %v\n", err)
+	// Errors quote what they reject (an address, a file's line), which
+	// may hold control characters.
+	fmt.Fprintf(stderr, "mailjail: %s\n", safeLines(err.Error()))
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code

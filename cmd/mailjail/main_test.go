@@ -40,7 +40,7 @@ type env struct {
 
 // newEnv writes an installation with one rspamd-ratelimit jail (maxretry
 // 3) on e.log; tune may change the configuration before it is written.
-func newEnv(t *testing.T, tune ...func(*testutil.Config)) *env {
+func newEnv(t *testing.T, tune ...func(*env, *testutil.Config)) *env {
 	t.Helper()
 	// Short: unix socket paths are limited to 108 bytes.
 	dir, err := os.MkdirTemp("", "mj")
@@ -57,7 +57,7 @@ func newEnv(t *testing.T, tune ...func(*testutil.Config)) *env {
 			MaxRetry: 3, FindTime: "10m", BanTime: "1h"}},
 	}
 	for _, f := range tune {
-		f(&cfg)
+		f(e, &cfg)
 	}
 	if err := os.WriteFile(e.config, []byte(cfg.TOML()), 0o644); err != nil {
 		t.Fatal(err)
@@ -68,11 +68,18 @@ func newEnv(t *testing.T, tune ...func(*testutil.Config)) *env {
 	return e
 }
 
-// run runs the CLI and returns stdout, stderr and the exit code; err is
-// set only when the binary could not be run. It never fails the test, so
-// goroutines may call it.
+// run runs the CLI on e's configuration and returns stdout, stderr and
+// the exit code; err is set only when the binary could not be run. It
+// never fails the test, so goroutines may call it.
 func (e *env) run(args ...string) (stdout, stderr string, code int, err error) {
-	cmd := exec.Command(binary, append([]string{"--config", e.config}, args...)...)
+	return runCLI(nil, append([]string{"--config", e.config}, args...)...)
+}
+
+// runCLI runs the binary with exactly args, and extraEnv added to the
+// environment; see run.
+func runCLI(extraEnv []string, args ...string) (stdout, stderr string, code int, err error) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), extraEnv...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
@@ -173,8 +180,11 @@ func (e *env) waitFor(what string, cond func() bool) {
 
 // appendLog appends text to the jail's log in one write. It never fails
 // the test, so goroutines may call it.
-func (e *env) appendLog(text string) error {
-	f, err := os.OpenFile(e.log, os.O_APPEND|os.O_WRONLY, 0)
+func (e *env) appendLog(text string) error { return appendFile(e.log, text) }
+
+// appendFile appends text to the existing file path in one write.
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}

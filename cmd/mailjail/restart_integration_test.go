@@ -26,7 +26,7 @@ func TestKill9MidStreamCountsEveryEventOnce(t *testing.T) {
 		burstTick = 10 * time.Millisecond // so about 4,000 events a second
 	)
 	// No bans: a banned address's further events are not counted.
-	e := newEnv(t, func(c *testutil.Config) { c.Jails[0].MaxRetry = 1000000 })
+	e := newEnv(t, func(_ *env, c *testutil.Config) { c.Jails[0].MaxRetry = 1000000 })
 
 	d := e.startDaemon()
 	db := openStoreRO(t, e.db)
