@@ -40,7 +40,7 @@ type rateView struct {
 type strikeView struct {
 	Jail   string    `json:"jail"`
 	At     time.Time `json:"at"`
-	Bucket string    `json:"bucket,omitempty"`
+	Bucket string    `json:"bucket"`
 	Line   string    `json:"line"`
 }
 
@@ -52,7 +52,8 @@ func showCommand() *cli.Command {
 		Description: `Prints the address's active bans, its ban history, its recent strikes
 with the log lines that caused them, and the limits a rate jail saw it
 exceed. KEY (a SASL user name or sender address) shows a rate jail's
-events for it. Exit 1 when nothing is known.
+events for it. Exit 1 when nothing is known. Log lines are printed with
+their control characters escaped (\x1b, \a, \r); --json has them exact.
 
 JSON: {"addr", "banned", "active": [ban], "history": [ban],
 "strikes": [{"jail", "at", "bucket", "line"}], "rate_events": [{"jail",

@@ -26,11 +26,16 @@ strikes, active bans, bans in total; the daemon's uptime and version.
 Without a running daemon it prints what the database holds and
 "running": false.
 
-JSON: {"running", "version", "pid", "started", "uptime_seconds", "database",
-"map_file", "map_entries", "map_writes", "lines_read", "matches",
-"jails": [{"name", "filter", "logpath", "files": [{"path", "offset",
-"size", "open"}], "strikes_tracked", "strikes_stored", "active_bans",
-"total_bans"}]}
+Rate jails also show their rate events (and, from a running daemon, the
+keys tracked per limit and the keys the full table let through).
+
+JSON (every key always present): {"running", "version", "pid", "started"
+(null without a daemon), "uptime_seconds", "database", "map_file",
+"map_entries", "map_writes", "map_error", "lines_read",
+"lines_without_time", "matches", "ignored", "jails": [{"name", "filter",
+"logpath", "journal", "files": [{"path", "offset", "size", "open"}],
+"strikes_tracked", "strikes_stored", "active_bans", "total_bans",
+"rate_events", "rate_keys": {LIMIT: n}, "rate_untracked"}]}
 
 Examples:
    mailjail status

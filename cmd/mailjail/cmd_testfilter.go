@@ -23,7 +23,7 @@ type testFilterOutput struct {
 	Matched     int            `json:"matched"`
 	Missed      int            `json:"missed"`
 	Addresses   map[string]int `json:"addresses"`
-	Buckets     map[string]int `json:"buckets,omitempty"`
+	Buckets     map[string]int `json:"buckets"`
 	Seconds     float64        `json:"seconds"`
 	LinesPerSec float64        `json:"lines_per_second"`
 	// With --print-matches / --print-misses: the lines themselves, exact,
@@ -42,7 +42,14 @@ func testFilterCommand() *cli.Command {
 regular expression with <HOST>. Prints lines read, matched and missed,
 events per address (and per rspamd bucket), the time taken and lines/s.
 Whole read buffers are searched for the filter's literal first, so only
-candidate lines are matched. Exit 1 when nothing matched.
+candidate lines are matched. With --print-matches or --print-misses the
+lines come first (control characters escaped) and the summary last.
+Exit 1 when nothing matched, 2 when LOGFILE cannot be read.
+
+JSON: {"filter", "file", "lines", "matched", "missed", "addresses":
+{ADDR: n}, "buckets": {B: n}, "seconds", "lines_per_second"}, plus
+"matched_lines": [LINE] with --print-matches and "missed_lines": [LINE]
+with --print-misses (exact lines, in file order).
 
 Examples:
    mailjail test-filter rspamd-ratelimit /var/log/rspamd/rspamd.log

@@ -82,8 +82,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 maxretry bans the address for bantime by rewriting rspamd's multimap IP
 file atomically. State lives in SQLite; the map is always rebuilt from it.
 
-Exit codes: 0 ok, 1 not found / nothing to do, 2 usage or configuration
-error, 3 daemon or state unreachable.`,
+Exit codes: 0 ok (an empty list too), 1 not found / nothing to do, 2
+usage, configuration or input error (an unreadable log file for
+test-filter), 3 daemon or state unreachable.
+
+Text output escapes control characters from log lines; --json output
+is exact and keeps every key of its schema (see the README).`,
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
