@@ -27,9 +27,9 @@ type testFilterOutput struct {
 	Seconds     float64        `json:"seconds"`
 	LinesPerSec float64        `json:"lines_per_second"`
 	// With --print-matches / --print-misses: the lines themselves, exact,
-	// in file order (the keys are absent without the flag).
-	MatchedLines []string `json:"matched_lines,omitempty"`
-	MissedLines  []string `json:"missed_lines,omitempty"`
+	// in file order; [] when there are none, absent without the flag.
+	MatchedLines *[]string `json:"matched_lines,omitempty"`
+	MissedLines  *[]string `json:"missed_lines,omitempty"`
 }
 
 func testFilterCommand() *cli.Command {
@@ -76,10 +76,9 @@ Examples:
 			}
 			defer fh.Close()
 			out := testFilterOutput{Filter: f.Name, File: path, Addresses: map[string]int{}, Buckets: map[string]int{}}
-			lines := bufio.NewWriter(c.App.Writer)
-			print := linePrinter(c, lines, &out)
+			lp := newLinePrinter(c, &out)
 			start := time.Now()
-			if err := scanFilter(fh, f, print, &out); err != nil {
+			if err := scanFilter(fh, f, lp.printer(), &out); err != nil {
 				return exitf(daemon.ExitUsage, "read %s: %v", path, err)
 			}
 			out.Seconds = time.Since(start).Seconds()
@@ -93,11 +92,8 @@ Examples:
 				}
 			} else {
 				// The lines first, the summary last: it must not scroll away.
-				if err := lines.Flush(); err != nil {
+				if err := lp.flush(); err != nil {
 					return err
-				}
-				if out.Matched+out.Missed > 0 && print != nil {
-					textf(c.App.Writer, "\n")
 				}
 				printTestFilter(c.App.Writer, out)
 			}
@@ -109,36 +105,66 @@ Examples:
 	}
 }
 
-// linePrinter is what scanFilter calls for each line when --print-matches
-// or --print-misses is given (nil otherwise): as text, each line escaped,
-// to w; with --json, the exact line into out.
-func linePrinter(c *cli.Context, w *bufio.Writer, out *testFilterOutput) func([]byte, bool) {
-	matches, misses := c.Bool("print-matches"), c.Bool("print-misses")
-	if !matches && !misses {
+// linePrinter prints the lines --print-matches and --print-misses ask
+// for: as text, each line escaped, to the terminal; with --json, the exact
+// lines into the output.
+type linePrinter struct {
+	matches, misses bool
+	w               *bufio.Writer // text; nil with --json
+	out             *testFilterOutput
+	printed         int
+}
+
+// newLinePrinter returns nil when no line is to be printed.
+func newLinePrinter(c *cli.Context, out *testFilterOutput) *linePrinter {
+	p := &linePrinter{matches: c.Bool("print-matches"), misses: c.Bool("print-misses"), out: out}
+	switch {
+	case !p.matches && !p.misses:
+		return nil
+	case !c.Bool("json"):
+		p.w = bufio.NewWriter(c.App.Writer)
+	case p.matches:
+		out.MatchedLines = &[]string{}
+	}
+	if p.misses && c.Bool("json") {
+		out.MissedLines = &[]string{}
+	}
+	return p
+}
+
+// printer is what scanFilter calls for each line (nil: none printed).
+func (p *linePrinter) printer() func([]byte, bool) {
+	if p == nil {
 		return nil
 	}
-	if c.Bool("json") {
-		if matches {
-			out.MatchedLines = []string{}
-		}
-		if misses {
-			out.MissedLines = []string{}
-		}
-		return func(line []byte, matched bool) {
-			switch {
-			case matched && matches:
-				out.MatchedLines = append(out.MatchedLines, string(line))
-			case !matched && misses:
-				out.MissedLines = append(out.MissedLines, string(line))
-			}
-		}
+	return p.line
+}
+
+func (p *linePrinter) line(line []byte, matched bool) {
+	if matched && !p.matches || !matched && !p.misses {
+		return
 	}
-	return func(line []byte, matched bool) {
-		if matched && matches || !matched && misses {
-			w.WriteString(safeText(string(line)))
-			w.WriteByte('\n')
-		}
+	p.printed++
+	switch {
+	case p.w != nil:
+		p.w.WriteString(safeText(string(line)))
+		p.w.WriteByte('\n')
+	case matched:
+		*p.out.MatchedLines = append(*p.out.MatchedLines, string(line))
+	default:
+		*p.out.MissedLines = append(*p.out.MissedLines, string(line))
 	}
+}
+
+// flush writes the text lines out, and a blank line before the summary.
+func (p *linePrinter) flush() error {
+	if p == nil || p.w == nil {
+		return nil
+	}
+	if p.printed > 0 {
+		p.w.WriteByte('\n')
+	}
+	return p.w.Flush()
 }
 
 // scanFilter matches only the lines that contain the filter's literal

@@ -214,6 +214,12 @@ func TestTestFilterJSONHoldsThePrintedLines(t *testing.T) {
 	if tf.MissedLines == nil || len(*tf.MissedLines) != tf.Missed || tf.Missed != tf.Lines-16 || tf.MatchedLines != nil {
 		t.Errorf("missed %d of %d, missed_lines %v, matched_lines %v", tf.Missed, tf.Lines, tf.MissedLines != nil, tf.MatchedLines)
 	}
+	// Nothing matched: the key is there, an empty list.
+	tf.MatchedLines, tf.MissedLines = nil, nil
+	e.mustJSON(&tf, "test-filter", "rspamd-ratelimit", log, "--print-matches")
+	if tf.Matched != 0 || tf.MatchedLines == nil || len(*tf.MatchedLines) != 0 {
+		t.Errorf("no match: matched %d, matched_lines %v", tf.Matched, tf.MatchedLines)
+	}
 	// Without the flags the keys are absent.
 	out, _, _ = e.mj("test-filter", filter, log, "--json")
 	if strings.Contains(out, "matched_lines") || strings.Contains(out, "missed_lines") {
