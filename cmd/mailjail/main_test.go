@@ -79,7 +79,7 @@ func (e *env) run(args ...string) (stdout, stderr string, code int, err error) {
 // environment; see run.
 func runCLI(extraEnv []string, args ...string) (stdout, stderr string, code int, err error) {
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), extraEnv...)
+	cmd.Env = testutil.BinaryEnv(append(os.Environ(), extraEnv...))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
@@ -122,6 +122,7 @@ type daemonProc struct {
 func (e *env) startDaemon() *daemonProc {
 	e.t.Helper()
 	cmd := exec.Command(binary, "--config", e.config, "run")
+	cmd.Env = testutil.BinaryEnv(nil)
 	logf, err := os.OpenFile(filepath.Join(e.dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		e.t.Fatal(err)
