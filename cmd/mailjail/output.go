@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ func printJSON(w io.Writer, v any) error {
 // Message-ID, a rate key) cannot move the cursor, clear the screen or set
 // the title of the operator's terminal. The format itself is trusted.
 func textf(w io.Writer, format string, args ...any) {
+	args = slices.Clone(args) // a caller's args... slice stays as it was
 	for i, a := range args {
 		switch v := a.(type) {
 		case string:
