@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 
+	"github.com/mailjail/mailjail/internal/control"
 	"github.com/urfave/cli/v2"
 )
 
@@ -84,4 +85,14 @@ func takesValue(flags []cli.Flag, arg string) bool {
 		}
 	}
 	return false
+}
+
+// noArgs rejects arguments given to a command that takes none: a word
+// after `list` (a jail name without --jail, say) was accepted and did
+// nothing, so the operator saw every ban and believed it a filtered list.
+func noArgs(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return exitf(control.ExitUsage, "%s takes no arguments, got %q", c.Command.Name, c.Args().Slice())
+	}
+	return nil
 }

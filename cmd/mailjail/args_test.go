@@ -12,7 +12,10 @@ func TestPermuteArgs(t *testing.T) {
 		{[]string{"mj", "run", "--config", "/c"}, []string{"mj", "--config", "/c", "run"}},
 		{[]string{"mj", "-c", "/c", "run"}, []string{"mj", "-c", "/c", "run"}},
 		{[]string{"mj", "test-filter", "f", "x.log", "--json", "--config=/c"}, []string{"mj", "--config=/c", "test-filter", "--json", "f", "x.log"}},
-		{[]string{"mj", "check", "--config", "/c"}, []string{"mj", "check", "--config", "/c"}},
+		// check has no --config of its own (it shadowed the global one).
+		{[]string{"mj", "check", "--config", "/c"}, []string{"mj", "--config", "/c", "check"}},
+		{[]string{"mj", "check", "-c", "/c"}, []string{"mj", "-c", "/c", "check"}},
+		{[]string{"mj", "check", "/c"}, []string{"mj", "check", "/c"}},
 		{[]string{"mj", "ban", "192.0.2.1", "--for", "1d", "--reason", "x y"}, []string{"mj", "ban", "--for", "1d", "--reason", "x y", "192.0.2.1"}},
 		{[]string{"mj", "unban", "--", "-weird"}, []string{"mj", "unban", "--", "-weird"}},
 		{[]string{"mj", "nosuch", "--x"}, []string{"mj", "nosuch", "--x"}},

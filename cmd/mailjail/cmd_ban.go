@@ -6,7 +6,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailjail/mailjail/internal/control"
-	"github.com/mailjail/mailjail/internal/daemon"
 )
 
 // changeOutput is the --json schema of `ban` and `unban`.
@@ -44,7 +43,7 @@ Examples:
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return exitf(daemon.ExitUsage, "ban needs at least one address")
+				return exitf(control.ExitUsage, "ban needs at least one address")
 			}
 			req := control.Request{Addrs: c.Args().Slice(), Jail: c.String("jail"), For: c.String("for"), Permanent: c.Bool("permanent"), Reason: c.String("reason"), Force: c.Bool("force")}
 			return doChange(c, control.OpBan, req)
@@ -76,7 +75,7 @@ Examples:
 		},
 		Action: func(c *cli.Context) error {
 			if (c.NArg() == 0) == !c.Bool("all") {
-				return exitf(daemon.ExitUsage, "unban needs addresses or --all (not both)")
+				return exitf(control.ExitUsage, "unban needs addresses or --all (not both)")
 			}
 			req := control.Request{Addrs: c.Args().Slice(), All: c.Bool("all"), Jail: c.String("jail"), Covering: c.Bool("covering")}
 			return doChange(c, control.OpUnban, req)

@@ -1,35 +1,58 @@
 package main
 
 import (
-	"fmt"
+	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/control"
 )
 
 func checkCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "check",
-		Usage: "validate the configuration and its filters",
+		Name:      "check",
+		Usage:     "validate the configuration and its filters",
+		ArgsUsage: "[FILE]",
 		Description: `Parses the configuration, compiles every filter and checks every value.
 Each problem is printed as FILE:LINE: KEY: PROBLEM and the exit code is 2;
 a valid configuration prints a summary and exits 0.
 
+The file checked is FILE when given, else the global --config FILE (which
+may also follow the command: mailjail check --config FILE), else
+$MAILJAIL_CONFIG, else ` + config.DefaultPath + ` if it exists, else the
+embedded default. The summary's first line names the file checked.
+
 Examples:
    mailjail check
-   mailjail check --config /etc/mailjail/mailjail.toml.new && mv ...`,
-		Flags: []cli.Flag{&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "configuration `FILE` to check"}},
+   mailjail check /etc/mailjail/mailjail.toml.new && mv ...
+   mailjail -c /etc/mailjail/mailjail.toml.new check`,
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfig(c)
-			if err != nil {
-				return err
+			if c.NArg() > 1 {
+				return exitf(control.ExitUsage, "check takes at most one FILE, got %d arguments", c.NArg())
 			}
-			fmt.Fprintf(c.App.Writer, "%s: ok\n", cfg.Source)
+			path := c.String("config")
+			if file := c.Args().First(); file != "" {
+				// A --config that names another file would be ignored
+				// silently (the defect this replaced); $MAILJAIL_CONFIG is
+				// only a default and yields.
+				if c.IsSet("config") && path != os.Getenv(config.EnvPath) && path != file {
+					return exitf(control.ExitUsage, "check: two files given, --config %s and %s", path, file)
+				}
+				path = file
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				return &exitError{code: control.ExitUsage, err: err}
+			}
+			w := c.App.Writer
+			textf(w, "%s: ok\n", cfg.Source)
 			for _, j := range cfg.Jails {
 				state := "enabled"
 				if !j.Enabled {
 					state = "disabled"
 				}
-				fmt.Fprintf(c.App.Writer, "jail %s (%s): filter=%s logpath=%v maxretry=%d findtime=%s bantime=%s\n",
+				textf(w, "jail %s (%s): filter=%s logpath=%v maxretry=%d findtime=%s bantime=%s\n",
 					j.Name, state, j.Filter, j.LogPath, j.MaxRetry, j.FindTime, j.BanTime)
 			}
 			return nil

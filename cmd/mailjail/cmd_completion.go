@@ -3,9 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/mailjail/mailjail/internal/control"
 	"github.com/urfave/cli/v2"
-
-	"github.com/mailjail/mailjail/internal/daemon"
 )
 
 // The scripts ask mailjail itself for completions (urfave/cli's
@@ -60,7 +59,7 @@ func completionCommand() *cli.Command {
 			case "zsh":
 				fmt.Fprint(c.App.Writer, zshCompletion)
 			default:
-				return exitf(daemon.ExitUsage, "completion takes bash or zsh")
+				return exitf(control.ExitUsage, "completion takes bash or zsh")
 			}
 			return nil
 		},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/daemon"
 )
 
@@ -31,6 +32,9 @@ Examples:
 			&cli.BoolFlag{Name: "from-start", Usage: "on the first start, read existing log content instead of starting at the end"},
 		},
 		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
 			cfg, err := loadConfig(c)
 			if err != nil {
 				return err
@@ -50,7 +54,7 @@ Examples:
 			}()
 			err = daemon.Run(ctx, cfg, log, daemon.Options{Version: versionString(), FromStart: c.Bool("from-start")})
 			if err != nil {
-				return &exitError{code: daemon.ExitUnreachable, err: err}
+				return &exitError{code: control.ExitUnreachable, err: err}
 			}
 			return nil
 		},

@@ -2,15 +2,15 @@ package main
 
 import (
 	"errors"
-	"fmt"
+	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailjail/mailjail/internal/control"
-	"github.com/mailjail/mailjail/internal/daemon"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
 )
@@ -39,7 +39,7 @@ type rateView struct {
 type strikeView struct {
 	Jail   string    `json:"jail"`
 	At     time.Time `json:"at"`
-	Bucket string    `json:"bucket,omitempty"`
+	Bucket string    `json:"bucket"`
 	Line   string    `json:"line"`
 }
 
@@ -51,7 +51,8 @@ func showCommand() *cli.Command {
 		Description: `Prints the address's active bans, its ban history, its recent strikes
 with the log lines that caused them, and the limits a rate jail saw it
 exceed. KEY (a SASL user name or sender address) shows a rate jail's
-events for it. Exit 1 when nothing is known.
+events for it. Exit 1 when nothing is known. Log lines are printed with
+their control characters escaped (\x1b, \a, \r); --json has them exact.
 
 JSON: {"addr", "banned", "active": [ban], "history": [ban],
 "strikes": [{"jail", "at", "bucket", "line"}], "rate_events": [{"jail",
@@ -64,12 +65,12 @@ Examples:
 		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return exitf(daemon.ExitUsage, "show takes one address")
+				return exitf(control.ExitUsage, "show takes one address")
 			}
 			key := c.Args().First()
 			p, perr := rules.ParsePrefix(key)
 			if perr != nil && !strings.Contains(key, "@") {
-				return exitf(daemon.ExitUsage, "%v (a rate key is an address with @)", perr)
+				return exitf(control.ExitUsage, "%v (a rate key is an address with @)", perr)
 			}
 			cfg, err := loadConfig(c)
 			if err != nil {
@@ -86,7 +87,7 @@ Examples:
 			if st != nil {
 				defer st.Close()
 				if err := showInto(st, p, perr == nil, &out); err != nil {
-					return &exitError{code: daemon.ExitUnreachable, err: err}
+					return &exitError{code: control.ExitUnreachable, err: err}
 				}
 			}
 			out.Banned = len(out.Active) > 0
@@ -95,10 +96,10 @@ Examples:
 					return err
 				}
 			} else {
-				printShow(c, out)
+				printShow(c.App.Writer, out)
 			}
 			if !out.Banned && len(out.History) == 0 && len(out.Strikes) == 0 && len(out.Rate) == 0 {
-				return exitf(daemon.ExitNotFound, "nothing known about %s", out.Addr)
+				return exitf(control.ExitNotFound, "nothing known about %s", out.Addr)
 			}
 			return nil
 		},
@@ -123,7 +124,7 @@ func showInto(st *store.Store, p netip.Prefix, isAddr bool, out *showOutput) err
 		return err
 	}
 	for _, b := range hist {
-		v := daemon.BanView(b)
+		v := control.BanView(b)
 		if b.Lifted.IsZero() {
 			out.Active = append(out.Active, v)
 		} else {
@@ -143,27 +144,28 @@ func showInto(st *store.Store, p netip.Prefix, isAddr bool, out *showOutput) err
 	return nil
 }
 
-func printShow(c *cli.Context, out showOutput) {
-	w := c.App.Writer
+// printShow writes out as text. Strike lines, rate keys and details come
+// from log lines, so every field goes through textf; reasons are quoted.
+func printShow(w io.Writer, out showOutput) {
 	state := "not banned"
 	if out.Banned {
 		state = "banned"
 	}
-	fmt.Fprintf(w, "%s: %s\n", out.Addr, state)
+	textf(w, "%s: %s\n", out.Addr, state)
 	for _, b := range out.Active {
-		fmt.Fprintf(w, "  active   jail=%s since=%s until=%s strikes=%d reason=%q\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), b.Strikes, b.Reason)
+		textf(w, "  active   jail=%s since=%s until=%s strikes=%d reason=%s\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), b.Strikes, strconv.Quote(b.Reason))
 	}
 	for _, b := range out.History {
-		fmt.Fprintf(w, "  history  jail=%s since=%s until=%s lifted=%s by=%s reason=%q\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), fmtTime(*b.Lifted), b.LiftedBy, b.Reason)
+		textf(w, "  history  jail=%s since=%s until=%s lifted=%s by=%s reason=%s\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), fmtTime(*b.Lifted), b.LiftedBy, strconv.Quote(b.Reason))
 	}
 	for _, s := range out.Strikes {
-		fmt.Fprintf(w, "  strike   jail=%s at=%s bucket=%s\n           %s\n", s.Jail, fmtTime(s.At), s.Bucket, s.Line)
+		textf(w, "  strike   jail=%s at=%s bucket=%s\n           %s\n", s.Jail, fmtTime(s.At), s.Bucket, s.Line)
 	}
 	for _, r := range out.Rate {
 		urgent := ""
 		if r.Urgent {
 			urgent = " URGENT"
 		}
-		fmt.Fprintf(w, "  rate     jail=%s at=%s %s %.1f over burst %g (rate %s)%s: %s\n", r.Jail, fmtTime(r.At), r.What, r.Level, r.Burst, r.Rate, urgent, r.Detail)
+		textf(w, "  rate     jail=%s at=%s %s %.1f over burst %g (rate %s)%s: %s\n", r.Jail, fmtTime(r.At), r.What, r.Level, r.Burst, r.Rate, urgent, r.Detail)
 	}
 }

@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/daemon"
+	"github.com/mailjail/mailjail/internal/engine"
 )
 
 func statusCommand() *cli.Command {
@@ -21,80 +26,149 @@ strikes, active bans, bans in total; the daemon's uptime and version.
 Without a running daemon it prints what the database holds and
 "running": false.
 
-JSON: {"running", "version", "pid", "started", "uptime_seconds", "database",
-"map_file", "map_entries", "map_writes", "lines_read", "matches",
-"jails": [{"name", "filter", "logpath", "files": [{"path", "offset",
-"size", "open"}], "strikes_tracked", "strikes_stored", "active_bans",
-"total_bans"}]}
+Rate jails also show their rate events (and, from a running daemon, the
+keys tracked per limit and the keys the full table let through).
+
+JSON (every key always present): {"running", "version", "pid", "started"
+(null without a daemon), "uptime_seconds", "database", "map_file",
+"map_entries", "map_writes", "map_error", "lines_read",
+"lines_without_time", "matches", "ignored", "jails": [{"name", "filter",
+"logpath", "journal", "files": [{"path", "offset", "size", "open"}],
+"strikes_tracked", "strikes_stored", "active_bans", "total_bans",
+"rate_events", "rate_keys": {LIMIT: n}, "rate_untracked"}]}
 
 Examples:
    mailjail status
    mailjail status --json | jq '.jails[] | {name, active_bans}'`,
 		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
 			cfg, err := loadConfig(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
-			defer cancel()
-			var s *control.Status
-			resp, err := control.Call(ctx, cfg.Global.Socket, control.OpStatus, control.Request{})
-			switch {
-			case err == nil && resp.Status != nil:
-				s = resp.Status
-			case err == nil:
-				return respond(resp)
-			case errors.Is(err, control.ErrNoDaemon):
-				st, err := openRead(cfg)
-				if errors.Is(err, errNoDatabase) {
-					s = &control.Status{Database: cfg.Global.Database, MapFile: cfg.Global.MapFile}
-					break
-				}
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				if s, err = daemon.BuildStatus(cfg, st, nil); err != nil {
-					return &exitError{code: daemon.ExitUnreachable, err: err}
-				}
-			default:
-				return &exitError{code: daemon.ExitUnreachable, err: err}
+			s, noDB, err := fetchStatus(c.Context, cfg)
+			if err != nil {
+				return err
 			}
 			s.Version = versionString()
-			if s.Jails == nil {
-				s.Jails = []control.JailStatus{}
-			}
+			stableStatus(s)
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, s)
 			}
-			printStatus(c, s)
+			printStatus(c.App.Writer, cfg, s, noDB)
 			return nil
 		},
 	}
 }
 
-func printStatus(c *cli.Context, s *control.Status) {
-	w := c.App.Writer
+// fetchStatus asks the daemon, or without one reads the database; noDB
+// says there is no database yet.
+func fetchStatus(ctx context.Context, cfg *config.Config) (s *control.Status, noDB bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := control.Call(ctx, cfg.Global.Socket, control.OpStatus, control.Request{})
+	switch {
+	case err == nil && resp.Status != nil:
+		return resp.Status, false, nil
+	case err == nil:
+		return nil, false, respond(resp)
+	case !errors.Is(err, control.ErrNoDaemon):
+		return nil, false, &exitError{code: control.ExitUnreachable, err: err}
+	}
+	st, err := openRead(cfg)
+	if errors.Is(err, errNoDatabase) {
+		return &control.Status{Database: cfg.Global.Database, MapFile: cfg.Global.MapFile}, true, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer st.Close()
+	if s, err = daemon.BuildStatus(cfg, st, nil); err != nil {
+		return nil, false, &exitError{code: control.ExitUnreachable, err: err}
+	}
+	return s, false, nil
+}
+
+// stableStatus gives every list and map of the schema a value, so that
+// JSON has [] and {} where there is nothing, never null or a missing key.
+func stableStatus(s *control.Status) {
+	if s.Jails == nil {
+		s.Jails = []control.JailStatus{}
+	}
+	for i := range s.Jails {
+		j := &s.Jails[i]
+		if j.LogPath == nil {
+			j.LogPath = []string{}
+		}
+		if j.Files == nil {
+			j.Files = []control.FileStatus{}
+		}
+		if j.RateKeys == nil {
+			j.RateKeys = map[string]int{}
+		}
+	}
+}
+
+func printStatus(w io.Writer, cfg *config.Config, s *control.Status, noDB bool) {
 	if s.Running {
-		fmt.Fprintf(w, "mailjail %s: running, pid %d, up %s\n", s.Version, s.PID, (time.Duration(s.UptimeSec) * time.Second).String())
-		fmt.Fprintf(w, "lines read: %d, matches: %d, ignored: %d, without timestamp: %d\n", s.Lines, s.Matches, s.Ignored, s.NoTime)
+		textf(w, "mailjail %s: running, pid %d, up %s\n", s.Version, s.PID, (time.Duration(s.UptimeSec) * time.Second).String())
+		textf(w, "lines read: %d, matches: %d, ignored: %d, without timestamp: %d\n", s.Lines, s.Matches, s.Ignored, s.NoTime)
 	} else {
-		fmt.Fprintf(w, "mailjail %s: daemon not running\n", s.Version)
+		textf(w, "mailjail %s: daemon not running\n", s.Version)
 	}
-	fmt.Fprintf(w, "database: %s\nmap: %s (%d entries", s.Database, s.MapFile, s.MapEntries)
+	if noDB {
+		textf(w, "database: %s (none yet)\n", s.Database)
+	} else {
+		textf(w, "database: %s\n", s.Database)
+	}
+	textf(w, "map: %s (%d entries", s.MapFile, s.MapEntries)
 	if s.Running {
-		fmt.Fprintf(w, ", %d writes", s.MapWrites)
+		textf(w, ", %d writes", s.MapWrites)
 	}
-	fmt.Fprintln(w, ")")
+	textf(w, ")\n")
 	if s.MapError != "" {
-		fmt.Fprintf(w, "map error: %s\n", s.MapError)
+		textf(w, "map error: %s\n", s.MapError)
 	}
 	for _, j := range s.Jails {
-		fmt.Fprintf(w, "jail %s (filter %s): %d active bans, %d bans total, %d addresses with strikes, %d strikes stored\n",
-			j.Name, j.Filter, j.ActiveBans, j.TotalBans, j.StrikesTracked, j.StrikesStored)
-		for _, f := range j.Files {
-			fmt.Fprintf(w, "  %s at %d of %d bytes\n", f.Path, f.Offset, f.Size)
+		printJailStatus(w, cfg.Jail(j.Name), j, s.Running)
+	}
+}
+
+// printJailStatus writes one jail: what it reads with, its counts, the
+// rate events of a rate jail, its files.
+func printJailStatus(w io.Writer, jc *config.Jail, j control.JailStatus, running bool) {
+	what := ""
+	switch {
+	case jc != nil && jc.Rate != nil:
+		what = " (rate jail, key " + jc.Rate.Key + ")"
+	case j.Filter != "":
+		what = " (filter " + j.Filter + ")"
+	}
+	textf(w, "jail %s%s: %d active bans, %d bans total", j.Name, what, j.ActiveBans, j.TotalBans)
+	if j.Name != engine.ManualJail {
+		textf(w, ", %d addresses with strikes, %d strikes stored", j.StrikesTracked, j.StrikesStored)
+	}
+	textf(w, "\n")
+	if jc != nil && jc.Rate != nil || j.RateEvents > 0 || len(j.RateKeys) > 0 || j.RateUntracked > 0 {
+		if !running {
+			// Keys and the table live in the daemon's memory only.
+			textf(w, "  rate events: %d\n", j.RateEvents)
+		} else {
+			keys := make([]string, 0, len(j.RateKeys))
+			for k, n := range j.RateKeys {
+				keys = append(keys, fmt.Sprintf("%s=%d", k, n))
+			}
+			sort.Strings(keys)
+			if len(keys) == 0 {
+				keys = []string{"none"}
+			}
+			textf(w, "  rate events: %d, keys tracked: %s, untracked (table full): %d\n", j.RateEvents, strings.Join(keys, " "), j.RateUntracked)
 		}
+	}
+	for _, f := range j.Files {
+		textf(w, "  %s at %d of %d bytes\n", f.Path, f.Offset, f.Size)
 	}
 }

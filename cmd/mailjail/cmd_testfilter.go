@@ -11,7 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/mailjail/mailjail/internal/daemon"
+	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/rules"
 )
 
@@ -23,9 +23,13 @@ type testFilterOutput struct {
 	Matched     int            `json:"matched"`
 	Missed      int            `json:"missed"`
 	Addresses   map[string]int `json:"addresses"`
-	Buckets     map[string]int `json:"buckets,omitempty"`
+	Buckets     map[string]int `json:"buckets"`
 	Seconds     float64        `json:"seconds"`
 	LinesPerSec float64        `json:"lines_per_second"`
+	// With --print-matches / --print-misses: the lines themselves, exact,
+	// in file order; [] when there are none, absent without the flag.
+	MatchedLines *[]string `json:"matched_lines,omitempty"`
+	MissedLines  *[]string `json:"missed_lines,omitempty"`
 }
 
 func testFilterCommand() *cli.Command {
@@ -38,7 +42,14 @@ func testFilterCommand() *cli.Command {
 regular expression with <HOST>. Prints lines read, matched and missed,
 events per address (and per rspamd bucket), the time taken and lines/s.
 Whole read buffers are searched for the filter's literal first, so only
-candidate lines are matched. Exit 1 when nothing matched.
+candidate lines are matched. With --print-matches or --print-misses the
+lines come first (control characters escaped) and the summary last.
+Exit 1 when nothing matched, 2 when LOGFILE cannot be read.
+
+JSON: {"filter", "file", "lines", "matched", "missed", "addresses":
+{ADDR: n}, "buckets": {B: n}, "seconds", "lines_per_second"}, plus
+"matched_lines": [LINE] with --print-matches and "missed_lines": [LINE]
+with --print-misses (exact lines, in file order).
 
 Examples:
    mailjail test-filter rspamd-ratelimit /var/log/rspamd/rspamd.log
@@ -50,33 +61,25 @@ Examples:
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
-				return exitf(daemon.ExitUsage, "test-filter takes FILTER and LOGFILE")
+				return exitf(control.ExitUsage, "test-filter takes FILTER and LOGFILE")
 			}
 			name, path := c.Args().Get(0), c.Args().Get(1)
 			f, err := resolveFilter(c, name)
 			if err != nil {
 				return err
 			}
+			// A log file that cannot be read is bad input, as for grep:
+			// exit 2, not 3 (which says the daemon or state is unreachable).
 			fh, err := os.Open(path)
 			if err != nil {
-				return exitf(daemon.ExitUnreachable, "%v", err)
+				return exitf(control.ExitUsage, "%v", err)
 			}
 			defer fh.Close()
 			out := testFilterOutput{Filter: f.Name, File: path, Addresses: map[string]int{}, Buckets: map[string]int{}}
+			lp := newLinePrinter(c, &out)
 			start := time.Now()
-			var print func(line []byte, matched bool)
-			if c.Bool("print-matches") || c.Bool("print-misses") {
-				w := bufio.NewWriter(c.App.Writer)
-				defer w.Flush()
-				print = func(line []byte, matched bool) {
-					if matched && c.Bool("print-matches") || !matched && c.Bool("print-misses") {
-						w.Write(line)
-						w.WriteByte('\n')
-					}
-				}
-			}
-			if err := scanFilter(fh, f, print, &out); err != nil {
-				return exitf(daemon.ExitUnreachable, "read %s: %v", path, err)
+			if err := scanFilter(fh, f, lp.printer(), &out); err != nil {
+				return exitf(control.ExitUsage, "read %s: %v", path, err)
 			}
 			out.Seconds = time.Since(start).Seconds()
 			out.Missed = out.Lines - out.Matched
@@ -88,14 +91,80 @@ Examples:
 					return err
 				}
 			} else {
+				// The lines first, the summary last: it must not scroll away.
+				if err := lp.flush(); err != nil {
+					return err
+				}
 				printTestFilter(c.App.Writer, out)
 			}
 			if out.Matched == 0 {
-				return exitf(daemon.ExitNotFound, "no line matched")
+				return exitf(control.ExitNotFound, "no line matched")
 			}
 			return nil
 		},
 	}
+}
+
+// linePrinter prints the lines --print-matches and --print-misses ask
+// for: as text, each line escaped, to the terminal; with --json, the exact
+// lines into the output.
+type linePrinter struct {
+	matches, misses bool
+	w               *bufio.Writer // text; nil with --json
+	out             *testFilterOutput
+	printed         int
+}
+
+// newLinePrinter returns nil when no line is to be printed.
+func newLinePrinter(c *cli.Context, out *testFilterOutput) *linePrinter {
+	p := &linePrinter{matches: c.Bool("print-matches"), misses: c.Bool("print-misses"), out: out}
+	switch {
+	case !p.matches && !p.misses:
+		return nil
+	case !c.Bool("json"):
+		p.w = bufio.NewWriter(c.App.Writer)
+	case p.matches:
+		out.MatchedLines = &[]string{}
+	}
+	if p.misses && c.Bool("json") {
+		out.MissedLines = &[]string{}
+	}
+	return p
+}
+
+// printer is what scanFilter calls for each line (nil: none printed).
+func (p *linePrinter) printer() func([]byte, bool) {
+	if p == nil {
+		return nil
+	}
+	return p.line
+}
+
+func (p *linePrinter) line(line []byte, matched bool) {
+	if matched && !p.matches || !matched && !p.misses {
+		return
+	}
+	p.printed++
+	switch {
+	case p.w != nil:
+		p.w.WriteString(safeText(string(line)))
+		p.w.WriteByte('\n')
+	case matched:
+		*p.out.MatchedLines = append(*p.out.MatchedLines, string(line))
+	default:
+		*p.out.MissedLines = append(*p.out.MissedLines, string(line))
+	}
+}
+
+// flush writes the text lines out, and a blank line before the summary.
+func (p *linePrinter) flush() error {
+	if p == nil || p.w == nil {
+		return nil
+	}
+	if p.printed > 0 {
+		p.w.WriteByte('\n')
+	}
+	return p.w.Flush()
 }
 
 // scanFilter matches only the lines that contain the filter's literal
@@ -128,8 +197,8 @@ func scanFilter(r io.Reader, f *rules.Filter, print func([]byte, bool), out *tes
 }
 
 func printTestFilter(w io.Writer, out testFilterOutput) {
-	fmt.Fprintf(w, "Filter: %s\nFile:   %s\n\n", out.Filter, out.File)
-	fmt.Fprintf(w, "Lines: %d, matched: %d, missed: %d\n", out.Lines, out.Matched, out.Missed)
+	textf(w, "Filter: %s\nFile:   %s\n\n", out.Filter, out.File)
+	textf(w, "Lines: %d, matched: %d, missed: %d\n", out.Lines, out.Matched, out.Missed)
 	type kv struct {
 		k string
 		v int
@@ -142,9 +211,9 @@ func printTestFilter(w io.Writer, out testFilterOutput) {
 		return addrs[i].v > addrs[j].v || addrs[i].v == addrs[j].v && addrs[i].k < addrs[j].k
 	})
 	if len(addrs) > 0 {
-		fmt.Fprintln(w, "\nEvents per address:")
+		textf(w, "\nEvents per address:\n")
 		for _, a := range addrs {
-			fmt.Fprintf(w, "  %6d  %s\n", a.v, a.k)
+			textf(w, "  %6d  %s\n", a.v, a.k)
 		}
 	}
 	if len(out.Buckets) > 0 {
@@ -153,9 +222,9 @@ func printTestFilter(w io.Writer, out testFilterOutput) {
 			bs = append(bs, fmt.Sprintf("%s=%d", k, v))
 		}
 		sort.Strings(bs)
-		fmt.Fprintf(w, "\nBuckets: %s\n", strings.Join(bs, " "))
+		textf(w, "\nBuckets: %s\n", strings.Join(bs, " "))
 	}
-	fmt.Fprintf(w, "\nTime: %.3fs, %.0f lines/s\n", out.Seconds, out.LinesPerSec)
+	textf(w, "\nTime: %.3fs, %.0f lines/s\n", out.Seconds, out.LinesPerSec)
 }
 
 // resolveFilter finds FILTER: built-in, [filter.NAME], a jail's filter,
@@ -164,7 +233,7 @@ func resolveFilter(c *cli.Context, name string) (*rules.Filter, error) {
 	if strings.Contains(name, "<HOST>") {
 		f, err := rules.CompileFilter("regex", rules.FilterSpec{FailRegex: []string{name}})
 		if err != nil {
-			return nil, exitf(daemon.ExitUsage, "%v", err)
+			return nil, exitf(control.ExitUsage, "%v", err)
 		}
 		return f, nil
 	}
@@ -180,7 +249,7 @@ func resolveFilter(c *cli.Context, name string) (*rules.Filter, error) {
 	}
 	f, err := cfg.CompileFilter(name)
 	if err != nil {
-		return nil, exitf(daemon.ExitUsage, "filter %q: %v (a regex must contain <HOST>)", name, err)
+		return nil, exitf(control.ExitUsage, "filter %q: %v (a regex must contain <HOST>)", name, err)
 	}
 	return f, nil
 }

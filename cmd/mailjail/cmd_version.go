@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"runtime"
 
 	"github.com/urfave/cli/v2"
@@ -13,10 +12,13 @@ func versionCommand() *cli.Command {
 		Usage: "print the version",
 		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, map[string]string{"version": versionString(), "go": runtime.Version()})
 			}
-			fmt.Fprintf(c.App.Writer, "mailjail %s (%s)\n", versionString(), runtime.Version())
+			textf(c.App.Writer, "mailjail %s (%s)\n", versionString(), runtime.Version())
 			return nil
 		},
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/mailjail/mailjail/internal/testutil"
 )
 
 type banJSON struct {
@@ -34,7 +36,7 @@ func (e *env) listed() []string {
 func TestBanUnbanListShow(t *testing.T) {
 	for _, withDaemon := range []bool{false, true} {
 		t.Run(fmt.Sprintf("daemon=%v", withDaemon), func(t *testing.T) {
-			e := newEnv(t, "")
+			e := newEnv(t)
 			if withDaemon {
 				e.startDaemon()
 			}
@@ -116,7 +118,7 @@ func sorted(s []string) []string {
 }
 
 func TestCheck(t *testing.T) {
-	e := newEnv(t, "")
+	e := newEnv(t)
 	if out, errs, code := e.mj("check"); code != 0 || !strings.Contains(out, ": ok") {
 		t.Fatalf("check: %d %s %s", code, out, errs)
 	}
@@ -136,7 +138,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestTestFilterAndReplay(t *testing.T) {
-	e := newEnv(t, "")
+	e := newEnv(t)
 	var tf struct {
 		Lines, Matched, Missed int
 		Addresses              map[string]int
@@ -182,7 +184,7 @@ func TestTestFilterAndReplay(t *testing.T) {
 // Several CLIs and the daemon act at once: no update is lost, and the
 // database and the map agree at the end.
 func TestConcurrentCLIsAndDaemon(t *testing.T) {
-	e := newEnv(t, "")
+	e := newEnv(t)
 	e.startDaemon()
 	var wg sync.WaitGroup
 	// The daemon bans 10.1.0.x from its log while CLIs ban and unban others.
@@ -191,7 +193,10 @@ func TestConcurrentCLIsAndDaemon(t *testing.T) {
 		defer wg.Done()
 		for i := range 20 {
 			for range 3 {
-				e.event(fmt.Sprintf("10.1.0.%d", i))
+				if err := e.appendLog(testutil.RspamdRatelimit{IP: fmt.Sprintf("10.1.0.%d", i)}.Line()); err != nil {
+					t.Errorf("append to the log: %v", err)
+					return
+				}
 			}
 		}
 	}()
@@ -201,12 +206,12 @@ func TestConcurrentCLIsAndDaemon(t *testing.T) {
 			defer wg.Done()
 			for i := range 8 {
 				addr := fmt.Sprintf("198.51.%d.%d", c, i)
-				if _, errs, code := e.mj("ban", addr); code != 0 {
-					t.Errorf("ban %s: %d %s", addr, code, errs)
+				if _, errs, code, err := e.run("ban", addr); code != 0 || err != nil {
+					t.Errorf("ban %s: %d %s %v", addr, code, errs, err)
 				}
 				if i%2 == 0 {
-					if _, errs, code := e.mj("unban", addr); code != 0 {
-						t.Errorf("unban %s: %d %s", addr, code, errs)
+					if _, errs, code, err := e.run("unban", addr); code != 0 || err != nil {
+						t.Errorf("unban %s: %d %s %v", addr, code, errs, err)
 					}
 				}
 			}
@@ -219,15 +224,15 @@ func TestConcurrentCLIsAndDaemon(t *testing.T) {
 
 // Without a daemon, CLIs serialise on the lock and lose nothing.
 func TestConcurrentCLIsWithoutDaemon(t *testing.T) {
-	e := newEnv(t, "")
+	e := newEnv(t)
 	var wg sync.WaitGroup
 	for c := range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range 5 {
-				if _, errs, code := e.mj("ban", fmt.Sprintf("198.51.%d.%d", c, i)); code != 0 {
-					t.Errorf("ban: %d %s", code, errs)
+				if _, errs, code, err := e.run("ban", fmt.Sprintf("198.51.%d.%d", c, i)); code != 0 || err != nil {
+					t.Errorf("ban: %d %s %v", code, errs, err)
 				}
 			}
 		}()
@@ -239,7 +244,7 @@ func TestConcurrentCLIsWithoutDaemon(t *testing.T) {
 }
 
 func TestJSONIsParseable(t *testing.T) {
-	e := newEnv(t, "")
+	e := newEnv(t)
 	for _, args := range [][]string{{"list"}, {"status"}, {"version"}, {"show", "198.51.100.1"}} {
 		out, _, _ := e.mj(append(args, "--json")...)
 		if !json.Valid([]byte(out)) {
@@ -250,7 +255,7 @@ func TestJSONIsParseable(t *testing.T) {
 
 // A database that cannot be read is named, with the reason, and exit 3.
 func TestUnreadableDatabase(t *testing.T) {
-	e := newEnv(t, "")
+	e := newEnv(t)
 	if err := os.MkdirAll(filepath.Dir(e.db), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +271,7 @@ func TestUnreadableDatabase(t *testing.T) {
 }
 
 func TestCompletion(t *testing.T) {
-	e := newEnv(t, "")
+	e := newEnv(t)
 	out, _, code := e.mj("--generate-bash-completion")
 	for _, cmd := range []string{"run", "list", "ban", "unban", "test-filter", "replay"} {
 		if code != 0 || !strings.Contains(out, cmd+"\n") {

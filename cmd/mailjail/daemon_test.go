@@ -9,7 +9,7 @@ import (
 // A ban survives kill -9 and restart; strikes inside their window count
 // after the restart; nothing read before the kill is counted twice.
 func TestKill9KeepsBansAndStrikes(t *testing.T) {
-	e := newEnv(t, "")
+	e := newEnv(t)
 	d := e.startDaemon()
 	for range 3 {
 		e.event("198.51.100.23")
@@ -42,7 +42,7 @@ func TestKill9KeepsBansAndStrikes(t *testing.T) {
 
 // An address in ignoreip is never banned, however often it appears.
 func TestIgnoreIPNeverBanned(t *testing.T) {
-	e := newEnv(t, "")
+	e := newEnv(t)
 	e.startDaemon()
 	for range 10 {
 		e.event("192.0.2.77")
@@ -59,7 +59,7 @@ func TestIgnoreIPNeverBanned(t *testing.T) {
 
 // A second daemon on the same database refuses to start.
 func TestSecondDaemonRefused(t *testing.T) {
-	e := newEnv(t, "")
+	e := newEnv(t)
 	e.startDaemon()
 	_, errs, code := e.mj("run")
 	if code != 3 || !strings.Contains(errs, "locked by another mailjail process") {

@@ -16,7 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailjail/mailjail/internal/config"
-	"github.com/mailjail/mailjail/internal/daemon"
+	"github.com/mailjail/mailjail/internal/control"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; a
@@ -82,8 +82,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 maxretry bans the address for bantime by rewriting rspamd's multimap IP
 file atomically. State lives in SQLite; the map is always rebuilt from it.
 
-Exit codes: 0 ok, 1 not found / nothing to do, 2 usage or configuration
-error, 3 daemon or state unreachable.`,
+Exit codes: 0 ok (an empty list too), 1 not found / nothing to do, 2
+usage, configuration or input error (an unreadable log file for
+test-filter), 3 daemon or state unreachable.
+
+Text output escapes control characters from log lines; --json output
+is exact and keeps every key of its schema (see the README).`,
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
@@ -105,16 +109,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	err := app.Run(permuteArgs(app, args))
 	if err == nil {
-		return daemon.ExitOK
+		return control.ExitOK
 	}
-	fmt.Fprintf(stderr, "mailjail: %v\n", err)
+	// Errors quote what they reject (an address, a file's line), which
+	// may hold control characters.
+	fmt.Fprintf(stderr, "mailjail: %s\n", safeLines(err.Error()))
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
 	}
 	// urfave/cli's own errors (unknown command or flag, bad flag value)
 	// are usage errors.
-	return daemon.ExitUsage
+	return control.ExitUsage
 }
 
 // loadConfig loads and validates the configuration named by --config.
@@ -123,7 +129,7 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 	// empty means $MAILJAIL_CONFIG, the default file or the embedded one.
 	cfg, err := config.Load(c.String("config"))
 	if err != nil {
-		return nil, &exitError{code: daemon.ExitUsage, err: err}
+		return nil, &exitError{code: control.ExitUsage, err: err}
 	}
 	return cfg, nil
 }

@@ -12,29 +12,23 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailjail/mailjail/internal/testutil"
 )
 
 // The CLI is tested as operators and scripts use it: the real binary,
-// its output and its exit code.
+// built once for the package, its output and its exit code.
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "mailjail-bin")
+	bin, cleanup, err := testutil.BuildBinary(".")
 	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "mailjail")
-	args := []string{"build", "-o", binary}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build mailjail: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	binary = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
@@ -44,7 +38,9 @@ type env struct {
 	dir, config, log, mapf, db string
 }
 
-func newEnv(t *testing.T, extra string) *env {
+// newEnv writes an installation with one rspamd-ratelimit jail (maxretry
+// 3) on e.log; tune may change the configuration before it is written.
+func newEnv(t *testing.T, tune ...func(*env, *testutil.Config)) *env {
 	t.Helper()
 	// Short: unix socket paths are limited to 108 bytes.
 	dir, err := os.MkdirTemp("", "mj")
@@ -54,21 +50,16 @@ func newEnv(t *testing.T, extra string) *env {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	e := &env{t: t, dir: dir, config: filepath.Join(dir, "mailjail.toml"), log: filepath.Join(dir, "rspamd.log"),
 		mapf: filepath.Join(dir, "maps", "ip.map"), db: filepath.Join(dir, "state", "mailjail.db")}
-	cfg := fmt.Sprintf(`[global]
-database = %q
-map_file = %q
-socket = %q
-timezone = "UTC"
-ignoreip = ["127.0.0.0/8", "::1", "192.0.2.0/24"]
-
-[jail.rspamd-ratelimit]
-filter = "rspamd-ratelimit"
-logpath = [%q]
-maxretry = 3
-findtime = "10m"
-bantime = "1h"
-%s`, e.db, e.mapf, filepath.Join(dir, "s.sock"), e.log, extra)
-	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
+	cfg := testutil.Config{
+		Database: e.db, MapFile: e.mapf, Socket: filepath.Join(dir, "s.sock"),
+		IgnoreIP: []string{"127.0.0.0/8", "::1", "192.0.2.0/24"},
+		Jails: []testutil.Jail{{Name: "rspamd-ratelimit", Filter: "rspamd-ratelimit", LogPath: []string{e.log},
+			MaxRetry: 3, FindTime: "10m", BanTime: "1h"}},
+	}
+	for _, f := range tune {
+		f(e, &cfg)
+	}
+	if err := os.WriteFile(e.config, []byte(cfg.TOML()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(e.log, nil, 0o644); err != nil {
@@ -77,21 +68,36 @@ bantime = "1h"
 	return e
 }
 
-// mj runs the CLI and returns stdout, stderr and the exit code.
-func (e *env) mj(args ...string) (string, string, int) {
-	e.t.Helper()
-	cmd := exec.Command(binary, append([]string{"--config", e.config}, args...)...)
+// run runs the CLI on e's configuration and returns stdout, stderr and
+// the exit code; err is set only when the binary could not be run. It
+// never fails the test, so goroutines may call it.
+func (e *env) run(args ...string) (stdout, stderr string, code int, err error) {
+	return runCLI(nil, append([]string{"--config", e.config}, args...)...)
+}
+
+// runCLI runs the binary with exactly args, and extraEnv added to the
+// environment; see run.
+func runCLI(extraEnv []string, args ...string) (stdout, stderr string, code int, err error) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = testutil.BinaryEnv(append(os.Environ(), extraEnv...))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
+	err = cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatal(err)
+		code, err = ee.ExitCode(), nil
 	}
-	return out.String(), errb.String(), code
+	return out.String(), errb.String(), code, err
+}
+
+// mj runs the CLI from the test's goroutine; see run.
+func (e *env) mj(args ...string) (string, string, int) {
+	e.t.Helper()
+	out, errs, code, err := e.run(args...)
+	if err != nil {
+		e.t.Fatalf("mailjail %v: %v", args, err)
+	}
+	return out, errs, code
 }
 
 func (e *env) mustJSON(v any, args ...string) {
@@ -105,10 +111,18 @@ func (e *env) mustJSON(v any, args ...string) {
 	}
 }
 
-// startDaemon runs `mailjail run` and waits until its socket answers.
-func (e *env) startDaemon() *exec.Cmd {
+// daemonProc is a running `mailjail run`.
+type daemonProc struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has been reaped
+}
+
+// startDaemon runs `mailjail run`, stopped in t.Cleanup, and waits until
+// its socket answers.
+func (e *env) startDaemon() *daemonProc {
 	e.t.Helper()
 	cmd := exec.Command(binary, "--config", e.config, "run")
+	cmd.Env = testutil.BinaryEnv(nil)
 	logf, err := os.OpenFile(filepath.Join(e.dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		e.t.Fatal(err)
@@ -117,17 +131,38 @@ func (e *env) startDaemon() *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	e.t.Cleanup(func() {
-		cmd.Process.Kill()
+	d := &daemonProc{cmd: cmd, exited: make(chan struct{})}
+	go func() {
 		cmd.Wait()
 		logf.Close()
-	})
+		close(d.exited)
+	}()
+	e.t.Cleanup(d.stop)
 	e.waitFor("daemon to answer", func() bool {
+		select {
+		case <-d.exited:
+			e.t.Fatalf("the daemon exited before it answered; its log:\n%s", e.daemonLog())
+		default:
+		}
 		var s struct{ Running bool }
 		out, _, code := e.mj("status", "--json")
 		return code == 0 && json.Unmarshal([]byte(out), &s) == nil && s.Running
 	})
-	return cmd
+	return d
+}
+
+// stop ends the daemon as systemd does: SIGTERM, then SIGKILL when it has
+// not stopped after a while. It returns once the process is gone.
+func (d *daemonProc) stop() {
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(testutil.Scale(10 * time.Second))
+	defer t.Stop()
+	select {
+	case <-d.exited:
+	case <-t.C:
+		d.cmd.Process.Kill()
+		<-d.exited
+	}
 }
 
 func (e *env) daemonLog() string {
@@ -135,29 +170,36 @@ func (e *env) daemonLog() string {
 	return string(b)
 }
 
-// waitFor polls cond until it holds or 15 s pass.
+// waitFor polls cond until it holds, failing the test with the daemon's
+// log after 15 s (scaled under -race).
 func (e *env) waitFor(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s; daemon log:\n%s", what, e.daemonLog())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testutil.WaitFor(15*time.Second, cond) {
+		e.t.Fatalf("timed out after %s waiting for %s; daemon log:\n%s", testutil.Scale(15*time.Second), what, e.daemonLog())
 	}
+}
+
+// appendLog appends text to the jail's log in one write. It never fails
+// the test, so goroutines may call it.
+func (e *env) appendLog(text string) error { return appendFile(e.log, text) }
+
+// appendFile appends text to the existing file path in one write.
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // event appends one rspamd ratelimit summary line for ip, stamped now.
 func (e *env) event(ip string) {
 	e.t.Helper()
-	line := time.Now().UTC().Format("2006-01-02 15:04:05") + ` #3861(rspamd_proxy) <4854e1>; proxy; rspamd_task_write_log: id: <m@x>, ip: ` + ip +
-		`, from: <a@example.com>, (default: F (soft reject): [0.00/15.00] []), len: 158, forced: soft reject "Ratelimit "ip" exceeded"; score=nan (set by ratelimit)` + "\n"
-	f, err := os.OpenFile(e.log, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString(line); err != nil {
+	if err := e.appendLog(testutil.RspamdRatelimit{IP: ip}.Line()); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -186,10 +228,11 @@ func (e *env) inMap(addr string) bool {
 	return false
 }
 
-func (e *env) kill9(cmd *exec.Cmd) {
+// kill9 kills a daemon started by startDaemon and waits until it is gone.
+func (e *env) kill9(d *daemonProc) {
 	e.t.Helper()
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		e.t.Fatal(err)
 	}
-	cmd.Wait()
+	testutil.Receive(e.t, d.exited, 10*time.Second, "the killed daemon to exit")
 }

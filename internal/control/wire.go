@@ -64,17 +64,17 @@ type JailStatus struct {
 	Name           string         `json:"name"`
 	Filter         string         `json:"filter"`
 	LogPath        []string       `json:"logpath"`
-	Journal        string         `json:"journal,omitempty"` // journal source key, for journalmatch jails
+	Journal        string         `json:"journal"` // journal source key, for journalmatch jails
 	Files          []FileStatus   `json:"files"`
 	StrikesTracked int            `json:"strikes_tracked"` // addresses holding strikes inside findtime
 	StrikesStored  int64          `json:"strikes_stored"`
 	ActiveBans     int64          `json:"active_bans"`
 	TotalBans      int64          `json:"total_bans"`
-	RateEvents     int64          `json:"rate_events,omitempty"`    // rate jails: limits exceeded
-	RateKeys       map[string]int `json:"rate_keys,omitempty"`      // rate jails: keys tracked per limit
-	RateUntracked  uint64         `json:"rate_untracked,omitempty"` // rate jails: new keys let through or limited because the table was full
-	EventsTooOld   uint64         `json:"events_too_old"`           // older than findtime when read (a wrong timezone?)
-	EventsFuture   uint64         `json:"events_from_future"`       // dated beyond the read time, taken at the read time
+	RateEvents     int64          `json:"rate_events"`        // rate jails: limits exceeded
+	RateKeys       map[string]int `json:"rate_keys"`          // rate jails: keys tracked per limit
+	RateUntracked  uint64         `json:"rate_untracked"`     // rate jails: new keys let through or limited because the table was full
+	EventsTooOld   uint64         `json:"events_too_old"`     // older than findtime when read (a wrong timezone?)
+	EventsFuture   uint64         `json:"events_from_future"` // dated beyond the read time, taken at the read time
 }
 
 // TargetStatus is one enforcement target in `status`.
@@ -92,21 +92,21 @@ type Status struct {
 	Running    bool       `json:"running"`
 	Degraded   string     `json:"degraded"` // why the daemon cannot do its work now; "" when it can
 	Version    string     `json:"version"`
-	PID        int        `json:"pid,omitempty"`
-	Started    *time.Time `json:"started,omitempty"`
-	UptimeSec  int64      `json:"uptime_seconds,omitempty"`
+	PID        int        `json:"pid"`
+	Started    *time.Time `json:"started"`
+	UptimeSec  int64      `json:"uptime_seconds"`
 	Database   string     `json:"database"`
 	MapFile    string     `json:"map_file"`
 	MapEntries int        `json:"map_entries"`
-	MapWrites  uint64     `json:"map_writes,omitempty"`
-	MapError   string     `json:"map_error,omitempty"`
+	MapWrites  uint64     `json:"map_writes"`
+	MapError   string     `json:"map_error"`
 	// MapReaderError says why rspamd's workers cannot open the map ("":
 	// they can, or there is no rspamd account here).
 	MapReaderError string         `json:"map_reader_error"`
-	Lines          uint64         `json:"lines_read,omitempty"`
-	NoTime         uint64         `json:"lines_without_time,omitempty"`
-	Matches        uint64         `json:"matches,omitempty"`
-	Ignored        uint64         `json:"ignored,omitempty"`
+	Lines          uint64         `json:"lines_read"`
+	NoTime         uint64         `json:"lines_without_time"`
+	Matches        uint64         `json:"matches"`
+	Ignored        uint64         `json:"ignored"`
 	Jails          []JailStatus   `json:"jails"`
 	Targets        []TargetStatus `json:"targets,omitempty"` // only a running daemon knows them
 	Outbox         *OutboxStatus  `json:"outbox,omitempty"`
