@@ -49,10 +49,13 @@ func existingGroup(path string) (gid uint32, ok bool, err error) {
 	return st.Gid, true, nil
 }
 
+// ErrGroup means a rewrite could not give the new map the old one's group.
+var ErrGroup = errors.New("cannot keep the map's group")
+
 func groupError(path string, gid uint32, err error) error {
 	g := groupName(gid)
-	return fmt.Errorf("cannot keep the map's group %s (%w): mailjail runs as uid %d, which is not root and not in group %s; "+
-		"add its user to group %s, or chgrp %s to a group it is in", g, err, os.Geteuid(), g, g, path)
+	return fmt.Errorf("%w %s (%w): mailjail runs as uid %d, which is not root and not in group %s; "+
+		"add its user to group %s, or chgrp %s to a group it is in", ErrGroup, g, err, os.Geteuid(), g, g, path)
 }
 
 func groupName(gid uint32) string {

@@ -3,10 +3,8 @@ package mapfile
 import (
 	"bytes"
 	"errors"
-	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -14,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/mailjail/mailjail/internal/testutil"
 )
 
 // openDir is a fresh directory that other users may search (t.TempDir's
@@ -99,18 +99,10 @@ func TestMapRewriteKeepsGroup(t *testing.T) {
 // CheckWritable says the same before any write. Run as nobody in a
 // subprocess, since root may give a file any group.
 func TestMapWriteFailsWhenGroupCannotBeKept(t *testing.T) {
-	if path := os.Getenv("MAPFILE_TEST_AS_NOBODY"); path != "" {
+	if path := os.Getenv(testutil.AsNobodyEnv); path != "" {
 		asNobody(t, path)
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a process as another user")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skipf("no user nobody: %v", err)
-	}
-	uid, _ := strconv.Atoi(nobody.Uid)
 	gid := otherGroup(t)
 	dir := openDir(t)
 	if err := os.Chmod(dir, 0o777); err != nil {
@@ -127,15 +119,7 @@ func TestMapWriteFailsWhenGroupCannotBeKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(path)
-	bin := filepath.Join(dir, "mapfile.test")
-	copyExecutable(t, bin)
-	cmd := exec.Command(bin, "-test.run=^TestMapWriteFailsWhenGroupCannotBeKept$", "-test.v")
-	cmd.Env = append(os.Environ(), "MAPFILE_TEST_AS_NOBODY="+path)
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}}
-	if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("--- PASS")) {
-		t.Fatalf("as nobody: %v\n%s", err, out)
-	}
+	testutil.RerunAsNobody(t, "TestMapWriteFailsWhenGroupCannotBeKept", path)
 	after, _ := os.ReadFile(path)
 	if m, g := statOf(t, path); m != 0o640 || g != gid || !bytes.Equal(before, after) {
 		t.Errorf("map changed: mode %04o group %d (want 0640, %d)\n%s", m, g, gid, after)
@@ -148,37 +132,11 @@ func asNobody(t *testing.T, path string) {
 	if err := Write(path, nil, t0); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "write map "+path) {
 		t.Errorf("Write as nobody: %v, want an error with %q", err, want)
 	}
-	if err := CheckWritable(path); err == nil || !strings.Contains(err.Error(), want) {
+	if err := CheckWritable(path); !errors.Is(err, ErrGroup) || !strings.Contains(err.Error(), want) {
 		t.Errorf("CheckWritable as nobody: %v, want an error with %q", err, want)
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".ip.map*")); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
-	}
-}
-
-// copyExecutable copies the running test binary to dst, so that another
-// user can run it (go test keeps it in a 0700 directory).
-func copyExecutable(t *testing.T, dst string) {
-	t.Helper()
-	src, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
 

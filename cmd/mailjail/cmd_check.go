@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"os"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/mapfile"
 )
 
 func checkCommand() *cli.Command {
@@ -16,7 +18,9 @@ func checkCommand() *cli.Command {
 		ArgsUsage: "[FILE]",
 		Description: `Parses the configuration, compiles every filter and checks every value.
 Each problem is printed as FILE:LINE: KEY: PROBLEM and the exit code is 2;
-a valid configuration prints a summary and exits 0.
+a valid configuration prints a summary and exits 0. It also checks that
+the map can be rewritten keeping its group and mode (rspamd's access),
+as the daemon's start does.
 
 The file checked is FILE when given, else the global --config FILE (which
 may also follow the command: mailjail check --config FILE), else
@@ -45,8 +49,19 @@ Examples:
 			if err != nil {
 				return &exitError{code: control.ExitUsage, err: err}
 			}
+			// A map whose group a rewrite could not keep would lose
+			// rspamd's access at the first ban.
+			// Run as another user than the daemon's, check cannot know
+			// whether the daemon may write there: it says so.
 			w := c.App.Writer
+			mapErr := mapfile.CheckWritable(cfg.Global.MapFile)
+			if errors.Is(mapErr, mapfile.ErrGroup) {
+				return exitf(control.ExitUsage, "%s: global.map_file: %v", cfg.Source, mapErr)
+			}
 			textf(w, "%s: ok\n", cfg.Source)
+			if mapErr != nil {
+				textf(w, "warning: global.map_file: %v (fine if the daemon runs as another user who can)\n", mapErr)
+			}
 			for _, j := range cfg.Jails {
 				state := "enabled"
 				if !j.Enabled {

@@ -29,13 +29,17 @@ Without a running daemon it prints what the database holds and
 Rate jails also show their rate events (and, from a running daemon, the
 keys tracked per limit and the keys the full table let through).
 
-JSON (every key always present): {"running", "version", "pid", "started"
-(null without a daemon), "uptime_seconds", "database", "map_file",
-"map_entries", "map_writes", "map_error", "lines_read",
-"lines_without_time", "matches", "ignored", "jails": [{"name", "filter",
-"logpath", "journal", "files": [{"path", "offset", "size", "open"}],
-"strikes_tracked", "strikes_stored", "active_bans", "total_bans",
-"rate_events", "rate_keys": {LIMIT: n}, "rate_untracked"}]}
+JSON (every key always present): {"running", "degraded", "version", "pid",
+"started" (null without a daemon), "uptime_seconds", "database",
+"map_file", "map_entries", "map_writes", "map_error", "map_reader_error",
+"lines_read", "lines_without_time", "matches", "ignored", "jails":
+[{"name", "filter", "logpath", "journal", "files": [{"path", "offset",
+"size", "open"}], "strikes_tracked", "strikes_stored", "active_bans",
+"total_bans", "rate_events", "rate_keys": {LIMIT: n}, "rate_untracked",
+"events_too_old", "events_from_future"}], "targets": [{"name", "entries",
+"syncs", "last_sync", "last_error", "repairs"}] ([] without a daemon),
+"outbox": {"pending", "failed", "gave_up"} (null before the first start
+of this version)}
 
 Examples:
    mailjail status
@@ -98,6 +102,9 @@ func stableStatus(s *control.Status) {
 	if s.Jails == nil {
 		s.Jails = []control.JailStatus{}
 	}
+	if s.Targets == nil {
+		s.Targets = []control.TargetStatus{}
+	}
 	for i := range s.Jails {
 		j := &s.Jails[i]
 		if j.LogPath == nil {
@@ -132,6 +139,26 @@ func printStatus(w io.Writer, cfg *config.Config, s *control.Status, noDB bool) 
 	if s.MapError != "" {
 		textf(w, "map error: %s\n", s.MapError)
 	}
+	if s.MapReaderError != "" {
+		textf(w, "WARNING rspamd cannot read the map, its bans are not enforced: %s\n", s.MapReaderError)
+	}
+	if s.Degraded != "" {
+		textf(w, "DEGRADED: %s\n", s.Degraded)
+	}
+	for _, t := range s.Targets {
+		last := "never"
+		if t.LastSync != nil {
+			last = fmtTime(*t.LastSync)
+		}
+		textf(w, "target %s: %d entries, %d syncs, last %s, %d repairs", t.Name, t.Entries, t.Syncs, last, t.Repairs)
+		if t.LastError != "" {
+			textf(w, ", last error: %s", t.LastError)
+		}
+		textf(w, "\n")
+	}
+	if o := s.Outbox; o != nil {
+		textf(w, "outbox: %d pending (%d after a failure), %d given up\n", o.Pending, o.Failed, o.GaveUp)
+	}
 	for _, j := range s.Jails {
 		printJailStatus(w, cfg.Jail(j.Name), j, s.Running)
 	}
@@ -152,6 +179,9 @@ func printJailStatus(w io.Writer, jc *config.Jail, j control.JailStatus, running
 		textf(w, ", %d addresses with strikes, %d strikes stored", j.StrikesTracked, j.StrikesStored)
 	}
 	textf(w, "\n")
+	if j.EventsTooOld > 0 || j.EventsFuture > 0 {
+		textf(w, "  WARNING events older than findtime: %d, from the future: %d (check the timezone setting and the log's clock)\n", j.EventsTooOld, j.EventsFuture)
+	}
 	if jc != nil && jc.Rate != nil || j.RateEvents > 0 || len(j.RateKeys) > 0 || j.RateUntracked > 0 {
 		if !running {
 			// Keys and the table live in the daemon's memory only.

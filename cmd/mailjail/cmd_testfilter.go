@@ -177,7 +177,9 @@ func scanFilter(r io.Reader, f *rules.Filter, print func([]byte, bool), out *tes
 	ref := time.Now()
 	lines, err := eachCandidate(r, pf, func(line []byte) {
 		msg := line
-		if _, k, ok := rules.ParseTime(line, time.Local, ref); ok {
+		// The date is cut even when it is not usable (an impossible
+		// date): the filter sees what the daemon's would.
+		if _, k, _ := f.ParseTime(line, time.Local, ref); k > 0 {
 			msg = line[k:]
 		}
 		mt, ok := f.Match(msg)

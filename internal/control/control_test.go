@@ -17,6 +17,7 @@ import (
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/internal/testutil"
 )
 
 // fakeHandler is a Handler as a struct of funcs.
@@ -175,4 +176,22 @@ func TestCallWithoutDaemonIsErrNoDaemon(t *testing.T) {
 	if !errors.Is(err, ErrNoDaemon) {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// A user who may not open the socket is told so, with the group that
+// may, not that no daemon runs.
+func TestCallAsAnotherUserSaysPermissionDenied(t *testing.T) {
+	if socket := os.Getenv(testutil.AsNobodyEnv); socket != "" {
+		_, err := Call(context.Background(), socket, OpStatus, Request{})
+		if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "group root") {
+			t.Fatalf("as nobody: %v", err)
+		}
+		return
+	}
+	socket := socketPath(t)
+	if err := os.Chmod(filepath.Dir(socket), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, socket, fakeHandler{status: func(context.Context) (*Status, error) { return &Status{}, nil }})
+	testutil.RerunAsNobody(t, "TestCallAsAnotherUserSaysPermissionDenied", socket)
 }

@@ -108,8 +108,8 @@ type Status struct {
 	Matches        uint64         `json:"matches"`
 	Ignored        uint64         `json:"ignored"`
 	Jails          []JailStatus   `json:"jails"`
-	Targets        []TargetStatus `json:"targets,omitempty"` // only a running daemon knows them
-	Outbox         *OutboxStatus  `json:"outbox,omitempty"`
+	Targets        []TargetStatus `json:"targets"` // only a running daemon knows them
+	Outbox         *OutboxStatus  `json:"outbox"`
 }
 
 // OutboxStatus counts the actions and alerts waiting in the outbox.
