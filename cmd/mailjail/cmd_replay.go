@@ -94,10 +94,17 @@ Examples:
 			}
 			w := c.App.Writer
 			for _, b := range out.Bans {
-				fmt.Fprintf(w, "%s  ban %-39s jail=%s until=%s  %s\n", fmtTime(b.Since), b.Addr, b.Jail, fmtUntil(b.Until), b.Reason)
+				textf(w, "%s  ban %-39s jail=%s until=%s  %s\n", fmtTime(b.Since), b.Addr, b.Jail, fmtUntil(b.Until), b.Reason)
 			}
-			fmt.Fprintf(w, "\n%d lines, %d matches, %d strikes, %d bans of %d addresses in %.3fs (%.0f lines/s)\n",
-				out.Lines, out.Matches, out.Strikes, len(out.Bans), out.Addresses, out.Seconds, out.LinesPerSec)
+			for _, ev := range out.RateEvents {
+				urgent := ""
+				if ev.Urgent {
+					urgent = " URGENT"
+				}
+				textf(w, "%s  rate %s jail=%s %s %.1f over burst %g (rate %s)%s: %s\n", fmtTime(ev.At), ev.Key, ev.Jail, ev.What, ev.Level, ev.Burst, ev.Rate, urgent, ev.Detail)
+			}
+			textf(w, "\n%d lines, %d matches, %d strikes, %d bans of %d addresses, %d rate events in %.3fs (%.0f lines/s)\n",
+				out.Lines, out.Matches, out.Strikes, len(out.Bans), out.Addresses, len(out.RateEvents), out.Seconds, out.LinesPerSec)
 			return nil
 		},
 	}

@@ -17,12 +17,15 @@ import (
 
 // showOutput is the --json schema of `show`.
 type showOutput struct {
-	Addr    string        `json:"addr"`
-	Banned  bool          `json:"banned"`
-	Active  []control.Ban `json:"active"`
-	History []control.Ban `json:"history"`
-	Strikes []strikeView  `json:"strikes"`
-	Rate    []rateView    `json:"rate_events"`
+	Addr   string        `json:"addr"`
+	Banned bool          `json:"banned"`
+	Active []control.Ban `json:"active"`
+	// Covering are the active bans of wider ranges that hold the address
+	// (the /64 an IPv6 client was banned with): rspamd rejects it too.
+	Covering []control.Ban `json:"covering"`
+	History  []control.Ban `json:"history"`
+	Strikes  []strikeView  `json:"strikes"`
+	Rate     []rateView    `json:"rate_events"`
 }
 
 type rateView struct {
@@ -76,7 +79,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			out := showOutput{Addr: key, Active: []control.Ban{}, History: []control.Ban{}, Strikes: []strikeView{}, Rate: []rateView{}}
+			out := showOutput{Addr: key, Active: []control.Ban{}, Covering: []control.Ban{}, History: []control.Ban{}, Strikes: []strikeView{}, Rate: []rateView{}}
 			if perr == nil {
 				out.Addr = rules.FormatPrefix(p)
 			}
@@ -90,7 +93,7 @@ Examples:
 					return &exitError{code: control.ExitUnreachable, err: err}
 				}
 			}
-			out.Banned = len(out.Active) > 0
+			out.Banned = len(out.Active) > 0 || len(out.Covering) > 0
 			if c.Bool("json") {
 				if err := printJSON(c.App.Writer, out); err != nil {
 					return err
@@ -131,6 +134,15 @@ func showInto(st *store.Store, p netip.Prefix, isAddr bool, out *showOutput) err
 			out.History = append(out.History, v)
 		}
 	}
+	active, err := st.ActiveBans()
+	if err != nil {
+		return err
+	}
+	for _, b := range active {
+		if b.Prefix != p && b.Prefix.Bits() < p.Bits() && b.Prefix.Contains(p.Addr()) {
+			out.Covering = append(out.Covering, control.BanView(b))
+		}
+	}
 	if !p.IsSingleIP() {
 		return nil
 	}
@@ -154,6 +166,9 @@ func printShow(w io.Writer, out showOutput) {
 	textf(w, "%s: %s\n", out.Addr, state)
 	for _, b := range out.Active {
 		textf(w, "  active   jail=%s since=%s until=%s strikes=%d reason=%s\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), b.Strikes, strconv.Quote(b.Reason))
+	}
+	for _, b := range out.Covering {
+		textf(w, "  covered  by=%s jail=%s since=%s until=%s reason=%s (mailjail unban --covering %s lifts it)\n", b.Addr, b.Jail, fmtTime(b.Since), fmtUntil(b.Until), strconv.Quote(b.Reason), out.Addr)
 	}
 	for _, b := range out.History {
 		textf(w, "  history  jail=%s since=%s until=%s lifted=%s by=%s reason=%s\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), fmtTime(*b.Lifted), b.LiftedBy, strconv.Quote(b.Reason))
