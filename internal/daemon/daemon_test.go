@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/testutil"
 )
 
 func testConfig(t *testing.T, dir, extra string) *config.Config {
@@ -85,12 +86,8 @@ func TestReadyAndCoalescedMapWrites(t *testing.T) {
 	f, _ := os.OpenFile(logPath, os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(b.String())
 	f.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for countMap(t, cfg.Global.MapFile) != bans {
-		if time.Now().After(deadline) {
-			t.Fatalf("map has %d of %d bans", countMap(t, cfg.Global.MapFile), bans)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testutil.WaitFor(20*time.Second, func() bool { return countMap(t, cfg.Global.MapFile) == bans }) {
+		t.Fatalf("map has %d of %d bans", countMap(t, cfg.Global.MapFile), bans)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/testutil"
 )
 
 // A jail that follows the systemd journal (Postfix logging to journald
@@ -72,28 +73,12 @@ maxretry = 2
 
 func waitFile(t *testing.T, path string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never appeared", path)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 15*time.Second, path+" to appear", func() bool { _, err := os.Stat(path); return err == nil })
 }
 
 func waitMap(t *testing.T, path string, ok func(int) bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := os.Stat(path); err == nil && ok(countMap(t, path)) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("map %s has %d entries", path, countMap(t, path))
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testutil.WaitFor(15*time.Second, func() bool { _, err := os.Stat(path); return err == nil && ok(countMap(t, path)) }) {
+		t.Fatalf("map %s has %d entries", path, countMap(t, path))
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/internal/storetest"
+	"github.com/mailjail/mailjail/internal/testutil"
 	"github.com/mailjail/mailjail/watcher"
 )
 
@@ -150,20 +151,14 @@ func testRotationMode(t *testing.T, mode string) {
 	// Caught up: every event stored. Then the count must stay: nothing is
 	// read a second time once the rotated files are retired (RotateWait)
 	// and the follower has polled again.
-	deadline := time.Now().Add(rotCatchUpTime)
-	for n := db.strikes(t); n != written; n = db.strikes(t) {
-		if n > written || time.Now().After(deadline) {
-			t.Fatalf("%s: %d events written, %d strikes stored\n%s", mode, written, n, db.diff(t, written))
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testutil.WaitFor(rotCatchUpTime, func() bool { return db.strikes(t) >= written }) || db.strikes(t) != written {
+		n := db.strikes(t)
+		t.Fatalf("%s: %d events written, %d strikes stored\n%s", mode, written, n, db.diff(t, written))
 	}
 	caughtUp := time.Since(started)
-	holdUntil := time.Now().Add(2*rotRotateWait + 4*rotPollEvery)
-	for time.Now().Before(holdUntil) {
-		if n := db.strikes(t); n != written {
-			t.Fatalf("%s: %d events written, %d strikes stored after catching up\n%s", mode, written, n, db.diff(t, written))
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testutil.HoldsFor(2*rotRotateWait+4*rotPollEvery, func() bool { return db.strikes(t) == written }) {
+		n := db.strikes(t)
+		t.Fatalf("%s: %d events written, %d strikes stored after catching up\n%s", mode, written, n, db.diff(t, written))
 	}
 	if d := db.diff(t, written); d != "" {
 		t.Fatalf("%s: %d strikes stored, but not one per event:\n%s", mode, written, d)
@@ -289,17 +284,21 @@ func (w *rotWriter) pause() (resume func(), err error) {
 }
 
 func (w *rotWriter) waitWritten(n int64, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for w.written.Load() < n {
+	stopped := false
+	ok := testutil.WaitFor(timeout, func() bool {
 		select {
 		case <-w.done:
-			return fmt.Errorf("writer stopped after %d events: %v", w.written.Load(), w.err)
+			stopped = true
+			return true
 		default:
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d events written after %v", w.written.Load(), n, timeout)
-		}
-		time.Sleep(100 * time.Microsecond)
+		return w.written.Load() >= n
+	})
+	switch {
+	case stopped && w.written.Load() < n:
+		return fmt.Errorf("writer stopped after %d events: %v", w.written.Load(), w.err)
+	case !ok:
+		return fmt.Errorf("only %d of %d events written after %v", w.written.Load(), n, testutil.Scale(timeout))
 	}
 	return nil
 }
@@ -426,20 +425,12 @@ func rotateCopyTruncate(path string, r int, w *rotWriter, db *roDB) error {
 }
 
 func (w *rotWriter) waitStored(db *roDB, n int64, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		got, err := db.count()
-		if err != nil {
-			return err
-		}
-		if got >= n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("daemon stored %d of %d events after %v", got, n, timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var got int64
+	var err error
+	if testutil.WaitFor(timeout, func() bool { got, err = db.count(); return err != nil || got >= n }) {
+		return err
 	}
+	return fmt.Errorf("daemon stored %d of %d events after %v", got, n, testutil.Scale(timeout))
 }
 
 // waitHeldOpen waits until at least n descriptors of this process (the
@@ -449,27 +440,31 @@ func waitHeldOpen(path string, n int, timeout time.Duration) error {
 	if err := syscall.Stat(path, &want); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		ents, err := os.ReadDir("/proc/self/fd")
-		if err != nil {
-			return err
-		}
-		held := 0
-		for _, e := range ents {
-			var st syscall.Stat_t
-			if syscall.Stat(filepath.Join("/proc/self/fd", e.Name()), &st) == nil && st.Dev == want.Dev && st.Ino == want.Ino {
-				held++
-			}
-		}
-		if held >= n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: %d descriptors after %v, want %d", path, held, timeout, n)
-		}
-		time.Sleep(time.Millisecond)
+	held := 0
+	var err error
+	if testutil.WaitFor(timeout, func() bool {
+		held, err = heldOpen(want)
+		return err != nil || held >= n
+	}) {
+		return err
 	}
+	return fmt.Errorf("%s: %d descriptors after %v, want %d", path, held, testutil.Scale(timeout), n)
+}
+
+// heldOpen counts this process's descriptors of the file want.
+func heldOpen(want syscall.Stat_t) (int, error) {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0, err
+	}
+	held := 0
+	for _, e := range ents {
+		var st syscall.Stat_t
+		if syscall.Stat(filepath.Join("/proc/self/fd", e.Name()), &st) == nil && st.Dev == want.Dev && st.Ino == want.Ino {
+			held++
+		}
+	}
+	return held, nil
 }
 
 // roDB reads the daemon's database while it runs.
@@ -517,13 +512,7 @@ func (d *roDB) diff(t *testing.T, written int64) string {
 
 func pollUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, what, cond)
 }
 
 func grepLines(s, substr string) string {
