@@ -56,8 +56,13 @@ const (
 	rotPhaseLines  = 4000 // events written between two rotations (at least)
 	rotRotations   = 3
 	rotLinesOnOld  = 500 // events appended to a renamed/deleted file before the writer reopens
-	rotRotateWait  = 300 * time.Millisecond
+	// The follower runs on a fake clock, moved rotPollEvery every
+	// rotTickEvery of real time: a rotated file is given up only when the
+	// writer has reopened and moved the clock past rotRotateWait, however
+	// slow the machine, so a late write to it can never be lost to timing.
+	rotRotateWait  = time.Hour
 	rotPollEvery   = 50 * time.Millisecond
+	rotTickEvery   = 5 * time.Millisecond
 	rotCatchUpTime = 20 * time.Second
 )
 
@@ -75,10 +80,12 @@ func testRotationMode(t *testing.T, mode string) {
 
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
+	clock := testutil.NewFakeClock(time.Now())
+	go driveClock(ctx, clock)
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)), Options{
-			Watcher: watcher.Options{RotateWait: rotRotateWait, PollInterval: rotPollEvery},
+			Watcher: watcher.Options{RotateWait: rotRotateWait, PollInterval: rotPollEvery, Clock: clock},
 		})
 	}()
 	stopped := false
@@ -115,7 +122,7 @@ func testRotationMode(t *testing.T, mode string) {
 		return err == nil
 	})
 
-	w, err := startRotWriter(logPath)
+	w, err := startRotWriter(logPath, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +163,8 @@ func testRotationMode(t *testing.T, mode string) {
 		t.Fatalf("%s: %d events written, %d strikes stored\n%s", mode, written, n, db.diff(t, written))
 	}
 	caughtUp := time.Since(started)
-	if !testutil.HoldsFor(2*rotRotateWait+4*rotPollEvery, func() bool { return db.strikes(t) == written }) {
+	clock.Advance(2 * rotRotateWait) // every rotated file is given up
+	if !testutil.HoldsFor(20*rotTickEvery, func() bool { return db.strikes(t) == written }) {
 		n := db.strikes(t)
 		t.Fatalf("%s: %d events written, %d strikes stored after catching up\n%s", mode, written, n, db.diff(t, written))
 	}
@@ -203,14 +211,15 @@ type rotWriter struct {
 	err     error
 
 	truncatedAt int64 // events written before the last truncation (rotator only)
+	clock       *testutil.FakeClock
 }
 
-func startRotWriter(path string) (*rotWriter, error) {
+func startRotWriter(path string, clock *testutil.FakeClock) (*rotWriter, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return nil, err
 	}
-	w := &rotWriter{path: path, f: f, ops: make(chan func()), done: make(chan struct{})}
+	w := &rotWriter{path: path, f: f, ops: make(chan func()), done: make(chan struct{}), clock: clock}
 	go w.run()
 	return w, nil
 }
@@ -256,17 +265,18 @@ func (w *rotWriter) do(fn func()) error {
 }
 
 // reopen is rspamd's SIGUSR1: the writer closes the rotated file and opens
-// the one at the path.
-func (w *rotWriter) reopen() error {
-	var err error
+// the one at the path. It returns how many events were written before,
+// all of them to the rotated file or earlier ones.
+func (w *rotWriter) reopen() (before int64, err error) {
 	if e := w.do(func() {
+		before = w.written.Load()
 		w.f.Close()
 		w.f, err = os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND, 0)
 		w.old.Store(false)
 	}); e != nil {
-		return e
+		return 0, e
 	}
-	return err
+	return before, err
 }
 
 // pause stops the writer until the returned function is called.
@@ -364,7 +374,32 @@ func (w *rotWriter) lateReopen(db *roDB) error {
 	if err := w.waitWritten(w.written.Load()+rotLinesOnOld/2, 10*time.Second); err != nil {
 		return err
 	}
-	return w.reopen()
+	before, err := w.reopen()
+	if err != nil {
+		return err
+	}
+	// Nothing is written to the rotated file any more. Once the daemon has
+	// read it to its end, it may be given up.
+	if err := w.waitStored(db, before, 15*time.Second); err != nil {
+		return err
+	}
+	w.clock.Advance(rotRotateWait)
+	return nil
+}
+
+// driveClock moves the follower's clock on, one poll interval every
+// rotTickEvery, until ctx ends.
+func driveClock(ctx context.Context, clock *testutil.FakeClock) {
+	t := time.NewTicker(rotTickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			clock.Advance(rotPollEvery)
+		}
+	}
 }
 
 // rotateDelete removes the log and creates a new one; the writer appends
