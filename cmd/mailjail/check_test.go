@@ -12,6 +12,7 @@ import (
 // the global one. Every spelling must check FILE, and say which file it
 // checked.
 func TestCheckValidatesTheFileNamedInEverySpelling(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	bad := filepath.Join(e.dir, "bad.toml")
 	if err := os.WriteFile(bad, []byte("[jail.x]\nfilter = \"rspamd-ratelimit\"\nlogpath = [\"/l\"]\nmaxretry = 0\n"), 0o644); err != nil {
@@ -64,6 +65,7 @@ func TestCheckValidatesTheFileNamedInEverySpelling(t *testing.T) {
 // A --config that names another file than check's FILE would be ignored:
 // refuse it rather than guess.
 func TestCheckRefusesTwoDifferentFiles(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for _, args := range [][]string{
 		{"-c", "/nonexistent/other.toml", "check", e.config},

@@ -34,6 +34,7 @@ func (e *env) listed() []string {
 
 // The same operations behave the same with and without a daemon.
 func TestBanUnbanListShow(t *testing.T) {
+	t.Parallel()
 	for _, withDaemon := range []bool{false, true} {
 		t.Run(fmt.Sprintf("daemon=%v", withDaemon), func(t *testing.T) {
 			e := newEnv(t)
@@ -118,6 +119,7 @@ func sorted(s []string) []string {
 }
 
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	if out, errs, code := e.mj("check"); code != 0 || !strings.Contains(out, ": ok") {
 		t.Fatalf("check: %d %s %s", code, out, errs)
@@ -138,6 +140,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestTestFilterAndReplay(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	var tf struct {
 		Lines, Matched, Missed int
@@ -184,6 +187,7 @@ func TestTestFilterAndReplay(t *testing.T) {
 // Several CLIs and the daemon act at once: no update is lost, and the
 // database and the map agree at the end.
 func TestConcurrentCLIsAndDaemon(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.startDaemon()
 	var wg sync.WaitGroup
@@ -224,6 +228,7 @@ func TestConcurrentCLIsAndDaemon(t *testing.T) {
 
 // Without a daemon, CLIs serialise on the lock and lose nothing.
 func TestConcurrentCLIsWithoutDaemon(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	var wg sync.WaitGroup
 	for c := range 4 {
@@ -244,6 +249,7 @@ func TestConcurrentCLIsWithoutDaemon(t *testing.T) {
 }
 
 func TestJSONIsParseable(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for _, args := range [][]string{{"list"}, {"status"}, {"version"}, {"show", "198.51.100.1"}} {
 		out, _, _ := e.mj(append(args, "--json")...)
@@ -255,6 +261,7 @@ func TestJSONIsParseable(t *testing.T) {
 
 // A database that cannot be read is named, with the reason, and exit 3.
 func TestUnreadableDatabase(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	if err := os.MkdirAll(filepath.Dir(e.db), 0o755); err != nil {
 		t.Fatal(err)
@@ -271,6 +278,7 @@ func TestUnreadableDatabase(t *testing.T) {
 }
 
 func TestCompletion(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	out, _, code := e.mj("--generate-bash-completion")
 	for _, cmd := range []string{"run", "list", "ban", "unban", "test-filter", "replay"} {

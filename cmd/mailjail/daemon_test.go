@@ -9,6 +9,7 @@ import (
 // A ban survives kill -9 and restart; strikes inside their window count
 // after the restart; nothing read before the kill is counted twice.
 func TestKill9KeepsBansAndStrikes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	d := e.startDaemon()
 	for range 3 {
@@ -42,6 +43,7 @@ func TestKill9KeepsBansAndStrikes(t *testing.T) {
 
 // An address in ignoreip is never banned, however often it appears.
 func TestIgnoreIPNeverBanned(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.startDaemon()
 	for range 10 {
@@ -59,6 +61,7 @@ func TestIgnoreIPNeverBanned(t *testing.T) {
 
 // A second daemon on the same database refuses to start.
 func TestSecondDaemonRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.startDaemon()
 	_, errs, code := e.mj("run")

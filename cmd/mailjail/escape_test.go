@@ -32,6 +32,7 @@ func noControls(t *testing.T, what, text string) {
 // sender-controlled fields straight to the terminal. Text output escapes
 // them; JSON keeps the exact text.
 func TestTextOutputEscapesTerminalControlsFromLogLines(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.startDaemon()
 	const addr = "198.51.100.23"

@@ -17,7 +17,9 @@ import (
 )
 
 // The CLI is tested as operators and scripts use it: the real binary,
-// built once for the package, its output and its exit code.
+// built once for the package, its output and its exit code. Each test has
+// its own installation (newEnv), so they run in parallel, except the
+// kill -9 stream test, which wants the machine to itself.
 var binary string
 
 func TestMain(m *testing.M) {

@@ -16,6 +16,7 @@ import (
 // state is unreachable; a file that cannot be read is bad input (exit 2,
 // as grep does), and the message names it.
 func TestTestFilterMissingFileIsAnInputError(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	missing := filepath.Join(e.dir, "no-such.log")
 	for _, args := range [][]string{
@@ -35,6 +36,7 @@ func TestTestFilterMissingFileIsAnInputError(t *testing.T) {
 // is no database yet; the exit code stays 0 as for any empty list, and
 // JSON stays an empty list.
 func TestListWithoutDatabaseSaysSo(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	out, errs, code := e.mj("list")
 	if code != 0 || !strings.Contains(out, "no database yet at "+e.db) {
@@ -60,6 +62,7 @@ func TestListWithoutDatabaseSaysSo(t *testing.T) {
 // `list extra-arg` was accepted and the word ignored (the operator meant
 // --jail and saw every ban). Commands without arguments refuse them.
 func TestCommandsWithoutArgumentsRefuseThem(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for _, args := range [][]string{
 		{"list", "rspamd-ratelimit"},
@@ -87,6 +90,7 @@ var jailStatusKeys = []string{"name", "filter", "logpath", "journal", "files", "
 // .matches got null. Every key is present, with and without a daemon,
 // lists and maps are [] and {}, never null.
 func TestStatusJSONKeepsZeroFields(t *testing.T) {
+	t.Parallel()
 	for _, withDaemon := range []bool{false, true} {
 		t.Run(fmt.Sprintf("daemon=%v", withDaemon), func(t *testing.T) {
 			e := newEnv(t)
@@ -128,6 +132,7 @@ func hasKeys(t *testing.T, what string, m map[string]json.RawMessage, keys []str
 // Text status printed "jail manual (filter )" and left out the rate
 // events of rate jails, which are all a log-only rate jail produces.
 func TestStatusTextShowsRateEventsAndNoEmptyFilter(t *testing.T) {
+	t.Parallel()
 	var mail string
 	e := newEnv(t, func(e *env, c *testutil.Config) {
 		mail = filepath.Join(e.dir, "mail.log")
@@ -174,6 +179,7 @@ func TestStatusTextShowsRateEventsAndNoEmptyFilter(t *testing.T) {
 // `test-filter --print-matches` printed the summary first and the lines
 // after it, so the summary scrolled away: lines first, summary last.
 func TestTestFilterPrintsMatchesBeforeTheSummary(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	out, _, code := e.mj("test-filter", "rspamd-ratelimit", "../../testdata/rspamd-3.4-proxy.log", "--print-matches")
 	last := strings.LastIndex(out, `Ratelimit "`)
@@ -189,6 +195,7 @@ func TestTestFilterPrintsMatchesBeforeTheSummary(t *testing.T) {
 // `test-filter --json --print-matches` printed the JSON followed by the
 // lines, so stdout was not JSON: the lines are in the JSON, exact.
 func TestTestFilterJSONHoldsThePrintedLines(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	const log = "../../testdata/postfix-3.7.log"
 	filter := `milter-reject: END-OF-MESSAGE from \S+\[<HOST>\]`
