@@ -41,32 +41,8 @@ type Server struct {
 // NewServer serves h on ln once Serve is called.
 func NewServer(ln net.Listener, h Handler) *Server {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/"+OpBan, func(w http.ResponseWriter, r *http.Request) {
-		req, ok := decode(w, r)
-		if !ok {
-			return
-		}
-		br, err := ParseBan(req)
-		if err != nil {
-			reply(w, Response{Code: CodeOf(err), Error: err.Error()})
-			return
-		}
-		bans, err := h.Ban(r.Context(), br)
-		reply(w, changeResponse(bans, err))
-	})
-	mux.HandleFunc("POST /v1/"+OpUnban, func(w http.ResponseWriter, r *http.Request) {
-		req, ok := decode(w, r)
-		if !ok {
-			return
-		}
-		ur, err := ParseUnban(req)
-		if err != nil {
-			reply(w, Response{Code: CodeOf(err), Error: err.Error()})
-			return
-		}
-		bans, err := h.Unban(r.Context(), ur)
-		reply(w, changeResponse(bans, err))
-	})
+	mux.HandleFunc("POST /v1/"+OpBan, changeHandler(ParseBan, h.Ban))
+	mux.HandleFunc("POST /v1/"+OpUnban, changeHandler(ParseUnban, h.Unban))
 	mux.HandleFunc("GET /v1/"+OpStatus, func(w http.ResponseWriter, r *http.Request) {
 		s, err := h.Status(r.Context())
 		if err != nil {
@@ -89,6 +65,24 @@ func (s *Server) Serve() error {
 // Shutdown stops accepting (closing the listener removes the socket) and
 // lets requests under way finish until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// changeHandler serves a request that changes bans: decoded, parsed into
+// the domain's request R, carried out by do.
+func changeHandler[R any](parse func(Request) (R, error), do func(context.Context, R) ([]store.Ban, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, ok := decode(w, r)
+		if !ok {
+			return
+		}
+		dr, err := parse(req)
+		if err != nil {
+			reply(w, Response{Code: CodeOf(err), Error: err.Error()})
+			return
+		}
+		bans, err := do(r.Context(), dr)
+		reply(w, changeResponse(bans, err))
+	}
+}
 
 func decode(w http.ResponseWriter, r *http.Request) (Request, bool) {
 	var req Request

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/testutil"
 )
@@ -19,16 +20,8 @@ import (
 // its bans stay its own.
 func TestSecondDaemonOnTheSameMapIsRefused(t *testing.T) {
 	dir := shortDir(t)
-	cfg := testConfig(t, dir, "")
-	if err := os.WriteFile(cfg.Jails[0].LogPath[0], nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	runDaemon(t, cfg)
-	waitServing(t, cfg)
+	cfg := daemonWithBan(t, dir, "198.51.100.95")
 	ctx := context.Background()
-	if resp, err := control.Call(ctx, cfg.Global.Socket, control.OpBan, control.Request{Addrs: []string{"198.51.100.95"}}); err != nil || !resp.OK {
-		t.Fatalf("ban: %+v %v", resp, err)
-	}
 
 	other := *cfg
 	other.Global.Database = filepath.Join(dir, "other", "m.db")
@@ -45,20 +38,27 @@ func TestSecondDaemonOnTheSameMapIsRefused(t *testing.T) {
 // A map deleted behind mailjail's back is written again by itself, at the
 // next check (every second), not at the next ban.
 func TestDeletedMapIsRestored(t *testing.T) {
-	dir := shortDir(t)
-	cfg := testConfig(t, dir, "")
-	if err := os.WriteFile(cfg.Jails[0].LogPath[0], nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	runDaemon(t, cfg)
-	waitServing(t, cfg)
-	if resp, err := control.Call(context.Background(), cfg.Global.Socket, control.OpBan, control.Request{Addrs: []string{"198.51.100.96"}}); err != nil || !resp.OK {
-		t.Fatalf("ban: %+v %v", resp, err)
-	}
+	cfg := daemonWithBan(t, shortDir(t), "198.51.100.96")
 	if err := os.Remove(cfg.Global.MapFile); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	testutil.Eventually(t, 10*time.Second, "the map to come back with its ban", func() bool { return countMap(t, cfg.Global.MapFile) == 1 })
 	t.Logf("map restored %v after it was deleted", time.Since(start).Round(time.Millisecond))
+}
+
+// daemonWithBan runs a daemon in dir, stopped at the end of the test, with
+// addr banned through its socket.
+func daemonWithBan(t *testing.T, dir, addr string) *config.Config {
+	t.Helper()
+	cfg := testConfig(t, dir, "")
+	if err := os.WriteFile(cfg.Jails[0].LogPath[0], nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runDaemon(t, cfg)
+	waitServing(t, cfg)
+	if resp, err := control.Call(context.Background(), cfg.Global.Socket, control.OpBan, control.Request{Addrs: []string{addr}}); err != nil || !resp.OK {
+		t.Fatalf("ban: %+v %v", resp, err)
+	}
+	return cfg
 }

@@ -239,31 +239,29 @@ func (w *Worker) backoff(attempts int) time.Duration {
 func (w *Worker) deliver(ctx context.Context, it store.OutboxItem) error {
 	switch it.Kind {
 	case KindAction:
-		var a Action
-		if err := json.Unmarshal(it.Payload, &a); err != nil {
-			return fmt.Errorf("outbox item %d: %w", it.ID, err)
-		}
-		if w.h.Action == nil {
-			return fmt.Errorf("no action runner")
-		}
-		if err := w.h.Action(ctx, a); err != nil {
-			return err
-		}
-		w.log.Info("action done", "event", a.Event, "addr", a.Addr, "jail", a.Jail)
-		return nil
+		return deliverAs(ctx, it, w.h.Action, func(a Action) {
+			w.log.Info("action done", "event", a.Event, "addr", a.Addr, "jail", a.Jail)
+		})
 	case KindAlert:
-		var a Alert
-		if err := json.Unmarshal(it.Payload, &a); err != nil {
-			return fmt.Errorf("outbox item %d: %w", it.ID, err)
-		}
-		if w.h.Alert == nil {
-			return fmt.Errorf("no alert sender configured")
-		}
-		if err := w.h.Alert(ctx, a); err != nil {
-			return err
-		}
-		w.log.Info("alert sent", "event", a.Event, "addr", a.Addr, "jail", a.Jail)
-		return nil
+		return deliverAs(ctx, it, w.h.Alert, func(a Alert) {
+			w.log.Info("alert sent", "event", a.Event, "addr", a.Addr, "jail", a.Jail)
+		})
 	}
 	return fmt.Errorf("outbox item %d: unknown kind %q", it.ID, it.Kind)
+}
+
+// deliverAs decodes the item's payload as a T and hands it to handle.
+func deliverAs[T any](ctx context.Context, it store.OutboxItem, handle func(context.Context, T) error, done func(T)) error {
+	var v T
+	if err := json.Unmarshal(it.Payload, &v); err != nil {
+		return fmt.Errorf("outbox item %d: %w", it.ID, err)
+	}
+	if handle == nil {
+		return fmt.Errorf("outbox item %d: nothing configured to deliver a %s", it.ID, it.Kind)
+	}
+	if err := handle(ctx, v); err != nil {
+		return err
+	}
+	done(v)
+	return nil
 }
