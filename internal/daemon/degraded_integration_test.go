@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -52,13 +53,25 @@ func waitServing(t *testing.T, cfg *config.Config) {
 // responsive daemon would.
 func status(t *testing.T, cfg *config.Config) *control.Status {
 	t.Helper()
+	s, err := tryStatus(cfg)
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	return s
+}
+
+// tryStatus is status for a daemon that may not listen yet.
+func tryStatus(cfg *config.Config) (*control.Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(3*time.Second))
 	defer cancel()
 	resp, err := control.Call(ctx, cfg.Global.Socket, control.OpStatus, control.Request{})
-	if err != nil || resp.Status == nil {
-		t.Fatalf("status: %+v, %v", resp, err)
+	if err == nil && resp.Status == nil {
+		err = fmt.Errorf("no status in %+v", resp)
 	}
-	return resp.Status
+	if err != nil {
+		return nil, err
+	}
+	return resp.Status, nil
 }
 
 // sqlOn runs SQL on the daemon's database beside it, as a full disk would
@@ -138,10 +151,8 @@ func TestStartDegradedWhileTheDatabaseCannotBeWritten(t *testing.T) {
 	sqlOn(t, cfg.Global.Database, failWrites)
 	runDaemon(t, cfg)
 	testutil.Eventually(t, 15*time.Second, "a degraded status", func() bool {
-		if _, err := os.Stat(cfg.Global.Socket); err != nil {
-			return false
-		}
-		return strings.Contains(status(t, cfg).Degraded, "disk is full")
+		s, err := tryStatus(cfg)
+		return err == nil && strings.Contains(s.Degraded, "disk is full")
 	})
 	if data, _ := os.ReadFile(cfg.Global.MapFile); string(data) != oldMap {
 		t.Fatalf("map changed while degraded: %q", data)
