@@ -53,9 +53,9 @@ func TestRotationWhileWritingCountsEveryEventOnce(t *testing.T) {
 }
 
 const (
-	rotPhaseLines  = 4000 // events written between two rotations (at least)
-	rotRotations   = 3
-	rotLinesOnOld  = 500 // events appended to a renamed/deleted file before the writer reopens
+	rotPhaseLines = 4000 // events written between two rotations (at least)
+	rotRotations  = 3
+	rotLinesOnOld = 500 // events appended to a renamed/deleted file before the writer reopens
 	// The follower runs on a fake clock, moved rotPollEvery every
 	// rotTickEvery of real time: a rotated file is given up only when the
 	// writer has reopened and moved the clock past rotRotateWait, however
