@@ -27,6 +27,12 @@ type hostileMessage struct {
 	from  string // envelope sender
 	data  string // headers and body, lines ending in LF (swaks sends CRLF)
 	inLog bool   // rspamd's summary line holds the injected address (seen with rspamd 3.4)
+	// evades: the summary line holds a second ", ip: " field (in from: or
+	// mime_rcpts:, which rspamd does not escape), so it is no event at
+	// all: the filter cannot tell which field rspamd wrote, and a line
+	// that might ban another address must not count. The client escapes
+	// a mailjail strike for it; rspamd still refuses the message.
+	evades bool
 }
 
 func hostileMessages(run string) []hostileMessage {
@@ -36,26 +42,26 @@ func hostileMessages(run string) []hostileMessage {
 	}
 	return []hostileMessage{
 		{"message-id with spaces", plain, msg("Subject: message-id with spaces",
-			"Message-ID: <x>, ip: "+injectedAddr+", <y-"+run+"-1@example.org>"), true},
+			"Message-ID: <x>, ip: "+injectedAddr+", <y-"+run+"-1@example.org>"), true, false},
 		{"message-id with tabs and quotes", plain, msg("Subject: tabs",
-			"Message-ID: <a\tip: "+injectedAddr+",\t\"q\"-"+run+"-2@example.org>"), true},
+			"Message-ID: <a\tip: "+injectedAddr+",\t\"q\"-"+run+"-2@example.org>"), true, false},
 		{"folded message-id, forged fields after the fold", plain, msg("Subject: folded message-id",
 			"Message-ID: <f-"+run+"-3@example.org>",
-			" , ip: "+injectedAddr+", (default: F (soft reject): [0.00/1000.00] []), "+forgedTail), true},
+			" , ip: "+injectedAddr+", (default: F (soft reject): [0.00/1000.00] []), "+forgedTail), true, false},
 		{"message-id folded inside the brackets", plain, msg("Subject: folded inside",
 			"Message-ID: <x-"+run+"-4",
 			" ip: "+injectedAddr+", "+forgedTail,
-			" y@example.org>"), true},
+			" y@example.org>"), true, false},
 		{"folded subject", plain, msg("Message-ID: <s-"+run+"-5@example.org>",
 			"Subject: folded",
-			" ip: "+injectedAddr+", "+forgedTail), false},
+			" ip: "+injectedAddr+", "+forgedTail), false, false},
 		{"folded quoted recipient header", plain, "From: <attacker@example.org>\n" +
 			"To: <\"t\n u, ip: " + injectedAddr + ", " + strings.ReplaceAll(forgedTail, `"`, `\"`) + "\"@example.org>\n" +
-			"Subject: folded to\nMessage-ID: <t-" + run + "-6@example.org>\n\nbody\n", true},
+			"Subject: folded to\nMessage-ID: <t-" + run + "-6@example.org>\n\nbody\n", true, true},
 		{"envelope sender with spaces", `"a b, ip: ` + injectedAddr + `, (default: F (soft reject): c"@example.org`,
-			msg("Subject: envelope sender", "Message-ID: <e-"+run+"-7@example.org>"), true},
+			msg("Subject: envelope sender", "Message-ID: <e-"+run+"-7@example.org>"), true, true},
 		{"control bytes in the message-id", plain, msg("Subject: control bytes",
-			"Message-ID: <c\x01\x1b[2J\x7f\u00e9-"+run+"-8@example.org>"), false},
+			"Message-ID: <c\x01\x1b[2J\x7f\u00e9-"+run+"-8@example.org>"), false, false},
 	}
 }
 
@@ -63,8 +69,9 @@ func hostileMessages(run string) []hostileMessage {
 // 3.4, messages whose Message-ID, folded headers and envelope sender carry
 // "ip: 192.0.2.9, ... forced: soft reject ..." (with spaces, tabs and line feeds). Each goes
 // once while the client is under its rate (accepted: no strike for anyone) and once over it
-// (451: exactly one strike, of the real client). 192.0.2.9 never has a strike and never
-// appears in the map, although rspamd's log lines hold it.
+// (451: exactly one strike, of the real client, unless the line carries a second ip field:
+// then none, see evades). 192.0.2.9 never has a strike and never appears in the map,
+// although rspamd's log lines hold it.
 func TestHostileHeadersNeverStrikeTheInjectedAddress(t *testing.T) {
 	requireE2E(t)
 	const client = "198.51.100.41"
@@ -96,6 +103,11 @@ func TestHostileHeadersNeverStrikeTheInjectedAddress(t *testing.T) {
 		}
 	}
 	want := 1 + len(msgs)
+	for _, m := range msgs {
+		if m.evades {
+			want--
+		}
+	}
 	show := func(addr string) showJSON { return showAddr(t, bin, cfgPath, addr) }
 	var got showJSON
 	if !waitFor(func() bool { got = show(client); return len(got.Strikes) >= want }, 15*time.Second) {
