@@ -70,6 +70,9 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 	}
 	ob := daemon.NewOutbox(cfg, st, log, clock)
 	enf := daemon.NewEnforcer(cfg, eng, ob, enforce.Options{Clock: clock, Log: log})
+	if err := eng.RestoreBans(clock.Now()); err != nil {
+		return nil, &exitError{code: control.ExitUnreachable, err: fmt.Errorf("restore state: %w", err)}
+	}
 	_, prep, err := daemon.Prepare(ctx, eng, cfg.Global.MapFile, clock.Now())
 	if err != nil {
 		return nil, &exitError{code: control.ExitUnreachable, err: err}
@@ -82,8 +85,8 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 		ectx, cancel := context.WithTimeout(ctx, enforceWait)
 		serr := enf.SyncUntil(ectx)
 		cancel()
-		if errors.Is(err, enforce.ErrNotEnforced) && serr == nil {
-			err = nil
+		if serr == nil {
+			err = enforce.WithoutNotEnforced(err)
 		}
 	}
 	resp := &control.Response{OK: err == nil, Code: control.CodeOf(err), Bans: control.BanViews(bans)}
@@ -95,8 +98,10 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 	}
 	octx, cancel := context.WithTimeout(ctx, outboxWait)
 	defer cancel()
-	if left, err := ob.Drain(octx); err != nil || left > 0 {
-		fmt.Fprintf(os.Stderr, "mailjail: %d actions or alerts left in the outbox for the daemon (%v)\n", left, err)
+	if left, err := ob.Drain(octx); err != nil {
+		fmt.Fprintf(os.Stderr, "mailjail: actions and alerts not carried out: %v\n", err)
+	} else if left > 0 {
+		fmt.Fprintf(os.Stderr, "mailjail: %d actions or alerts left in the outbox for the daemon\n", left)
 	}
 	return resp, nil
 }

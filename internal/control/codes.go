@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/mailjail/mailjail/internal/core"
+	"github.com/mailjail/mailjail/internal/enforce"
 )
 
 // Exit codes of the CLI, carried in every response.
@@ -24,6 +25,10 @@ func CodeOf(err error) int {
 		return ExitOK
 	case errors.Is(err, core.ErrInvalid):
 		return ExitUsage
+	case errors.Is(err, enforce.ErrNotEnforced):
+		// Worse than an address that was not banned: what was done is
+		// not in force yet.
+		return ExitUnreachable
 	case errors.Is(err, core.ErrNotFound):
 		return ExitNotFound
 	}

@@ -11,9 +11,10 @@ import (
 	"github.com/mailjail/mailjail/rules"
 )
 
-// MaxAddrs bounds the addresses of one request, so that a request cannot
-// make the daemon hold millions of bans in one transaction.
-const MaxAddrs = 10000
+// MaxAddrs bounds the addresses of one request: each is a durable
+// transaction in the daemon's loop, which must answer well within the
+// client's and the server's timeouts and go back to reading logs.
+const MaxAddrs = 1000
 
 // BanView is the CLI's view of a stored ban.
 func BanView(b store.Ban) Ban {

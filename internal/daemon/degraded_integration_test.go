@@ -164,3 +164,34 @@ func TestStartDegradedWhileTheDatabaseCannotBeWritten(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// An earlier ban counts once toward escalation after a restart: the next
+// ban of the address is its second offense, not its third.
+func TestRestartCountsEarlierBansOnceForEscalation(t *testing.T) {
+	dir := shortDir(t)
+	cfg := testConfig(t, dir, "maxretry = 1\nbantime = \"1h\"\nbantime_factor = 2\n")
+	if err := os.WriteFile(cfg.Jails[0].LogPath[0], nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-3 * time.Hour)
+	sqlOn(t, cfg.Global.Database, `INSERT INTO bans (jail, addr, since, until, lifted, lifted_by, offense) VALUES ('rl', '198.51.100.72', `+
+		itoa(past.UnixNano())+`, `+itoa(past.Add(time.Hour).UnixNano())+`, `+itoa(past.Add(time.Hour).UnixNano())+`, 'expired', 1);`)
+	runDaemon(t, cfg)
+	waitServing(t, cfg)
+	f, _ := os.OpenFile(cfg.Jails[0].LogPath[0], os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(eventLine("198.51.100.72"))
+	f.Close()
+	st, err := store.Open(cfg.Global.Database, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var bans []store.Ban
+	testutil.Eventually(t, 15*time.Second, "the second ban", func() bool {
+		bans, _ = st.ActiveBans()
+		return len(bans) == 1
+	})
+	if b := bans[0]; b.Offense != 2 || b.Until.Sub(b.Since) != 2*time.Hour {
+		t.Fatalf("ban after a restart: offense %d for %v, want offense 2 for 2h", b.Offense, b.Until.Sub(b.Since))
+	}
+}

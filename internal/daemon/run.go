@@ -24,6 +24,10 @@ func (d *daemon) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer d.stopServing()
+	// Cancelled before the socket shuts down, whatever ends the run, so
+	// that a request waiting for the loop is answered "stopping".
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if !d.retry(ctx, &wg, "take over the map and lift ended bans", func() error { return d.prepare(ctx, now) }) {
 		return d.fatal
 	}
@@ -155,11 +159,8 @@ func (d *daemon) loop(ctx context.Context, batches <-chan sourceBatch, now time.
 			}
 			return nil
 		case b := <-batches:
-			err := d.process(ctx, b.lines)
+			d.process(ctx, b.lines)
 			close(b.done)
-			if err != nil {
-				return err
-			}
 		case r := <-d.reqs:
 			r.run()
 			close(r.done)
@@ -195,7 +196,7 @@ func (d *daemon) housekeeping(ctx context.Context, now time.Time) {
 // process stages a batch and commits it, retrying until the database takes
 // it: a full disk or a locked database delays reading, it never drops a
 // strike or a ban. Then the change goes into force.
-func (d *daemon) process(ctx context.Context, batch []core.Line) error {
+func (d *daemon) process(ctx context.Context, batch []core.Line) {
 	d.eng.Stage(batch, d.opt.Clock.Now())
 	d.retry(ctx, nil, "save state", func() error {
 		ch, err := d.eng.Commit(ctx)
@@ -204,7 +205,6 @@ func (d *daemon) process(ctx context.Context, batch []core.Line) error {
 		}
 		return err
 	})
-	return nil
 }
 
 // permanent marks an error that retrying cannot mend.

@@ -49,15 +49,14 @@ func NewEnforcer(cfg *config.Config, eng *engine.Engine, ob *outbox.Worker, opt 
 	return enforce.New(Targets(cfg), eng.ActiveBans, ob, opt)
 }
 
-// Prepare restores the bans and takes over the map: what the daemon does
-// before it writes the map, and what a CLI does before changing bans
-// without a daemon. It returns what it changed (imported entries, bans
-// expired or now ignored) for the enforcer. Strikes are restored
-// separately (RestoreStrikes): the map must not wait for them.
+// Prepare takes over the map and lifts bans that ended or are now
+// ignored: what the daemon does before it writes the map, and what a CLI
+// does before changing bans without a daemon, both after
+// eng.RestoreBans (once: it also feeds escalation). It returns what it
+// changed (imported entries, bans lifted) for the enforcer. Strikes are
+// restored separately (RestoreStrikes): the map must not wait for them.
+// It may be called again after an error.
 func Prepare(ctx context.Context, eng *engine.Engine, mapPath string, now time.Time) (imported int, ch engine.Change, err error) {
-	if err := eng.RestoreBans(now); err != nil {
-		return 0, ch, fmt.Errorf("restore state: %w", err)
-	}
 	adopted, err := eng.MapAdopted(mapPath)
 	if err != nil {
 		return 0, ch, err

@@ -24,7 +24,7 @@ func Effects(cfg *config.Config) engine.Effects {
 		for _, b := range ch.Bans {
 			j := cfg.Jail(b.Jail)
 			if j == nil {
-				continue // manual bans and imported entries run nothing
+				continue // manual bans run nothing (imported ones never get here)
 			}
 			addr := rules.FormatPrefix(b.Prefix)
 			if len(j.BanAction) > 0 {

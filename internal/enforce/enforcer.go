@@ -103,6 +103,14 @@ func (e *Enforcer) ApplyNow(ctx context.Context, ch engine.Change) error {
 	}
 	e.logChange(ch)
 	err := e.SyncAll(ctx)
+	if err != nil && e.running {
+		// The reconcilers retry only what they tried themselves.
+		for _, r := range e.recs {
+			if r.Stats().LastErr != nil {
+				r.Kick(0)
+			}
+		}
+	}
 	if e.outbox != nil {
 		e.outbox.Kick()
 	}

@@ -54,6 +54,25 @@ type Ops struct {
 // could not be updated yet; it is retried.
 var ErrNotEnforced = errors.New("state saved but not yet in force")
 
+// WithoutNotEnforced is err without its ErrNotEnforced part, for a caller
+// that has since put the change into force: the other errors of a
+// request (an address refused, one not banned) still stand.
+func WithoutNotEnforced(err error) error {
+	if errors.Is(err, ErrNotEnforced) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			var rest []error
+			for _, e := range j.Unwrap() {
+				if !errors.Is(e, ErrNotEnforced) {
+					rest = append(rest, e)
+				}
+			}
+			return errors.Join(rest...)
+		}
+		return nil
+	}
+	return err
+}
+
 // Ban bans every prefix of r. One refused prefix (in ignoreip) stops the
 // request there; the bans made before it stay, and are returned.
 func (o *Ops) Ban(ctx context.Context, r BanRequest) ([]store.Ban, error) {
@@ -82,7 +101,7 @@ func (o *Ops) Ban(ctx context.Context, r BanRequest) ([]store.Ban, error) {
 		reason = "manual ban"
 	}
 	now := o.Clock.Now()
-	var done engine.Change
+	done := engine.Change{At: now}
 	for _, p := range r.Prefixes {
 		ch, err := o.Eng.Ban(ctx, p, r.Jail, d, reason, now)
 		if err != nil {
@@ -93,7 +112,6 @@ func (o *Ops) Ban(ctx context.Context, r BanRequest) ([]store.Ban, error) {
 		}
 		done.Bans = append(done.Bans, ch.Bans...)
 	}
-	done.At = now
 	return done.Bans, o.enforce(ctx, done)
 }
 

@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -130,7 +131,7 @@ func (r *Reconciler) loop(retry core.Timer, check core.Ticker) {
 		case <-r.kick:
 		case <-retry.C():
 		case <-check.C():
-			if checker == nil || !checker.Drifted() {
+			if checker == nil || !r.drifted(checker) {
 				continue
 			}
 			r.mu.Lock()
@@ -163,15 +164,33 @@ func (r *Reconciler) loop(retry core.Timer, check core.Ticker) {
 	}
 }
 
-// finalSyncTimeout bounds the last sync at stop, so that a hung target
-// cannot hold the daemon past systemd's stop timeout.
+// drifted asks c between syncs, never during one (a sync in progress
+// replaces the file before it records what it wrote).
+func (r *Reconciler) drifted(c Checker) bool {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	return c.Drifted()
+}
+
+// finalSyncTimeout bounds stopping, so that a hung target (a map on a
+// dead NFS server) cannot hold the daemon past systemd's stop timeout.
 const finalSyncTimeout = 5 * time.Second
 
-// stop ends the loop after a final synchronous sync.
+// stop ends the loop after a final synchronous sync, within
+// finalSyncTimeout.
 func (r *Reconciler) stop() error {
 	close(r.done)
-	r.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), finalSyncTimeout)
 	defer cancel()
-	return r.Sync(ctx)
+	done := make(chan error, 1)
+	go func() {
+		r.wg.Wait()
+		done <- r.Sync(ctx)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("target %s: final sync: %w", r.target.Name(), ctx.Err())
+	}
 }

@@ -3,6 +3,7 @@ package enforce
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailjail/mailjail/internal/core"
+	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/internal/testutil"
 	"github.com/mailjail/mailjail/mapfile"
@@ -175,3 +178,35 @@ func TestMapTargetDriftsWhenTheFileIsDeletedOrReplaced(t *testing.T) {
 		t.Fatal("map replaced by another writer not noticed")
 	}
 }
+
+// A change a command put in force that a target refused is retried by
+// the target's reconciler, as a change from the logs would be.
+func TestFailedApplyNowIsRetriedInTheBackground(t *testing.T) {
+	f := newFakeTarget()
+	f.set(errors.New("no space left on device"), false)
+	e, clk := startEnforcer(t, f, func() []store.Ban { return []store.Ban{ban("192.0.2.7/32")} })
+	if err := e.ApplyNow(context.Background(), engineChange(ban("192.0.2.7/32"))); err == nil {
+		t.Fatal("ApplyNow succeeded against a failing target")
+	}
+	f.set(nil, false)
+	testutil.Eventually(t, 5*time.Second, "the reconciler to retry", func() bool {
+		clk.Advance(time.Second)
+		return f.syncs() == 1
+	})
+}
+
+func TestWithoutNotEnforcedKeepsTheOtherErrors(t *testing.T) {
+	notFound := fmt.Errorf("not banned: [192.0.2.1]: %w", core.ErrNotFound)
+	enforceErr := fmt.Errorf("%w: disk full", ErrNotEnforced)
+	if err := WithoutNotEnforced(enforceErr); err != nil {
+		t.Errorf("alone: %v", err)
+	}
+	if err := WithoutNotEnforced(errors.Join(notFound, enforceErr)); !errors.Is(err, core.ErrNotFound) || errors.Is(err, ErrNotEnforced) {
+		t.Errorf("joined: %v", err)
+	}
+	if err := WithoutNotEnforced(notFound); err != notFound {
+		t.Errorf("without: %v", err)
+	}
+}
+
+func engineChange(bans ...store.Ban) engine.Change { return engine.Change{Bans: bans} }

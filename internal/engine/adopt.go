@@ -33,6 +33,7 @@ func (e *Engine) AdoptMap(ctx context.Context, path string, m mapfile.Parsed, no
 	}
 	e.mu.Unlock()
 	ch, err := e.update(ctx, now, func(tx *store.Tx) (ch Change, err error) {
+		ch.Imported = true
 		for _, pe := range m.Entries {
 			if have[pe.Prefix] {
 				continue

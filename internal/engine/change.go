@@ -17,6 +17,9 @@ type Change struct {
 	Rate   []store.RateEvent // rate events (log-only jails over a limit)
 	Urgent []store.RateEvent // those of Rate far over their limit: alert now
 	At     time.Time         // when it was committed, by the caller's clock
+	// Imported: the bans were taken over from an existing map, already
+	// in force: they cause no actions or alerts.
+	Imported bool
 }
 
 // Empty reports whether the change changed nothing in force.
@@ -40,7 +43,7 @@ func (e *Engine) update(ctx context.Context, at time.Time, fn func(tx *store.Tx)
 			return err
 		}
 		ch.At = at
-		if e.effects == nil || ch.Empty() {
+		if e.effects == nil || ch.Empty() || ch.Imported {
 			return nil
 		}
 		return e.effects(tx, ch)

@@ -148,57 +148,91 @@ func (w *Worker) Run(ctx context.Context) {
 // many remain pending: what a CLI does for the change it made without a
 // daemon (the daemon's next start takes what is left).
 func (w *Worker) Drain(ctx context.Context) (pending int, err error) {
-	if _, err := w.pass(ctx); err != nil {
-		return 0, err
+	for {
+		next, err := w.pass(ctx)
+		if err != nil {
+			return 0, err
+		}
+		// A pass that read a full batch asks to come back at once.
+		if next.IsZero() || next.After(w.opt.Clock.Now()) || ctx.Err() != nil {
+			break
+		}
 	}
 	c, err := w.st.CountOutbox()
 	return int(c.Pending), err
 }
 
-// pass attempts every due item once and returns when the next one is due
-// (zero: none pending). Actions run strictly in order: once one waits for
-// a retry, the actions queued after it wait too, so an unban never runs
-// before its ban.
-func (w *Worker) pass(ctx context.Context) (next time.Time, err error) {
-	items, err := w.st.PendingOutbox(w.opt.Batch)
+// pass attempts the due items once each and returns when the next one is
+// due (zero: none pending). Actions run strictly in order: once one waits
+// for a retry, the actions queued after it wait too, so an unban never
+// runs before its ban. Alerts are independent: the due ones are attempted
+// whatever waits.
+func (w *Worker) pass(ctx context.Context) (time.Time, error) {
+	nextAction, err := w.passActions(ctx)
 	if err != nil {
 		return time.Time{}, err
 	}
-	actionsBlocked := false
+	nextAlert, err := w.passAlerts(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return earliest(nextAction, nextAlert), nil
+}
+
+// passActions runs actions in order until one is not due or fails.
+func (w *Worker) passActions(ctx context.Context) (time.Time, error) {
+	items, err := w.st.PendingOfKind(KindAction, w.opt.Batch)
+	if err != nil {
+		return time.Time{}, err
+	}
 	for _, it := range items {
 		if ctx.Err() != nil {
 			return time.Time{}, nil
 		}
-		if it.Kind == KindAction && actionsBlocked {
-			continue
-		}
-		now := w.opt.Clock.Now()
-		if it.NextAttempt.After(now) {
-			next = earliest(next, it.NextAttempt)
-			actionsBlocked = actionsBlocked || it.Kind == KindAction
-			continue
+		if it.NextAttempt.After(w.opt.Clock.Now()) {
+			return it.NextAttempt, nil
 		}
 		retryAt, err := w.attempt(ctx, it)
-		if err != nil {
-			return time.Time{}, err
-		}
-		if !retryAt.IsZero() {
-			next = earliest(next, retryAt)
-			actionsBlocked = actionsBlocked || it.Kind == KindAction
+		if err != nil || !retryAt.IsZero() {
+			return retryAt, err
 		}
 	}
 	if len(items) == w.opt.Batch {
-		// More are queued than one pass reads: come back at once.
-		next = earliest(next, w.opt.Clock.Now())
+		// Every action read was done and more wait: come back at once.
+		return w.opt.Clock.Now(), nil
 	}
-	return next, nil
+	return time.Time{}, nil
 }
 
-func earliest(a, b time.Time) time.Time {
-	if a.IsZero() || b.Before(a) {
-		return b
+// passAlerts attempts the alerts that are due.
+func (w *Worker) passAlerts(ctx context.Context) (time.Time, error) {
+	items, err := w.st.DueOfKind(KindAlert, w.opt.Clock.Now(), w.opt.Batch)
+	if err != nil {
+		return time.Time{}, err
 	}
-	return a
+	for _, it := range items {
+		if ctx.Err() != nil {
+			return time.Time{}, nil
+		}
+		if _, err := w.attempt(ctx, it); err != nil {
+			return time.Time{}, err
+		}
+	}
+	if len(items) == w.opt.Batch {
+		return w.opt.Clock.Now(), nil // every one read was attempted; more are due
+	}
+	return w.st.NextDue(KindAlert)
+}
+
+// earliest is the earlier of a and b, where zero means none.
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero() || a.Before(b):
+		return a
+	}
+	return b
 }
 
 // attempt delivers one item and records the outcome; it returns when to

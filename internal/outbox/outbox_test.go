@@ -142,3 +142,25 @@ func TestItemIsGivenUpAfterItsAge(t *testing.T) {
 		t.Fatalf("counts = %+v", c)
 	}
 }
+
+// A failing action at the head of the queue holds only the actions after
+// it: the worker waits for its retry instead of re-reading the queue in a
+// loop, and alerts beyond one batch are still delivered.
+func TestAWaitingActionNeitherSpinsNorStarvesAlerts(t *testing.T) {
+	st := openStore(t, filepath.Join(t.TempDir(), "db"))
+	clk := testutil.NewFakeClock(time.Unix(1_700_000_000, 0))
+	rec := &recorder{fail: true}
+	w := New(st, rec.handlers(), quiet, Options{Clock: clk, Batch: 2})
+	queue(t, st, clk.Now(), action("192.0.2.1"), action("192.0.2.2"), action("192.0.2.3"),
+		Item{Kind: KindAlert, Payload: Alert{Addr: "a"}}, Item{Kind: KindAlert, Payload: Alert{Addr: "b"}}, Item{Kind: KindAlert, Payload: Alert{Addr: "c"}})
+	if left, err := w.Drain(context.Background()); err != nil || left != 3 {
+		t.Fatalf("drain: %d left, %v", left, err)
+	}
+	if got := rec.got(); !slices.Equal(got, []string{"alert a", "alert b", "alert c"}) {
+		t.Fatalf("delivered %q", got)
+	}
+	next, err := w.pass(context.Background())
+	if err != nil || !next.After(clk.Now()) {
+		t.Fatalf("next pass at %v (now %v), %v: the worker would spin", next, clk.Now(), err)
+	}
+}

@@ -47,8 +47,35 @@ func (t *Tx) AddOutbox(kind string, payload []byte, now time.Time) (int64, error
 // queued, due or not: the worker keeps actions in order, so it must see
 // an item that waits for its retry before the ones queued after it.
 func (s *Store) PendingOutbox(limit int) ([]OutboxItem, error) {
-	rows, err := s.db.Query(`SELECT id, kind, payload, created, attempts, next_attempt, last_error
-		FROM outbox WHERE done IS NULL AND gave_up IS NULL ORDER BY id LIMIT ?`, limit)
+	return s.queryOutbox(`WHERE done IS NULL AND gave_up IS NULL ORDER BY id LIMIT ?`, limit)
+}
+
+// PendingOfKind is PendingOutbox for one kind.
+func (s *Store) PendingOfKind(kind string, limit int) ([]OutboxItem, error) {
+	return s.queryOutbox(`WHERE kind = ? AND done IS NULL AND gave_up IS NULL ORDER BY id LIMIT ?`, kind, limit)
+}
+
+// DueOfKind returns up to limit pending items of kind that are due at now,
+// the longest waiting first.
+func (s *Store) DueOfKind(kind string, now time.Time, limit int) ([]OutboxItem, error) {
+	return s.queryOutbox(`WHERE kind = ? AND done IS NULL AND gave_up IS NULL AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`,
+		kind, now.UnixNano(), limit)
+}
+
+// NextDue is when the earliest pending item of kind is due (zero: none).
+func (s *Store) NextDue(kind string) (time.Time, error) {
+	var next sql.NullInt64
+	if err := s.db.QueryRow(`SELECT MIN(next_attempt) FROM outbox WHERE kind = ? AND done IS NULL AND gave_up IS NULL`, kind).Scan(&next); err != nil {
+		return time.Time{}, fmt.Errorf("read outbox: %w", err)
+	}
+	if !next.Valid {
+		return time.Time{}, nil
+	}
+	return time.Unix(0, next.Int64), nil
+}
+
+func (s *Store) queryOutbox(where string, args ...any) ([]OutboxItem, error) {
+	rows, err := s.db.Query(`SELECT id, kind, payload, created, attempts, next_attempt, last_error FROM outbox `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
