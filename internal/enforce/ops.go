@@ -214,7 +214,8 @@ func (o *Ops) banned(jail string) []netip.Prefix {
 
 func (o *Ops) enforce(ctx context.Context, ch engine.Change) error {
 	if err := o.Enf.ApplyNow(ctx, ch); err != nil {
-		return fmt.Errorf("%w: %w", ErrNotEnforced, err)
+		// One error, not two wrapped: WithoutNotEnforced drops it whole.
+		return fmt.Errorf("%w: %v", ErrNotEnforced, err)
 	}
 	return nil
 }

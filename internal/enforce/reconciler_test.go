@@ -197,7 +197,8 @@ func TestFailedApplyNowIsRetriedInTheBackground(t *testing.T) {
 
 func TestWithoutNotEnforcedKeepsTheOtherErrors(t *testing.T) {
 	notFound := fmt.Errorf("not banned: [192.0.2.1]: %w", core.ErrNotFound)
-	enforceErr := fmt.Errorf("%w: disk full", ErrNotEnforced)
+	o := &Ops{Enf: New([]Target{&fakeTarget{fail: errors.New("disk full"), calls: make(chan struct{}, 1)}}, func() []store.Ban { return nil }, nil, Options{Log: quiet})}
+	enforceErr := o.enforce(context.Background(), engineChange(ban("192.0.2.1/32")))
 	if err := WithoutNotEnforced(enforceErr); err != nil {
 		t.Errorf("alone: %v", err)
 	}
