@@ -117,7 +117,9 @@ func (d *daemon) stopServing() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
 	defer cancel()
-	d.srv.Shutdown(ctx)
+	if err := d.srv.Shutdown(ctx); err != nil {
+		d.log.Warn("control socket closed before its requests finished", "err", err)
+	}
 }
 
 func (d *daemon) logStart() {

@@ -120,7 +120,7 @@ func (d *daemon) fillRunning(s *control.Status) {
 			ts.LastError = t.LastErr.Error()
 		}
 		s.Targets = append(s.Targets, ts)
-		if t.Name == enforce.NewMapTarget(d.cfg.Global.MapFile).Name() {
+		if t.Name == enforce.MapTargetName(d.cfg.Global.MapFile) {
 			s.MapWrites, s.MapError = t.Syncs, ts.LastError
 		}
 	}

@@ -29,11 +29,12 @@ type fileID struct {
 // NewMapTarget makes the target for the map at path.
 func NewMapTarget(path string) *MapTarget { return &MapTarget{path: path} }
 
-// Name is "rspamd-map:" and the path.
-func (m *MapTarget) Name() string { return "rspamd-map:" + m.path }
+// Name is MapTargetName of its path.
+func (m *MapTarget) Name() string { return MapTargetName(m.path) }
 
-// Path is the map file.
-func (m *MapTarget) Path() string { return m.path }
+// MapTargetName is the name of the map target of the map at path, as
+// status shows it.
+func MapTargetName(path string) string { return "rspamd-map:" + path }
 
 // Sync rewrites the map with s's bans.
 func (m *MapTarget) Sync(_ context.Context, s State) error {

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/mailjail/mailjail/internal/store"
-	"github.com/mailjail/mailjail/mapfile"
 )
 
 // put records active bans (replacing one of the same jail and prefix).
@@ -67,17 +66,6 @@ func (e *Engine) bannedAt(a netip.Addr, now time.Time) bool {
 		}
 	}
 	return false
-}
-
-// Entries returns the map's entries: every active ban.
-func (e *Engine) Entries() []mapfile.Entry {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]mapfile.Entry, 0, len(e.bans))
-	for k, b := range e.bans {
-		out = append(out, mapfile.Entry{Prefix: k.prefix, Until: b.Until, Jail: k.jail})
-	}
-	return out
 }
 
 // ActiveBans returns the active bans from memory.

@@ -240,14 +240,6 @@ func (e *Engine) RestoreStrikes(now time.Time) error {
 	return e.restoreBuckets()
 }
 
-// Restore is RestoreBans then RestoreStrikes.
-func (e *Engine) Restore(now time.Time) error {
-	if err := e.RestoreBans(now); err != nil {
-		return err
-	}
-	return e.RestoreStrikes(now)
-}
-
 // jailNamed is jail for a name in bytes, without allocating.
 func (e *Engine) jailNamed(name []byte) *Jail {
 	for _, j := range e.jails {

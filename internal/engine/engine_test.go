@@ -108,8 +108,8 @@ func TestBansFromRealLog(t *testing.T) {
 				t.Errorf("banned %q, want %q", got, tt.want)
 			}
 			active, _ := st.ActiveBans()
-			if addrs(active) != tt.want || len(e.Entries()) != len(active) {
-				t.Errorf("store has %q, map %d entries", addrs(active), len(e.Entries()))
+			if addrs(active) != tt.want || len(e.ActiveBans()) != len(active) {
+				t.Errorf("store has %q, map %d entries", addrs(active), len(e.ActiveBans()))
 			}
 		})
 	}
@@ -140,7 +140,7 @@ func TestCommitFailureKeepsBatch(t *testing.T) {
 	if _, err := e.Commit(ctx); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("commit err = %v", err)
 	}
-	if len(e.Entries()) != 0 {
+	if len(e.ActiveBans()) != 0 {
 		t.Fatal("ban visible to the map before it was saved")
 	}
 	if p, _ := st.Positions(); len(p) != 0 {
@@ -156,7 +156,7 @@ func TestCommitFailureKeepsBatch(t *testing.T) {
 	if p, _ := st.Positions(); p[pos.Path].Offset != 100 {
 		t.Fatalf("positions = %v", p)
 	}
-	if n := len(e.Entries()); n != 1 {
+	if n := len(e.ActiveBans()); n != 1 {
 		t.Fatalf("map entries = %d", n)
 	}
 }
@@ -189,7 +189,7 @@ func TestRestoreAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e2.Restore(now.Add(time.Minute)); err != nil {
+	if err := restore(e2, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	e2.Stage([]core.Line{{Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}}, now.Add(time.Minute))
@@ -203,7 +203,7 @@ func TestRestoreAfterRestart(t *testing.T) {
 	}
 	e3, _ := New(e.cfg, st, e.log)
 	later := now.Add(3 * time.Minute)
-	if err := e3.Restore(later); err != nil {
+	if err := restore(e3, later); err != nil {
 		t.Fatal(err)
 	}
 	e3.Stage([]core.Line{{Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}, {Path: "/var/log/rspamd/rspamd.log", Text: line(a.String())}}, later)
@@ -230,7 +230,7 @@ func TestManualBanAndUnban(t *testing.T) {
 	if _, err := e.Unban(ctx, netip.MustParsePrefix("192.0.2.1/32"), "", now, "t"); err == nil {
 		t.Fatal("unbanned an address that was not banned")
 	}
-	if ch, err := e.Unban(ctx, p, "", now, "t"); err != nil || len(ch.Lifted) != 1 || len(e.Entries()) != 0 {
+	if ch, err := e.Unban(ctx, p, "", now, "t"); err != nil || len(ch.Lifted) != 1 || len(e.ActiveBans()) != 0 {
 		t.Fatalf("unban: %v %v", ch.Lifted, err)
 	}
 }
@@ -294,7 +294,7 @@ func TestIPv6PrefixGrouping(t *testing.T) {
 	}
 	// A restart keeps the strike, grouped.
 	e, _ = New(e.cfg, st, e.log)
-	if err := e.Restore(now); err != nil {
+	if err := restore(e, now); err != nil {
 		t.Fatal(err)
 	}
 	if b := stage("2001:db8:1:2::99"); addrs(b) != "2001:db8:1:2::/64" {
@@ -337,7 +337,7 @@ func TestFutureDatedStrikesExpireAfterARestart(t *testing.T) {
 	}
 	later := now.Add(time.Hour) // beyond findtime (10m)
 	e2, _ := New(e.cfg, st, e.log)
-	if err := e2.Restore(later); err != nil {
+	if err := restore(e2, later); err != nil {
 		t.Fatal(err)
 	}
 	e2.Stage([]core.Line{{Path: "/var/log/rspamd/rspamd.log", Text: rspamdLine("2026-11-25 04:00:00", "198.51.100.40"), Read: later}}, later)
@@ -433,4 +433,12 @@ func TestImportedMapEntriesKeepJailAndExpiry(t *testing.T) {
 	if b := got["192.0.2.0/24"]; b.Jail != ManualJail || !b.Permanent() {
 		t.Errorf("range became %+v", b)
 	}
+}
+
+// restore is what a restart does: bans, then strikes.
+func restore(e *Engine, now time.Time) error {
+	if err := e.RestoreBans(now); err != nil {
+		return err
+	}
+	return e.RestoreStrikes(now)
 }

@@ -66,7 +66,7 @@ func TestRateJailLogOnly(t *testing.T) {
 	if err != nil || len(evs) == 0 || evs[0].What != "messages" || evs[0].Burst != 10 {
 		t.Fatalf("alice's events = %+v, %v", evs, err)
 	}
-	if len(e.Entries()) != 0 {
+	if len(e.ActiveBans()) != 0 {
 		t.Fatal("a log-only rate jail touched the map")
 	}
 	alice := evs
@@ -86,7 +86,7 @@ func TestRateJailLogOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e2.Restore(t0.Add(3 * time.Hour)); err != nil {
+	if err := restore(e2, t0.Add(3*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	// Two more messages a minute later: the first fits (9 leaked to 8.8,
@@ -126,8 +126,8 @@ maxretry = 2
 		}
 		bans += len(ch.Bans)
 	}
-	if bans != 1 || len(e.Entries()) != 1 || e.Entries()[0].Prefix.Addr().String() != "2001:db8::7" {
-		t.Fatalf("bans = %d, entries %v", bans, e.Entries())
+	if bans != 1 || len(e.ActiveBans()) != 1 || e.ActiveBans()[0].Prefix.Addr().String() != "2001:db8::7" {
+		t.Fatalf("bans = %d, entries %v", bans, e.ActiveBans())
 	}
 	// A client in ignoreip (a webmail host sending for many users) is
 	// never banned by a rate jail either.
