@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 )
@@ -38,7 +37,7 @@ func TestUnbanLetsBannedClientMailAgain(t *testing.T) {
 
 	mj := func(args ...string) {
 		t.Helper()
-		out, err := exec.Command(bin, append([]string{"--config", cfgPath}, args...)...).CombinedOutput()
+		out, err := mjCommand(bin, append([]string{"--config", cfgPath}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("mailjail %v: %v\n%s", args, err, out)
 		}

@@ -15,31 +15,20 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailjail/mailjail/internal/testutil"
 )
 
 // The daemon under test
 
 var bin struct {
-	once sync.Once
-	dir  string
-	path string
-	took time.Duration
-	err  error
+	once    sync.Once
+	path    string
+	cleanup func()
+	took    time.Duration
+	err     error
 
 	logged bool
-}
-
-// repoRoot is the module root (the parent of this package's directory).
-func repoRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding the repository root: %w", err)
-	}
-	root := filepath.Dir(wd)
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		return "", fmt.Errorf("finding the repository root from %s: %w", wd, err)
-	}
-	return root, nil
 }
 
 // mailjailBinary builds ./cmd/mailjail once per test binary (with -race when the tests run
@@ -50,38 +39,16 @@ func mailjailBinary(t *testing.T) string {
 		return p
 	}
 	bin.once.Do(func() {
-		root, err := repoRoot()
-		if err != nil {
-			bin.err = err
-			return
-		}
-		bin.dir, err = os.MkdirTemp("", "mailjail-e2e-bin-")
-		if err != nil {
-			bin.err = fmt.Errorf("creating a directory for the daemon binary: %w", err)
-			return
-		}
-		bin.path = filepath.Join(bin.dir, "mailjail")
-		args := []string{"build"}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "-o", bin.path, "./cmd/mailjail")
 		start := time.Now()
-		// go test puts its own GOROOT/bin first in PATH, so this is the go running the tests.
-		cmd := exec.Command("go", args...)
-		cmd.Dir = root
-		out, err := cmd.CombinedOutput()
+		bin.path, bin.cleanup, bin.err = testutil.BuildBinary("github.com/mailjail/mailjail/cmd/mailjail")
 		bin.took = time.Since(start)
-		if err != nil {
-			bin.err = fmt.Errorf("go %s (in %s): %w\n%s", strings.Join(args, " "), root, err, out)
-		}
 	})
 	if bin.err != nil {
 		t.Fatalf("building the daemon: %v", bin.err)
 	}
 	if !bin.logged {
 		bin.logged = true
-		t.Logf("built %s in %v (race detector: %v)", bin.path, bin.took.Round(time.Millisecond), raceEnabled)
+		t.Logf("built %s in %v (race detector: %v)", bin.path, bin.took.Round(time.Millisecond), testutil.Race)
 	}
 	return bin.path
 }
@@ -213,7 +180,7 @@ func startDaemon(t *testing.T, dir, cfgPath string, n int) *daemon {
 	env := slices.DeleteFunc(os.Environ(), func(s string) bool {
 		return strings.HasPrefix(s, "NOTIFY_SOCKET=") || strings.HasPrefix(s, "LISTEN_")
 	})
-	cmd.Env = append(env, "NOTIFY_SOCKET="+sock)
+	cmd.Env = testutil.BinaryEnv(append(env, "NOTIFY_SOCKET="+sock))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 
 	d := &daemon{t: t, n: n, cmd: cmd, logPath: logPath, exited: make(chan struct{}), notify: conn}
@@ -313,7 +280,7 @@ type showJSON struct {
 // showAddr runs `mailjail show ADDR --json`; exit status 1 (nothing known) is an empty answer.
 func showAddr(t *testing.T, bin, cfgPath, addr string) showJSON {
 	t.Helper()
-	out, err := exec.Command(bin, "--config", cfgPath, "show", addr, "--json").Output()
+	out, err := mjCommand(bin, "--config", cfgPath, "show", addr, "--json").Output()
 	var ee *exec.ExitError
 	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
 		t.Fatalf("mailjail show %s: %v\n%s", addr, err, out)
@@ -323,4 +290,12 @@ func showAddr(t *testing.T, bin, cfgPath, addr string) showJSON {
 		t.Fatalf("mailjail show %s --json: %v in %q", addr, err, out)
 	}
 	return s
+}
+
+// mjCommand is exec.Command for the mailjail binary, without the race
+// runtime's second of sleep at every exit.
+func mjCommand(bin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = testutil.BinaryEnv(nil)
+	return cmd
 }

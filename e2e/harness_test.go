@@ -25,8 +25,8 @@ const (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bin.dir != "" {
-		_ = os.RemoveAll(bin.dir)
+	if bin.cleanup != nil {
+		bin.cleanup()
 	}
 	os.Exit(code)
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"os/user"
 	"strconv"
 	"syscall"
@@ -39,7 +38,7 @@ func TestBanKeepsMapReadableByRspamd(t *testing.T) {
 	d := startDaemon(t, dir, cfgPath, 1)
 	defer d.stop()
 
-	if out, err := exec.Command(bin, "--config", cfgPath, "ban", client, "--for", "10m").CombinedOutput(); err != nil {
+	if out, err := mjCommand(bin, "--config", cfgPath, "ban", client, "--for", "10m").CombinedOutput(); err != nil {
 		t.Fatalf("mailjail ban: %v\n%s", err, out)
 	}
 	fi, err := os.Stat(mapPath)

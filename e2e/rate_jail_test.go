@@ -61,7 +61,7 @@ messages = { burst = 3, rate = "3 / 1h" }
 	}
 	showKey := func(key string) (show, int) {
 		var s show
-		out, err := exec.Command(bin, "--config", cfgPath, "show", key, "--json").Output()
+		out, err := mjCommand(bin, "--config", cfgPath, "show", key, "--json").Output()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {
 			code = ee.ExitCode()
