@@ -237,77 +237,18 @@ func (b *bench) probe(a netip.Addr) (time.Duration, error) {
 // load appends generated log at o.rate lines/s for o.duration while
 // probing, and reports lag.
 func (b *bench) load(next func() netip.Addr) ([]time.Duration, string, error) {
-	o := loggen.Defaults()
-	o.Lines = 200000
-	var gen bytes.Buffer
-	if _, err := loggen.Generate(&gen, o); err != nil {
-		return nil, "", fmt.Errorf("generate load: %w", err)
+	tmpl, err := loadTemplate()
+	if err != nil {
+		return nil, "", err
 	}
-	tmpl := bytes.SplitAfter(gen.Bytes(), []byte{'\n'})
-	tmpl = tmpl[:len(tmpl)-1] // trailing empty piece
-
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := time.Now()
 	var lines atomic.Int64
 	werr := make(chan error, 1)
-	go func() { // the writer
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		var buf []byte
-		i := 0
-		for {
-			select {
-			case <-ctx.Done():
-				werr <- nil
-				return
-			case now := <-tick.C:
-				if now.Sub(start) >= b.o.duration {
-					werr <- nil
-					return
-				}
-				due := int64(now.Sub(start).Seconds()*float64(b.o.rate)) - lines.Load()
-				due = min(due, int64(b.o.rate/10+1))
-				ts := now.UTC().Format("2006-01-02 15:04:05")
-				buf = buf[:0]
-				for range due {
-					l := tmpl[i%len(tmpl)]
-					i++
-					k := len(buf)
-					buf = append(buf, l...)
-					copy(buf[k:], ts)
-				}
-				if _, err := b.append(buf); err != nil {
-					werr <- err
-					return
-				}
-				lines.Add(due)
-			}
-		}
-	}()
-
-	type lagPoint struct {
-		t     time.Duration
-		bytes int64
-		lag   time.Duration
-	}
-	var (
-		lagMu  sync.Mutex
-		points []lagPoint
-	)
-	pollDone := make(chan struct{})
-	go func() { // the lag poller
-		defer close(pollDone)
-		for ctx.Err() == nil && time.Since(start) < b.o.duration {
-			lb, ls, err := b.lag()
-			if err == nil {
-				lagMu.Lock()
-				points = append(points, lagPoint{time.Since(start), lb, ls})
-				lagMu.Unlock()
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-	}()
+	go func() { werr <- b.write(ctx, start, tmpl, &lines) }()
+	pointsc := make(chan []lagPoint, 1)
+	go func() { pointsc <- b.pollLag(ctx, start) }()
 
 	var lat []time.Duration
 	var perr error
@@ -324,21 +265,93 @@ func (b *bench) load(next func() netip.Addr) ([]time.Duration, string, error) {
 		return nil, "", err
 	}
 	stop := time.Now()
-	<-pollDone
+	points := <-pointsc
 	if perr != nil {
 		return nil, "", perr
 	}
-	// After the writer stops: how long until the daemon has read it all?
-	var caught time.Duration = -1
+	return lat, b.lagReport(lines.Load(), start, stop, points, b.catchUp(stop)), nil
+}
+
+// loadTemplate is the generated log the writer cycles through.
+func loadTemplate() ([][]byte, error) {
+	o := loggen.Defaults()
+	o.Lines = 200000
+	var gen bytes.Buffer
+	if _, err := loggen.Generate(&gen, o); err != nil {
+		return nil, fmt.Errorf("generate load: %w", err)
+	}
+	tmpl := bytes.SplitAfter(gen.Bytes(), []byte{'\n'})
+	return tmpl[:len(tmpl)-1], nil // trailing empty piece
+}
+
+// write appends tmpl's lines, stamped with the current time, at o.rate
+// lines/s until o.duration has passed or ctx ends; lines counts them.
+func (b *bench) write(ctx context.Context, start time.Time, tmpl [][]byte, lines *atomic.Int64) error {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	var buf []byte
+	i := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			if now.Sub(start) >= b.o.duration {
+				return nil
+			}
+			due := int64(now.Sub(start).Seconds()*float64(b.o.rate)) - lines.Load()
+			due = min(due, int64(b.o.rate/10+1))
+			ts := now.UTC().Format("2006-01-02 15:04:05")
+			buf = buf[:0]
+			for range due {
+				l := tmpl[i%len(tmpl)]
+				i++
+				k := len(buf)
+				buf = append(buf, l...)
+				copy(buf[k:], ts)
+			}
+			if _, err := b.append(buf); err != nil {
+				return err
+			}
+			lines.Add(due)
+		}
+	}
+}
+
+// lagPoint is one reading of the read lag.
+type lagPoint struct {
+	t     time.Duration
+	bytes int64
+	lag   time.Duration
+}
+
+// pollLag reads the lag every 250 ms while the writer runs.
+func (b *bench) pollLag(ctx context.Context, start time.Time) []lagPoint {
+	var points []lagPoint
+	for ctx.Err() == nil && time.Since(start) < b.o.duration {
+		if lb, ls, err := b.lag(); err == nil {
+			points = append(points, lagPoint{time.Since(start), lb, ls})
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return points
+}
+
+// catchUp is how long after stop the daemon had read it all (-1: not
+// within 60 s).
+func (b *bench) catchUp(stop time.Time) time.Duration {
 	for time.Since(stop) < 60*time.Second {
-		lb, _, err := b.lag()
-		if err == nil && lb <= 0 {
-			caught = time.Since(stop)
-			break
+		if lb, _, err := b.lag(); err == nil && lb <= 0 {
+			return time.Since(stop)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	written := lines.Load()
+	return -1
+}
+
+// lagReport is the load's table: lines written, the worst lag per
+// quarter of the run, the catch-up time.
+func (b *bench) lagReport(written int64, start, stop time.Time, points []lagPoint, caught time.Duration) string {
 	var sb bytes.Buffer
 	fmt.Fprintf(&sb, "Load: %d lines (%.1f MB) appended in %s = %.0f lines/s; committed-position lag polled every 250 ms:\n\n",
 		written, float64(b.written.Load())/1e6, stop.Sub(start).Round(time.Millisecond), float64(written)/stop.Sub(start).Seconds())
@@ -360,7 +373,7 @@ func (b *bench) load(next func() netip.Addr) ([]time.Duration, string, error) {
 	} else {
 		fmt.Fprintf(&sb, "\nAfter the writer stopped: everything read and committed within %s.\n", caught.Round(time.Millisecond))
 	}
-	return lat, sb.String(), nil
+	return sb.String()
 }
 
 // lag is how far the daemon's committed position is behind the writer,
