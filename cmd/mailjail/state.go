@@ -69,7 +69,7 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 		return nil, &exitError{code: control.ExitUsage, err: err}
 	}
 	ob := daemon.NewOutbox(cfg, st, log, clock)
-	enf := daemon.NewEnforcer(cfg, eng, ob, enforce.Options{Clock: clock, Log: log})
+	enf := daemon.NewEnforcer(cfg, eng, ob, enforce.Options{Clock: clock, Log: log, RetryFor: enforceWait})
 	if err := eng.RestoreBans(clock.Now()); err != nil {
 		return nil, &exitError{code: control.ExitUnreachable, err: fmt.Errorf("restore state: %w", err)}
 	}
@@ -77,18 +77,13 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 	if err != nil {
 		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
-	perr := enf.Apply(ctx, prep) // bans that expired meanwhile leave the targets too
+	// Bans that ended meanwhile leave the targets too; a failure here is
+	// retried by the command's own change, which writes the whole state.
+	if err := enf.Apply(ctx, prep); err != nil {
+		fmt.Fprintf(os.Stderr, "mailjail: targets not brought in step: %v\n", err)
+	}
 	ops := &enforce.Ops{Eng: eng, Cfg: cfg, Enf: enf, Clock: clock}
 	bans, err := apply(ctx, ops, op, req)
-	if perr != nil || errors.Is(err, enforce.ErrNotEnforced) {
-		// Nobody else would retry: keep at it for a while.
-		ectx, cancel := context.WithTimeout(ctx, enforceWait)
-		serr := enf.SyncUntil(ectx)
-		cancel()
-		if serr == nil {
-			err = enforce.WithoutNotEnforced(err)
-		}
-	}
 	resp := &control.Response{OK: err == nil, Code: control.CodeOf(err), Bans: control.BanViews(bans)}
 	if err != nil {
 		resp.Error = err.Error()

@@ -18,24 +18,30 @@ type Options struct {
 	Clock  core.Clock      // default the wall clock
 	Log    *slog.Logger    // default slog.Default()
 	OnSync func(time.Time) // called after each successful target sync (latency measurement, tests)
+	// RetryFor is how long an enforcer without background reconcilers
+	// (never started: a CLI changing bans without a daemon) keeps
+	// retrying a target that fails before Apply gives up; nobody else
+	// would retry it. Zero: one attempt.
+	RetryFor time.Duration
 }
 
 // Enforcer puts committed changes into force on every target, then wakes
 // the outbox.
 type Enforcer struct {
-	recs    []*Reconciler
-	outbox  *outbox.Worker
-	active  func() []store.Ban
-	clock   core.Clock
-	log     *slog.Logger
-	running bool
+	recs     []*Reconciler
+	outbox   *outbox.Worker
+	active   func() []store.Ban
+	clock    core.Clock
+	log      *slog.Logger
+	running  bool
+	retryFor time.Duration
 }
 
 // New makes an enforcer for targets, which follow active (the engine's
 // cache of the database's active bans). ob may be nil (replay runs no
 // actions).
 func New(targets []Target, active func() []store.Ban, ob *outbox.Worker, opt Options) *Enforcer {
-	e := &Enforcer{outbox: ob, active: active, clock: core.OrReal(opt.Clock), log: opt.Log}
+	e := &Enforcer{outbox: ob, active: active, clock: core.OrReal(opt.Clock), log: opt.Log, retryFor: opt.RetryFor}
 	if e.log == nil {
 		e.log = slog.Default()
 	}
@@ -86,7 +92,7 @@ func (e *Enforcer) Apply(ctx context.Context, ch engine.Change) error {
 				r.Kick(n)
 			}
 		} else {
-			err = e.SyncAll(ctx)
+			err = e.syncNow(ctx)
 		}
 	}
 	if e.outbox != nil {
@@ -102,19 +108,31 @@ func (e *Enforcer) ApplyNow(ctx context.Context, ch engine.Change) error {
 		return nil
 	}
 	e.logChange(ch)
-	err := e.SyncAll(ctx)
-	if err != nil && e.running {
-		// The reconcilers retry only what they tried themselves.
-		for _, r := range e.recs {
-			if r.Stats().LastErr != nil {
-				r.Kick(0)
-			}
-		}
-	}
+	err := e.syncNow(ctx)
 	if e.outbox != nil {
 		e.outbox.Kick()
 	}
 	return err
+}
+
+// syncNow brings every target in step before it returns. What still
+// fails is left to the reconcilers when they run (they retry only what
+// they tried themselves, so they are kicked), else retried for RetryFor.
+func (e *Enforcer) syncNow(ctx context.Context) error {
+	if e.running || e.retryFor <= 0 {
+		err := e.SyncAll(ctx)
+		if err != nil && e.running {
+			for _, r := range e.recs {
+				if r.Stats().LastErr != nil {
+					r.Kick(0)
+				}
+			}
+		}
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.retryFor)
+	defer cancel()
+	return e.syncUntil(ctx)
 }
 
 // SyncAll brings every target in step now; each is tried even when
@@ -127,9 +145,8 @@ func (e *Enforcer) SyncAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// SyncUntil retries SyncAll with backoff until it succeeds or ctx ends:
-// what a CLI without a daemon does, since nobody else would retry.
-func (e *Enforcer) SyncUntil(ctx context.Context) error {
+// syncUntil retries SyncAll with backoff until it succeeds or ctx ends.
+func (e *Enforcer) syncUntil(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
 		err := e.SyncAll(ctx)

@@ -54,25 +54,6 @@ type Ops struct {
 // could not be updated yet; it is retried.
 var ErrNotEnforced = errors.New("state saved but not yet in force")
 
-// WithoutNotEnforced is err without its ErrNotEnforced part, for a caller
-// that has since put the change into force: the other errors of a
-// request (an address refused, one not banned) still stand.
-func WithoutNotEnforced(err error) error {
-	if errors.Is(err, ErrNotEnforced) {
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			var rest []error
-			for _, e := range j.Unwrap() {
-				if !errors.Is(e, ErrNotEnforced) {
-					rest = append(rest, e)
-				}
-			}
-			return errors.Join(rest...)
-		}
-		return nil
-	}
-	return err
-}
-
 // Ban bans every prefix of r. One refused prefix (in ignoreip) stops the
 // request there; the bans made before it stay, and are returned.
 func (o *Ops) Ban(ctx context.Context, r BanRequest) ([]store.Ban, error) {
@@ -214,8 +195,7 @@ func (o *Ops) banned(jail string) []netip.Prefix {
 
 func (o *Ops) enforce(ctx context.Context, ch engine.Change) error {
 	if err := o.Enf.ApplyNow(ctx, ch); err != nil {
-		// One error, not two wrapped: WithoutNotEnforced drops it whole.
-		return fmt.Errorf("%w: %v", ErrNotEnforced, err)
+		return fmt.Errorf("%w: %w", ErrNotEnforced, err)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package enforce
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/internal/testutil"
@@ -23,11 +21,12 @@ import (
 // fakeTarget is a Target whose behaviour the test sets, as a struct of
 // funcs.
 type fakeTarget struct {
-	mu      sync.Mutex
-	fail    error
-	synced  [][]store.Ban
-	drifted bool
-	calls   chan struct{}
+	mu        sync.Mutex
+	fail      error
+	failFirst int // this many syncs fail before the others succeed
+	synced    [][]store.Ban
+	drifted   bool
+	calls     chan struct{}
 }
 
 func newFakeTarget() *fakeTarget { return &fakeTarget{calls: make(chan struct{}, 100)} }
@@ -39,6 +38,10 @@ func (f *fakeTarget) Sync(_ context.Context, s State) error {
 	defer func() { f.mu.Unlock(); f.calls <- struct{}{} }()
 	if f.fail != nil {
 		return f.fail
+	}
+	if f.failFirst > 0 {
+		f.failFirst--
+		return errors.New("read-only file system")
 	}
 	f.synced = append(f.synced, s.Bans)
 	f.drifted = false
@@ -195,18 +198,19 @@ func TestFailedApplyNowIsRetriedInTheBackground(t *testing.T) {
 	})
 }
 
-func TestWithoutNotEnforcedKeepsTheOtherErrors(t *testing.T) {
-	notFound := fmt.Errorf("not banned: [192.0.2.1]: %w", core.ErrNotFound)
-	o := &Ops{Enf: New([]Target{&fakeTarget{fail: errors.New("disk full"), calls: make(chan struct{}, 1)}}, func() []store.Ban { return nil }, nil, Options{Log: quiet})}
-	enforceErr := o.enforce(context.Background(), engineChange(ban("192.0.2.1/32")))
-	if err := WithoutNotEnforced(enforceErr); err != nil {
-		t.Errorf("alone: %v", err)
+// Without a daemon nobody else retries: the enforcer keeps at a failing
+// target for RetryFor, and a request's other errors (an address refused)
+// are reported as they are, not hidden or replaced by the failed write.
+func TestEnforcerWithoutReconcilersRetriesForItsCommand(t *testing.T) {
+	o, _, f := newOps(t, opsConfig)
+	f.failFirst = 2
+	o.Enf = New([]Target{f}, o.Eng.ActiveBans, nil, Options{Log: quiet, RetryFor: 10 * time.Second})
+	bans, err := o.Ban(context.Background(), BanRequest{Prefixes: prefixes("198.51.100.30/32", "192.0.2.53/32")})
+	if !errors.Is(err, engine.ErrIgnored) || errors.Is(err, ErrNotEnforced) || len(bans) != 1 {
+		t.Fatalf("bans %v, err %v: want the first ban in force and the ignored address refused", bans, err)
 	}
-	if err := WithoutNotEnforced(errors.Join(notFound, enforceErr)); !errors.Is(err, core.ErrNotFound) || errors.Is(err, ErrNotEnforced) {
-		t.Errorf("joined: %v", err)
-	}
-	if err := WithoutNotEnforced(notFound); err != notFound {
-		t.Errorf("without: %v", err)
+	if f.syncs() != 1 || len(f.synced[0]) != 1 {
+		t.Fatalf("target holds %v after %d syncs", f.synced, f.syncs())
 	}
 }
 
