@@ -53,12 +53,13 @@ func existingGroup(path string) (gid uint32, ok bool, err error) {
 var ErrGroup = errors.New("cannot keep the map's group")
 
 func groupError(path string, gid uint32, err error) error {
-	g := groupName(gid)
+	g := GroupName(gid)
 	return fmt.Errorf("%w %s (%w): mailjail runs as uid %d, which is not root and not in group %s; "+
 		"add its user to group %s, or chgrp %s to a group it is in", ErrGroup, g, err, os.Geteuid(), g, g, path)
 }
 
-func groupName(gid uint32) string {
+// GroupName is the name of gid, or the number when it has none.
+func GroupName(gid uint32) string {
 	id := strconv.FormatUint(uint64(gid), 10)
 	if g, err := user.LookupGroupId(id); err == nil {
 		return g.Name
@@ -198,5 +199,5 @@ func (r Reader) may(path string, bit fs.FileMode, what string) error {
 		return nil
 	}
 	return fmt.Errorf("user %s cannot %s %s (%s:%s %04o)", r.User, what, path,
-		userName(st.Uid), groupName(st.Gid), perm)
+		userName(st.Uid), GroupName(st.Gid), perm)
 }

@@ -127,7 +127,7 @@ func TestMapWriteFailsWhenGroupCannotBeKept(t *testing.T) {
 }
 
 func asNobody(t *testing.T, path string) {
-	g := groupName(func() uint32 { _, g := statOf(t, path); return g }())
+	g := GroupName(func() uint32 { _, g := statOf(t, path); return g }())
 	want := "cannot keep the map's group " + g
 	if err := Write(path, nil, t0); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "write map "+path) {
 		t.Errorf("Write as nobody: %v, want an error with %q", err, want)

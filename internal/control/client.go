@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"syscall"
+
+	"github.com/mailjail/mailjail/mapfile"
 )
 
 // ErrNoDaemon means nothing listens on the socket.
@@ -61,7 +63,7 @@ func dialError(socket string, err error) error {
 		group := "root"
 		if fi, serr := os.Stat(socket); serr == nil {
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				group = groupName(st.Gid)
+				group = mapfile.GroupName(st.Gid)
 			}
 		}
 		return fmt.Errorf("%s: %w: run as root or as a member of group %s (global.socket_group)", socket, ErrPermission, group)
