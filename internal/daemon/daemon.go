@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/mailjail/mailjail/internal/config"
@@ -69,6 +70,7 @@ type daemon struct {
 	sources []watcher.Source
 	reqs    chan ctlReq
 	srv     *control.Server // nil until the socket is listened on
+	wg      sync.WaitGroup  // the goroutines run starts (outbox, socket)
 
 	// Read and written by the main loop only.
 	ready    bool   // prepared: bans and unbans may be carried out

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/mailjail/mailjail/internal/control"
@@ -21,14 +20,13 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := d.eng.RestoreBans(now); err != nil {
 		return fmt.Errorf("restore state: %w", err)
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer d.wg.Wait()
 	defer d.stopServing()
 	// Cancelled before the socket shuts down, whatever ends the run, so
 	// that a request waiting for the loop is answered "stopping".
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if !d.retry(ctx, &wg, "take over the map and lift ended bans", func() error { return d.prepare(ctx, now) }) {
+	if !d.retry(ctx, "take over the map and lift ended bans", func() error { return d.prepare(ctx, now) }) {
 		return d.fatal
 	}
 	d.ready = true
@@ -36,7 +34,7 @@ func (d *daemon) run(ctx context.Context) error {
 	defer d.enf.Stop()
 	octx, stopOutbox := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopOutbox()
-	wg.Go(func() { d.outbox.Run(octx) })
+	d.wg.Go(func() { d.outbox.Run(octx) })
 
 	fctx, stopFollow := context.WithCancel(ctx)
 	defer stopFollow()
@@ -46,7 +44,7 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	// The socket is listened on once the logs are followed: a client that
 	// sees it knows that everything appended from then on is read.
-	if err := d.startServing(ctx, &wg); err != nil {
+	if err := d.startServing(ctx); err != nil {
 		return err
 	}
 	d.logStart()
@@ -94,7 +92,7 @@ func (d *daemon) prepare(ctx context.Context, now time.Time) error {
 }
 
 // startServing answers the control socket from now on (once).
-func (d *daemon) startServing(ctx context.Context, wg *sync.WaitGroup) error {
+func (d *daemon) startServing(ctx context.Context) error {
 	if d.srv != nil {
 		return nil
 	}
@@ -103,7 +101,7 @@ func (d *daemon) startServing(ctx context.Context, wg *sync.WaitGroup) error {
 		return err
 	}
 	d.srv = control.NewServer(ln, &handler{d: d, ctx: ctx})
-	wg.Go(func() {
+	d.wg.Go(func() {
 		if err := d.srv.Serve(); err != nil {
 			d.log.Error("control socket", "err", err)
 		}
@@ -200,7 +198,7 @@ func (d *daemon) housekeeping(ctx context.Context, now time.Time) {
 // strike or a ban. Then the change goes into force.
 func (d *daemon) process(ctx context.Context, batch []core.Line) {
 	d.eng.Stage(batch, d.opt.Clock.Now())
-	d.retry(ctx, nil, "save state", func() error {
+	d.retry(ctx, "save state", func() error {
 		ch, err := d.eng.Commit(ctx)
 		if err == nil {
 			d.enf.Apply(ctx, ch)
@@ -223,7 +221,7 @@ func (d *daemon) setDegraded(why string) { d.degraded = why }
 // the daemon is degraded: it says so in the log, in status and to
 // systemd, and it keeps answering the control socket (a command it
 // answers as failed is rolled back, never applied later).
-func (d *daemon) retry(ctx context.Context, wg *sync.WaitGroup, what string, fn func() error) bool {
+func (d *daemon) retry(ctx context.Context, what string, fn func() error) bool {
 	wait := 100 * time.Millisecond
 	for {
 		err := fn()
@@ -245,7 +243,7 @@ func (d *daemon) retry(ctx context.Context, wg *sync.WaitGroup, what string, fn 
 		sdNotify("READY=1\nSTATUS=degraded: " + msg)
 		// A degraded start answers the socket at once, so that status
 		// can say why.
-		if err := d.startServing(ctx, wg); err != nil {
+		if err := d.startServing(ctx); err != nil {
 			d.log.Error("control socket", "err", err)
 		}
 		if !d.serveWhile(ctx, wait) {
