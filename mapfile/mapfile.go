@@ -120,6 +120,12 @@ func Render(w io.Writer, entries []Entry, now time.Time) error {
 // it belongs to) the write fails and the old map stays: a map rspamd
 // cannot open would lift every ban. CheckWritable reports that in advance.
 func Write(path string, entries []Entry, now time.Time) error {
+	return writeAtomic(path, func(w io.Writer) error { return Render(w, Normalize(entries), now) })
+}
+
+// writeAtomic replaces the file at path with what render writes, keeping
+// its mode and group; on any error the old file is untouched.
+func writeAtomic(path string, render func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("write map %s: %w", path, err)
@@ -135,7 +141,7 @@ func Write(path string, entries []Entry, now time.Time) error {
 	if err := keepGroup(pf.File, path); err != nil {
 		return fmt.Errorf("write map %s: %w", path, err)
 	}
-	if err := Render(pf, Normalize(entries), now); err != nil {
+	if err := render(pf); err != nil {
 		return fmt.Errorf("write map %s: %w", path, err)
 	}
 	if err := pf.CloseAtomicallyReplace(); err != nil {

@@ -24,15 +24,21 @@ import (
 
 // Alert is one event worth telling an administrator about.
 type Alert struct {
-	Event   string // "ban", "unban" or "urgent rate"
+	Event   string // "ban", "unban", "suspend" or "urgent rate"
 	Jail    string
-	Addr    string
+	Addr    string // the address, prefix or account it is about
 	Since   time.Time
 	Until   time.Time // zero: permanent
 	Strikes int
 	Offense int
 	Reason  string
 	Lines   []string // log lines that caused it (attacker-controlled)
+	// Sources are the client addresses an account's strikes came from,
+	// with counts ("198.18.41.7: 6 strikes, banned").
+	Sources []string
+	// Command undoes it ("mailjail release mallory@example.org"); empty:
+	// the ban's own unban command.
+	Command string
 }
 
 // Config says where alerts go.
@@ -90,11 +96,11 @@ func Compose(cfg Config, a Alert, now time.Time) []byte {
 		b.WriteString("\r\n")
 	}
 	body("mailjail on %s: %s of %s in jail %s.", cfg.Hostname, a.Event, a.Addr, a.Jail)
-	if a.Event == "ban" {
+	if verb := map[string]string{"ban": "Banned", "suspend": "Suspended"}[a.Event]; verb != "" {
 		if a.Until.IsZero() {
-			body("Banned from %s, permanently.", a.Since.Format(time.RFC3339))
+			body("%s from %s, until lifted by hand.", verb, a.Since.Format(time.RFC3339))
 		} else {
-			body("Banned from %s until %s (%s).", a.Since.Format(time.RFC3339), a.Until.Format(time.RFC3339), a.Until.Sub(a.Since).Round(time.Second))
+			body("%s from %s until %s (%s).", verb, a.Since.Format(time.RFC3339), a.Until.Format(time.RFC3339), a.Until.Sub(a.Since).Round(time.Second))
 		}
 		if a.Strikes > 0 {
 			body("Strikes: %d. Offense: %d.", a.Strikes, a.Offense)
@@ -102,6 +108,13 @@ func Compose(cfg Config, a Alert, now time.Time) []byte {
 	}
 	if a.Reason != "" {
 		body("Reason: %s", a.Reason)
+	}
+	if len(a.Sources) > 0 {
+		body("")
+		body("Source addresses:")
+		for _, src := range a.Sources {
+			body("  %s", src)
+		}
 	}
 	if len(a.Lines) > 0 {
 		body("")
@@ -111,9 +124,12 @@ func Compose(cfg Config, a Alert, now time.Time) []byte {
 		}
 	}
 	body("")
-	if a.Event == "ban" {
+	switch {
+	case a.Command != "":
+		body("Lift it with: %s", a.Command)
+	case a.Event == "ban":
 		body("Lift it with: mailjail unban %s", a.Addr)
-	} else {
+	default:
 		body("Details: mailjail show %s", a.Addr)
 	}
 	return b.Bytes()

@@ -42,17 +42,21 @@ func (d Decision) Permanent() bool { return d.Ban && d.Until.IsZero() }
 // (no pointer, so the garbage collector need not scan the map) and strike
 // times as seconds since 2000 in a uint32 slice (log timestamps have
 // second resolution anyway). About 70 bytes per address with 3 strikes.
-type Policy struct {
+//
+// K is what is counted: an AddrKey for a client address, a string for an
+// account (one SASL login).
+type Policy[K comparable] struct {
 	cfg     PolicyConfig
-	strikes map[addrKey][]uint32 // newest MaxRetry strike times, ascending
-	banned  map[addrKey]int64    // active ban end (unix ns), 0 = permanent
-	history map[addrKey][]int64  // starts of earlier bans inside Lookback
+	strikes map[K][]uint32 // newest MaxRetry strike times, ascending
+	banned  map[K]int64    // active ban end (unix ns), 0 = permanent
+	history map[K][]int64  // starts of earlier bans inside Lookback
 }
 
-// addrKey is an address as a map key without a pointer.
-type addrKey [16]byte
+// AddrKey is an address as a map key without a pointer.
+type AddrKey [16]byte
 
-func keyOf(a netip.Addr) addrKey { return a.Unmap().As16() }
+// KeyOf is a's key (IPv4-mapped IPv6 addresses are their IPv4 address).
+func KeyOf(a netip.Addr) AddrKey { return a.Unmap().As16() }
 
 // epoch2000 is the zero of strike times: uint32 seconds from it last
 // until 2136.
@@ -71,26 +75,26 @@ func secs(t time.Time) uint32 {
 }
 
 // NewPolicy returns an empty policy for cfg.
-func NewPolicy(cfg PolicyConfig) *Policy {
+func NewPolicy[K comparable](cfg PolicyConfig) *Policy[K] {
 	if cfg.BanFactor < 1 {
 		cfg.BanFactor = 1
 	}
-	return &Policy{
+	return &Policy[K]{
 		cfg:     cfg,
-		strikes: make(map[addrKey][]uint32),
-		banned:  make(map[addrKey]int64),
-		history: make(map[addrKey][]int64),
+		strikes: make(map[K][]uint32),
+		banned:  make(map[K]int64),
+		history: make(map[K][]int64),
 	}
 }
 
 // Config returns the policy's configuration.
-func (p *Policy) Config() PolicyConfig { return p.cfg }
+func (p *Policy[K]) Config() PolicyConfig { return p.cfg }
 
-// Strike records an event for a at time at, as seen at time now, and
+// Strike records an event of k at time at, as seen at time now, and
 // decides. An event older than findtime before now cannot contribute to
 // a ban and is not counted; neither is an event from an address that is
 // already banned (it is the ban working, not new misbehaviour).
-func (p *Policy) Strike(a netip.Addr, at, now time.Time) Decision {
+func (p *Policy[K]) Strike(k K, at, now time.Time) Decision {
 	if at.After(now) {
 		// Clock skew between the logger and us: an event cannot be newer
 		// than now for window purposes.
@@ -99,36 +103,42 @@ func (p *Policy) Strike(a netip.Addr, at, now time.Time) Decision {
 	if now.Sub(at) > p.cfg.FindTime {
 		return Decision{Stale: true}
 	}
-	if p.IsBanned(a, now) {
+	if p.IsBanned(k, now) {
 		return Decision{}
 	}
-	n := p.add(keyOf(a), secs(at), now)
-	d := Decision{Counted: true, Count: n}
+	n := p.add(k, secs(at), now)
 	if n < p.cfg.MaxRetry {
-		return d
+		return Decision{Counted: true, Count: n}
 	}
-	d.Ban = true
-	d.Offense = p.offense(a, now) + 1
+	return p.Ban(k, now, n)
+}
+
+// Ban decides a ban of k at now whatever its strikes (a rate far over its
+// limit suspends at once), escalated as one at maxretry would be; count
+// is what the decision reports as its strikes.
+func (p *Policy[K]) Ban(k K, now time.Time, count int) Decision {
+	d := Decision{Counted: true, Count: count, Ban: true}
+	d.Offense = p.offense(k, now) + 1
 	d.Duration = p.banLength(d.Offense)
 	if d.Duration > 0 {
 		d.Until = now.Add(d.Duration)
 	}
-	p.MarkBanned(a, now, d.Until)
+	p.MarkBanned(k, now, d.Until)
 	return d
 }
 
 // Restore loads a strike that was recorded before a restart; it counts
 // toward the window but makes no decision.
-func (p *Policy) Restore(a netip.Addr, at, now time.Time) {
-	if now.Sub(at) <= p.cfg.FindTime && !p.IsBanned(a, now) {
-		p.add(keyOf(a), secs(at), now)
+func (p *Policy[K]) Restore(k K, at, now time.Time) {
+	if now.Sub(at) <= p.cfg.FindTime && !p.IsBanned(k, now) {
+		p.add(k, secs(at), now)
 	}
 }
 
-// add inserts t into a's window and returns the number of strikes inside
+// add inserts t into k's window and returns the number of strikes inside
 // findtime before now. Only the newest MaxRetry times are kept: older
 // ones can never again make a difference.
-func (p *Policy) add(k addrKey, t uint32, now time.Time) int {
+func (p *Policy[K]) add(k K, t uint32, now time.Time) int {
 	w := p.strikes[k]
 	i, _ := slices.BinarySearch(w, t)
 	w = slices.Insert(w, i, t)
@@ -154,13 +164,12 @@ func (p *Policy) add(k addrKey, t uint32, now time.Time) int {
 
 // cut is the oldest strike time still inside findtime at now. A strike
 // exactly findtime old still counts (strike times are whole seconds).
-func (p *Policy) cut(now time.Time) uint32 {
+func (p *Policy[K]) cut(now time.Time) uint32 {
 	return secs(now.Add(-p.cfg.FindTime))
 }
 
-// offense counts a's earlier bans inside Lookback before now.
-func (p *Policy) offense(a netip.Addr, now time.Time) int {
-	k := keyOf(a)
+// offense counts k's earlier bans inside Lookback before now.
+func (p *Policy[K]) offense(k K, now time.Time) int {
 	h := p.history[k]
 	cut := now.Add(-p.cfg.Lookback).UnixNano()
 	j, _ := slices.BinarySearch(h, cut)
@@ -174,7 +183,7 @@ func (p *Policy) offense(a netip.Addr, now time.Time) int {
 }
 
 // banLength is BanTime × BanFactor^(offense-1), capped at BanMaxTime.
-func (p *Policy) banLength(offense int) time.Duration {
+func (p *Policy[K]) banLength(offense int) time.Duration {
 	if p.cfg.BanTime < 0 {
 		return 0
 	}
@@ -189,46 +198,43 @@ func (p *Policy) banLength(offense int) time.Duration {
 	return time.Duration(f)
 }
 
-// MarkBanned records an active ban of a from since until until (zero until
+// MarkBanned records an active ban of k from since until until (zero until
 // means permanent): the window is cleared, further strikes are ignored
 // while it lasts, and it counts toward later escalation.
-func (p *Policy) MarkBanned(a netip.Addr, since, until time.Time) {
-	k := keyOf(a)
+func (p *Policy[K]) MarkBanned(k K, since, until time.Time) {
 	delete(p.strikes, k)
 	var u int64
 	if !until.IsZero() {
 		u = until.UnixNano()
 	}
 	p.banned[k] = u
-	p.RecordPastBan(a, since)
+	p.RecordPastBan(k, since)
 }
 
 // RecordPastBan remembers a ban that started at since, for escalation.
-func (p *Policy) RecordPastBan(a netip.Addr, since time.Time) {
-	k := keyOf(a)
+func (p *Policy[K]) RecordPastBan(k K, since time.Time) {
 	h := p.history[k]
 	t := since.UnixNano()
 	i, _ := slices.BinarySearch(h, t)
 	p.history[k] = slices.Insert(h, i, t)
 }
 
-// Lift ends a's ban (expiry or unban) and clears its strikes, so that an
+// Lift ends k's ban (expiry or unban) and clears its strikes, so that an
 // unbanned address starts from zero.
-func (p *Policy) Lift(a netip.Addr) {
-	k := keyOf(a)
+func (p *Policy[K]) Lift(k K) {
 	delete(p.banned, k)
 	delete(p.strikes, k)
 }
 
-// IsBanned reports whether a has an active ban at now.
-func (p *Policy) IsBanned(a netip.Addr, now time.Time) bool {
-	u, ok := p.banned[keyOf(a)]
+// IsBanned reports whether k has an active ban at now.
+func (p *Policy[K]) IsBanned(k K, now time.Time) bool {
+	u, ok := p.banned[k]
 	return ok && (u == 0 || u > now.UnixNano())
 }
 
-// Strikes returns how many strikes a has inside findtime before now.
-func (p *Policy) Strikes(a netip.Addr, now time.Time) int {
-	w := p.strikes[keyOf(a)]
+// Strikes returns how many strikes k has inside findtime before now.
+func (p *Policy[K]) Strikes(k K, now time.Time) int {
+	w := p.strikes[k]
 	j, _ := slices.BinarySearch(w, p.cut(now))
 	return len(w) - j
 }
@@ -236,7 +242,7 @@ func (p *Policy) Strikes(a netip.Addr, now time.Time) int {
 // Prune forgets windows with no strike inside findtime, ban history older
 // than Lookback and bans that ended, so memory follows the number of
 // currently active addresses, not every address ever seen.
-func (p *Policy) Prune(now time.Time) {
+func (p *Policy[K]) Prune(now time.Time) {
 	cut := p.cut(now)
 	for k, w := range p.strikes {
 		if w[len(w)-1] < cut {
@@ -244,18 +250,18 @@ func (p *Policy) Prune(now time.Time) {
 		}
 	}
 	hcut := now.Add(-p.cfg.Lookback).UnixNano()
-	for a, h := range p.history {
+	for k, h := range p.history {
 		if h[len(h)-1] < hcut {
-			delete(p.history, a)
+			delete(p.history, k)
 		}
 	}
 	n := now.UnixNano()
-	for a, u := range p.banned {
+	for k, u := range p.banned {
 		if u != 0 && u <= n {
-			delete(p.banned, a)
+			delete(p.banned, k)
 		}
 	}
 }
 
-// Tracked is the number of addresses holding strikes.
-func (p *Policy) Tracked() int { return len(p.strikes) }
+// Tracked is the number of keys holding strikes.
+func (p *Policy[K]) Tracked() int { return len(p.strikes) }

@@ -30,7 +30,7 @@ func TestPolicyStrikes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := NewPolicy(cfg)
+			p := NewPolicy[netip.Addr](cfg)
 			for i, s := range tt.steps {
 				d := p.Strike(a, t0.Add(s.at), t0.Add(s.now))
 				if d.Count != s.wantCount || d.Ban != s.wantBan || d.Duration != s.wantDur {
@@ -46,7 +46,7 @@ func TestPolicyStrikes(t *testing.T) {
 
 func TestPolicyEscalation(t *testing.T) {
 	a := netip.MustParseAddr("2001:db8::42")
-	p := NewPolicy(PolicyConfig{MaxRetry: 1, FindTime: time.Minute, BanTime: time.Hour, BanFactor: 2, BanMaxTime: 3 * time.Hour, Lookback: 24 * time.Hour})
+	p := NewPolicy[netip.Addr](PolicyConfig{MaxRetry: 1, FindTime: time.Minute, BanTime: time.Hour, BanFactor: 2, BanMaxTime: 3 * time.Hour, Lookback: 24 * time.Hour})
 	want := []time.Duration{time.Hour, 2 * time.Hour, 3 * time.Hour, 3 * time.Hour}
 	now := t0
 	for i, w := range want {
@@ -66,7 +66,7 @@ func TestPolicyEscalation(t *testing.T) {
 
 func TestPolicyPermanentAndLift(t *testing.T) {
 	a := netip.MustParseAddr("192.0.2.1")
-	p := NewPolicy(PolicyConfig{MaxRetry: 2, FindTime: time.Minute, BanTime: -1, Lookback: time.Hour})
+	p := NewPolicy[netip.Addr](PolicyConfig{MaxRetry: 2, FindTime: time.Minute, BanTime: -1, Lookback: time.Hour})
 	p.Strike(a, t0, t0)
 	d := p.Strike(a, t0, t0)
 	if !d.Permanent() {

@@ -192,12 +192,12 @@ func BenchmarkPolicyStrike(b *testing.B) {
 		}
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
-			p := rules.NewPolicy(policyConfig())
+			p := rules.NewPolicy[rules.AddrKey](policyConfig())
 			t0 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 			i := 0
 			for b.Loop() {
 				now := t0.Add(time.Duration(i) * time.Millisecond)
-				p.Strike(addrs[i%len(addrs)], now, now)
+				p.Strike(rules.KeyOf(addrs[i%len(addrs)]), now, now)
 				i++
 			}
 		})
@@ -220,11 +220,11 @@ func BenchmarkPolicyMemory(b *testing.B) {
 			var per float64
 			for b.Loop() {
 				before := heapInUse()
-				p := rules.NewPolicy(policyConfig())
+				p := rules.NewPolicy[rules.AddrKey](policyConfig())
 				for s := range strikes {
 					for i, a := range addrs {
 						at := t0.Add(time.Duration(s*n+i) * time.Microsecond)
-						p.Strike(a, at, at)
+						p.Strike(rules.KeyOf(a), at, at)
 					}
 				}
 				per = float64(heapInUse()-before) / float64(p.Tracked())

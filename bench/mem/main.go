@@ -55,7 +55,7 @@ func run(n, strikes, rounds int) error {
 	if err != nil {
 		return err
 	}
-	p := rules.NewPolicy(cfg)
+	p := rules.NewPolicy[rules.AddrKey](cfg)
 	t0 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 	start := time.Now()
 	for s := range strikes {
@@ -63,7 +63,7 @@ func run(n, strikes, rounds int) error {
 			// spread over the last 9 minutes, as a steady stream left them
 			a := addr(i)
 			at := t0.Add(-9*time.Minute + time.Duration(i)*9*time.Minute/time.Duration(n) + time.Duration(s)*time.Second)
-			if d := p.Strike(a, at, t0.Add(time.Minute)); !d.Counted || d.Ban {
+			if d := p.Strike(rules.KeyOf(a), at, t0.Add(time.Minute)); !d.Counted || d.Ban {
 				return fmt.Errorf("strike %s: %+v", a, d)
 			}
 		}
@@ -92,7 +92,7 @@ func run(n, strikes, rounds int) error {
 		for s := range strikes {
 			for i := range step {
 				at := now.Add(time.Duration(s*step+i) * time.Minute / time.Duration(strikes*step))
-				p.Strike(addr(next+i), at, at)
+				p.Strike(rules.KeyOf(addr(next+i)), at, at)
 			}
 		}
 		next += step

@@ -146,7 +146,7 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 		// The same path to enforcement as the daemon's, with the
 		// replay's own map as the only target and no actions or alerts.
 		enf:// Its bans are the replay's output, not log lines.
-		enforce.New([]enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile)}, eng.ActiveBans, nil, enforce.Options{Log: slog.New(slog.DiscardHandler)}),
+		enforce.New([]enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile)}, eng, nil, enforce.Options{Log: slog.New(slog.DiscardHandler)}),
 	}
 	for _, j := range eng.Jails() {
 		r.out.Jails = append(r.out.Jails, j.Cfg.Name)

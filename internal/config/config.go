@@ -69,6 +69,13 @@ type Global struct {
 	// such as 128.0.0.0/1 typed by mistake, is refused without --force.
 	MinPrefixV4 int `toml:"-"`
 	MinPrefixV6 int `toml:"-"`
+	// AccountMapFile is the rspamd multimap "user" file of suspended
+	// accounts.
+	AccountMapFile string `toml:"account_map_file"`
+	// AllowSenders are senders (user@domain) and domains that are never
+	// rate limited or suspended: the rate allow list, beside the one kept
+	// in the database (mailjail allow). ignoreip is about addresses.
+	AllowSenders []string `toml:"allow_senders"`
 }
 
 // Alert configures email alerts to administrators.
@@ -102,7 +109,17 @@ type Jail struct {
 	BanAction   []string // argv, with <ip>, <jail>, <bantime> placeholders
 	UnbanAction []string
 	Alert       bool
-	Rate        *RateSpec // set for a rate jail (rate_key given): Postfix messages/recipients per key
+	// Key is what the jail counts: KeyAddress (the client) or KeyAccount
+	// (the authenticated login an event names: rspamd's "user:" field, a
+	// filter's <USER>, a rate jail's sasl_username or sender).
+	Key string
+	// Suspend and BanSources are an account jail's responses when an
+	// account reaches maxretry: put it in the account map for the ban
+	// time, and ban the client addresses its strikes came from (except
+	// ignoreip). Alert sends the urgent alert.
+	Suspend    bool
+	BanSources bool
+	Rate       *RateSpec // set for a rate jail (rate_key given): Postfix messages/recipients per key
 	// Journal, when set, follows the systemd journal instead of (or beside)
 	// logpath: for hosts where Postfix logs only to journald.
 	Journal *core.JournalMatch
@@ -121,7 +138,36 @@ type RateSpec struct {
 	Accounting    bucket.Mode
 	MaxEntries    int
 	OnFull        bucket.OnFull
-	SuspendFactor float64 // an event at this many times the burst is urgent; 0 = off
+	SuspendFactor float64 // an event at this many times the burst (or the window's limit) is urgent; 0 = off
+	// Window, when set, counts messages and recipients in a sliding
+	// window of this length (a provider's policy: "in the last 60
+	// minutes") against MaxMessages and MaxRecipients, instead of leaky
+	// buckets.
+	Window        time.Duration
+	MaxMessages   float64
+	MaxRecipients float64
+	// NewAccountsWithin limits suspension (mode "suspend") to accounts
+	// mailjail first saw within this long; 0: every account.
+	NewAccountsWithin time.Duration
+}
+
+// Keys a jail counts by.
+const (
+	KeyAddress = "address"
+	KeyAccount = "account"
+)
+
+// Accounts reports whether the jail counts accounts, not addresses.
+func (j *Jail) Accounts() bool { return j.Key == KeyAccount }
+
+// CanSuspend reports whether the jail's account may be suspended: only an
+// authenticated login may (anyone can forge an envelope sender on port
+// 25), and only when the jail asks for it.
+func (j *Jail) CanSuspend() bool {
+	if !j.Accounts() || !j.Suspend {
+		return false
+	}
+	return j.Rate == nil || j.Rate.Key == "sasl_username" && j.Rate.Mode == "suspend"
 }
 
 // RateKeys are the keys a rate jail can count by.
@@ -246,6 +292,9 @@ func applyGlobalDefaults(g *Global, f globalFile) {
 	}
 	if g.MapFile == "" {
 		g.MapFile = "/etc/rspamd/local.d/maps/ip_blacklist_ratelimit.map"
+	}
+	if g.AccountMapFile == "" {
+		g.AccountMapFile = "/etc/rspamd/local.d/maps/mailjail_accounts.map"
 	}
 	if g.Socket == "" {
 		g.Socket = "/run/mailjail/mailjail.sock"

@@ -33,6 +33,9 @@ type jailFile struct {
 	BanAction   []string  `toml:"ban_action"`
 	UnbanAction []string  `toml:"unban_action"`
 	Alert       *bool     `toml:"alert"`
+	Key         *string   `toml:"key"`
+	Suspend     *bool     `toml:"suspend"`
+	BanSources  *bool     `toml:"ban_sources"`
 
 	RateKey       *string    `toml:"rate_key"`
 	Messages      *limitFile `toml:"messages"`
@@ -42,6 +45,10 @@ type jailFile struct {
 	MaxEntries    *int       `toml:"max_entries"`
 	OnFull        *string    `toml:"on_full"`
 	SuspendFactor *float64   `toml:"suspend_factor"`
+	Window        *Duration  `toml:"window"`
+	MaxMessages   *float64   `toml:"max_messages"`
+	MaxRecipients *float64   `toml:"max_recipients"`
+	NewAccounts   *Duration  `toml:"new_accounts_within"`
 
 	JournalMatch *journalFile `toml:"journalmatch"`
 }
@@ -102,16 +109,26 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		BanAction:   first(j.BanAction, d.BanAction),
 		UnbanAction: first(j.UnbanAction, d.UnbanAction),
 		Alert:       deref(j.Alert, deref(d.Alert, true)),
+		Key:         deref(j.Key, deref(d.Key, KeyAddress)),
+		Suspend:     deref(j.Suspend, deref(d.Suspend, true)),
+		BanSources:  deref(j.BanSources, deref(d.BanSources, true)),
 	}
 	if jm := j.JournalMatch; jm != nil {
 		out.Journal = &core.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}
 	}
 	if j.RateKey != nil {
-		out.Rate = &RateSpec{Key: *j.RateKey, Mode: deref(j.Mode, ""), MaxEntries: deref(j.MaxEntries, bucket.DefaultMaxEntries), SuspendFactor: deref(j.SuspendFactor, 0)}
+		out.Rate = &RateSpec{Key: *j.RateKey, Mode: deref(j.Mode, ""), MaxEntries: deref(j.MaxEntries, bucket.DefaultMaxEntries), SuspendFactor: deref(j.SuspendFactor, 0),
+			Window: dur(j.Window, nil, 0), MaxMessages: deref(j.MaxMessages, 0), MaxRecipients: deref(j.MaxRecipients, 0), NewAccountsWithin: dur(j.NewAccounts, nil, 0)}
 		out.Filter = "postfix-rate"
+		if out.Rate.Key != "client" {
+			out.Key = KeyAccount
+		}
 	}
 	if out.Buckets == nil && strings.HasSuffix(out.Filter, "ratelimit") {
 		out.Buckets = slices.Clone(rules.AddressBuckets)
+		if out.Key == KeyAccount {
+			out.Buckets = slices.Clone(rules.AccountBuckets)
+		}
 	}
 	return out
 }

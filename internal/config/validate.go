@@ -77,7 +77,13 @@ func (c *Config) validateGlobal(p *problems) {
 			p.add(c.errAt("global.timezone", "unknown time zone %q", g.Timezone))
 		}
 	}
-	for _, kv := range [][2]string{{"global.database", g.Database}, {"global.map_file", g.MapFile}, {"global.socket", g.Socket}} {
+	if _, err := rules.NewAllowList(g.AllowSenders); err != nil {
+		p.add(c.errAt("global.allow_senders", "%v", err))
+	}
+	if filepath.Clean(g.AccountMapFile) == filepath.Clean(g.MapFile) {
+		p.add(c.errAt("global.account_map_file", "must differ from map_file (%s): one holds addresses, the other accounts", g.MapFile))
+	}
+	for _, kv := range [][2]string{{"global.database", g.Database}, {"global.map_file", g.MapFile}, {"global.account_map_file", g.AccountMapFile}, {"global.socket", g.Socket}} {
 		if !filepath.IsAbs(kv[1]) {
 			p.add(c.errAt(kv[0], "must be an absolute path, got %q", kv[1]))
 		}
@@ -210,6 +216,7 @@ func (c *Config) validateJail(p *problems, j *Jail) {
 			p.add(c.errAt(k+"."+key, "only a rate jail (with rate_key) takes %s; this jail uses filter %q", key, j.Filter))
 		}
 	}
+	c.validateKey(p, j)
 	c.validateSources(p, j)
 	c.validatePolicy(p, j)
 	for _, b := range j.Buckets {
@@ -223,6 +230,36 @@ func (c *Config) validateJail(p *problems, j *Jail) {
 	}{{"ban_action", j.BanAction}, {"unban_action", j.UnbanAction}} {
 		if len(kv.argv) > 0 && !filepath.IsAbs(kv.argv[0]) {
 			p.add(c.errAt(c.jkey(j, kv.key), "program must be an absolute path (it runs without a shell), got %q", kv.argv[0]))
+		}
+	}
+}
+
+// validateKey checks what the jail counts and its account responses.
+func (c *Config) validateKey(p *problems, j *Jail) {
+	k := "jail." + j.Name
+	raw := c.raw[j.Name]
+	switch {
+	case j.Rate != nil && raw.Key != nil:
+		p.add(c.errAt(k+".key", "a rate jail counts by its rate_key: key does not apply"))
+	case j.Key != KeyAddress && j.Key != KeyAccount:
+		p.add(c.errAt(c.jkey(j, "key"), "must be %q or %q, got %q", KeyAddress, KeyAccount, j.Key))
+	case j.Rate == nil && j.Accounts():
+		if f, err := c.CompileFilter(j.Filter); err == nil && !f.CapturesUser() {
+			p.add(c.errAt(c.jkey(j, "key"), "filter %q names no account: an account jail's filter captures <USER>", j.Filter))
+		}
+	}
+	if j.Accounts() {
+		if j.Rate != nil && j.Rate.Key == "sender" && raw.Suspend != nil && *raw.Suspend {
+			p.add(c.errAt(k+".suspend", "a sender-keyed jail never suspends (anyone can forge an envelope sender): use rate_key = \"sasl_username\""))
+		}
+		return
+	}
+	for _, f := range []struct {
+		key string
+		set bool
+	}{{"suspend", raw.Suspend != nil}, {"ban_sources", raw.BanSources != nil}} {
+		if f.set {
+			p.add(c.errAt(k+"."+f.key, "only an account jail (key = \"account\") takes %s", f.key))
 		}
 	}
 }
@@ -289,7 +326,8 @@ func rateOnlyKeys(jf jailFile) []string {
 	}{
 		{"rate_key", jf.RateKey != nil}, {"messages", jf.Messages != nil}, {"recipients", jf.Recipients != nil},
 		{"mode", jf.Mode != nil}, {"accounting", jf.Accounting != nil}, {"max_entries", jf.MaxEntries != nil},
-		{"on_full", jf.OnFull != nil}, {"suspend_factor", jf.SuspendFactor != nil},
+		{"on_full", jf.OnFull != nil}, {"suspend_factor", jf.SuspendFactor != nil}, {"window", jf.Window != nil},
+		{"max_messages", jf.MaxMessages != nil}, {"max_recipients", jf.MaxRecipients != nil}, {"new_accounts_within", jf.NewAccounts != nil},
 	} {
 		if f.set {
 			out = append(out, f.key)

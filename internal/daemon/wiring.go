@@ -37,16 +37,17 @@ func NewOutbox(cfg *config.Config, st *store.Store, log *slog.Logger, clock core
 	return outbox.New(st, h, log, outbox.Options{Clock: clock})
 }
 
-// Targets are the enforcement targets of cfg.
+// Targets are the enforcement targets of cfg: the rspamd address map and
+// the rspamd account map.
 func Targets(cfg *config.Config) []enforce.Target {
-	return []enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile)}
+	return []enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile), enforce.NewAccountMapTarget(cfg.Global.AccountMapFile)}
 }
 
 // NewEnforcer makes the enforcer for cfg's targets, following eng's
-// active bans, and installs the outbox planner in eng.
+// active bans and suspensions, and installs the outbox planner in eng.
 func NewEnforcer(cfg *config.Config, eng *engine.Engine, ob *outbox.Worker, opt enforce.Options) *enforce.Enforcer {
 	eng.SetEffects(enforce.Effects(cfg))
-	return enforce.New(Targets(cfg), eng.ActiveBans, ob, opt)
+	return enforce.New(Targets(cfg), eng, ob, opt)
 }
 
 // Prepare takes over the map and lifts bans that ended or are now

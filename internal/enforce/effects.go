@@ -31,7 +31,9 @@ func Effects(cfg *config.Config) engine.Effects {
 				items = append(items, outbox.Item{Kind: outbox.KindAction, Payload: outbox.Action{Event: "ban", Jail: b.Jail, Addr: addr,
 					Argv: actions.Expand(j.BanAction, actions.Vars{IP: addr, Jail: b.Jail, BanTime: b.Until.Sub(b.Since)})}})
 			}
-			if alerts && j.Alert {
+			// An account jail's bans are its account's sources: the
+			// account's one alert names them all.
+			if alerts && j.Alert && !j.Accounts() {
 				a, err := banAlert(tx, b)
 				if err != nil {
 					return err
@@ -47,6 +49,15 @@ func Effects(cfg *config.Config) engine.Effects {
 			}
 		}
 		if alerts {
+			for _, sp := range ch.Suspended {
+				if j := cfg.Jail(sp.Jail); j != nil && j.Alert {
+					a, err := suspensionAlert(tx, sp, ch.Bans)
+					if err != nil {
+						return err
+					}
+					items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
+				}
+			}
 			for _, ev := range ch.Urgent {
 				if j := cfg.Jail(ev.Jail); j != nil && j.Alert {
 					items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: urgentAlert(ev)})
@@ -75,4 +86,35 @@ func banAlert(tx *store.Tx, b store.Ban) (outbox.Alert, error) {
 func urgentAlert(ev store.RateEvent) outbox.Alert {
 	return outbox.Alert{Event: "urgent rate", Jail: ev.Jail, Addr: ev.Key, Since: ev.At,
 		Reason: fmt.Sprintf("%s reached %.1f, %.1f× the burst of %g (rate %s): %s", ev.What, ev.Level, ev.Level/ev.Burst, ev.Burst, ev.Rate, ev.Detail)}
+}
+
+// suspensionAlert tells of an account over its limit: the limit it
+// crossed, where its strikes came from (and which of those addresses
+// were banned), its latest log lines and the command that releases it.
+func suspensionAlert(tx *store.Tx, sp store.Suspension, bans []store.Ban) (outbox.Alert, error) {
+	a := outbox.Alert{Event: "suspend", Jail: sp.Jail, Addr: sp.Account, Since: sp.Since, Until: sp.Until,
+		Strikes: sp.Strikes, Offense: sp.Offense, Reason: sp.Reason, Command: "mailjail release " + sp.Account}
+	if !sp.Enforced {
+		a.Event = "account over its limit"
+		a.Reason += " (the jail has suspend = false: not suspended)"
+		a.Command = ""
+	}
+	for _, src := range sp.Sources {
+		state := "not banned (ignoreip, already banned or ban_sources = false)"
+		for _, b := range bans {
+			if b.Jail == sp.Jail && b.Prefix.Contains(src.Addr) {
+				state = "banned as " + rules.FormatPrefix(b.Prefix)
+				break
+			}
+		}
+		a.Sources = append(a.Sources, fmt.Sprintf("%s: %d of its strikes, %s", src.Addr, src.Count, state))
+	}
+	strikes, err := tx.RecentAccountStrikes(sp.Account, alertLines)
+	if err != nil {
+		return a, err
+	}
+	for _, st := range strikes {
+		a.Lines = append(a.Lines, st.Line)
+	}
+	return a, nil
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/outbox"
-	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
 )
 
@@ -30,7 +29,7 @@ type Options struct {
 type Enforcer struct {
 	recs     []*Reconciler
 	outbox   *outbox.Worker
-	active   func() []store.Ban
+	active   Source
 	clock    core.Clock
 	log      *slog.Logger
 	running  bool
@@ -38,9 +37,8 @@ type Enforcer struct {
 }
 
 // New makes an enforcer for targets, which follow active (the engine's
-// cache of the database's active bans). ob may be nil (replay runs no
-// actions).
-func New(targets []Target, active func() []store.Ban, ob *outbox.Worker, opt Options) *Enforcer {
+// cache of the database). ob may be nil (replay runs no actions).
+func New(targets []Target, active Source, ob *outbox.Worker, opt Options) *Enforcer {
 	e := &Enforcer{outbox: ob, active: active, clock: core.OrReal(opt.Clock), log: opt.Log, retryFor: opt.RetryFor}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -51,7 +49,15 @@ func New(targets []Target, active func() []store.Ban, ob *outbox.Worker, opt Opt
 	return e
 }
 
-func (e *Enforcer) state() State { return State{Bans: e.active(), At: e.clock.Now()} }
+func (e *Enforcer) state() State {
+	s := State{Bans: e.active.ActiveBans(), At: e.clock.Now()}
+	for _, sp := range e.active.ActiveSuspensions() {
+		if sp.Enforced {
+			s.Suspensions = append(s.Suspensions, sp)
+		}
+	}
+	return s
+}
 
 // Start runs each target's reconciler in the background, for the daemon:
 // from then on Apply returns at once and the targets catch up within
@@ -86,7 +92,7 @@ func (e *Enforcer) Apply(ctx context.Context, ch engine.Change) error {
 	}
 	e.logChange(ch)
 	var err error
-	if n := len(ch.Bans) + len(ch.Lifted); n > 0 {
+	if n := len(ch.Bans) + len(ch.Lifted) + len(ch.Suspended) + len(ch.Released); n > 0 {
 		if e.running {
 			for _, r := range e.recs {
 				r.Kick(n)
@@ -171,13 +177,26 @@ func (e *Enforcer) Targets() []TargetStats {
 
 func (e *Enforcer) logChange(ch engine.Change) {
 	for _, b := range ch.Bans {
-		until := "permanent"
-		if !b.Until.IsZero() {
-			until = b.Until.UTC().Format(time.RFC3339)
-		}
-		e.log.Warn("ban", "addr", rules.FormatPrefix(b.Prefix), "jail", b.Jail, "until", until, "reason", b.Reason)
+		e.log.Warn("ban", "addr", rules.FormatPrefix(b.Prefix), "jail", b.Jail, "until", untilText(b.Until), "reason", b.Reason)
 	}
 	for _, b := range ch.Lifted {
 		e.log.Info("unban", "addr", rules.FormatPrefix(b.Prefix), "jail", b.Jail, "by", b.LiftedBy)
 	}
+	for _, s := range ch.Suspended {
+		msg := "suspend"
+		if !s.Enforced {
+			msg = "account over its limit (suspend = false: recorded, not enforced)"
+		}
+		e.log.Warn(msg, "account", s.Account, "jail", s.Jail, "until", untilText(s.Until), "reason", s.Reason, "sources", len(s.Sources))
+	}
+	for _, s := range ch.Released {
+		e.log.Info("release", "account", s.Account, "jail", s.Jail, "by", s.LiftedBy)
+	}
+}
+
+func untilText(t time.Time) string {
+	if t.IsZero() {
+		return "permanent"
+	}
+	return t.UTC().Format(time.RFC3339)
 }

@@ -45,11 +45,16 @@ func (m *MapTarget) Sync(_ context.Context, s State) error {
 	if err := mapfile.Write(m.path, entries, s.At); err != nil {
 		return err
 	}
+	m.wrote()
+	return nil
+}
+
+// wrote records the file just written, for Drifted.
+func (m *MapTarget) wrote() {
 	id, _ := statID(m.path)
 	m.mu.Lock()
 	m.written = id
 	m.mu.Unlock()
-	return nil
 }
 
 // Drifted reports whether the file is gone or is not the one last written

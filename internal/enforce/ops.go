@@ -199,3 +199,71 @@ func (o *Ops) enforce(ctx context.Context, ch engine.Change) error {
 	}
 	return nil
 }
+
+// SuspendRequest is an operator's suspension of accounts.
+type SuspendRequest struct {
+	Accounts  []string // normalised
+	For       time.Duration
+	Permanent bool // until released
+	Reason    string
+}
+
+// DefaultSuspension is how long a manual suspension lasts when the
+// operator gives neither --for nor --permanent.
+const DefaultSuspension = 24 * time.Hour
+
+// Suspend suspends every account of r by hand.
+func (o *Ops) Suspend(ctx context.Context, r SuspendRequest) ([]store.Suspension, error) {
+	if len(r.Accounts) == 0 {
+		return nil, fmt.Errorf("no account given: %w", core.ErrInvalid)
+	}
+	d := DefaultSuspension
+	switch {
+	case r.Permanent:
+		d = config.Permanent
+	case r.For > 0:
+		d = r.For
+	}
+	reason := r.Reason
+	if reason == "" {
+		reason = "manual suspension"
+	}
+	now := o.Clock.Now()
+	done := engine.Change{At: now}
+	for _, a := range r.Accounts {
+		ch, err := o.Eng.Suspend(ctx, a, "", d, reason, now)
+		if err != nil {
+			return done.Suspended, errors.Join(err, o.enforce(ctx, done))
+		}
+		done.Suspended = append(done.Suspended, ch.Suspended...)
+	}
+	return done.Suspended, o.enforce(ctx, done)
+}
+
+// Release lifts the suspensions of every account given (in every jail).
+// Accounts that are not suspended are reported with core.ErrNotFound
+// after the others are released.
+func (o *Ops) Release(ctx context.Context, accounts []string) ([]store.Suspension, error) {
+	if len(accounts) == 0 {
+		return nil, fmt.Errorf("no account given: %w", core.ErrInvalid)
+	}
+	now := o.Clock.Now()
+	done := engine.Change{At: now}
+	var missing []string
+	for _, a := range accounts {
+		ch, err := o.Eng.Release(ctx, a, "", now, "cli")
+		if errors.Is(err, core.ErrNotFound) {
+			missing = append(missing, a)
+			continue
+		}
+		if err != nil {
+			return done.Released, errors.Join(err, o.enforce(ctx, done))
+		}
+		done.Released = append(done.Released, ch.Released...)
+	}
+	err := o.enforce(ctx, done)
+	if len(missing) > 0 {
+		err = errors.Join(fmt.Errorf("not suspended: %v: %w", missing, core.ErrNotFound), err)
+	}
+	return done.Released, err
+}

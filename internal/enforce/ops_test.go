@@ -51,7 +51,7 @@ func newOps(t *testing.T, toml string) (*Ops, *store.Store, *fakeTarget) {
 	eng.SetEffects(Effects(cfg))
 	f := newFakeTarget()
 	clk := testutil.NewFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
-	enf := New([]Target{f}, eng.ActiveBans, nil, Options{Clock: clk, Log: quiet})
+	enf := New([]Target{f}, eng, nil, Options{Clock: clk, Log: quiet})
 	return &Ops{Eng: eng, Cfg: cfg, Enf: enf, Clock: clk}, st, f
 }
 

@@ -72,10 +72,16 @@ func ban(s string) store.Ban {
 	return store.Ban{Jail: "j", Prefix: netip.MustParsePrefix(s), Since: time.Unix(1000, 0)}
 }
 
+// bansOnly is a Source of bans and no suspensions.
+type bansOnly func() []store.Ban
+
+func (f bansOnly) ActiveBans() []store.Ban             { return f() }
+func (bansOnly) ActiveSuspensions() []store.Suspension { return nil }
+
 func startEnforcer(t *testing.T, target Target, bans func() []store.Ban) (*Enforcer, *testutil.FakeClock) {
 	t.Helper()
 	clk := testutil.NewFakeClock(time.Unix(1_700_000_000, 0))
-	e := New([]Target{target}, bans, nil, Options{Clock: clk, Log: quiet})
+	e := New([]Target{target}, bansOnly(bans), nil, Options{Clock: clk, Log: quiet})
 	e.Start()
 	t.Cleanup(func() { e.Stop() })
 	return e, clk
@@ -204,7 +210,7 @@ func TestFailedApplyNowIsRetriedInTheBackground(t *testing.T) {
 func TestEnforcerWithoutReconcilersRetriesForItsCommand(t *testing.T) {
 	o, _, f := newOps(t, opsConfig)
 	f.failFirst = 2
-	o.Enf = New([]Target{f}, o.Eng.ActiveBans, nil, Options{Log: quiet, RetryFor: 10 * time.Second})
+	o.Enf = New([]Target{f}, o.Eng, nil, Options{Log: quiet, RetryFor: 10 * time.Second})
 	bans, err := o.Ban(context.Background(), BanRequest{Prefixes: prefixes("198.51.100.30/32", "192.0.2.53/32")})
 	if !errors.Is(err, engine.ErrIgnored) || errors.Is(err, ErrNotEnforced) || len(bans) != 1 {
 		t.Fatalf("bans %v, err %v: want the first ban in force and the ignored address refused", bans, err)

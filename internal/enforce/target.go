@@ -12,8 +12,17 @@ type State struct {
 	// Bans are the active bans: single addresses and prefixes, of every
 	// jail. The same prefix may be banned by several jails.
 	Bans []store.Ban
+	// Suspensions are the enforced active suspensions of accounts.
+	Suspensions []store.Suspension
 	// At is when the state was taken, by the enforcer's clock.
 	At time.Time
+}
+
+// Source is what targets follow: the engine's cache of the database's
+// active bans and suspensions.
+type Source interface {
+	ActiveBans() []store.Ban
+	ActiveSuspensions() []store.Suspension
 }
 
 // Target is one place where bans are enforced: the rspamd map file today;

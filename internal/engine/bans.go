@@ -79,10 +79,21 @@ func (e *Engine) ActiveBans() []store.Ban {
 	return out
 }
 
-// NextExpiry is the earliest end of an active ban, or zero.
+// NextExpiry is the earliest end of an active ban or suspension, or zero.
 func (e *Engine) NextExpiry() time.Time {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if s := e.nextSuspensionEnd(); !s.IsZero() {
+		if b := e.nextBanEnd(); !b.IsZero() && b.Before(s) {
+			return b
+		}
+		return s
+	}
+	return e.nextBanEnd()
+}
+
+// nextBanEnd is the earliest end of an active ban, or zero; e.mu is held.
+func (e *Engine) nextBanEnd() time.Time {
 	if e.nextStale {
 		e.nextStale = false
 		e.next = time.Time{}

@@ -16,14 +16,19 @@ type Change struct {
 	Lifted []store.Ban
 	Rate   []store.RateEvent // rate events (log-only jails over a limit)
 	Urgent []store.RateEvent // those of Rate far over their limit: alert now
-	At     time.Time         // when it was committed, by the caller's clock
+	// Suspended and Released are accounts suspended and released.
+	Suspended []store.Suspension
+	Released  []store.Suspension
+	At        time.Time // when it was committed, by the caller's clock
 	// Imported: the bans were taken over from an existing map, already
 	// in force: they cause no actions or alerts.
 	Imported bool
 }
 
 // Empty reports whether the change changed nothing in force.
-func (c Change) Empty() bool { return len(c.Bans) == 0 && len(c.Lifted) == 0 && len(c.Rate) == 0 }
+func (c Change) Empty() bool {
+	return len(c.Bans) == 0 && len(c.Lifted) == 0 && len(c.Rate) == 0 && len(c.Suspended) == 0 && len(c.Released) == 0
+}
 
 // Effects writes, in the change's own transaction, what the change
 // causes besides enforcement (actions and alerts for the outbox), so

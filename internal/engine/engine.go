@@ -49,6 +49,11 @@ type Engine struct {
 	next      time.Time
 	nextStale bool
 
+	susp        map[suspKey]store.Suspension // active suspensions (guarded by mu)
+	stagedAccts map[string]struct{}          // suspended by the pending batch
+	firstSeen   map[string]time.Time         // when each account was first seen
+	allow       *rules.AllowList             // the rate allow list: config and database
+
 	pending pending
 	effects Effects
 	stats   Stats
@@ -58,10 +63,11 @@ type Engine struct {
 type Jail struct {
 	Cfg      *config.Jail
 	Filter   *rules.Filter
-	Policy   *rules.Policy
+	Policy   *rules.Policy[rules.AddrKey]
 	ignore   *rules.IPSet
 	buckets  map[string]bool
-	rate     *rateState // set for a rate jail
+	rate     *rateState    // set for a rate jail
+	acct     *accountState // set for an account jail
 	counters JailCounters
 }
 
@@ -89,6 +95,9 @@ type Stats struct {
 	OtherBucket uint64 // matches in buckets the jail does not strike on
 	Strikes     uint64 // strikes counted
 	Bans        uint64 // bans decided
+	Suspensions uint64 // suspensions decided
+	Allowed     uint64 // events of accounts on the allow list
+	NoAccount   uint64 // matches in account jails that named no (valid) account
 }
 
 // pending is a staged batch not yet committed.
@@ -97,23 +106,36 @@ type pending struct {
 	bans       []store.Ban
 	rateEvents []store.RateEvent
 	positions  map[string]core.Position
-	now        time.Time // of the latest Stage: when the positions were read
+
+	acctStrikes []store.AccountStrike
+	suspensions []store.Suspension
+	seen        map[string]time.Time // accounts seen for the first time
+	now         time.Time            // of the latest Stage: when the positions were read
 }
 
 func (p *pending) empty() bool {
-	return len(p.strikes) == 0 && len(p.bans) == 0 && len(p.rateEvents) == 0 && len(p.positions) == 0
+	return len(p.strikes) == 0 && len(p.bans) == 0 && len(p.rateEvents) == 0 && len(p.positions) == 0 &&
+		len(p.acctStrikes) == 0 && len(p.suspensions) == 0 && len(p.seen) == 0
 }
 
 // New builds an engine for cfg's enabled jails on st.
 func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 	e := &Engine{cfg: cfg, st: st, log: log, loc: cfg.Location(), pathJails: map[string][]*Jail{},
-		bans: map[banKey]store.Ban{}, byAddr: map[netip.Addr]int{}, ranges: map[banKey]store.Ban{}, staged: map[netip.Addr]struct{}{}}
+		bans: map[banKey]store.Ban{}, byAddr: map[netip.Addr]int{}, ranges: map[banKey]store.Ban{}, staged: map[netip.Addr]struct{}{},
+		susp: map[suspKey]store.Suspension{}, stagedAccts: map[string]struct{}{}, firstSeen: map[string]time.Time{}}
+	var err error
+	if e.allow, err = rules.NewAllowList(cfg.Global.AllowSenders); err != nil {
+		return nil, fmt.Errorf("allow_senders: %w", err)
+	}
 	for _, jc := range cfg.EnabledJails() {
 		ign, err := rules.NewIPSet(jc.IgnoreIP)
 		if err != nil {
 			return nil, fmt.Errorf("jail %s: ignoreip: %w", jc.Name, err)
 		}
-		j := &Jail{Cfg: jc, Policy: rules.NewPolicy(jc.Policy()), ignore: ign}
+		j := &Jail{Cfg: jc, Policy: rules.NewPolicy[rules.AddrKey](jc.Policy()), ignore: ign}
+		if jc.Accounts() {
+			j.acct = newAccountState(jc)
+		}
 		if jc.Rate != nil {
 			if j.rate, err = newRateState(jc.Rate); err != nil {
 				return nil, fmt.Errorf("jail %s: %w", jc.Name, err)
@@ -135,13 +157,22 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 // Jails returns the running jails.
 func (e *Engine) Jails() []*Jail { return e.jails }
 
-// Tracked is the number of addresses holding strikes, over all jails.
+// Tracked is the number of addresses and accounts holding strikes, over
+// all jails.
 func (e *Engine) Tracked() int {
 	n := 0
 	for _, j := range e.jails {
-		n += j.Policy.Tracked()
+		n += j.Tracked()
 	}
 	return n
+}
+
+// Tracked is the number of addresses or accounts holding strikes in j.
+func (j *Jail) Tracked() int {
+	if j.acct != nil {
+		return j.acct.policy.Tracked()
+	}
+	return j.Policy.Tracked()
 }
 
 // Stats returns counters.
@@ -197,8 +228,9 @@ func (e *Engine) jailsFor(path string) []*Jail {
 	return js
 }
 
-// RestoreBans loads the active bans (so the map can be written at once)
-// and the earlier bans that escalation counts.
+// RestoreBans loads the active bans and suspensions (so the maps can be
+// written at once), the earlier ones that escalation counts, and what
+// account jails need: strikes, first-seen times, the allow list.
 func (e *Engine) RestoreBans(now time.Time) error {
 	bans, err := e.st.ActiveBans()
 	if err != nil {
@@ -215,10 +247,10 @@ func (e *Engine) RestoreBans(now time.Time) error {
 	}
 	for _, b := range past {
 		if j := e.jail(b.Jail); j != nil {
-			j.Policy.RecordPastBan(b.Prefix.Addr(), b.Since)
+			j.Policy.RecordPastBan(rules.KeyOf(b.Prefix.Addr()), b.Since)
 		}
 	}
-	return nil
+	return e.restoreAccounts(now)
 }
 
 // RestoreStrikes loads the strikes still inside their findtime window
@@ -230,7 +262,7 @@ func (e *Engine) RestoreStrikes(now time.Time) error {
 	}
 	err := e.st.StrikesSince(now.Add(-maxFind), func(jail []byte, a netip.Addr, at time.Time) error {
 		if j := e.jailNamed(jail); j != nil && !e.bannedAt(a, now) {
-			j.Policy.Restore(j.key(a), at, now)
+			j.Policy.Restore(rules.KeyOf(j.key(a)), at, now)
 		}
 		return nil
 	})
@@ -284,20 +316,39 @@ func (e *Engine) Commit(ctx context.Context) (Change, error) {
 				ch.Urgent = append(ch.Urgent, ev)
 			}
 		}
+		for _, st := range p.acctStrikes {
+			if err := tx.AddAccountStrike(st); err != nil {
+				return ch, err
+			}
+		}
+		for i := range p.suspensions {
+			id, err := tx.AddSuspension(p.suspensions[i])
+			if err != nil {
+				return ch, err
+			}
+			p.suspensions[i].ID = id
+		}
+		for account, at := range p.seen {
+			if err := tx.SeeAccount(account, at); err != nil {
+				return ch, err
+			}
+		}
 		for _, pos := range p.positions {
 			if err := tx.SavePosition(pos, p.now); err != nil {
 				return ch, err
 			}
 		}
-		ch.Bans = p.bans
+		ch.Bans, ch.Suspended = p.bans, p.suspensions
 		return ch, nil
 	})
 	if err != nil {
 		return Change{}, err
 	}
 	e.put(ch.Bans...)
+	e.putSuspensions(ch.Suspended...)
 	e.logRateEvents(p.rateEvents)
 	clear(e.staged)
+	clear(e.stagedAccts)
 	e.pending = pending{}
 	return ch, nil
 }
@@ -308,13 +359,17 @@ func (e *Engine) ExpireDue(ctx context.Context, now time.Time) (Change, error) {
 		return Change{}, nil
 	}
 	ch, err := e.update(ctx, now, func(tx *store.Tx) (ch Change, err error) {
-		ch.Lifted, err = tx.ExpireBans(now)
+		if ch.Lifted, err = tx.ExpireBans(now); err != nil {
+			return ch, err
+		}
+		ch.Released, err = tx.ExpireSuspensions(now)
 		return ch, err
 	})
 	if err != nil {
 		return Change{}, err
 	}
 	e.forget(ch.Lifted)
+	e.forgetSuspensions(ch.Released)
 	return ch, nil
 }
 
@@ -323,7 +378,7 @@ func (e *Engine) forget(bans []store.Ban) {
 	for _, b := range bans {
 		for _, j := range e.jails {
 			if b.Jail == j.Cfg.Name || b.Jail == ManualJail {
-				j.Policy.Lift(b.Prefix.Addr())
+				j.Policy.Lift(rules.KeyOf(b.Prefix.Addr()))
 			}
 		}
 	}
@@ -334,10 +389,14 @@ func (e *Engine) forget(bans []store.Ban) {
 func (e *Engine) Prune(ctx context.Context, now time.Time, keep time.Duration) error {
 	for _, j := range e.jails {
 		j.Policy.Prune(now)
+		j.pruneAccounts(now)
 		keep = max(keep, j.Cfg.FindTime)
 	}
 	return e.st.Update(ctx, func(tx *store.Tx) error {
-		_, err := tx.PruneStrikes(now.Add(-keep))
+		if _, err := tx.PruneStrikes(now.Add(-keep)); err != nil {
+			return err
+		}
+		_, err := tx.PruneAccountStrikes(now.Add(-keep))
 		return err
 	})
 }

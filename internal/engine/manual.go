@@ -59,9 +59,9 @@ func (e *Engine) Unban(ctx context.Context, p netip.Prefix, jail string, now tim
 	for _, j := range e.jails {
 		if jail == "" || j.Cfg.Name == jail {
 			if p.IsSingleIP() {
-				j.Policy.Lift(j.key(p.Addr()))
+				j.Policy.Lift(rules.KeyOf(j.key(p.Addr())))
 			} else {
-				j.Policy.Lift(p.Addr())
+				j.Policy.Lift(rules.KeyOf(p.Addr()))
 			}
 		}
 	}

@@ -2,12 +2,14 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/rules"
 	"github.com/mailjail/mailjail/rules/bucket"
 	"github.com/mailjail/mailjail/rules/postfix"
 )
@@ -20,10 +22,49 @@ type rateState struct {
 	tables []rateTable
 }
 
+// rateTable counts one thing ("messages" or "recipients") per key: in
+// leaky buckets (rspamd's limits) or, for a provider's policy, in a
+// sliding window.
 type rateTable struct {
-	what  string // "messages" or "recipients"
-	limit bucket.Limit
-	table *bucket.Table
+	what   string // "messages" or "recipients"
+	limit  float64
+	rate   string // the limit as events show it
+	table  *bucket.Table
+	window *bucket.Window
+}
+
+// count feeds one message's n at at and says whether it was over the
+// limit and the level it reached (a leaky bucket: the level it tried to
+// reach; in leaky accounting the refused message is not in the bucket,
+// but it is what was attempted).
+func (t *rateTable) count(key string, at time.Time, n float64, mode bucket.Mode) (over bool, level float64, untracked bool, back time.Duration) {
+	if t.window != nil {
+		res := t.window.Add(key, at, n)
+		return res.Over(t.limit), res.Total, res.Untracked, res.Backwards
+	}
+	res := t.table.Update(key, at, n)
+	level = res.Level
+	if mode == bucket.Leaky && res.Limited {
+		level += n
+	}
+	return res.Limited, level, res.Untracked, res.Backwards
+}
+
+func (t *rateTable) entries() int {
+	if t.window != nil {
+		return t.window.Len()
+	}
+	return t.table.Stats().Entries
+}
+
+func (t *rateTable) full() uint64 {
+	var st bucket.Stats
+	if t.window != nil {
+		st = t.window.Stats()
+	} else {
+		st = t.table.Stats()
+	}
+	return st.FailedOpen + st.FailedClosed
 }
 
 // RateStats describes a rate jail for status output.
@@ -39,6 +80,23 @@ func newRateState(spec *config.RateSpec) (*rateState, error) {
 		return nil, err
 	}
 	r := &rateState{spec: spec, corr: corr}
+	if spec.Window > 0 {
+		for _, t := range []struct {
+			what  string
+			limit float64
+		}{{"messages", spec.MaxMessages}, {"recipients", spec.MaxRecipients}} {
+			if t.limit == 0 {
+				continue
+			}
+			keep := t.limit * max(spec.SuspendFactor, 1)
+			w, err := bucket.NewWindow(bucket.WindowConfig{Window: spec.Window, Keep: keep, MaxEntries: spec.MaxEntries, OnFull: spec.OnFull})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", t.what, err)
+			}
+			r.tables = append(r.tables, rateTable{what: t.what, limit: t.limit, rate: fmt.Sprintf("%g per %s", t.limit, config.FormatDuration(spec.Window)), window: w})
+		}
+		return r, nil
+	}
 	for _, t := range []struct {
 		what  string
 		limit *bucket.Limit
@@ -50,29 +108,46 @@ func newRateState(spec *config.RateSpec) (*rateState, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.what, err)
 		}
-		r.tables = append(r.tables, rateTable{what: t.what, limit: *t.limit, table: tab})
+		r.tables = append(r.tables, rateTable{what: t.what, limit: t.limit.Burst, rate: t.limit.Rate.String(), table: tab})
 	}
 	return r, nil
 }
 
-// keyOf is the message's key for this jail, or "" when it has none
-// (an unauthenticated message in a sasl_username jail).
+// keyOf is the message's key for this jail, or "" when it has none. A
+// sender counts only for an authenticated submission: on port 25 anyone
+// can write any envelope sender, and counting those would let a stranger
+// fill a real user's rate. Accounts and senders are normalised, and one
+// that is not a valid address is no key.
 func (r *rateState) keyOf(m postfix.Message) string {
+	var key string
 	switch r.spec.Key {
 	case "sasl_username":
-		return m.SASLUser
+		key = m.SASLUser
 	case "sender":
-		return m.Sender
+		if m.SASLUser == "" {
+			return ""
+		}
+		key = m.Sender
 	case "client":
 		if m.Client.IsValid() {
 			return m.Client.String()
 		}
+		return ""
 	}
-	return ""
+	if key == "" {
+		return ""
+	}
+	n, err := rules.NormalizeAccount(key)
+	if err != nil {
+		return ""
+	}
+	return n
 }
 
 // stageRate feeds one Postfix line to a rate jail. A message over a limit
-// becomes a strike of its client (mode "ban") or a recorded rate event.
+// becomes a strike of its client (mode "ban"), a recorded rate event
+// (every other mode) and, in mode "suspend", a strike of its account; far
+// over (suspend_factor) it suspends the account at once.
 func (e *Engine) stageRate(j *Jail, line []byte, at, now time.Time) {
 	r := j.rate
 	m, ok, err := r.corr.Feed(line, at)
@@ -86,39 +161,74 @@ func (e *Engine) stageRate(j *Jail, line []byte, at, now time.Time) {
 	if key == "" {
 		return
 	}
+	if e.allowedMessage(m) {
+		e.stats.Allowed++
+		return
+	}
+	if j.acct != nil {
+		e.see(key, m.Time)
+	}
 	for _, t := range r.tables {
 		n := 1.0
 		if t.what == "recipients" {
 			n = float64(m.Rcpts)
 		}
-		res := t.table.Update(key, m.Time, n)
-		if res.Backwards > 0 {
-			e.log.Info("rate: clock went backwards, nothing leaked", "jail", j.Cfg.Name, "key", key, "by", res.Backwards)
+		over, level, untracked, back := t.count(key, m.Time, n, r.spec.Accounting)
+		if back > 0 {
+			e.log.Info("rate: clock went backwards, nothing leaked", "jail", j.Cfg.Name, "key", key, "by", back)
 		}
-		if res.Untracked {
+		if untracked {
 			e.log.Warn("rate table full: key not tracked", "jail", j.Cfg.Name, "key", key, "on_full", r.spec.OnFull.String(), "max_entries", r.spec.MaxEntries)
 		}
-		if !res.Limited {
+		if !over {
 			continue
 		}
 		e.stats.Matches++
-		// The level this message tried to reach: in leaky accounting the
-		// refused message is not in the bucket, but it is what was attempted.
-		attempted := res.Level
-		if r.spec.Accounting == bucket.Leaky {
-			attempted += n
-		}
-		ev := store.RateEvent{Jail: j.Cfg.Name, Key: key, What: t.what, At: m.Time, Level: attempted, Burst: t.limit.Burst, Rate: t.limit.Rate.String(),
-			Urgent: r.spec.SuspendFactor > 0 && attempted >= r.spec.SuspendFactor*t.limit.Burst,
+		ev := store.RateEvent{Jail: j.Cfg.Name, Key: key, What: t.what, At: m.Time, Level: level, Burst: t.limit, Rate: t.rate,
+			Urgent: r.spec.SuspendFactor > 0 && level >= r.spec.SuspendFactor*t.limit,
 			Detail: fmt.Sprintf("queue id %s, client %s, %d recipients", m.QueueID, m.Client, m.Rcpts)}
-		if r.spec.Mode == "ban" {
+		switch r.spec.Mode {
+		case "ban":
 			if a, err := netip.ParseAddr(key); err == nil {
 				e.strike(j, a, t.what, line, at, now)
 			}
 			continue
+		case "suspend":
+			e.rateSuspend(j, key, m.Client, ev, line, at, now)
 		}
 		e.pending.rateEvents = append(e.pending.rateEvents, ev)
 	}
+}
+
+// rateSuspend is mode "suspend": an over-limit message is a strike of its
+// account, and one far over the limit suspends it at once; with
+// new_accounts_within only accounts first seen that recently are
+// suspended (older ones get rate events only).
+func (e *Engine) rateSuspend(j *Jail, account string, client netip.Addr, ev store.RateEvent, line []byte, at, now time.Time) {
+	if w := j.Cfg.Rate.NewAccountsWithin; w > 0 && !e.isNew(account, w, now) {
+		return
+	}
+	e.strikeAccount(j, account, client, ev.What, line, at, now)
+	if !ev.Urgent || e.suspendedAt(account, now) {
+		return
+	}
+	d := j.acct.policy.Ban(account, now, j.acct.policy.Strikes(account, now))
+	e.suspend(j, account, d, fmt.Sprintf("%s reached %.0f, %.1f× the limit of %g (%s)", ev.What, ev.Level, ev.Level/ev.Burst, ev.Burst, ev.Rate), now)
+}
+
+// allowedMessage reports whether m's login, or for an authenticated
+// submission its envelope sender, is on the allow list. An
+// unauthenticated sender proves nothing: anyone can write it.
+func (e *Engine) allowedMessage(m postfix.Message) bool {
+	if m.SASLUser == "" {
+		return false
+	}
+	for _, s := range []string{m.SASLUser, m.Sender} {
+		if n, err := rules.NormalizeAccount(s); err == nil && e.allow.Contains(n) {
+			return true
+		}
+	}
+	return false
 }
 
 // logRateEvents reports committed log-only events: a warning naming the
@@ -141,9 +251,8 @@ func (j *Jail) RateStats() *RateStats {
 	}
 	s := &RateStats{Keys: map[string]int{}, Pending: j.rate.corr.Stats().Pending}
 	for _, t := range j.rate.tables {
-		st := t.table.Stats()
-		s.Keys[t.what] = st.Entries
-		s.Full += st.FailedOpen + st.FailedClosed
+		s.Keys[t.what] = t.entries()
+		s.Full += t.full()
 	}
 	return s
 }
@@ -157,12 +266,7 @@ func (e *Engine) SaveBuckets(ctx context.Context) error {
 				continue
 			}
 			for _, t := range j.rate.tables {
-				snap := t.table.Snapshot()
-				states := make([]store.BucketState, len(snap))
-				for i, s := range snap {
-					states[i] = store.BucketState{Key: s.Key, Level: s.Level, Last: s.Last}
-				}
-				if err := tx.SaveBuckets(j.Cfg.Name, t.what, states); err != nil {
+				if err := t.save(tx, j.Cfg.Name); err != nil {
 					return err
 				}
 			}
@@ -178,18 +282,70 @@ func (e *Engine) restoreBuckets() error {
 			continue
 		}
 		for _, t := range j.rate.tables {
-			saved, err := e.st.LoadBuckets(j.Cfg.Name, t.what)
-			if err != nil {
-				return err
-			}
-			states := make([]bucket.State, len(saved))
-			for i, s := range saved {
-				states[i] = bucket.State{Key: s.Key, Level: s.Level, Last: s.Last}
-			}
-			if _, err := t.table.Restore(states); err != nil {
-				e.log.Warn("some saved rate buckets were invalid and skipped", "jail", j.Cfg.Name, "table", t.what, "err", err)
+			if err := t.restore(e.st, j.Cfg.Name); err != nil {
+				if !errors.Is(err, errSomeInvalid) {
+					return err
+				}
+				e.log.Warn("some saved rate counters were invalid and skipped", "jail", j.Cfg.Name, "table", t.what, "err", err)
 			}
 		}
+	}
+	return nil
+}
+
+// save writes the table's counters into the database.
+func (t *rateTable) save(tx *store.Tx, jail string) error {
+	if t.window != nil {
+		snap := t.window.Snapshot()
+		states := make([]store.WindowState, len(snap))
+		for i, s := range snap {
+			states[i].Key = s.Key
+			for _, ev := range s.Events {
+				states[i].Events = append(states[i].Events, store.WindowEvent{At: ev.At, N: ev.N})
+			}
+		}
+		return tx.SaveWindows(jail, t.what, states)
+	}
+	snap := t.table.Snapshot()
+	states := make([]store.BucketState, len(snap))
+	for i, s := range snap {
+		states[i] = store.BucketState{Key: s.Key, Level: s.Level, Last: s.Last}
+	}
+	return tx.SaveBuckets(jail, t.what, states)
+}
+
+// errSomeInvalid marks saved counters that were skipped: the rest loaded.
+var errSomeInvalid = errors.New("invalid saved counters")
+
+// restore loads the table's saved counters.
+func (t *rateTable) restore(st *store.Store, jail string) error {
+	var err error
+	if t.window != nil {
+		saved, lerr := st.LoadWindows(jail, t.what)
+		if lerr != nil {
+			return lerr
+		}
+		states := make([]bucket.WindowState, len(saved))
+		for i, s := range saved {
+			states[i].Key = s.Key
+			for _, ev := range s.Events {
+				states[i].Events = append(states[i].Events, bucket.WindowEvent{At: ev.At, N: ev.N})
+			}
+		}
+		_, err = t.window.Restore(states)
+	} else {
+		saved, lerr := st.LoadBuckets(jail, t.what)
+		if lerr != nil {
+			return lerr
+		}
+		states := make([]bucket.State, len(saved))
+		for i, s := range saved {
+			states[i] = bucket.State{Key: s.Key, Level: s.Level, Last: s.Last}
+		}
+		_, err = t.table.Restore(states)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", errSomeInvalid, err)
 	}
 	return nil
 }

@@ -92,11 +92,23 @@ func (e *Engine) stageMatch(j *Jail, line, msg []byte, at, now time.Time) {
 		return
 	}
 	e.stats.Matches++
-	if j.buckets != nil && m.Bucket != "" && !j.buckets[m.Bucket] {
+	// A filter that names buckets and could not name this one (an
+	// rspamd bucket with its own message and no info line) might have
+	// been any bucket: it strikes no jail that is limited to some.
+	if j.buckets != nil && (m.Bucket != "" || j.Filter.CapturesBucket()) && !j.buckets[m.Bucket] {
 		e.stats.OtherBucket++
 		return
 	}
-	e.strike(j, m.Addr, m.Bucket, line, at, now)
+	if j.acct == nil {
+		e.strike(j, m.Addr, m.Bucket, line, at, now)
+		return
+	}
+	if m.User == "" {
+		e.stats.NoAccount++
+		return
+	}
+	e.see(m.User, at)
+	e.strikeAccount(j, m.User, m.Addr, m.Bucket, line, at, now)
 }
 
 // strike counts one event of a at time at against j's policy and stages
@@ -111,13 +123,8 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 		return
 	}
 	key, prefix := j.key(a), j.banPrefix(a)
-	d := j.Policy.Strike(key, at, now)
-	if d.Stale {
-		if j.counters.TooOld++; j.counters.TooOld == 1 {
-			e.log.Warn("an event older than findtime was not counted (a log read late, or a wrong timezone setting makes every event look old)",
-				"jail", j.Cfg.Name, "event_time", at, "now", now, "findtime", config.FormatDuration(j.Cfg.FindTime), "timezone", e.loc.String())
-		}
-	}
+	d := j.Policy.Strike(rules.KeyOf(key), at, now)
+	e.noteStale(j, d, at, now)
 	if !d.Counted {
 		return
 	}
@@ -141,6 +148,18 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 	// map must not until it is in the database. (Other addresses of a
 	// banned IPv6 prefix are stopped by the policy, which marks the key.)
 	e.staged[a] = struct{}{}
+}
+
+// noteStale counts an event the policy found older than findtime, and
+// warns the first time.
+func (e *Engine) noteStale(j *Jail, d rules.Decision, at, now time.Time) {
+	if !d.Stale {
+		return
+	}
+	if j.counters.TooOld++; j.counters.TooOld == 1 {
+		e.log.Warn("an event older than findtime was not counted (a log read late, or a wrong timezone setting makes every event look old)",
+			"jail", j.Cfg.Name, "event_time", at, "now", now, "findtime", config.FormatDuration(j.Cfg.FindTime), "timezone", e.loc.String())
+	}
 }
 
 // key is the policy key of a: the address, or for IPv6 with ipv6_prefix

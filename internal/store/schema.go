@@ -81,6 +81,45 @@ var migrations = []string{
 		gave_up INTEGER               -- abandoned (NULL: pending)
 	 );
 	 CREATE INDEX outbox_pending ON outbox(id) WHERE done IS NULL AND gave_up IS NULL;`,
+	// Accounts (SASL logins) are keys of their own: strikes with the
+	// client each came from, suspensions, when mailjail first saw each
+	// login, the rate allow list and the sliding-window rate counters.
+	`CREATE TABLE account_strikes (
+		id INTEGER PRIMARY KEY,
+		jail TEXT NOT NULL,
+		account TEXT NOT NULL,
+		client TEXT NOT NULL DEFAULT '', -- address the event came from, '' when unknown
+		at INTEGER NOT NULL,
+		bucket TEXT NOT NULL DEFAULT '',
+		line TEXT NOT NULL DEFAULT ''
+	 );
+	 CREATE INDEX account_strikes_account ON account_strikes(account, at);
+	 CREATE INDEX account_strikes_at ON account_strikes(at, jail, account);
+	 CREATE TABLE suspensions (
+		id INTEGER PRIMARY KEY,
+		jail TEXT NOT NULL,
+		account TEXT NOT NULL,
+		since INTEGER NOT NULL,
+		until INTEGER,                -- NULL: until released
+		strikes INTEGER NOT NULL DEFAULT 0,
+		reason TEXT NOT NULL DEFAULT '',
+		offense INTEGER NOT NULL DEFAULT 0,
+		enforced INTEGER NOT NULL DEFAULT 1, -- 0: recorded only (the jail has suspend = false)
+		sources TEXT NOT NULL DEFAULT '',    -- "ADDR=COUNT ..." the strikes came from
+		lifted INTEGER,
+		lifted_by TEXT NOT NULL DEFAULT ''
+	 );
+	 CREATE UNIQUE INDEX suspensions_active ON suspensions(jail, account) WHERE lifted IS NULL;
+	 CREATE INDEX suspensions_account ON suspensions(account, since);
+	 CREATE TABLE accounts (account TEXT PRIMARY KEY, first_seen INTEGER NOT NULL) WITHOUT ROWID;
+	 CREATE TABLE allow (entry TEXT PRIMARY KEY, added INTEGER NOT NULL, reason TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
+	 CREATE TABLE windows (
+		jail TEXT NOT NULL,
+		what TEXT NOT NULL,
+		key TEXT NOT NULL,
+		events TEXT NOT NULL,         -- "UNIXNANO:N ..." oldest first
+		PRIMARY KEY (jail, what, key)
+	 );`,
 }
 
 func (s *Store) migrate() error {

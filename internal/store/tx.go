@@ -42,7 +42,7 @@ const (
 
 func (s *Store) prepare() error {
 	s.stmts = map[string]*sql.Stmt{}
-	for _, q := range []string{sqlAddStrike, sqlSavePosition, sqlAddRateEvent} {
+	for _, q := range []string{sqlAddStrike, sqlSavePosition, sqlAddRateEvent, sqlAddAccountStrike} {
 		st, err := s.db.Prepare(q)
 		if err != nil {
 			return fmt.Errorf("prepare: %w", err)
@@ -70,16 +70,20 @@ func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
 
 // AddStrike records a strike.
 func (t *Tx) AddStrike(st Strike) error {
-	line := st.Line
-	if len(line) > maxLineBytes {
-		line = line[:maxLineBytes]
-	}
 	_, err := t.exec(sqlAddStrike,
-		st.Jail, st.Addr.String(), st.At.UnixNano(), st.Bucket, line)
+		st.Jail, st.Addr.String(), st.At.UnixNano(), st.Bucket, cutLine(st.Line))
 	if err != nil {
 		return fmt.Errorf("add strike: %w", err)
 	}
 	return nil
+}
+
+// cutLine bounds a strike's log line to maxLineBytes.
+func cutLine(line string) string {
+	if len(line) > maxLineBytes {
+		return line[:maxLineBytes]
+	}
+	return line
 }
 
 // AddBan records a new active ban, replacing an active ban of the same
