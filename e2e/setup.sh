@@ -6,12 +6,14 @@
 #
 # Environment:
 #   MAILJAIL_E2E_MAP    map file that the multimap rule IP_BLACKLIST_RATELIMIT reads
-#                       (default /var/lib/mailjail-e2e/ip_blacklist_ratelimit.map)
+#                       (default /var/lib/mailjail-e2e/ip_blacklist_ratelimit.map); the rule
+#                       MAILJAIL_ACCOUNT_SUSPENDED (type "user") reads accounts.map beside it
 #   MAILJAIL_E2E_SKIP_INSTALL=1   do not run apt-get even if a package is missing
 set -euo pipefail
 
 MAP_FILE="${MAILJAIL_E2E_MAP:-/var/lib/mailjail-e2e/ip_blacklist_ratelimit.map}"
 MAP_DIR="$(dirname "$MAP_FILE")"
+ACCOUNT_MAP_FILE="$MAP_DIR/accounts.map"
 RSPAMD_LOG=/var/log/rspamd/rspamd.log
 MAIL_LOG=/var/log/mail.log
 PACKAGES=(rspamd redis-server postfix swaks)
@@ -49,8 +51,10 @@ bash "$here/teardown.sh"
 
 # --- map file the test controls -------------------------------------------------------------------
 install -d -m 0755 "$MAP_DIR"
-[ -f "$MAP_FILE" ] || install -m 0644 /dev/null "$MAP_FILE"
-chmod 0644 "$MAP_FILE"
+for f in "$MAP_FILE" "$ACCOUNT_MAP_FILE"; do
+	[ -f "$f" ] || install -m 0644 /dev/null "$f"
+	chmod 0644 "$f"
+done
 
 log "configuring and starting services"
 # --- redis ----------------------------------------------------------------------------------------
@@ -134,6 +138,13 @@ IP_BLACKLIST_RATELIMIT {
   map = "$MAP_FILE";
   action = "reject";
   description = "Banned by mailjail after repeated ratelimit events";
+}
+MAILJAIL_ACCOUNT_SUSPENDED {
+  type = "user";
+  map = "$ACCOUNT_MAP_FILE";
+  action = "reject";
+  message = "account suspended";
+  description = "Account suspended by mailjail";
 }
 EOF
 cat >"$L/actions.conf" <<'EOF'
