@@ -50,6 +50,9 @@ type Config struct {
 	// MaxEntries bounds the number of keys; 0 means DefaultMaxEntries.
 	MaxEntries int
 	OnFull     OnFull
+	// Rspamd is the release line whose check the table follows; the zero
+	// value is Rspamd36.
+	Rspamd Version
 }
 
 // Stats are counters a caller can log or export as metrics.
@@ -97,6 +100,9 @@ type Table struct {
 // NewTable validates cfg and returns an empty table.
 func NewTable(cfg Config) (*Table, error) {
 	p, err := NewPolicy(cfg.Limit, cfg.Mode, cfg.Cap)
+	if err == nil {
+		p, err = p.ForRspamd(cfg.Rspamd)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bucket table: %w", err)
 	}
