@@ -204,8 +204,8 @@ func TestNewTableErrors(t *testing.T) {
 		}
 	}
 	tb := mustTable(t, Config{Limit: oneEachSecond})
-	if tb.max != DefaultMaxEntries || tb.Policy().Rspamd() != Rspamd36 {
-		t.Errorf("default bound %d, version %v", tb.max, tb.Policy().Rspamd())
+	if tb.keys.max != DefaultMaxEntries || tb.Policy().Rspamd() != Rspamd36 {
+		t.Errorf("default bound %d, version %v", tb.keys.max, tb.Policy().Rspamd())
 	}
 	// The version reaches the policy: 3.4 admits a message heavier than
 	// the burst into an empty bucket, 3.6 does not.
