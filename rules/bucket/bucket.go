@@ -1,11 +1,13 @@
 // Package bucket is mailjail's rate core: rspamd's leaky bucket, reproduced
 // so that mailjail can track the same rates from logs (log-only, after the
 // fact) and agree with rspamd about who was over a limit, plus a bounded
-// table that keeps a hostile flood of distinct keys from exhausting memory.
+// table that keeps a hostile flood of distinct keys from exhausting memory,
+// and a sliding-window counter (Window) for providers' "N messages or
+// recipients in the last hour" policies.
 //
 // The package is pure: time comes in as time.Time arguments, nothing
-// sleeps, reads files or talks to Redis. A Table is not safe for concurrent
-// use; the daemon owns it from one goroutine.
+// sleeps, reads files or talks to Redis. A Table or Window is not safe for
+// concurrent use; the daemon owns it from one goroutine.
 //
 // # Formula
 //
@@ -97,6 +99,15 @@
 // (entry 40, key bytes 16, map the rest) and 1.8 million inserts per second
 // including eviction; BenchmarkTableUpdate measures about 130 ns, 7.5
 // million updates per second, for existing keys with no allocation.
+//
+// A Window (window.go) keeps per key a 64-byte slot and its events at 16
+// bytes each, at most those needed to reach WindowConfig.Keep.
+// BenchmarkWindow1MEvents (1,000,000 events over 100,000 keys, a one-hour
+// window sliding over two hours, same machine while shared with other
+// work, when BenchmarkTable1MKeys gave 0.8 million inserts per second)
+// measures about 1.7 µs per event, dominated by cache misses of random keys,
+// and 256 bytes of live heap per key, both with Keep 20 and weight 1 and
+// with Keep 500 and weights 1 to 4.
 package bucket
 
 import (
