@@ -1,6 +1,7 @@
 package bucket
 
 import (
+	"math/rand/v2"
 	"runtime"
 	"strconv"
 	"testing"
@@ -71,4 +72,58 @@ func BenchmarkTable1MKeys(b *testing.B) {
 	}
 	b.ReportMetric(bytesPerKey, "bytes/key")
 	b.ReportMetric(insertsPerSec, "inserts/s")
+}
+
+// BenchmarkWindow1MEvents adds 1,000,000 events over 100,000 keys (ten
+// each, in random key order, 7.2 ms apart: two hours in all, so the
+// window of one hour slides) and reports the time per event and the live
+// heap per key at the end. "messages" weighs each event 1 with Keep 20
+// (Kolab's 10 messages × 2), "recipients" weighs 1 to 4 with Keep 500.
+func BenchmarkWindow1MEvents(b *testing.B) {
+	const events, keys = 1_000_000, 100_000
+	buf := make([]byte, 0, 16)
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = ipKey(buf, i)
+	}
+	order := make([]int32, events)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range order {
+		order[i] = int32(i % keys)
+	}
+	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	for _, tc := range []struct {
+		name string
+		keep float64
+		maxN int
+	}{{"messages", 20, 1}, {"recipients", 500, 4}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var bytesPerKey, nsPerEvent float64
+			for b.Loop() {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				w, err := NewWindow(WindowConfig{Window: time.Hour, Keep: tc.keep, MaxEntries: keys})
+				if err != nil {
+					b.Fatal(err)
+				}
+				now := epoch
+				start := time.Now()
+				for i, k := range order {
+					now = now.Add(7200 * time.Microsecond)
+					w.Add(names[k], now, float64(1+i%tc.maxN))
+				}
+				nsPerEvent = float64(time.Since(start).Nanoseconds()) / events
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				if w.Len() != keys {
+					b.Fatalf("len %d stats %+v", w.Len(), w.Stats())
+				}
+				bytesPerKey = float64(after.HeapAlloc-before.HeapAlloc) / keys
+				runtime.KeepAlive(w)
+			}
+			b.ReportMetric(nsPerEvent, "ns/event")
+			b.ReportMetric(bytesPerKey, "bytes/key")
+		})
+	}
 }

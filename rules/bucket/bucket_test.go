@@ -66,6 +66,46 @@ func (r *rspamdRef) update(now int64, nrcpt float64) {
 	r.l = now
 }
 
+// rspamd34Ref is a transliteration of rspamd 3.4's check and update scripts
+// (strings in src/plugins/lua/ratelimit.lua, lines 70-112 and 130-197),
+// dynamic multipliers fixed at 1. 3.4 has no pending count.
+type rspamd34Ref struct {
+	exists bool
+	l      int64
+	b      float64
+}
+
+func (r *rspamd34Ref) check(now int64, rate, maxBurst, nrcpt float64) (limited bool, compared float64) {
+	if !r.exists {
+		*r = rspamd34Ref{exists: true, l: now}
+		return false, 0
+	}
+	burst := r.b
+	if burst > 0 {
+		if r.l < now {
+			leaked := float64(now-r.l) * rate
+			if leaked > burst {
+				leaked = burst
+			}
+			burst -= leaked
+			r.b -= leaked
+			r.l = now
+		}
+		if burst > 0 && burst+nrcpt > maxBurst {
+			return true, burst + nrcpt
+		}
+	} else {
+		burst = 0
+		r.b = 0
+	}
+	return false, burst + nrcpt
+}
+
+func (r *rspamd34Ref) update(now int64, nrcpt float64) {
+	r.b += nrcpt
+	r.l = now
+}
+
 var epoch = time.Date(2026, 11, 25, 3, 34, 0, 0, time.UTC)
 
 func at(ms int64) time.Time { return epoch.Add(time.Duration(ms) * time.Millisecond) }
@@ -83,8 +123,39 @@ func mustPolicy(t testing.TB, rate string, burst float64, mode Mode, capLevel fl
 	return p
 }
 
-// TestMatchesRspamdScripts replays hand-written sequences through both the
-// reference and Policy and demands the same verdicts and levels.
+// refScripts is one release's transliterated scripts.
+type refScripts interface {
+	check(now int64, rate, maxBurst, nrcpt float64) (limited bool, compared float64)
+	update(now int64, nrcpt float64)
+	level() float64
+	started() bool
+}
+
+func (r *rspamdRef) level() float64   { return r.b }
+func (r *rspamdRef) started() bool    { return r.exists }
+func (r *rspamd34Ref) level() float64 { return r.b }
+func (r *rspamd34Ref) started() bool  { return r.exists }
+
+var versions = []struct {
+	v   Version
+	ref func() refScripts
+}{
+	{Rspamd36, func() refScripts { return &rspamdRef{} }},
+	{Rspamd34, func() refScripts { return &rspamd34Ref{} }},
+}
+
+func mustVersion(t testing.TB, p Policy, v Version) Policy {
+	t.Helper()
+	p, err := p.ForRspamd(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestMatchesRspamdScripts replays hand-written sequences through the
+// references of both releases and Policy and demands the same verdicts and
+// levels. steps34, when set, are the sequence's outcome under rspamd 3.4.
 func TestMatchesRspamdScripts(t *testing.T) {
 	type step struct {
 		ms      int64
@@ -93,103 +164,135 @@ func TestMatchesRspamdScripts(t *testing.T) {
 		level   float64 // level after the event
 	}
 	tests := []struct {
-		name  string
-		rate  string
-		burst float64
-		steps []step
+		name    string
+		rate    string
+		burst   float64
+		steps   []step
+		steps34 []step
 	}{
-		{"burst then one per leak", "1 / 1s", 3, []step{
+		{name: "burst then one per leak", rate: "1 / 1s", burst: 3, steps: []step{
 			{0, 1, false, 1}, {0, 1, false, 2}, {0, 1, false, 3},
 			{0, 1, true, 3},     // 3+1 > 3
 			{500, 1, true, 2.5}, // half leaked: 2.5+1 > 3, leaky: not added
 			{1000, 1, false, 3}, // 2+1 == 3 is allowed (strict >)
 			{1000, 1, true, 3},
 		}},
-		{"first event never limited", "1 / 1min", 2, []step{
+		{name: "first event never limited", rate: "1 / 1min", burst: 2, steps: []step{
 			{0, 5, false, 5},      // rspamd creates the bucket and allows it
 			{60000, 1, true, 4},   // 5-1 leaked = 4, 4+1 > 2
 			{180000, 1, true, 2},  // 4-2 = 2, 2+1 > 2
 			{240000, 1, false, 2}, // 1+1 == 2
 		}},
-		{"fully drained bucket is not new", "1 / 1s", 2, []step{
-			{0, 1, false, 1}, {10000, 3, true, 0}, {10000, 2, false, 2},
-		}},
-		{"recipients weigh", "30 / 60min", 10, []step{
+		{name: "fully drained bucket is not new", rate: "1 / 1s", burst: 2,
+			steps: []step{
+				{0, 1, false, 1}, {10000, 3, true, 0}, {10000, 2, false, 2},
+			},
+			steps34: []step{ // 3.4: an empty bucket admits any one message
+				{0, 1, false, 1}, {10000, 3, false, 3}, {10000, 2, true, 3},
+			}},
+		{name: "heavier than the burst, over and over", rate: "1 / 1min", burst: 5,
+			steps: []step{
+				{0, 1, false, 1}, {120000, 6, true, 0}, {240000, 6, true, 0}, {240000, 5, false, 5},
+			},
+			steps34: []step{
+				{0, 1, false, 1}, {120000, 6, false, 6}, {240000, 6, true, 4}, {600000, 6, false, 6},
+			}},
+		{name: "recipients weigh", rate: "30 / 60min", burst: 10, steps: []step{
 			{0, 4, false, 4}, {1000, 4, false, 7.991666666666666}, {2000, 4, true, 7.983333333333333},
 			{120000, 2, false, 9}, // 118s leak 118/120: 7+2
 		}},
-		{"period edge: exactly one period later", "10 / 1h", 10, []step{
+		{name: "period edge: exactly one period later", rate: "10 / 1h", burst: 10, steps: []step{
 			{0, 10, false, 10}, {1, 1, true, 10 - 10.0/3600000},
 			{3600000, 10, false, 10}, // drained to exactly 0, 0+10 == 10
 			{3600001, 1, true, 10 - 10.0/3600000},
 		}},
-		{"per day", "100 / 1d", 100, []step{
+		{name: "per day", rate: "100 / 1d", burst: 100, steps: []step{
 			{0, 100, false, 100}, {864000, 1, false, 100}, {864000, 0.5, true, 100},
 		}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			p := mustPolicy(t, tc.rate, tc.burst, Leaky, math.Inf(1))
-			perMs := p.Limit().Rate.PerSecond() / 1000
-			var ref rspamdRef
-			var b Bucket
-			for i, s := range tc.steps {
-				refLimited, _ := ref.check(s.ms, perMs, tc.burst, s.n)
-				if !refLimited {
-					ref.update(s.ms, s.n)
-				}
-				got := p.Update(&b, at(s.ms), s.n, Scale{})
-				if refLimited != s.limited || math.Abs(ref.b-s.level) > 1e-9 {
-					t.Fatalf("step %d: the test table disagrees with the rspamd reference: ref limited=%v level=%v", i, refLimited, ref.b)
-				}
-				if got.Limited != s.limited || math.Abs(got.Level-s.level) > 1e-9 || math.Abs(b.Level-got.Level) > 0 {
-					t.Fatalf("step %d (%+v): got %+v, want limited=%v level=%v", i, s, got, s.limited, s.level)
-				}
+		for _, ver := range versions {
+			steps := tc.steps
+			if ver.v == Rspamd34 && tc.steps34 != nil {
+				steps = tc.steps34
 			}
-		})
+			t.Run(tc.name+"/"+ver.v.String(), func(t *testing.T) {
+				p := mustVersion(t, mustPolicy(t, tc.rate, tc.burst, Leaky, math.Inf(1)), ver.v)
+				perMs := p.Limit().Rate.PerSecond() / 1000
+				ref := ver.ref()
+				var b Bucket
+				for i, s := range steps {
+					refLimited, _ := ref.check(s.ms, perMs, tc.burst, s.n)
+					if !refLimited {
+						ref.update(s.ms, s.n)
+					}
+					got := p.Update(&b, at(s.ms), s.n, Scale{})
+					if refLimited != s.limited || math.Abs(ref.level()-s.level) > 1e-9 {
+						t.Fatalf("step %d: the test table disagrees with the rspamd reference: ref limited=%v level=%v", i, refLimited, ref.level())
+					}
+					if got.Limited != s.limited || math.Abs(got.Level-s.level) > 1e-9 || math.Abs(b.Level-got.Level) > 0 {
+						t.Fatalf("step %d (%+v): got %+v, want limited=%v level=%v", i, s, got, s.limited, s.level)
+					}
+				}
+			})
+		}
 	}
 }
 
-// TestRandomAgainstRspamd compares long random sequences. Floating point
+// TestRandomAgainstRspamd compares long random sequences with both
+// releases' scripts, with weights up to twice the burst so that messages
+// heavier than the burst (where the releases differ) occur. Floating point
 // differs between the two (ms and per-ms rate there, ns and per-ns here), so
 // a sequence stops being compared once an event lands within 1e-6 of the
-// burst, where the two could legitimately round to different verdicts.
+// burst, or a leak leaves either within 1e-6 above empty, where the two could
+// legitimately round to different verdicts.
 func TestRandomAgainstRspamd(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	rates := []string{"1 / 1s", "3 / 1s", "1 / 1min", "30 / 60min", "10 / 1h", "100 / 1d", "0.5", "7 / 13s"}
-	compared, limited := 0, 0
-	for seq := 0; seq < 400; seq++ {
-		rate := rates[rng.IntN(len(rates))]
-		burst := float64(1 + rng.IntN(20))
-		p := mustPolicy(t, rate, burst, Leaky, math.Inf(1))
-		perMs := p.Limit().Rate.PerSecond() / 1000
-		var ref rspamdRef
-		var b Bucket
-		var ms int64
-		period := p.Limit().Rate.Per.Milliseconds()
-		for i := 0; i < 200; i++ {
-			ms += rng.Int64N(period/int64(1+rng.IntN(20)) + 1)
-			n := float64(1 + rng.IntN(3))
-			refLimited, cmp := ref.check(ms, perMs, burst, n)
-			if ref.exists && math.Abs(cmp-burst) < 1e-6 {
-				break
-			}
-			if !refLimited {
-				ref.update(ms, n)
-			}
-			got := p.Update(&b, at(ms), n, Scale{})
-			if got.Limited != refLimited || math.Abs(got.Level-ref.b) > 1e-6*math.Max(1, burst) {
-				t.Fatalf("seq %d (%s burst %v) event %d at %dms n=%v: got %+v, rspamd limited=%v level=%v",
-					seq, rate, burst, i, ms, n, got, refLimited, ref.b)
-			}
-			compared++
-			if refLimited {
-				limited++
+	for _, ver := range versions {
+		compared, limited, heavy := 0, 0, 0
+		for seq := 0; seq < 400; seq++ {
+			rate := rates[rng.IntN(len(rates))]
+			burst := float64(1 + rng.IntN(20))
+			p := mustVersion(t, mustPolicy(t, rate, burst, Leaky, math.Inf(1)), ver.v)
+			perMs := p.Limit().Rate.PerSecond() / 1000
+			ref := ver.ref()
+			var b Bucket
+			var ms int64
+			period := p.Limit().Rate.Per.Milliseconds()
+			for i := 0; i < 200; i++ {
+				ms += rng.Int64N(period/int64(1+rng.IntN(20)) + 1)
+				n := float64(1 + rng.IntN(3))
+				if rng.IntN(20) == 0 {
+					n = float64(1 + rng.IntN(int(2*burst)))
+				}
+				probe := b
+				p.Update(&probe, at(ms), 0, Scale{})
+				refLimited, cmp := ref.check(ms, perMs, burst, n)
+				nearlyEmpty := func(l float64) bool { return l > 0 && l < 1e-6 }
+				if ref.started() && (math.Abs(cmp-burst) < 1e-6 || nearlyEmpty(ref.level()) || nearlyEmpty(probe.Level)) {
+					break
+				}
+				if !refLimited {
+					ref.update(ms, n)
+				}
+				got := p.Update(&b, at(ms), n, Scale{})
+				if got.Limited != refLimited || math.Abs(got.Level-ref.level()) > 1e-6*math.Max(1, burst) {
+					t.Fatalf("%v seq %d (%s burst %v) event %d at %dms n=%v: got %+v, rspamd limited=%v level=%v",
+						ver.v, seq, rate, burst, i, ms, n, got, refLimited, ref.level())
+				}
+				compared++
+				if refLimited {
+					limited++
+				}
+				if n > burst {
+					heavy++
+				}
 			}
 		}
-	}
-	if compared < 20000 || limited < 2000 {
-		t.Fatalf("too little coverage: %d events compared, %d limited", compared, limited)
+		if compared < 20000 || limited < 2000 || heavy < 100 {
+			t.Fatalf("%v: too little coverage: %d events compared, %d limited, %d heavier than the burst", ver.v, compared, limited, heavy)
+		}
 	}
 }
 

@@ -197,14 +197,24 @@ func TestNewTableErrors(t *testing.T) {
 		"negative":    {Limit: oneEachSecond, MaxEntries: -1},
 		"too large":   {Limit: oneEachSecond, MaxEntries: math.MaxInt32 + 1},
 		"bad on-full": {Limit: oneEachSecond, OnFull: OnFull(9)},
+		"bad version": {Limit: oneEachSecond, Rspamd: Version(4)},
 	} {
 		if _, err := NewTable(cfg); err == nil || !strings.HasPrefix(err.Error(), "bucket table: ") {
 			t.Errorf("%s: error %v", name, err)
 		}
 	}
 	tb := mustTable(t, Config{Limit: oneEachSecond})
-	if tb.max != DefaultMaxEntries {
-		t.Errorf("default bound %d", tb.max)
+	if tb.keys.max != DefaultMaxEntries || tb.Policy().Rspamd() != Rspamd36 {
+		t.Errorf("default bound %d, version %v", tb.keys.max, tb.Policy().Rspamd())
+	}
+	// The version reaches the policy: 3.4 admits a message heavier than
+	// the burst into an empty bucket, 3.6 does not.
+	for _, v := range []Version{Rspamd36, Rspamd34} {
+		tb := mustTable(t, Config{Limit: oneEachSecond, Rspamd: v})
+		tb.Update("k", at(0), 1)
+		if r := tb.Update("k", at(5000), 3); r.Limited != (v == Rspamd36) {
+			t.Errorf("%v: 3 into an empty bucket of burst 2: %+v", v, r)
+		}
 	}
 }
 
@@ -212,6 +222,7 @@ func TestStringers(t *testing.T) {
 	for got, want := range map[string]string{
 		Leaky.String(): "leaky", Strict.String(): "strict", Mode(5).String(): "Mode(5)",
 		FailOpen.String(): "fail-open", FailClosed.String(): "fail-closed", OnFull(3).String(): "OnFull(3)",
+		Rspamd36.String(): "rspamd-3.6", Rspamd34.String(): "rspamd-3.4", Version(7).String(): "Version(7)",
 	} {
 		if got != want {
 			t.Errorf("got %q want %q", got, want)
