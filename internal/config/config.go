@@ -136,6 +136,7 @@ type RateSpec struct {
 	Recipients    *bucket.Limit
 	Mode          string // "ban" or "log-only"
 	Accounting    bucket.Mode
+	Rspamd        bucket.Version // whose ratelimit check the buckets follow (rspamd_version)
 	MaxEntries    int
 	OnFull        bucket.OnFull
 	SuspendFactor float64 // an event at this many times the burst (or the window's limit) is urgent; 0 = off

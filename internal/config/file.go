@@ -49,6 +49,7 @@ type jailFile struct {
 	MaxMessages   *float64   `toml:"max_messages"`
 	MaxRecipients *float64   `toml:"max_recipients"`
 	NewAccounts   *Duration  `toml:"new_accounts_within"`
+	RspamdVersion *string    `toml:"rspamd_version"`
 
 	JournalMatch *journalFile `toml:"journalmatch"`
 }

@@ -48,6 +48,11 @@ func (c *Config) validateRate(j *Jail) []*Error {
 			errs = append(errs, err)
 		}
 	}
+	// Debian 12 ships rspamd 3.4, which lets a message heavier than the
+	// burst through on an empty bucket; 3.6 and later refuse it.
+	if r.Rspamd, err = choose(c, k+".rspamd_version", deref(raw.RspamdVersion, "3.6"), map[string]bucket.Version{"3.4": bucket.Rspamd34, "3.6": bucket.Rspamd36}); err != nil {
+		errs = append(errs, err)
+	}
 	if r.OnFull, err = choose(c, k+".on_full", deref(raw.OnFull, "fail-open"), map[string]bucket.OnFull{"fail-open": bucket.FailOpen, "fail-closed": bucket.FailClosed}); err != nil {
 		errs = append(errs, err)
 	}
@@ -104,6 +109,9 @@ func (c *Config) validateLimits(j *Jail) []*Error {
 		if f.set {
 			errs = append(errs, c.errAt(k+"."+f.key, `%s is a leaky bucket; with accounting = "window" use max_%s`, f.key, f.key))
 		}
+	}
+	if raw.RspamdVersion != nil {
+		errs = append(errs, c.errAt(k+".rspamd_version", `a sliding window is not rspamd's bucket: rspamd_version does not apply`))
 	}
 	if raw.Window != nil && (raw.Window.err != nil || r.Window <= 0) {
 		errs = append(errs, c.errAt(k+".window", "must be a positive duration"))

@@ -327,7 +327,7 @@ func rateOnlyKeys(jf jailFile) []string {
 		{"rate_key", jf.RateKey != nil}, {"messages", jf.Messages != nil}, {"recipients", jf.Recipients != nil},
 		{"mode", jf.Mode != nil}, {"accounting", jf.Accounting != nil}, {"max_entries", jf.MaxEntries != nil},
 		{"on_full", jf.OnFull != nil}, {"suspend_factor", jf.SuspendFactor != nil}, {"window", jf.Window != nil},
-		{"max_messages", jf.MaxMessages != nil}, {"max_recipients", jf.MaxRecipients != nil}, {"new_accounts_within", jf.NewAccounts != nil},
+		{"max_messages", jf.MaxMessages != nil}, {"max_recipients", jf.MaxRecipients != nil}, {"new_accounts_within", jf.NewAccounts != nil}, {"rspamd_version", jf.RspamdVersion != nil},
 	} {
 		if f.set {
 			out = append(out, f.key)

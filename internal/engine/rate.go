@@ -104,7 +104,7 @@ func newRateState(spec *config.RateSpec) (*rateState, error) {
 		if t.limit == nil {
 			continue
 		}
-		tab, err := bucket.NewTable(bucket.Config{Limit: *t.limit, Mode: spec.Accounting, MaxEntries: spec.MaxEntries, OnFull: spec.OnFull})
+		tab, err := bucket.NewTable(bucket.Config{Limit: *t.limit, Mode: spec.Accounting, MaxEntries: spec.MaxEntries, OnFull: spec.OnFull, Rspamd: spec.Rspamd})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.what, err)
 		}
