@@ -61,3 +61,8 @@ func (l *AllowList) Contains(account string) bool {
 	i := strings.LastIndexByte(account, '@')
 	return i >= 0 && l.domains[account[i+1:]]
 }
+
+// AccountBuckets are the rspamd ratelimit buckets keyed by the
+// authenticated login: what an account jail strikes on unless it names
+// its own buckets.
+var AccountBuckets = []string{"user"}
