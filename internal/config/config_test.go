@@ -12,10 +12,10 @@ func TestEmbeddedDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.EnabledJails()) != 1 {
+	if len(c.EnabledJails()) != 2 {
 		t.Fatalf("jails = %v", c.Jails)
 	}
-	j := c.Jails[0]
+	j := c.Jail("rspamd-ratelimit")
 	if j.Name != "rspamd-ratelimit" || j.MaxRetry != 10 || j.FindTime != 10*time.Minute || j.BanTime != time.Hour ||
 		j.LogPath[0] != "/var/log/rspamd/rspamd.log" {
 		t.Errorf("jail = %+v", j)
@@ -25,6 +25,16 @@ func TestEmbeddedDefault(t *testing.T) {
 	}
 	if c.Global.MapFile != "/etc/rspamd/local.d/maps/ip_blacklist_ratelimit.map" {
 		t.Errorf("map file = %s", c.Global.MapFile)
+	}
+	// Accounts are protected out of the box: the user bucket strikes the
+	// login, which is suspended, its sources banned, and an alert sent.
+	a := c.Jail("rspamd-user")
+	if a == nil || !a.Enabled || !a.Accounts() || !a.CanSuspend() || !a.BanSources || !a.Alert || a.MaxRetry != 10 || a.FindTime != 10*time.Minute ||
+		strings.Join(a.Buckets, ",") != "user" || a.LogPath[0] != "/var/log/rspamd/rspamd.log" {
+		t.Errorf("account jail = %+v", a)
+	}
+	if c.Global.AccountMapFile != "/etc/rspamd/local.d/maps/mailjail_accounts.map" {
+		t.Errorf("account map file = %s", c.Global.AccountMapFile)
 	}
 }
 
