@@ -16,6 +16,7 @@ type RspamdRatelimit struct {
 	ID     string    // Message-ID, sender-controlled; default m@x
 	Bucket string    // the ratelimit bucket; default ip
 	Task   uint32    // rspamd's task id, 6 hex digits in the line; default 0x4854e1
+	User   string    // the authenticated login rspamd writes after ip:; none by default
 }
 
 // Line is the log line with its trailing newline, ready to append to a
@@ -29,8 +30,12 @@ func (r RspamdRatelimit) Line() string {
 	if task == 0 {
 		task = 0x4854e1
 	}
+	user := ""
+	if r.User != "" {
+		user = "user: " + r.User + ", "
+	}
 	return at.UTC().Format("2006-01-02 15:04:05") +
-		fmt.Sprintf(` #3861(rspamd_proxy) <%06x>; proxy; rspamd_task_write_log: id: <%s>, ip: %s, from: <%s>, `, task, id, ip, from) +
+		fmt.Sprintf(` #3861(rspamd_proxy) <%06x>; proxy; rspamd_task_write_log: id: <%s>, ip: %s, %sfrom: <%s>, `, task, id, ip, user, from) +
 		fmt.Sprintf(`(default: F (soft reject): [0.00/15.00] []), len: 158, forced: soft reject "Ratelimit "%s" exceeded"; score=nan (set by ratelimit)`, bucket) + "\n"
 }
 
