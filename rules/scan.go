@@ -3,22 +3,43 @@ package rules
 import "bytes"
 
 // Prefilter is the cheap test a line must pass before a filter's regex
-// runs: it contains Lit (or, with AtEnd, ends with it). A zero Prefilter
-// passes every line.
+// runs: it contains Lit (or, with AtEnd, ends with it), or it contains
+// Head within its first HeadWindow bytes. A zero Prefilter passes every
+// line.
 type Prefilter struct {
 	Lit   []byte
 	AtEnd bool
+	// Head, when set, also lets through the lines a filter must see
+	// although they are no events: the rspamd filter's ratelimit.lua lines,
+	// which name the bucket that a summary line with a bucket's own
+	// message does not. It is looked for near the line's start only, where
+	// the logging program writes it, so the long lines that fail Lit are
+	// not searched to their end.
+	Head []byte
 }
 
+// HeadWindow is how far into a line Prefilter.Head is looked for: past
+// any timestamp, host name and program tag a log writes before the
+// message.
+const HeadWindow = 256
+
 // Prefilter returns the filter's prefilter.
-func (f *Filter) Prefilter() Prefilter { return Prefilter{Lit: f.literal, AtEnd: f.atEnd} }
+func (f *Filter) Prefilter() Prefilter {
+	return Prefilter{Lit: f.literal, AtEnd: f.atEnd, Head: f.head}
+}
 
 // Pass reports whether line passes the prefilter.
-func (pf Prefilter) Pass(line []byte) bool {
+func (pf Prefilter) Pass(line []byte) bool { return pf.passLit(line) || pf.passHead(line) }
+
+func (pf Prefilter) passLit(line []byte) bool {
 	if pf.AtEnd {
 		return bytes.HasSuffix(line, pf.Lit)
 	}
 	return len(pf.Lit) == 0 || bytes.Contains(line, pf.Lit)
+}
+
+func (pf Prefilter) passHead(line []byte) bool {
+	return pf.Head != nil && bytes.Contains(line[:min(len(line), HeadWindow)], pf.Head)
 }
 
 // Candidates calls fn for every complete line in buf that passes pf, and
@@ -29,7 +50,8 @@ func (pf Prefilter) Pass(line []byte) bool {
 // then finds the surrounding line, so the lines that cannot match (most of
 // a mail log) are never split out one by one. A literal that ends event
 // lines is checked at each line end instead: searching for
-// "(set by ratelimit)" would stop at every '(' of every line.
+// "(set by ratelimit)" would stop at every '(' of every line. So is a
+// Head, which only the start of each line can hold.
 func Candidates(buf []byte, pf Prefilter, fn func(line []byte)) (lines int, used int) {
 	lit := pf.Lit
 	used = bytes.LastIndexByte(buf, '\n') + 1
@@ -37,10 +59,10 @@ func Candidates(buf []byte, pf Prefilter, fn func(line []byte)) (lines int, used
 	if bytes.IndexByte(lit, '\n') >= 0 {
 		return bytes.Count(whole, nl), used // no single line can contain it
 	}
-	if pf.AtEnd && len(lit) > 0 {
+	if (pf.AtEnd && len(lit) > 0) || pf.Head != nil {
 		for len(whole) > 0 {
 			i := bytes.IndexByte(whole, '\n')
-			if bytes.HasSuffix(whole[:i], lit) {
+			if pf.Pass(whole[:i]) {
 				fn(whole[:i])
 			}
 			whole = whole[i+1:]

@@ -10,11 +10,11 @@ import (
 // slowRspamd is the rspamd filter without its fast path: the one regex
 // the fast path must agree with.
 func slowRspamd(t testing.TB) *Filter {
-	f, err := CompileFilter("rspamd-ratelimit", builtinSpecs["rspamd-ratelimit"])
+	f, err := BuiltinFilter("rspamd-ratelimit")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.once = builtinOnce["rspamd-ratelimit"]
+	f.split = nil
 	return f
 }
 
