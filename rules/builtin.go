@@ -96,11 +96,13 @@ const (
 // and 429; only the line number in "ratelimit.lua:NNN", the text after
 // the key and, in 4.1.0, the key itself change). Only the bucket name
 // right after rspamd's own task prefix is read: the key may hold sender
-// text. rspamdInfoLit is the literal that lets these lines through the
-// prefilter (Prefilter.Head).
+// text. rspamdInfoEnd lets these lines through the prefilter
+// (Prefilter.Tail): every version ends them with "; redis key: " and the
+// bucket's Redis key, settings.prefix ("RL") and at most 24 base32
+// characters of hash (make_prefix), one word well inside TailWord.
 const (
 	rspamdInfo    = rspamdTask + `lua; ratelimit\.lua:[0-9]+: ratelimit "([A-Za-z0-9_]+)\(`
-	rspamdInfoLit = "; lua; ratelimit.lua:"
+	rspamdInfoEnd = "; redis key: "
 )
 
 // builtinSetup gives a built-in filter what a FilterSpec cannot say.
@@ -124,7 +126,7 @@ var builtinSetup = map[string]func(f *Filter){
 		f.once = []byte(", ip: ")
 		f.userThen = [][]byte{[]byte(", from: <"), []byte(", (default: ")}
 		f.tasks = newTaskBuckets(regexp.MustCompile(rspamdInfo))
-		f.head = []byte(rspamdInfoLit)
+		f.tail = []byte(rspamdInfoEnd)
 	},
 }
 
