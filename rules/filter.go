@@ -232,8 +232,7 @@ func (f *Filter) Match(msg []byte) (Match, bool) {
 	if f.once != nil && !onlyOnce(msg, f.once) {
 		return Match{}, false
 	}
-	var host, bucket span
-	user := span{-1, -1}
+	var host, user, bucket span
 	if f.split != nil {
 		var ok bool
 		if host, user, bucket, ok = f.split.match(msg); !ok {
