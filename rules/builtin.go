@@ -115,6 +115,7 @@ var builtinSetup = map[string]func(f *Filter){
 			tail:       regexp.MustCompile("^" + rspamdTail),
 			headAt:     []byte(", ip: "),
 			headWindow: 48 + len("user: ") + MaxAccountLen + len(", "), // the longest IPv6 text (45), ", " and a login
+			whole:      f.fail[0],
 		}
 		// rspamd writes one ", ip: " field per summary line; a second
 		// one can only come from a sender (a Message-ID or envelope

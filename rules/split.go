@@ -14,7 +14,8 @@ import (
 // that), provided:
 //
 //   - the tail starts with tailAt, so the greedy ".*" before it means "the
-//     last occurrence of tailAt at which the tail matches";
+//     last occurrence of tailAt at which the tail matches" (when that is
+//     not the last occurrence, whole decides);
 //   - the head can only match up to the first headAt plus headWindow bytes
 //     (it ends right after the captured address and, when there is one,
 //     the login after it), and what it may leave out of an optional
@@ -26,13 +27,21 @@ type splitRegex struct {
 	tail       *regexp.Regexp // ^tailAt...$, may capture the bucket
 	headAt     []byte
 	headWindow int
+	whole      *regexp.Regexp // the one regex
 }
 
 // match returns the spans of the host, user and bucket captures of msg
 // (user and bucket {-1, -1} when they took no part), or ok=false.
 func (s *splitRegex) match(msg []byte) (host, user, bucket span, ok bool) {
-	k, t := s.lastTail(msg)
+	k := bytes.LastIndex(msg, s.tailAt)
+	if k < 0 {
+		return host, user, bucket, false
+	}
+	t := s.tail.FindSubmatchIndex(msg[k:])
 	if t == nil {
+		if bytes.Contains(msg[:k], s.tailAt) {
+			return s.wholeMatch(msg)
+		}
 		return host, user, bucket, false
 	}
 	end := k
@@ -52,16 +61,15 @@ func (s *splitRegex) match(msg []byte) (host, user, bucket span, ok bool) {
 	return host, user, bucket, true
 }
 
-// lastTail finds the last tailAt at which the tail matches: where the
-// greedy ".*" of the one regex puts it. A genuine line's tail is at its
-// last tailAt; earlier ones are only tried for lines that are no events.
-func (s *splitRegex) lastTail(msg []byte) (int, []int) {
-	for k := len(msg); ; {
-		if k = bytes.LastIndex(msg[:k], s.tailAt); k < 0 {
-			return -1, nil
-		}
-		if t := s.tail.FindSubmatchIndex(msg[k:]); t != nil {
-			return k, t
-		}
+// wholeMatch runs the one regex. It takes the lines whose last tailAt
+// does not start a tail but an earlier one might (a tail whose free text
+// spans the later tailAt): trying each earlier tailAt in turn would cost
+// a hostile line with thousands of them quadratic time, the one regex
+// costs linear time, and genuine events never get here.
+func (s *splitRegex) wholeMatch(msg []byte) (host, user, bucket span, ok bool) {
+	m := s.whole.FindSubmatchIndex(msg)
+	if m == nil {
+		return host, user, bucket, false
 	}
+	return groupSpan(s.whole, m, "host"), groupSpan(s.whole, m, "user"), groupSpan(s.whole, m, "bucket"), true
 }
