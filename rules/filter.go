@@ -31,18 +31,33 @@ type Filter struct {
 	// rspamd filter's ", ip: " field, which a second copy would make
 	// ambiguous (see builtin.go).
 	once []byte
-	date *DatePattern // the filter's own timestamp layout, or nil
+	// userThen, when set, lists what may follow a captured login: the
+	// rspamd filter's check that the login ended where rspamd's next field
+	// starts, which its regex cannot say (RE2 has no lookahead).
+	userThen [][]byte
+	// tasks, when set, remembers the buckets that rspamd's ratelimit.lua
+	// lines name per task, for summary lines that do not name theirs.
+	tasks     *taskBuckets
+	hasUser   bool         // a fail regex has <USER>
+	hasBucket bool         // a fail regex has a bucket group
+	date      *DatePattern // the filter's own timestamp layout, or nil
+	tail      []byte       // Prefilter().Tail
 }
 
 // Match is what a filter extracts from one event line.
 type Match struct {
 	Addr   netip.Addr
-	Bucket string // rspamd ratelimit bucket ("ip", "user", ...) when the filter captures it
+	Bucket string // rspamd ratelimit bucket ("ip", "user", ...) when the filter captures it; "" when unknown
+	// User is the authenticated login the line names, normalised by
+	// NormalizeAccount; "" when it names none or one that NormalizeAccount
+	// refuses, so that a malformed login never becomes a key.
+	User string
 }
 
 // FilterSpec is a filter as written in the configuration.
 type FilterSpec struct {
-	FailRegex   []string // each must contain <HOST>
+	// FailRegex: each must contain <HOST> and may contain <USER> once.
+	FailRegex   []string
 	IgnoreRegex []string
 	// Prefilter is a literal every event line contains. nil: derived from
 	// the fail regexes; "": none, every line reaches the regexes (the way
@@ -86,6 +101,8 @@ func CompileFilter(name string, spec FilterSpec) (*Filter, error) {
 			return nil, &SpecError{Field: "failregex", Err: fmt.Errorf("failregex[%d] %q: %w", i, src, err)}
 		}
 		f.fail = append(f.fail, re)
+		f.hasUser = f.hasUser || re.SubexpIndex("user") > 0
+		f.hasBucket = f.hasBucket || re.SubexpIndex("bucket") > 0
 	}
 	for i, src := range spec.IgnoreRegex {
 		re, err := regexp.Compile(src)
@@ -117,7 +134,7 @@ func CompileFilter(name string, spec FilterSpec) (*Filter, error) {
 	return f, nil
 }
 
-// compileFail compiles one failregex with <HOST> expanded.
+// compileFail compiles one failregex with <HOST> and <USER> expanded.
 func compileFail(src string) (*regexp.Regexp, error) {
 	if !strings.Contains(src, "<HOST>") {
 		return nil, fmt.Errorf("missing <HOST>")
@@ -125,18 +142,52 @@ func compileFail(src string) (*regexp.Regexp, error) {
 	if strings.Count(src, "<HOST>") > 1 {
 		return nil, fmt.Errorf("exactly one <HOST> is allowed")
 	}
-	re, err := regexp.Compile(expandHost(src))
+	users := strings.Count(src, "<USER>")
+	if users > 1 {
+		return nil, fmt.Errorf("at most one <USER> is allowed")
+	}
+	re, err := regexp.Compile(expandPlaceholders(src))
 	if err != nil {
 		return nil, err
 	}
-	if re.SubexpIndex("host") < 0 {
-		return nil, fmt.Errorf("exactly one <HOST> is allowed")
+	if groupsNamed(re, "host") != 1 {
+		return nil, fmt.Errorf("exactly one <HOST> is allowed (and no group of your own named host)")
+	}
+	// A group of one's own named user would fill Match.User with text
+	// that UserPattern never vetted.
+	if groupsNamed(re, "user") != users {
+		return nil, fmt.Errorf("the group name user is reserved for <USER>")
 	}
 	return re, nil
 }
 
-// expandHost replaces the <HOST> placeholder by HostPattern.
-func expandHost(src string) string { return strings.Replace(src, "<HOST>", HostPattern, 1) }
+// groupsNamed counts re's capture groups called name.
+func groupsNamed(re *regexp.Regexp, name string) int {
+	n := 0
+	for _, s := range re.SubexpNames() {
+		if s == name {
+			n++
+		}
+	}
+	return n
+}
+
+// expandPlaceholders replaces <HOST> by HostPattern and <USER> by
+// UserPattern.
+func expandPlaceholders(src string) string {
+	return strings.Replace(strings.Replace(src, "<HOST>", HostPattern, 1), "<USER>", UserPattern, 1)
+}
+
+// CapturesUser reports whether the filter can name an account (a fail
+// regex has <USER>), so that a jail that strikes accounts can refuse a
+// filter that never names one.
+func (f *Filter) CapturesUser() bool { return f.hasUser }
+
+// CapturesBucket reports whether the filter can name the rspamd bucket of
+// an event at all. When it can, an event whose Bucket is "" is one whose
+// bucket is unknown (not "any"), and a jail restricted to some buckets
+// must skip it.
+func (f *Filter) CapturesBucket() bool { return f.hasBucket }
 
 // ParseTime reads the timestamp at the start of line: with the filter's
 // datepattern when it has one (falling back to the built-in formats for
@@ -166,36 +217,99 @@ func (f *Filter) LiteralAtEnd() bool { return f.atEnd }
 // Match reports whether msg (a line without its timestamp) is an event and
 // extracts its address. Captured text is only ever parsed as an address or
 // kept as a short token; it is never interpreted further.
+//
+// A line that only names the bucket of a later line (rspamd's
+// ratelimit.lua line, see builtin.go) is remembered and is no event, so
+// one message stays one strike.
 func (f *Filter) Match(msg []byte) (Match, bool) {
-	if !f.Prefilter().Pass(msg) {
+	pf := f.Prefilter()
+	if !pf.passLit(msg) {
+		if f.tasks != nil && pf.passTail(msg) {
+			f.tasks.see(msg)
+		}
 		return Match{}, false
 	}
 	if f.once != nil && !onlyOnce(msg, f.once) {
 		return Match{}, false
 	}
+	var host, user, bucket span
 	if f.split != nil {
-		host, bucket, ok := f.split.match(msg)
-		if !ok || f.ignored(msg) {
+		var ok bool
+		if host, user, bucket, ok = f.split.match(msg); !ok {
 			return Match{}, false
 		}
-		return capture(host, bucket)
-	}
-	for _, re := range f.fail {
-		m := re.FindSubmatchIndex(msg)
+	} else {
+		m, re := f.firstFail(msg)
 		if m == nil {
-			continue
-		}
-		if f.ignored(msg) {
 			return Match{}, false
 		}
-		hi := 2 * re.SubexpIndex("host")
-		var bucket []byte
-		if bi := re.SubexpIndex("bucket"); bi > 0 && m[2*bi] >= 0 {
-			bucket = msg[m[2*bi]:m[2*bi+1]]
-		}
-		return capture(msg[m[hi]:m[hi+1]], bucket)
+		host = groupSpan(re, m, "host")
+		user = groupSpan(re, m, "user")
+		bucket = groupSpan(re, m, "bucket")
 	}
-	return Match{}, false
+	if f.ignored(msg) {
+		return Match{}, false
+	}
+	a, err := ParseAddr(string(host.of(msg)))
+	if err != nil {
+		return Match{}, false
+	}
+	mt := Match{Addr: a, User: f.user(msg, user)}
+	switch {
+	case bucket.ok():
+		mt.Bucket = internBucket(bucket.of(msg))
+	case f.tasks != nil:
+		mt.Bucket = f.tasks.take(msg)
+	}
+	return mt, true
+}
+
+// span is a capture's [start, end) in a line; -1 when it did not take part.
+type span [2]int
+
+func (s span) ok() bool           { return s[0] >= 0 }
+func (s span) of(b []byte) []byte { return b[s[0]:s[1]] }
+
+// groupSpan is the span of re's group name in the submatch indexes m.
+func groupSpan(re *regexp.Regexp, m []int, name string) span {
+	if i := re.SubexpIndex(name); i > 0 {
+		return span{m[2*i], m[2*i+1]}
+	}
+	return span{-1, -1}
+}
+
+// firstFail is the first fail regex that matches msg and its submatches.
+func (f *Filter) firstFail(msg []byte) ([]int, *regexp.Regexp) {
+	for _, re := range f.fail {
+		if m := re.FindSubmatchIndex(msg); m != nil {
+			return m, re
+		}
+	}
+	return nil, nil
+}
+
+// user normalises the captured login, or gives "" for none or a bad one.
+func (f *Filter) user(msg []byte, s span) string {
+	if !s.ok() {
+		return ""
+	}
+	if f.userThen != nil && !startsWithAny(msg[s[1]:], f.userThen) {
+		return ""
+	}
+	u, err := NormalizeAccount(string(s.of(msg)))
+	if err != nil {
+		return ""
+	}
+	return u
+}
+
+func startsWithAny(b []byte, prefixes [][]byte) bool {
+	for _, p := range prefixes {
+		if bytes.HasPrefix(b, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // onlyOnce reports whether sub occurs exactly once in msg.
@@ -213,20 +327,8 @@ func (f *Filter) ignored(msg []byte) bool {
 	return false
 }
 
-// capture turns the captured spans into a Match. Known bucket names are
-// shared constants, so a match allocates only for unusual buckets.
-func capture(host, bucket []byte) (Match, bool) {
-	a, err := ParseAddr(string(host))
-	if err != nil {
-		return Match{}, false
-	}
-	m := Match{Addr: a}
-	if len(bucket) > 0 {
-		m.Bucket = internBucket(bucket)
-	}
-	return m, true
-}
-
+// knownBuckets are shared constants, so a match allocates only for
+// unusual buckets.
 var knownBuckets = []string{"ip", "user", "to", "to_ip", "to_ip_from", "bounce_to", "bounce_to_ip"}
 
 func internBucket(b []byte) string {

@@ -54,3 +54,75 @@ func TestRealHostileRspamdLinesStrikeOnlyTheRealClient(t *testing.T) {
 	}
 	t.Logf("%d events of the real client, %d lines with a second ip field", events, evading)
 }
+
+// No text a sender chooses (Message-ID, envelope from, recipients, symbol
+// options) stands in for the login or the address: the login is read only
+// from rspamd's "user: " field right after "ip: ADDR, ", and only when
+// rspamd's next field follows it.
+func TestRspamdLoginResistsInjection(t *testing.T) {
+	const (
+		head   = `#3861(rspamd_proxy) <4854e1>; proxy; rspamd_task_write_log: id: `
+		action = `(default: F (soft reject): [0.00/15.00] [ASN_FAIL(0.00){x;}]), len: 143, `
+		forced = `forced: soft reject "Ratelimit "user" exceeded"; score=nan (set by ratelimit)`
+	)
+	tests := []struct {
+		name, line string
+		addr, user string // addr "" means no event
+	}{
+		{"unauthenticated, envelope from holds a user field",
+			head + `<m@x>, ip: 192.0.2.9, from: <x, user: victim@example.org>, ` + action + forced, "192.0.2.9", ""},
+		{"unauthenticated, quoted envelope from holds a user field",
+			head + `<m@x>, ip: 192.0.2.9, from: <"a, user: victim@example.org, "@e>, ` + action + forced, "192.0.2.9", ""},
+		{"msgid with escaped spaces holds ip and user fields",
+			head + `<x>,?ip:?192.0.2.200,?user:?victim@example.org>, ip: 198.18.0.66, from: <m@e>, ` + action + forced, "198.18.0.66", ""},
+		{"msgid without spaces holds a user field",
+			head + `<x,user:victim@example.org,>, ip: 198.18.0.66, from: <m@e>, ` + action + forced, "198.18.0.66", ""},
+		{"msgid with raw spaces copies the head with a login",
+			head + `<x>, ip: 192.0.2.200, user: victim@example.org, from: <y>, ` + action + `<z>, ip: 198.18.0.66, from: <m@e>, ` + action + forced, "", ""},
+		{"authenticated, envelope from names another account",
+			head + `<m@x>, ip: 198.18.0.66, user: mallory@example.org, from: <"x, user: victim@example.org"@e>, ` + action + forced, "198.18.0.66", "mallory@example.org"},
+		{"authenticated, recipients name another account",
+			head + `<m@x>, ip: 198.18.0.66, user: mallory@example.org, from: <m@e>, ` + action + `rcpts: <user: victim@example.org>, mime_rcpts: <, user: victim@example.org, >, ` + forced, "198.18.0.66", "mallory@example.org"},
+		{"symbol options name an account and an address",
+			head + `<m@x>, ip: 198.18.0.66, from: <m@e>, (default: F (soft reject): [0.00/15.00] [HFILTER_HELO_5(3.00){user:victim@example.org;ip:192.0.2.200;}]), len: 1, ` + forced, "198.18.0.66", ""},
+		{"no from field: the login is followed by the action",
+			head + `<m@x>, ip: 198.18.0.66, user: mallory@example.org, ` + action + forced, "198.18.0.66", "mallory@example.org"},
+		{"login with a space",
+			head + `<m@x>, ip: 198.18.0.66, user: mallory x, from: <m@e>, ` + action + forced, "198.18.0.66", ""},
+		{"login with a comma and a second account",
+			head + `<m@x>, ip: 198.18.0.66, user: victim@example.org, mallory, from: <m@e>, ` + action + forced, "198.18.0.66", ""},
+		{"login with quotes",
+			head + `<m@x>, ip: 198.18.0.66, user: "victim"@example.org, from: <m@e>, ` + action + forced, "198.18.0.66", ""},
+		{"login with an ip field",
+			head + `<m@x>, ip: 198.18.0.66, user: a, ip: 192.0.2.200, from: <m@e>, ` + action + forced, "", ""},
+		{"login with ip: text is only a login",
+			head + `<m@x>, ip: 198.18.0.66, user: ip:192.0.2.200, from: <m@e>, ` + action + forced, "198.18.0.66", "ip:192.0.2.200"},
+		{"overlong login",
+			head + `<m@x>, ip: 198.18.0.66, user: ` + strings.Repeat("a", MaxAccountLen+1) + `, from: <m@e>, ` + action + forced, "198.18.0.66", ""},
+		{"user field after the envelope from is not rspamd's",
+			head + `<m@x>, ip: 198.18.0.66, from: <m@e>, user: victim@example.org, ` + action + forced, "198.18.0.66", ""},
+		// The known limit: a login that itself holds rspamd's next field
+		// is cut there. Such a login must have authenticated (or come from
+		// an XCLIENT-trusted host); no SASL server's default rules allow
+		// spaces, commas or '<' in a user name.
+		{"authenticated login that holds rspamd's next field",
+			head + `<m@x>, ip: 198.18.0.66, user: victim@example.org, from: <x, from: <m@e>, ` + action + forced, "198.18.0.66", "victim@example.org"},
+	}
+	f, err := BuiltinFilter("rspamd-ratelimit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := slowRspamd(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			agree(t, f, slow, []byte(tt.line))
+			m, ok := f.Match([]byte(tt.line))
+			switch {
+			case tt.addr == "" && ok:
+				t.Errorf("an event %+v", m)
+			case tt.addr != "" && (!ok || m.Addr.String() != tt.addr || m.User != tt.user || m.Bucket != "user"):
+				t.Errorf("%v %+v, want %s %q", ok, m, tt.addr, tt.user)
+			}
+		})
+	}
+}

@@ -40,11 +40,11 @@ func allRequire(srcs []string, lit string) bool {
 // requiredLiterals lists the case-sensitive literal runs at the top level
 // of a regex's concatenation: each of them is in every match.
 //
-// <HOST> is expanded to the real HostPattern first: a stand-in that is
+// <HOST> and <USER> are expanded to the real patterns first: a stand-in that is
 // itself a literal would merge with its neighbours ("unknown\[h\]: 554")
 // into a run no event line contains.
 func requiredLiterals(src string) []string {
-	re, err := syntax.Parse(expandHost(src), syntax.Perl)
+	re, err := syntax.Parse(expandPlaceholders(src), syntax.Perl)
 	if err != nil {
 		return nil
 	}

@@ -3,23 +3,57 @@ package rules
 import "bytes"
 
 // Prefilter is the cheap test a line must pass before a filter's regex
-// runs: it contains Lit (or, with AtEnd, ends with it). A zero Prefilter
-// passes every line.
+// runs: it contains Lit (or, with AtEnd, ends with it), or it ends with
+// Tail and a last word. A zero Prefilter passes every line.
 type Prefilter struct {
 	Lit   []byte
 	AtEnd bool
+	// Tail, when set, also lets through the lines that end with Tail
+	// followed by one word of at most TailWord letters, digits or '_' (an
+	// id or key the logging program writes last): the lines a filter must
+	// see although they are no events, such as the rspamd filter's
+	// ratelimit.lua lines, which name the bucket that a summary line with
+	// a bucket's own message does not. Only the line's end is looked at:
+	// a search of the line for Tail would cost most lines many times more
+	// than the suffix checks.
+	Tail []byte
 }
 
+// TailWord is the longest last word a Prefilter.Tail line may end with.
+const TailWord = 64
+
 // Prefilter returns the filter's prefilter.
-func (f *Filter) Prefilter() Prefilter { return Prefilter{Lit: f.literal, AtEnd: f.atEnd} }
+func (f *Filter) Prefilter() Prefilter {
+	return Prefilter{Lit: f.literal, AtEnd: f.atEnd, Tail: f.tail}
+}
 
 // Pass reports whether line passes the prefilter.
-func (pf Prefilter) Pass(line []byte) bool {
+func (pf Prefilter) Pass(line []byte) bool { return pf.passLit(line) || pf.passTail(line) }
+
+func (pf Prefilter) passLit(line []byte) bool {
 	if pf.AtEnd {
 		return bytes.HasSuffix(line, pf.Lit)
 	}
 	return len(pf.Lit) == 0 || bytes.Contains(line, pf.Lit)
 }
+
+func (pf Prefilter) passTail(line []byte) bool {
+	if pf.Tail == nil {
+		return false
+	}
+	i := len(line)
+	for stop := max(0, i-TailWord); i > stop && wordByte[line[i-1]]; i-- {
+	}
+	return bytes.HasSuffix(line[:i], pf.Tail)
+}
+
+// wordByte marks letters, digits and '_' (a table: this runs on every line).
+var wordByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+	}
+	return t
+}()
 
 // Candidates calls fn for every complete line in buf that passes pf, and
 // returns how many lines buf holds and the length of its complete lines
@@ -29,7 +63,8 @@ func (pf Prefilter) Pass(line []byte) bool {
 // then finds the surrounding line, so the lines that cannot match (most of
 // a mail log) are never split out one by one. A literal that ends event
 // lines is checked at each line end instead: searching for
-// "(set by ratelimit)" would stop at every '(' of every line.
+// "(set by ratelimit)" would stop at every '(' of every line. So is a
+// Tail, which only the end of each line can hold.
 func Candidates(buf []byte, pf Prefilter, fn func(line []byte)) (lines int, used int) {
 	lit := pf.Lit
 	used = bytes.LastIndexByte(buf, '\n') + 1
@@ -37,10 +72,10 @@ func Candidates(buf []byte, pf Prefilter, fn func(line []byte)) (lines int, used
 	if bytes.IndexByte(lit, '\n') >= 0 {
 		return bytes.Count(whole, nl), used // no single line can contain it
 	}
-	if pf.AtEnd && len(lit) > 0 {
+	if (pf.AtEnd && len(lit) > 0) || pf.Tail != nil {
 		for len(whole) > 0 {
 			i := bytes.IndexByte(whole, '\n')
-			if bytes.HasSuffix(whole[:i], lit) {
+			if pf.passLit(whole[:i]) || pf.passTail(whole[:i]) {
 				fn(whole[:i])
 			}
 			whole = whole[i+1:]

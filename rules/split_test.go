@@ -10,11 +10,11 @@ import (
 // slowRspamd is the rspamd filter without its fast path: the one regex
 // the fast path must agree with.
 func slowRspamd(t testing.TB) *Filter {
-	f, err := CompileFilter("rspamd-ratelimit", builtinSpecs["rspamd-ratelimit"])
+	f, err := BuiltinFilter("rspamd-ratelimit")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.once = builtinOnce["rspamd-ratelimit"]
+	f.split = nil
 	return f
 }
 
@@ -65,6 +65,11 @@ var hostileSeeds = []string{
 	`#1(rspamd_proxy) <a>; proxy; rspamd_task_write_log: id: <m>, ip: 198.51.100.1, from: <a@b>, forced: soft reject "Ratelimit "ip" exceeded"; score=nan (set by ratelimit), (default: F (soft reject): [])`,
 	`#1(rspamd_proxy) <a>; proxy; rspamd_task_write_log: id: <m>, ip: 198.51.100.1, (default: T (no action): []), mime_rcpts: <(default: F (soft reject): x>, forced: soft reject "Ratelimit "ip" exceeded"; score=nan (set by ratelimit)`,
 	`mx rspamd[1]: <a>; task; rspamd_task_write_log: id: <m>, qid: <Q>, ip: ::ffff:198.51.100.7, (default: F (reject): []), forced: reject "Ratelimit "to_ip" exceeded"; score=1.00 (set by ratelimit)`,
+	`#1(rspamd_proxy) <a>; proxy; rspamd_task_write_log: id: <m>, ip: 198.51.100.1, user: Alice@Example.org, from: <a@b>, (default: F (soft reject): []), forced: soft reject "Ratelimit "user" exceeded"; score=nan (set by ratelimit)`,
+	`#1(rspamd_proxy) <a>; proxy; rspamd_task_write_log: id: <m>, ip: 198.51.100.1, user: a, b, (default: F (soft reject): []), forced: soft reject "Ratelimit "user" exceeded"; score=nan (set by ratelimit)`,
+	`#1(rspamd_proxy) <a>; lua; ratelimit.lua:617: ratelimit "sasl(20000:alice@example.org)" exceeded, (5 / 0.01): 4.9 (1:1 dyn); redis key: RLx`,
+	`#1(rspamd_proxy) <a>; proxy; rspamd_task_write_log: id: <m>, ip: 198.51.100.1, user: alice@example.org, (default: F (soft reject): []), forced: soft reject "slow down, forced: soft reject "x"; score=nan (set by ratelimit)"; score=nan (set by ratelimit)`,
+	`#1(rspamd_proxy) <a>; proxy; rspamd_task_write_log: id: <m>, ip: 198.51.100.1, (default: F (soft reject): []), forced: soft reject "a, forced: x"; score=nan (set by ratelimit)`,
 }
 
 // FuzzSplitAgrees: the fast path accepts exactly what the regex accepts.
