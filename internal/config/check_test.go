@@ -175,3 +175,55 @@ func TestUnknownKeyHidesNothing(t *testing.T) {
 	wantErrors(t, "[jail.x]\nfilter = \"rspamd-ratelimit\"\nlogpath = [\"/l\"]\nfindtime = \"1y\"\nmaxretyr = 1\nmaxretry = 0\n",
 		"t.toml:5: jail.x.maxretyr: unknown field", `t.toml:4: jail.x.findtime: invalid duration "1y"`, "t.toml:6: jail.x.maxretry: must be at least 1")
 }
+
+// Every account setting works or check rejects it.
+func TestAccountSettings(t *testing.T) {
+	const rate = "[jail.r]\nlogpath = [\"/l\"]\n"
+	tests := []struct {
+		name, src string
+		want      []string // "" for a valid configuration
+	}{
+		{"account jail on the rspamd filter", okJail + "key = \"account\"\n", nil},
+		{"unknown key", okJail + "key = \"login\"\n", []string{`t.toml:4: jail.ok.key: must be "address" or "account", got "login"`}},
+		{"a filter without <USER>", "[filter.f]\nfailregex = ['^x <HOST>$']\n[jail.f]\nfilter = \"f\"\nkey = \"account\"\nlogpath = [\"/l\"]\n",
+			[]string{`t.toml:5: jail.f.key: filter "f" names no account`}},
+		{"a filter with <USER>", "[filter.f]\nfailregex = ['^x <HOST> <USER>$']\n[jail.f]\nfilter = \"f\"\nkey = \"account\"\nlogpath = [\"/l\"]\n", nil},
+		{"responses on an address jail", okJail + "suspend = false\nban_sources = true\n",
+			[]string{`t.toml:4: jail.ok.suspend: only an account jail`, `t.toml:5: jail.ok.ban_sources: only an account jail`}},
+		{"key on a rate jail", rate + "rate_key = \"sasl_username\"\nkey = \"account\"\nmessages = { burst = 1, rate = \"1 / 1h\" }\n",
+			[]string{"t.toml:4: jail.r.key: a rate jail counts by its rate_key"}},
+		{"suspend by sender", rate + "rate_key = \"sender\"\nmode = \"suspend\"\nmessages = { burst = 1, rate = \"1 / 1h\" }\n",
+			[]string{`t.toml:4: jail.r.mode: "suspend" needs rate_key = "sasl_username"`}},
+		{"window", rate + "rate_key = \"sasl_username\"\naccounting = \"window\"\nmax_messages = 10\nmax_recipients = 250\nmode = \"suspend\"\nnew_accounts_within = \"60d\"\n", nil},
+		{"window without limits", rate + "rate_key = \"sasl_username\"\naccounting = \"window\"\n",
+			[]string{"t.toml:4: jail.r.accounting: a sliding window needs max_messages or max_recipients"}},
+		{"window keys on a bucket jail", rate + "rate_key = \"sasl_username\"\nmessages = { burst = 1, rate = \"1 / 1h\" }\nwindow = \"1h\"\nmax_messages = 3\n",
+			[]string{`t.toml:5: jail.r.window: window belongs to a sliding window`, `t.toml:6: jail.r.max_messages: max_messages belongs`}},
+		{"bucket keys on a window jail", rate + "rate_key = \"sasl_username\"\naccounting = \"window\"\nmax_messages = 3\nmessages = { burst = 1, rate = \"1 / 1h\" }\nrspamd_version = \"3.4\"\n",
+			[]string{`t.toml:6: jail.r.messages: messages is a leaky bucket`, `t.toml:7: jail.r.rspamd_version: a sliding window is not rspamd's bucket`}},
+		{"new accounts without suspend", rate + "rate_key = \"sasl_username\"\nmessages = { burst = 1, rate = \"1 / 1h\" }\nnew_accounts_within = \"60d\"\n",
+			[]string{`t.toml:5: jail.r.new_accounts_within: limits suspension to new accounts, so it needs mode = "suspend"`}},
+		{"rspamd version", rate + "rate_key = \"client\"\nmessages = { burst = 1, rate = \"1 / 1h\" }\nrspamd_version = \"3.5\"\n",
+			[]string{`t.toml:5: jail.r.rspamd_version: must be one of "3.4", "3.6", got "3.5"`}},
+		{"allow list", "[global]\nallow_senders = [\"ceo@Example.org\", \"@example.net\", \"bad entry\"]\n" + okJail,
+			[]string{`t.toml:2: global.allow_senders:`}},
+		{"account map is the address map", "[global]\naccount_map_file = \"/etc/rspamd/local.d/maps/ip_blacklist_ratelimit.map\"\n" + okJail,
+			[]string{"t.toml:2: global.account_map_file: must differ from map_file"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, got := validate(t, tt.src)
+			if len(tt.want) == 0 && got != "" {
+				t.Fatalf("rejected: %s", got)
+			}
+			if len(tt.want) > 0 && got == "" {
+				t.Fatal("accepted")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("errors:\n%s\nwant containing %q", got, w)
+				}
+			}
+		})
+	}
+}
