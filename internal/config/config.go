@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"time"
@@ -295,7 +296,9 @@ func applyGlobalDefaults(g *Global, f globalFile) {
 		g.MapFile = "/etc/rspamd/local.d/maps/ip_blacklist_ratelimit.map"
 	}
 	if g.AccountMapFile == "" {
-		g.AccountMapFile = "/etc/rspamd/local.d/maps/mailjail_accounts.map"
+		// Beside the address map: where rspamd already reads mailjail's
+		// files, with the same directory permissions.
+		g.AccountMapFile = filepath.Join(filepath.Dir(g.MapFile), "mailjail_accounts.map")
 	}
 	if g.Socket == "" {
 		g.Socket = "/run/mailjail/mailjail.sock"
