@@ -80,7 +80,12 @@ func Prepare(ctx context.Context, eng *engine.Engine, mapPath string, now time.T
 	if err != nil {
 		return imported, ch, fmt.Errorf("lift bans of ignored addresses: %w", err)
 	}
+	allowed, err := eng.ReleaseAllowed(ctx, now)
+	if err != nil {
+		return imported, ch, fmt.Errorf("release allowed accounts: %w", err)
+	}
 	ch.Lifted = append(append(ch.Lifted, expired.Lifted...), ignored.Lifted...)
+	ch.Released = append(append(ch.Released, expired.Released...), allowed.Released...)
 	ch.At = now
 	return imported, ch, nil
 }

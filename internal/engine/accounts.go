@@ -249,6 +249,25 @@ func (e *Engine) Release(ctx context.Context, account, jail string, now time.Tim
 	return ch, nil
 }
 
+// ReleaseAllowed releases the accounts a jail suspended that are now on
+// the allow list (an operator who adds a login to allow_senders and
+// restarts expects it out of the account map); suspensions made by hand
+// stay.
+func (e *Engine) ReleaseAllowed(ctx context.Context, now time.Time) (Change, error) {
+	out := Change{At: now}
+	for _, s := range e.ActiveSuspensions() {
+		if s.Jail == ManualJail || !e.allow.Contains(s.Account) {
+			continue
+		}
+		ch, err := e.Release(ctx, s.Account, s.Jail, now, "allow list")
+		if err != nil {
+			return out, err
+		}
+		out.Released = append(out.Released, ch.Released...)
+	}
+	return out, nil
+}
+
 // AllowAdd puts entry (normalised) on the database's allow list.
 func (e *Engine) AllowAdd(ctx context.Context, entry, reason string, now time.Time) (added bool, err error) {
 	err = e.st.Update(ctx, func(tx *store.Tx) error {

@@ -303,3 +303,26 @@ max_messages = 2
 		t.Fatalf("authenticated, normalised sender: %v; suspensions %v", evs, e.ActiveSuspensions())
 	}
 }
+
+func TestAllowedAccountsAreReleasedAtStart(t *testing.T) {
+	e, st := newEngine(t, accountJail)
+	ctx := context.Background()
+	userEvents(t, e, t0, "vip@example.org", "198.51.100.7", "198.51.100.7", "198.51.100.7", "198.51.100.7")
+	if _, err := e.Suspend(ctx, "boss@example.org", "", 0, "by hand", t0); err != nil {
+		t.Fatal(err)
+	}
+	e2, _ := New(e.cfg, st, e.log)
+	if _, err := e2.AllowAdd(ctx, "example.org", "", t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.RestoreBans(t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := e2.ReleaseAllowed(ctx, t0.Add(time.Minute))
+	if err != nil || len(ch.Released) != 1 || ch.Released[0].Account != "vip@example.org" || ch.Released[0].LiftedBy != "allow list" {
+		t.Fatalf("released %+v, %v", ch.Released, err)
+	}
+	if got := e2.ActiveSuspensions(); len(got) != 1 || got[0].Account != "boss@example.org" {
+		t.Errorf("left %+v: a manual suspension stays", got)
+	}
+}
