@@ -146,11 +146,10 @@ func TestStatusTextShowsRateEventsAndNoEmptyFilter(t *testing.T) {
 	}
 	e.mj("ban", "198.51.100.1")
 	e.startDaemon()
-	// Three messages of one sender with a burst of one: two events. They
-	// are authenticated: only those count per sender.
+	// Three authenticated messages of one sender with a burst of one: two events.
 	now := time.Now()
 	for i := range 3 {
-		m := testutil.PostfixMessage{At: now, QID: fmt.Sprintf("4Tq9Xy1AB%d", i), Client: fmt.Sprintf("198.18.5.%d", i+1), Sender: "bulk@example.org", User: "bulk@example.org"}
+		m := testutil.PostfixMessage{At: now, QID: fmt.Sprintf("4Tq9Xy1AB%d", i), Client: fmt.Sprintf("198.18.5.%d", i+1), Sender: "bulk@example.org", User: "bulk"}
 		if err := appendFile(mail, m.Lines()); err != nil {
 			t.Fatal(err)
 		}
