@@ -11,7 +11,8 @@ import (
 // `mailjail test-filter FILTER FILE --json` works as the help shows it:
 // urfave/cli stops reading flags at the first argument. Global flags given
 // after the command (`mailjail run --config FILE`) move in front of it.
-// Flags that take a value keep it; "--" ends flag handling as usual.
+// Flags that take a value keep it; "--" ends flag handling as usual. The
+// flags of a subcommand (`allow add ENTRY --reason T`) are its own.
 func permuteArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -31,6 +32,16 @@ func permuteArgs(app *cli.App, args []string) []string {
 		return args
 	}
 	global := append([]string{}, args[1:i]...)
+	// A command's subcommand (allow add) comes first, its flags after it.
+	names := []string{args[i]}
+	for i+1 < len(args) {
+		sub := subcommand(cmd, args[i+1])
+		if sub == nil {
+			break
+		}
+		cmd, i = sub, i+1
+		names = append(names, args[i])
+	}
 	var flags, rest []string
 	for k := i + 1; k < len(args); k++ {
 		a := args[k]
@@ -53,8 +64,18 @@ func permuteArgs(app *cli.App, args []string) []string {
 		}
 	}
 	out := append([]string{args[0]}, global...)
-	out = append(out, args[i])
+	out = append(out, names...)
 	return append(append(out, flags...), rest...)
+}
+
+// subcommand is cmd's subcommand called name, or nil.
+func subcommand(cmd *cli.Command, name string) *cli.Command {
+	for _, s := range cmd.Subcommands {
+		if s.HasName(name) {
+			return s
+		}
+	}
+	return nil
 }
 
 // isFlag reports whether arg names one of flags.

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"fmt"
+	"io"
 
 	"github.com/urfave/cli/v2"
 
@@ -46,7 +46,7 @@ Examples:
 				return exitf(control.ExitUsage, "ban needs at least one address")
 			}
 			req := control.Request{Addrs: c.Args().Slice(), Jail: c.String("jail"), For: c.String("for"), Permanent: c.Bool("permanent"), Reason: c.String("reason"), Force: c.Bool("force")}
-			return doChange(c, control.OpBan, req)
+			return doChange(c, control.OpBan, req, banChangeJSON, printBanned)
 		},
 	}
 }
@@ -78,12 +78,15 @@ Examples:
 				return exitf(control.ExitUsage, "unban needs addresses or --all (not both)")
 			}
 			req := control.Request{Addrs: c.Args().Slice(), All: c.Bool("all"), Jail: c.String("jail"), Covering: c.Bool("covering")}
-			return doChange(c, control.OpUnban, req)
+			return doChange(c, control.OpUnban, req, banChangeJSON, printUnbanned)
 		},
 	}
 }
 
-func doChange(c *cli.Context, op string, req control.Request) error {
+// doChange carries out req (a control.ChangeOps request) and prints the
+// answer, also when it failed part-way: toJSON gives its --json value,
+// text writes it for a terminal.
+func doChange(c *cli.Context, op string, req control.Request, toJSON func(*control.Response) any, text func(io.Writer, *control.Response)) error {
 	cfg, err := loadConfig(c)
 	if err != nil {
 		return err
@@ -93,21 +96,27 @@ func doChange(c *cli.Context, op string, req control.Request) error {
 		return err
 	}
 	if c.Bool("json") {
-		out := changeOutput{OK: resp.OK, Error: resp.Error, Bans: resp.Bans}
-		if out.Bans == nil {
-			out.Bans = []control.Ban{}
-		}
-		if err := printJSON(c.App.Writer, out); err != nil {
+		if err := printJSON(c.App.Writer, toJSON(resp)); err != nil {
 			return err
 		}
 	} else {
-		for _, b := range resp.Bans {
-			if op == control.OpBan {
-				fmt.Fprintf(c.App.Writer, "banned %s in jail %s until %s\n", b.Addr, b.Jail, fmtUntil(b.Until))
-			} else {
-				fmt.Fprintf(c.App.Writer, "unbanned %s (jail %s)\n", b.Addr, b.Jail)
-			}
-		}
+		text(c.App.Writer, resp)
 	}
 	return respond(resp)
+}
+
+func banChangeJSON(resp *control.Response) any {
+	return changeOutput{OK: resp.OK, Error: resp.Error, Bans: nonNil(resp.Bans)}
+}
+
+func printBanned(w io.Writer, resp *control.Response) {
+	for _, b := range resp.Bans {
+		textf(w, "banned %s in jail %s until %s\n", b.Addr, b.Jail, fmtUntil(b.Until))
+	}
+}
+
+func printUnbanned(w io.Writer, resp *control.Response) {
+	for _, b := range resp.Bans {
+		textf(w, "unbanned %s (jail %s)\n", b.Addr, b.Jail)
+	}
 }

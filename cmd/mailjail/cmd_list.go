@@ -2,11 +2,14 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
 )
 
@@ -15,22 +18,40 @@ type listOutput struct {
 	Bans []control.Ban `json:"bans"`
 }
 
+// listAccountsOutput is the --json schema of `list --accounts`.
+type listAccountsOutput struct {
+	Suspensions []control.Suspension `json:"suspensions"`
+}
+
 func listCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "list",
-		Usage: "list active bans",
+		Usage: "list active bans (or, with --accounts, suspensions)",
 		Description: `Prints every active ban: address or prefix, jail, since, until (or
 permanent), strikes and reason. Reads the database directly, so it works
 whether the daemon runs or not. Exit 0 also when nothing is banned; when
 the database does not exist yet, the text says so (JSON: an empty list).
 
+With --accounts it prints the active suspensions of accounts instead:
+account, jail, since, until (or until released), whether the account
+map holds it ("no" for a jail with suspend = false, which only records
+it), strikes, reason and the client addresses its strikes came from.
+
 JSON: {"bans": [{"addr", "jail", "since", "until" (null if permanent),
-"permanent", "strikes", "reason"}]}
+"permanent", "strikes", "reason"}]}; with --accounts {"suspensions":
+[{"account", "jail", "since", "until" (null: until released),
+"permanent", "enforced", "strikes", "reason", "sources": [{"addr",
+"count"}]}]}
 
 Examples:
    mailjail list
-   mailjail list --jail rspamd-ratelimit --json | jq -r '.bans[].addr'`,
-		Flags: []cli.Flag{&cli.StringFlag{Name: "jail", Usage: "only bans of `JAIL`"}, jsonFlag},
+   mailjail list --jail rspamd-ratelimit --json | jq -r '.bans[].addr'
+   mailjail list --accounts`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "jail", Usage: "only bans (suspensions) of `JAIL`"},
+			&cli.BoolFlag{Name: "accounts", Usage: "list suspended accounts instead of banned addresses"},
+			jsonFlag,
+		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -38,6 +59,9 @@ Examples:
 			cfg, err := loadConfig(c)
 			if err != nil {
 				return err
+			}
+			if c.Bool("accounts") {
+				return listAccounts(c, cfg)
 			}
 			out := listOutput{Bans: []control.Ban{}}
 			st, err := openRead(cfg)
@@ -64,6 +88,63 @@ Examples:
 			return nil
 		},
 	}
+}
+
+// listAccounts is `list --accounts`.
+func listAccounts(c *cli.Context, cfg *config.Config) error {
+	out := listAccountsOutput{Suspensions: []control.Suspension{}}
+	st, err := openRead(cfg)
+	noDB := errors.Is(err, errNoDatabase)
+	if err != nil && !noDB {
+		return err
+	}
+	if st != nil {
+		defer st.Close()
+		ss, err := st.ActiveSuspensions()
+		if err != nil {
+			return &exitError{code: control.ExitUnreachable, err: err}
+		}
+		for _, s := range ss {
+			if j := c.String("jail"); j == "" || s.Jail == j {
+				out.Suspensions = append(out.Suspensions, control.SuspensionView(s))
+			}
+		}
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, out)
+	}
+	w := c.App.Writer
+	switch {
+	case noDB:
+		textf(w, "no suspended accounts: no database yet at %s (the daemon's first start or the first change creates it)\n", cfg.Global.Database)
+		return nil
+	case len(out.Suspensions) == 0:
+		textf(w, "no suspended accounts\n")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	textf(tw, "ACCOUNT\tJAIL\tSINCE\tUNTIL\tENFORCED\tSTRIKES\tREASON\tSOURCES\n")
+	for _, s := range out.Suspensions {
+		enforced := "yes"
+		if !s.Enforced {
+			enforced = "no"
+		}
+		textf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Account, s.Jail, fmtTime(s.Since), fmtSuspendedUntil(s.Until), enforced, s.Strikes, s.Reason, fmtSources(s.Sources))
+	}
+	tw.Flush()
+	return nil
+}
+
+// fmtSources writes an account's sources as "ADDR (N), ADDR (N)", or "-".
+func fmtSources(srcs []control.Source) string {
+	if len(srcs) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(srcs))
+	for i, s := range srcs {
+		parts[i] = fmt.Sprintf("%s (%d)", s.Addr, s.Count)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // printList writes the bans as a table. An empty list is an answer, not

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -49,17 +48,32 @@ type strikeView struct {
 func showCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "show",
-		Usage:     "show everything known about one address (or rate key)",
-		ArgsUsage: "ADDR|CIDR|KEY",
-		Description: `Prints the address's active bans, its ban history, its recent strikes
-with the log lines that caused them, and the limits a rate jail saw it
-exceed. KEY (a SASL user name or sender address) shows a rate jail's
-events for it. Exit 1 when nothing is known. Log lines are printed with
-their control characters escaped (\x1b, \a, \r); --json has them exact.
+		Usage:     "show everything known about one address or account",
+		ArgsUsage: "ADDR|CIDR|ACCOUNT",
+		Description: `Prints the address's active bans, the banned ranges that cover it, its
+ban history, its recent strikes with the log lines that caused them, and
+the limits a rate jail saw it exceed.
 
-JSON: {"addr", "banned", "active": [ban], "history": [ban],
-"strikes": [{"jail", "at", "bucket", "line"}], "rate_events": [{"jail",
-"at", "what", "level", "burst", "rate", "urgent", "detail"}]}
+Anything that is not an address or CIDR is an account (a SASL login, or
+a sender a rate jail counts), normalised as the jails write it: its
+active and past suspensions (with "mailjail release ACCOUNT" while it
+is suspended), its recent strikes with the client and the log line of
+each, the client addresses they came from, the limits a rate jail saw
+it exceed, when mailjail first saw it and whether the allow list holds
+it.
+
+Exit 1 when nothing is known. Log lines are printed with their control
+characters escaped (\x1b, \a, \r); --json has them exact.
+
+JSON for an address: {"addr", "banned", "active": [ban], "covering":
+[ban], "history": [ban], "strikes": [{"jail", "at", "bucket", "line"}],
+"rate_events": [{"jail", "at", "what", "level", "burst", "rate",
+"urgent", "detail"}]}
+JSON for an account: {"account", "suspended", "active": [suspension],
+"history": [suspension], "strikes": [{"jail", "at", "client", "bucket",
+"line"}], "sources": [{"addr", "count"}], "rate_events": [...],
+"first_seen" (null: never seen), "allowed", "release" ("" when not
+suspended)}
 
 Examples:
    mailjail show 198.51.100.23
@@ -68,28 +82,25 @@ Examples:
 		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return exitf(control.ExitUsage, "show takes one address")
+				return exitf(control.ExitUsage, "show takes one address or account")
 			}
 			key := c.Args().First()
 			p, perr := rules.ParsePrefix(key)
-			if perr != nil && !strings.Contains(key, "@") {
-				return exitf(control.ExitUsage, "%v (a rate key is an address with @)", perr)
+			if perr != nil {
+				return showAccount(c, key, perr)
 			}
 			cfg, err := loadConfig(c)
 			if err != nil {
 				return err
 			}
-			out := showOutput{Addr: key, Active: []control.Ban{}, Covering: []control.Ban{}, History: []control.Ban{}, Strikes: []strikeView{}, Rate: []rateView{}}
-			if perr == nil {
-				out.Addr = rules.FormatPrefix(p)
-			}
+			out := showOutput{Addr: rules.FormatPrefix(p), Active: []control.Ban{}, Covering: []control.Ban{}, History: []control.Ban{}, Strikes: []strikeView{}, Rate: []rateView{}}
 			st, err := openRead(cfg)
 			if err != nil && !errors.Is(err, errNoDatabase) {
 				return err
 			}
 			if st != nil {
 				defer st.Close()
-				if err := showInto(st, p, perr == nil, &out); err != nil {
+				if err := showInto(st, p, &out); err != nil {
 					return &exitError{code: control.ExitUnreachable, err: err}
 				}
 			}
@@ -110,17 +121,11 @@ Examples:
 }
 
 // showInto fills out from the database: bans and strikes of an address,
-// rate events of the key.
-func showInto(st *store.Store, p netip.Prefix, isAddr bool, out *showOutput) error {
-	evs, err := st.RateEvents(out.Addr, 20)
-	if err != nil {
+// rate events of it as a rate key.
+func showInto(st *store.Store, p netip.Prefix, out *showOutput) error {
+	var err error
+	if out.Rate, err = rateViews(st, out.Addr); err != nil {
 		return err
-	}
-	for _, e := range evs {
-		out.Rate = append(out.Rate, rateView{Jail: e.Jail, At: e.At.UTC(), What: e.What, Level: e.Level, Burst: e.Burst, Rate: e.Rate, Urgent: e.Urgent, Detail: e.Detail})
-	}
-	if !isAddr {
-		return nil
 	}
 	hist, err := st.BanHistory(p, 50)
 	if err != nil {
@@ -156,6 +161,19 @@ func showInto(st *store.Store, p netip.Prefix, isAddr bool, out *showOutput) err
 	return nil
 }
 
+// rateViews are the newest rate events of key.
+func rateViews(st *store.Store, key string) ([]rateView, error) {
+	evs, err := st.RateEvents(key, 20)
+	if err != nil {
+		return nil, err
+	}
+	out := []rateView{}
+	for _, e := range evs {
+		out = append(out, rateView{Jail: e.Jail, At: e.At.UTC(), What: e.What, Level: e.Level, Burst: e.Burst, Rate: e.Rate, Urgent: e.Urgent, Detail: e.Detail})
+	}
+	return out, nil
+}
+
 // printShow writes out as text. Strike lines, rate keys and details come
 // from log lines, so every field goes through textf; reasons are quoted.
 func printShow(w io.Writer, out showOutput) {
@@ -176,7 +194,11 @@ func printShow(w io.Writer, out showOutput) {
 	for _, s := range out.Strikes {
 		textf(w, "  strike   jail=%s at=%s bucket=%s\n           %s\n", s.Jail, fmtTime(s.At), s.Bucket, s.Line)
 	}
-	for _, r := range out.Rate {
+	printRate(w, out.Rate)
+}
+
+func printRate(w io.Writer, rate []rateView) {
+	for _, r := range rate {
 		urgent := ""
 		if r.Urgent {
 			urgent = " URGENT"

@@ -21,8 +21,10 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show the daemon's state per jail",
-		Description: `Per jail: files followed and their read positions, addresses holding
-strikes, active bans, bans in total; the daemon's uptime and version.
+		Description: `Per jail: what it counts (addresses or accounts), files followed and
+their read positions, addresses or accounts holding strikes, active
+bans, bans in total, active suspensions; the account map and the
+accounts it holds; the daemon's uptime and version.
 Without a running daemon it prints what the database holds and
 "running": false.
 
@@ -32,10 +34,12 @@ keys tracked per limit and the keys the full table let through).
 JSON (every key always present): {"running", "degraded", "version", "pid",
 "started" (null without a daemon), "uptime_seconds", "database",
 "map_file", "map_entries", "map_writes", "map_error", "map_reader_error",
-"lines_read", "lines_without_time", "matches", "ignored", "jails":
-[{"name", "filter", "logpath", "journal", "files": [{"path", "offset",
-"size", "open"}], "strikes_tracked", "strikes_stored", "active_bans",
-"total_bans", "rate_events", "rate_keys": {LIMIT: n}, "rate_untracked",
+"account_map_file", "account_map_entries", "lines_read",
+"lines_without_time", "matches", "ignored", "jails": [{"name", "key"
+("address", "account", "" for manual), "filter", "logpath", "journal",
+"files": [{"path", "offset", "size", "open"}], "strikes_tracked",
+"strikes_stored", "active_bans", "total_bans", "active_suspensions",
+"rate_events", "rate_keys": {LIMIT: n}, "rate_untracked",
 "events_too_old", "events_from_future"}], "targets": [{"name", "entries",
 "syncs", "last_sync", "last_error", "repairs"}] ([] without a daemon),
 "outbox": {"pending", "failed", "gave_up"} (null before the first start
@@ -139,6 +143,7 @@ func printStatus(w io.Writer, cfg *config.Config, s *control.Status, noDB bool) 
 	if s.MapError != "" {
 		textf(w, "map error: %s\n", s.MapError)
 	}
+	textf(w, "account map: %s (%d accounts)\n", s.AccountMapFile, s.AccountMapEntries)
 	if s.MapReaderError != "" {
 		textf(w, "WARNING rspamd cannot read the map, its bans are not enforced: %s\n", s.MapReaderError)
 	}
@@ -167,16 +172,30 @@ func printStatus(w io.Writer, cfg *config.Config, s *control.Status, noDB bool) 
 // printJailStatus writes one jail: what it reads with, its counts, the
 // rate events of a rate jail, its files.
 func printJailStatus(w io.Writer, jc *config.Jail, j control.JailStatus, running bool) {
-	what := ""
+	var what []string
 	switch {
 	case jc != nil && jc.Rate != nil:
-		what = " (rate jail, key " + jc.Rate.Key + ")"
+		what = append(what, "rate jail, key "+jc.Rate.Key)
 	case j.Filter != "":
-		what = " (filter " + j.Filter + ")"
+		what = append(what, "filter "+j.Filter)
 	}
-	textf(w, "jail %s%s: %d active bans, %d bans total", j.Name, what, j.ActiveBans, j.TotalBans)
+	counted := "addresses"
+	if j.Key == config.KeyAccount {
+		counted = "accounts"
+	}
+	if j.Key != "" {
+		what = append(what, "counts "+counted)
+	}
+	paren := ""
+	if len(what) > 0 {
+		paren = " (" + strings.Join(what, ", ") + ")"
+	}
+	textf(w, "jail %s%s: %d active bans, %d bans total", j.Name, paren, j.ActiveBans, j.TotalBans)
+	if j.Key == config.KeyAccount || j.ActiveSusp > 0 {
+		textf(w, ", %d active suspensions", j.ActiveSusp)
+	}
 	if j.Name != engine.ManualJail {
-		textf(w, ", %d addresses with strikes, %d strikes stored", j.StrikesTracked, j.StrikesStored)
+		textf(w, ", %d %s with strikes, %d strikes stored", j.StrikesTracked, counted, j.StrikesStored)
 	}
 	textf(w, "\n")
 	if j.EventsTooOld > 0 || j.EventsFuture > 0 {

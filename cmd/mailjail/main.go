@@ -1,8 +1,9 @@
 // Command mailjail is a log-watching enforcement daemon for mail hosts in
 // the spirit of fail2ban: it follows rspamd and Postfix logs, counts
-// strikes per client address and bans offenders through rspamd's IP map.
-// The same binary is the operator's CLI (list, show, ban, unban, status,
-// check, test-filter, replay).
+// strikes per client address or account and bans offenders through
+// rspamd's IP map (accounts through its user map). The same binary is the
+// operator's CLI (list, show, ban, unban, suspend, release, allow,
+// status, check, test-filter, replay).
 package main
 
 import (
@@ -82,6 +83,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 maxretry bans the address for bantime by rewriting rspamd's multimap IP
 file atomically. State lives in SQLite; the map is always rebuilt from it.
 
+Accounts (SASL logins) are suspended through rspamd's multimap "user"
+file (global.account_map_file): suspend, release, list --accounts,
+show ACCOUNT, allow.
+
 Exit codes: 0 ok (an empty list too), 1 not found / nothing to do, 2
 usage, configuration or input error (an unreadable log file for
 test-filter), 3 daemon or state unreachable.
@@ -93,7 +98,7 @@ is exact and keeps every key of its schema (see the README).`,
 		EnableBashCompletion: true,
 		Flags:                []cli.Flag{configFlag},
 		Commands: []*cli.Command{
-			runCommand(), listCommand(), showCommand(), banCommand(), unbanCommand(), statusCommand(),
+			runCommand(), listCommand(), showCommand(), banCommand(), unbanCommand(), suspendCommand(), releaseCommand(), allowCommand(), statusCommand(),
 			checkCommand(), testFilterCommand(), replayCommand(), versionCommand(), completionCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},

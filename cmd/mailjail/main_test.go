@@ -34,10 +34,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// env is one isolated installation: config, database, map, socket, log.
+// env is one isolated installation: config, database, maps, socket, log.
 type env struct {
-	t                          *testing.T
-	dir, config, log, mapf, db string
+	t                                   *testing.T
+	dir, config, log, mapf, acctMap, db string
 }
 
 // newEnv writes an installation with one rspamd-ratelimit jail (maxretry
@@ -51,9 +51,11 @@ func newEnv(t *testing.T, tune ...func(*env, *testutil.Config)) *env {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	e := &env{t: t, dir: dir, config: filepath.Join(dir, "mailjail.toml"), log: filepath.Join(dir, "rspamd.log"),
-		mapf: filepath.Join(dir, "maps", "ip.map"), db: filepath.Join(dir, "state", "mailjail.db")}
+		mapf: filepath.Join(dir, "maps", "ip.map"), acctMap: filepath.Join(dir, "maps", "accounts.map"), db: filepath.Join(dir, "state", "mailjail.db")}
 	cfg := testutil.Config{
 		Database: e.db, MapFile: e.mapf, Socket: filepath.Join(dir, "s.sock"),
+		// Every installation has its own account map: the default is in /etc.
+		Global:   fmt.Sprintf("account_map_file = %q", e.acctMap),
 		IgnoreIP: []string{"127.0.0.0/8", "::1", "192.0.2.0/24"},
 		Jails: []testutil.Jail{{Name: "rspamd-ratelimit", Filter: "rspamd-ratelimit", LogPath: []string{e.log},
 			MaxRetry: 3, FindTime: "10m", BanTime: "1h"}},

@@ -88,6 +88,14 @@ func safeLines(s string) string {
 	return strings.Join(lines, "\n")
 }
 
+// nonNil is s, or an empty slice for nil: JSON [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
 func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 func fmtUntil(u *time.Time) string {

@@ -26,10 +26,11 @@ const (
 	outboxWait  = 30 * time.Second
 )
 
-// change sends a ban/unban request to the running daemon, or, when none
-// runs, carries it out on the database and the targets directly, under
-// the lock the daemon holds while it runs, through the same operations
-// the daemon uses. Either way the change is in force when this returns.
+// change sends a request that changes state (control.ChangeOps) to the
+// running daemon, or, when none runs, carries it out on the database and
+// the targets directly, under the lock the daemon holds while it runs,
+// through the same operations the daemon uses. Either way the change is
+// in force when this returns.
 func change(ctx context.Context, cfg *config.Config, op string, req control.Request) (*control.Response, error) {
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -82,15 +83,8 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 	if err := enf.Apply(ctx, prep); err != nil {
 		fmt.Fprintf(os.Stderr, "mailjail: targets not brought in step: %v\n", err)
 	}
-	ops := &enforce.Ops{Eng: eng, Cfg: cfg, Enf: enf, Clock: clock}
-	bans, err := apply(ctx, ops, op, req)
-	resp := &control.Response{OK: err == nil, Code: control.CodeOf(err), Bans: control.BanViews(bans)}
-	if err != nil {
-		resp.Error = err.Error()
-		if errors.Is(err, enforce.ErrNotEnforced) {
-			resp.Error += "; the daemon (or the next mailjail command) writes it when it starts"
-		}
-	}
+	h := &localHandler{ops: &enforce.Ops{Eng: eng, Cfg: cfg, Enf: enf, Clock: clock}}
+	resp := control.Do(ctx, h, op, req)
 	octx, cancel := context.WithTimeout(ctx, outboxWait)
 	defer cancel()
 	if left, err := ob.Drain(octx); err != nil {
@@ -98,26 +92,48 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 	} else if left > 0 {
 		fmt.Fprintf(os.Stderr, "mailjail: %d actions or alerts left in the outbox for the daemon\n", left)
 	}
-	return resp, nil
+	return &resp, nil
 }
 
-// apply parses req as the daemon's socket does and carries it out.
-func apply(ctx context.Context, ops *enforce.Ops, op string, req control.Request) ([]store.Ban, error) {
-	switch op {
-	case control.OpBan:
-		r, err := control.ParseBan(req)
-		if err != nil {
-			return nil, err
-		}
-		return ops.Ban(ctx, r)
-	case control.OpUnban:
-		r, err := control.ParseUnban(req)
-		if err != nil {
-			return nil, err
-		}
-		return ops.Unban(ctx, r)
+// localHandler carries out a change without a daemon: the daemon's
+// operations, on the database under its lock.
+type localHandler struct{ ops *enforce.Ops }
+
+func (h *localHandler) Ban(ctx context.Context, r enforce.BanRequest) ([]store.Ban, error) {
+	bans, err := h.ops.Ban(ctx, r)
+	return bans, laterNote(err)
+}
+
+func (h *localHandler) Unban(ctx context.Context, r enforce.UnbanRequest) ([]store.Ban, error) {
+	bans, err := h.ops.Unban(ctx, r)
+	return bans, laterNote(err)
+}
+
+func (h *localHandler) Suspend(ctx context.Context, r enforce.SuspendRequest) ([]store.Suspension, error) {
+	ss, err := h.ops.Suspend(ctx, r)
+	return ss, laterNote(err)
+}
+
+func (h *localHandler) Release(ctx context.Context, accounts []string) ([]store.Suspension, error) {
+	ss, err := h.ops.Release(ctx, accounts)
+	return ss, laterNote(err)
+}
+
+func (h *localHandler) AllowAdd(ctx context.Context, r control.AllowRequest) ([]store.Allowed, error) {
+	return daemon.AllowAdd(ctx, h.ops.Eng, r, h.ops.Clock.Now())
+}
+
+func (h *localHandler) AllowDel(ctx context.Context, r control.AllowRequest) ([]store.Allowed, error) {
+	return daemon.AllowDel(ctx, h.ops.Eng, h.ops.Cfg, r)
+}
+
+// laterNote says, for a change saved but not in force, who puts it in
+// force: with no daemon nobody retries it now.
+func laterNote(err error) error {
+	if errors.Is(err, enforce.ErrNotEnforced) {
+		return fmt.Errorf("%w; the daemon (or the next mailjail command) writes it when it starts", err)
 	}
-	return nil, fmt.Errorf("unknown operation %q: %w", op, core.ErrInvalid)
+	return err
 }
 
 // openRead opens the database for reading. A database that does not

@@ -70,6 +70,7 @@ func TestCommandsWithoutArgumentsRefuseThem(t *testing.T) {
 		{"status", "x"},
 		{"version", "x"},
 		{"run", "x"},
+		{"list", "--accounts", "x"},
 	} {
 		_, errs, code := e.mj(args...)
 		if code != 2 || !strings.Contains(errs, args[0]+" takes no arguments") {
@@ -80,10 +81,11 @@ func TestCommandsWithoutArgumentsRefuseThem(t *testing.T) {
 
 // statusKeys are the keys of the stable `status --json` schema, zero or not.
 var statusKeys = []string{"running", "version", "pid", "started", "uptime_seconds", "database", "map_file",
-	"map_entries", "map_writes", "map_error", "lines_read", "lines_without_time", "matches", "ignored", "jails"}
+	"map_entries", "map_writes", "map_error", "account_map_file", "account_map_entries", "lines_read", "lines_without_time",
+	"matches", "ignored", "jails"}
 
-var jailStatusKeys = []string{"name", "filter", "logpath", "journal", "files", "strikes_tracked", "strikes_stored",
-	"active_bans", "total_bans", "rate_events", "rate_keys", "rate_untracked"}
+var jailStatusKeys = []string{"name", "key", "filter", "logpath", "journal", "files", "strikes_tracked", "strikes_stored",
+	"active_bans", "total_bans", "active_suspensions", "rate_events", "rate_keys", "rate_untracked"}
 
 // `status --json` dropped fields that were zero (pid, uptime, matches,
 // rate_events ...) although the schema is called stable: a script reading
@@ -171,7 +173,7 @@ func TestStatusTextShowsRateEventsAndNoEmptyFilter(t *testing.T) {
 	if code != 0 || strings.Contains(out, "(filter )") || !strings.Contains(out, "jail manual: 1 active bans, 1 bans total\n") {
 		t.Errorf("status names an empty filter or lacks the manual jail:\n%s", out)
 	}
-	if !strings.Contains(out, "jail sender-rate (rate jail, key sender):") || !strings.Contains(out, "  rate events: 2, keys tracked: ") {
+	if !strings.Contains(out, "jail sender-rate (rate jail, key sender, counts accounts):") || !strings.Contains(out, "  rate events: 2, keys tracked: ") {
 		t.Errorf("status lacks the rate jail's events:\n%s", out)
 	}
 }
@@ -231,5 +233,24 @@ func TestTestFilterJSONHoldsThePrintedLines(t *testing.T) {
 	out, _, _ = e.mj("test-filter", filter, log, "--json")
 	if strings.Contains(out, "matched_lines") || strings.Contains(out, "missed_lines") {
 		t.Errorf("lines in JSON without --print-*: %s", out[:min(len(out), 300)])
+	}
+}
+
+// Every command documents itself as a man page would: what it does and
+// examples, under --help, with exit 0.
+func TestEveryCommandHasHelpWithExamples(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, args := range [][]string{{"list"}, {"show"}, {"ban"}, {"unban"}, {"suspend"}, {"release"}, {"allow"},
+		{"allow", "add"}, {"allow", "del"}, {"allow", "list"}, {"status"}} {
+		out, errs, code := e.mj(append(args, "--help")...)
+		if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "mailjail "+strings.Join(args, " ")) {
+			t.Errorf("%v --help: exit %d %q\n%s", args, code, errs, out)
+		}
+	}
+	for _, args := range [][]string{{"suspend"}, {"release"}, {"allow", "add"}, {"allow", "del"}, {"allow", "list"}, {"list"}, {"show"}} {
+		if out, _, _ := e.mj(append(args, "--help")...); !strings.Contains(out, "JSON") {
+			t.Errorf("%v --help does not give its JSON schema:\n%s", args, out)
+		}
 	}
 }

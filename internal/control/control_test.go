@@ -10,6 +10,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,13 +21,18 @@ import (
 	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/internal/testutil"
+	"github.com/mailjail/mailjail/rules"
 )
 
 // fakeHandler is a Handler as a struct of funcs.
 type fakeHandler struct {
-	ban    func(context.Context, enforce.BanRequest) ([]store.Ban, error)
-	unban  func(context.Context, enforce.UnbanRequest) ([]store.Ban, error)
-	status func(context.Context) (*Status, error)
+	ban      func(context.Context, enforce.BanRequest) ([]store.Ban, error)
+	unban    func(context.Context, enforce.UnbanRequest) ([]store.Ban, error)
+	suspend  func(context.Context, enforce.SuspendRequest) ([]store.Suspension, error)
+	release  func(context.Context, []string) ([]store.Suspension, error)
+	allowAdd func(context.Context, AllowRequest) ([]store.Allowed, error)
+	allowDel func(context.Context, AllowRequest) ([]store.Allowed, error)
+	status   func(context.Context) (*Status, error)
 }
 
 func (f fakeHandler) Ban(ctx context.Context, r enforce.BanRequest) ([]store.Ban, error) {
@@ -32,6 +40,18 @@ func (f fakeHandler) Ban(ctx context.Context, r enforce.BanRequest) ([]store.Ban
 }
 func (f fakeHandler) Unban(ctx context.Context, r enforce.UnbanRequest) ([]store.Ban, error) {
 	return f.unban(ctx, r)
+}
+func (f fakeHandler) Suspend(ctx context.Context, r enforce.SuspendRequest) ([]store.Suspension, error) {
+	return f.suspend(ctx, r)
+}
+func (f fakeHandler) Release(ctx context.Context, accounts []string) ([]store.Suspension, error) {
+	return f.release(ctx, accounts)
+}
+func (f fakeHandler) AllowAdd(ctx context.Context, r AllowRequest) ([]store.Allowed, error) {
+	return f.allowAdd(ctx, r)
+}
+func (f fakeHandler) AllowDel(ctx context.Context, r AllowRequest) ([]store.Allowed, error) {
+	return f.allowDel(ctx, r)
 }
 func (f fakeHandler) Status(ctx context.Context) (*Status, error) { return f.status(ctx) }
 
@@ -194,4 +214,125 @@ func TestCallAsAnotherUserSaysPermissionDenied(t *testing.T) {
 	}
 	serve(t, socket, fakeHandler{status: func(context.Context) (*Status, error) { return &Status{}, nil }})
 	testutil.RerunAsNobody(t, "TestCallAsAnotherUserSaysPermissionDenied", socket)
+}
+
+// Suspensions, releases and allow-list changes travel like bans: the
+// request parsed on the daemon's side, the answer in wire types, partial
+// results with the error that stopped or followed them.
+func TestCallCarriesSuspensionsAndAllowChanges(t *testing.T) {
+	socket := socketPath(t)
+	src := netip.MustParseAddr("198.51.100.7")
+	serve(t, socket, fakeHandler{
+		suspend: func(_ context.Context, r enforce.SuspendRequest) ([]store.Suspension, error) {
+			if !r.Permanent || r.Reason != "phished" || len(r.Accounts) != 1 {
+				return nil, fmt.Errorf("request = %+v: %w", r, core.ErrInvalid)
+			}
+			return []store.Suspension{{Jail: "manual", Account: r.Accounts[0], Since: t0, Enforced: true, Reason: r.Reason, Sources: []store.Source{{Addr: src, Count: 3}}}}, nil
+		},
+		release: func(_ context.Context, accounts []string) ([]store.Suspension, error) {
+			return []store.Suspension{{Jail: "manual", Account: accounts[0], Since: t0, Until: t0.Add(time.Hour), Lifted: t0.Add(time.Minute), LiftedBy: "cli"}},
+				fmt.Errorf("not suspended: %v: %w", accounts[1:], core.ErrNotFound)
+		},
+		allowAdd: func(_ context.Context, r AllowRequest) ([]store.Allowed, error) {
+			return []store.Allowed{{Entry: r.Entries[0], Added: t0, Reason: r.Reason}}, nil
+		},
+	})
+	ctx := context.Background()
+	resp, err := Call(ctx, socket, OpSuspend, Request{Accounts: []string{"alice@example.org"}, Permanent: true, Reason: "phished"})
+	if err != nil || !resp.OK || len(resp.Suspensions) != 1 {
+		t.Fatalf("suspend: %+v, %v", resp, err)
+	}
+	if s := resp.Suspensions[0]; s.Account != "alice@example.org" || s.Until != nil || !s.Permanent || !s.Enforced || len(s.Sources) != 1 || s.Sources[0] != (Source{Addr: "198.51.100.7", Count: 3}) {
+		t.Errorf("suspension = %+v", s)
+	}
+	resp, err = Call(ctx, socket, OpRelease, Request{Accounts: []string{"alice@example.org", "bob@example.org"}})
+	if err != nil || resp.OK || resp.Code != ExitNotFound || len(resp.Suspensions) != 1 || resp.Suspensions[0].LiftedBy != "cli" || !strings.Contains(resp.Error, "bob@example.org") {
+		t.Fatalf("release: %+v, %v", resp, err)
+	}
+	resp, err = Call(ctx, socket, OpAllowAdd, Request{Entries: []string{"@Example.NET"}, Reason: "partner"})
+	if err != nil || !resp.OK || len(resp.Allow) != 1 || resp.Allow[0].Entry != "example.net" || resp.Allow[0].Origin != OriginDatabase || !resp.Allow[0].Added.Equal(t0) {
+		t.Fatalf("allow add: %+v, %v", resp, err)
+	}
+	resp, err = Call(ctx, socket, OpAllowDel, Request{Entries: []string{"not a domain"}})
+	if err != nil || resp.Code != ExitUsage || !strings.Contains(resp.Error, `"not a domain"`) {
+		t.Fatalf("allow del of an invalid entry: %+v, %v", resp, err)
+	}
+}
+
+func TestParseSuspendReleaseAllow(t *testing.T) {
+	many := make([]string, MaxAddrs+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("u%d@example.org", i)
+	}
+	tests := []struct {
+		name string
+		op   string
+		req  Request
+		want any    // the parsed request, when valid
+		err  string // else part of the error
+	}{
+		{"suspend", OpSuspend, Request{Accounts: []string{"alice@example.org"}},
+			enforce.SuspendRequest{Accounts: []string{"alice@example.org"}}, ""},
+		{"suspend for", OpSuspend, Request{Accounts: []string{"a@b.org", "c@d.org"}, For: "2d", Reason: "r"},
+			enforce.SuspendRequest{Accounts: []string{"a@b.org", "c@d.org"}, For: 48 * time.Hour, Reason: "r"}, ""},
+		{"suspend permanent", OpSuspend, Request{Accounts: []string{"a@b.org"}, Permanent: true},
+			enforce.SuspendRequest{Accounts: []string{"a@b.org"}, Permanent: true}, ""},
+		{"for and permanent", OpSuspend, Request{Accounts: []string{"a@b.org"}, For: "1h", Permanent: true}, nil, "exclude each other"},
+		{"bad for", OpSuspend, Request{Accounts: []string{"a@b.org"}, For: "1x"}, nil, "--for"},
+		{"zero for", OpSuspend, Request{Accounts: []string{"a@b.org"}, For: "0s"}, nil, "must be positive"},
+		{"too many", OpSuspend, Request{Accounts: many}, nil, "at most 1000"},
+		{"release", OpRelease, Request{Accounts: []string{"a@b.org"}}, []string{"a@b.org"}, ""},
+		{"allow", OpAllowAdd, Request{Entries: []string{"Boss@example.org", "@Example.NET", "example.com"}, Reason: "r"},
+			AllowRequest{Entries: []string{"Boss@example.org", "example.net", "example.com"}, Reason: "r"}, ""},
+		{"allow bad domain", OpAllowAdd, Request{Entries: []string{"ok.org", "bad_domain"}}, nil, `allow list entry "bad_domain"`},
+		{"allow empty", OpAllowDel, Request{Entries: []string{"@"}}, nil, `allow list entry "@"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got any
+			var err error
+			switch tt.op {
+			case OpSuspend:
+				got, err = ParseSuspend(tt.req)
+			case OpRelease:
+				got, err = ParseRelease(tt.req)
+			default:
+				got, err = ParseAllow(tt.req)
+			}
+			if tt.err != "" {
+				if err == nil || !errors.Is(err, core.ErrInvalid) || !strings.Contains(err.Error(), tt.err) || CodeOf(err) != ExitUsage {
+					t.Fatalf("err = %v, want %q (invalid)", err, tt.err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// An account rules.NormalizeAccount refuses fails the whole request,
+// named, as invalid (exit 2); one it accepts is carried in its normal
+// form. The test follows the rules package's verdict, which is the
+// contract: normalisation is decided there, once.
+func TestParseAccountsFollowsNormalizeAccount(t *testing.T) {
+	for _, in := range []string{"<Alice@Example.ORG>", "a b@example.org", "", "x\x1b[2J@example.org", strings.Repeat("a", 300) + "@example.org", `a"b@example.org`} {
+		want, werr := rules.NormalizeAccount(in)
+		for _, parse := range []func([]string) ([]string, error){
+			func(a []string) ([]string, error) {
+				r, err := ParseSuspend(Request{Accounts: a})
+				return r.Accounts, err
+			},
+			func(a []string) ([]string, error) { return ParseRelease(Request{Accounts: a}) },
+		} {
+			got, err := parse([]string{"ok@example.org", in})
+			switch {
+			case werr == nil && (err != nil || !slices.Equal(got, []string{"ok@example.org", want})):
+				t.Errorf("%q: %v, %v; want %q", in, got, err, want)
+			case werr != nil && (CodeOf(err) != ExitUsage || !strings.Contains(err.Error(), strconv.Quote(in)) || !strings.Contains(err.Error(), werr.Error())):
+				t.Errorf("%q: err = %v, want exit 2 naming it and why (%v)", in, err, werr)
+			}
+		}
+	}
 }

@@ -3,6 +3,7 @@ package control
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/core"
@@ -30,6 +31,59 @@ func BanView(b store.Ban) Ban {
 	return v
 }
 
+// SuspensionView is the CLI's view of a stored suspension.
+func SuspensionView(s store.Suspension) Suspension {
+	v := Suspension{Account: s.Account, Jail: s.Jail, Since: s.Since.UTC(), Permanent: s.Permanent(), Enforced: s.Enforced, Strikes: s.Strikes,
+		Reason: s.Reason, Sources: SourceViews(s.Sources), LiftedBy: s.LiftedBy}
+	if !s.Until.IsZero() {
+		u := s.Until.UTC()
+		v.Until = &u
+	}
+	if !s.Lifted.IsZero() {
+		l := s.Lifted.UTC()
+		v.Lifted = &l
+	}
+	return v
+}
+
+// SuspensionViews is SuspensionView of each, never nil.
+func SuspensionViews(ss []store.Suspension) []Suspension {
+	out := make([]Suspension, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, SuspensionView(s))
+	}
+	return out
+}
+
+// SourceViews is the CLI's view of an account's source addresses, never
+// nil.
+func SourceViews(srcs []store.Source) []Source {
+	out := make([]Source, 0, len(srcs))
+	for _, s := range srcs {
+		out = append(out, Source{Addr: s.Addr.String(), Count: s.Count})
+	}
+	return out
+}
+
+// AllowView is the CLI's view of an entry of the database's allow list.
+func AllowView(a store.Allowed) AllowEntry {
+	v := AllowEntry{Entry: a.Entry, Origin: OriginDatabase, Reason: a.Reason}
+	if !a.Added.IsZero() {
+		t := a.Added.UTC()
+		v.Added = &t
+	}
+	return v
+}
+
+// AllowViews is AllowView of each, never nil.
+func AllowViews(as []store.Allowed) []AllowEntry {
+	out := make([]AllowEntry, 0, len(as))
+	for _, a := range as {
+		out = append(out, AllowView(a))
+	}
+	return out
+}
+
 // RateEventView is the CLI's view of a rate event.
 func RateEventView(e store.RateEvent) RateEvent {
 	return RateEvent{Jail: e.Jail, Key: e.Key, At: e.At.UTC(), What: e.What, Level: e.Level, Burst: e.Burst, Rate: e.Rate, Urgent: e.Urgent, Detail: e.Detail}
@@ -53,18 +107,27 @@ func ParseBan(r Request) (enforce.BanRequest, error) {
 	if out.Prefixes, err = parseAddrs(r.Addrs); err != nil {
 		return out, err
 	}
-	if r.For != "" {
-		if r.Permanent {
-			return out, fmt.Errorf("--for and --permanent exclude each other: %w", core.ErrInvalid)
-		}
-		if out.For, err = config.ParseDuration(r.For); err != nil || out.For <= 0 {
-			if err == nil {
-				err = fmt.Errorf("must be positive")
-			}
-			return out, fmt.Errorf("--for: %v: %w", err, core.ErrInvalid)
-		}
+	out.For, err = parseFor(r)
+	return out, err
+}
+
+// parseFor is the length a ban or suspension request asks for: 0 when it
+// names none.
+func parseFor(r Request) (time.Duration, error) {
+	if r.For == "" {
+		return 0, nil
 	}
-	return out, nil
+	if r.Permanent {
+		return 0, fmt.Errorf("--for and --permanent exclude each other: %w", core.ErrInvalid)
+	}
+	d, err := config.ParseDuration(r.For)
+	if err == nil && d <= 0 {
+		err = fmt.Errorf("must be positive")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("--for: %v: %w", err, core.ErrInvalid)
+	}
+	return d, nil
 }
 
 // ParseUnban checks an unban request and turns it into the domain's.
@@ -76,6 +139,60 @@ func ParseUnban(r Request) (enforce.UnbanRequest, error) {
 	var err error
 	out.Prefixes, err = parseAddrs(r.Addrs)
 	return out, err
+}
+
+// ParseSuspend checks a suspension request and turns it into the
+// domain's: every account normalised first, so one invalid account
+// changes nothing.
+func ParseSuspend(r Request) (enforce.SuspendRequest, error) {
+	out := enforce.SuspendRequest{Permanent: r.Permanent, Reason: r.Reason}
+	var err error
+	if out.Accounts, err = parseAccounts(r.Accounts); err != nil {
+		return out, err
+	}
+	out.For, err = parseFor(r)
+	return out, err
+}
+
+// ParseRelease checks a release request: the accounts, normalised.
+func ParseRelease(r Request) ([]string, error) { return parseAccounts(r.Accounts) }
+
+// AllowRequest is an allow add or del as the daemon carries it out.
+type AllowRequest struct {
+	Entries []string // normalised senders and domains
+	Reason  string
+}
+
+// ParseAllow checks an allow add or del: every entry normalised
+// (rules.NormalizeAllowEntry) before anything changes.
+func ParseAllow(r Request) (AllowRequest, error) {
+	out := AllowRequest{Reason: r.Reason}
+	if len(r.Entries) > MaxAddrs {
+		return out, fmt.Errorf("%d entries in one request, at most %d: %w", len(r.Entries), MaxAddrs, core.ErrInvalid)
+	}
+	for _, e := range r.Entries {
+		n, err := rules.NormalizeAllowEntry(e)
+		if err != nil {
+			return out, fmt.Errorf("allow list entry %q: %v: %w", e, err, core.ErrInvalid)
+		}
+		out.Entries = append(out.Entries, n)
+	}
+	return out, nil
+}
+
+func parseAccounts(accounts []string) ([]string, error) {
+	if len(accounts) > MaxAddrs {
+		return nil, fmt.Errorf("%d accounts in one request, at most %d: %w", len(accounts), MaxAddrs, core.ErrInvalid)
+	}
+	out := make([]string, 0, len(accounts))
+	for _, a := range accounts {
+		n, err := rules.NormalizeAccount(a)
+		if err != nil {
+			return nil, fmt.Errorf("invalid account %q: %v: %w", a, err, core.ErrInvalid)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func parseAddrs(addrs []string) ([]netip.Prefix, error) {

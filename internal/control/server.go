@@ -19,10 +19,26 @@ import (
 
 // Handler is what the daemon offers on the socket, in domain values.
 type Handler interface {
-	Ban(ctx context.Context, r enforce.BanRequest) ([]store.Ban, error)
-	Unban(ctx context.Context, r enforce.UnbanRequest) ([]store.Ban, error)
+	Changer
 	Status(ctx context.Context) (*Status, error)
 }
+
+// Changer carries out the requests that change state (ChangeOps): the
+// daemon's handler, or the CLI's own when no daemon runs.
+type Changer interface {
+	Ban(ctx context.Context, r enforce.BanRequest) ([]store.Ban, error)
+	Unban(ctx context.Context, r enforce.UnbanRequest) ([]store.Ban, error)
+	Suspend(ctx context.Context, r enforce.SuspendRequest) ([]store.Suspension, error)
+	// Release returns the suspensions it lifted.
+	Release(ctx context.Context, accounts []string) ([]store.Suspension, error)
+	// AllowAdd and AllowDel return the entries they added or removed.
+	AllowAdd(ctx context.Context, r AllowRequest) ([]store.Allowed, error)
+	AllowDel(ctx context.Context, r AllowRequest) ([]store.Allowed, error)
+}
+
+// ChangeOps are the operations that change state: POST requests, each
+// carried out by Do.
+var ChangeOps = []string{OpBan, OpUnban, OpSuspend, OpRelease, OpAllowAdd, OpAllowDel}
 
 // Limits of the server: a request is small (MaxAddrs addresses fit in
 // well under a megabyte), and a stuck client must not hold a connection.
@@ -41,8 +57,13 @@ type Server struct {
 // NewServer serves h on ln once Serve is called.
 func NewServer(ln net.Listener, h Handler) *Server {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/"+OpBan, changeHandler(ParseBan, h.Ban))
-	mux.HandleFunc("POST /v1/"+OpUnban, changeHandler(ParseUnban, h.Unban))
+	for _, op := range ChangeOps {
+		mux.HandleFunc("POST /v1/"+op, func(w http.ResponseWriter, r *http.Request) {
+			if req, ok := decode(w, r); ok {
+				reply(w, Do(r.Context(), h, op, req))
+			}
+		})
+	}
 	mux.HandleFunc("GET /v1/"+OpStatus, func(w http.ResponseWriter, r *http.Request) {
 		s, err := h.Status(r.Context())
 		if err != nil {
@@ -66,22 +87,46 @@ func (s *Server) Serve() error {
 // lets requests under way finish until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
 
-// changeHandler serves a request that changes bans: decoded, parsed into
-// the domain's request R, carried out by do.
-func changeHandler[R any](parse func(Request) (R, error), do func(context.Context, R) ([]store.Ban, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		req, ok := decode(w, r)
-		if !ok {
-			return
-		}
-		dr, err := parse(req)
-		if err != nil {
-			reply(w, Response{Code: CodeOf(err), Error: err.Error()})
-			return
-		}
-		bans, err := do(r.Context(), dr)
-		reply(w, changeResponse(bans, err))
+// Do carries out the change op asks for through h: req parsed into the
+// domain's request, carried out, answered. The server calls it for the
+// socket's requests, the CLI without a daemon for its own, so both parse
+// and answer alike.
+func Do(ctx context.Context, h Changer, op string, req Request) Response {
+	switch op {
+	case OpBan:
+		return do(ctx, req, ParseBan, h.Ban, func(r *Response, bans []store.Ban) { r.Bans = BanViews(bans) })
+	case OpUnban:
+		return do(ctx, req, ParseUnban, h.Unban, func(r *Response, bans []store.Ban) { r.Bans = BanViews(bans) })
+	case OpSuspend:
+		return do(ctx, req, ParseSuspend, h.Suspend, setSuspensions)
+	case OpRelease:
+		return do(ctx, req, ParseRelease, h.Release, setSuspensions)
+	case OpAllowAdd:
+		return do(ctx, req, ParseAllow, h.AllowAdd, setAllow)
+	case OpAllowDel:
+		return do(ctx, req, ParseAllow, h.AllowDel, setAllow)
 	}
+	return Response{Code: ExitUsage, Error: fmt.Sprintf("unknown operation %q", op)}
+}
+
+func setSuspensions(r *Response, ss []store.Suspension) { r.Suspensions = SuspensionViews(ss) }
+func setAllow(r *Response, as []store.Allowed)          { r.Allow = AllowViews(as) }
+
+// do parses req into the domain's request R, carries it out with run and
+// puts what it changed (D, also after a partial failure) into the answer
+// with view.
+func do[R, D any](ctx context.Context, req Request, parse func(Request) (R, error), run func(context.Context, R) (D, error), view func(*Response, D)) Response {
+	dr, err := parse(req)
+	if err != nil {
+		return Response{Code: CodeOf(err), Error: err.Error()}
+	}
+	d, err := run(ctx, dr)
+	resp := Response{OK: err == nil, Code: CodeOf(err)}
+	if err != nil {
+		resp.Error = err.Error()
+	}
+	view(&resp, d)
+	return resp
 }
 
 func decode(w http.ResponseWriter, r *http.Request) (Request, bool) {
@@ -98,14 +143,6 @@ func decode(w http.ResponseWriter, r *http.Request) (Request, bool) {
 		return req, false
 	}
 	return req, true
-}
-
-func changeResponse(bans []store.Ban, err error) Response {
-	resp := Response{OK: err == nil, Code: CodeOf(err), Bans: BanViews(bans)}
-	if err != nil {
-		resp.Error = err.Error()
-	}
-	return resp
 }
 
 func reply(w http.ResponseWriter, resp Response) {

@@ -6,9 +6,13 @@ import (
 
 // Operation names: the path of each request is "/v1/" + the name.
 const (
-	OpBan    = "ban"
-	OpUnban  = "unban"
-	OpStatus = "status"
+	OpBan      = "ban"
+	OpUnban    = "unban"
+	OpSuspend  = "suspend"
+	OpRelease  = "release"
+	OpAllowAdd = "allow-add"
+	OpAllowDel = "allow-del"
+	OpStatus   = "status"
 )
 
 // Request is one CLI command for the daemon, as it travels: addresses and
@@ -16,6 +20,8 @@ const (
 // so a CLI and a daemon agree on what is valid.
 type Request struct {
 	Addrs     []string `json:"addrs,omitempty"`
+	Accounts  []string `json:"accounts,omitempty"` // suspend, release
+	Entries   []string `json:"entries,omitempty"`  // allow add, allow del
 	All       bool     `json:"all,omitempty"`
 	Jail      string   `json:"jail,omitempty"`
 	For       string   `json:"for,omitempty"` // duration, "" = jail's bantime
@@ -36,6 +42,44 @@ type Ban struct {
 	Reason    string     `json:"reason"`
 	Lifted    *time.Time `json:"lifted,omitempty"`
 	LiftedBy  string     `json:"lifted_by,omitempty"`
+}
+
+// Suspension is an account's suspension as the CLI shows it (stable JSON
+// schema).
+type Suspension struct {
+	Account   string     `json:"account"`
+	Jail      string     `json:"jail"`
+	Since     time.Time  `json:"since"`
+	Until     *time.Time `json:"until"` // null: until released
+	Permanent bool       `json:"permanent"`
+	// Enforced is false for a suspension a jail with suspend = false
+	// recorded: no map holds it.
+	Enforced bool       `json:"enforced"`
+	Strikes  int        `json:"strikes"`
+	Reason   string     `json:"reason"`
+	Sources  []Source   `json:"sources"`
+	Lifted   *time.Time `json:"lifted,omitempty"`
+	LiftedBy string     `json:"lifted_by,omitempty"`
+}
+
+// Source is a client address an account's strikes came from.
+type Source struct {
+	Addr  string `json:"addr"`
+	Count int    `json:"count"`
+}
+
+// Origins of an allow-list entry.
+const (
+	OriginConfig   = "config"   // global.allow_senders
+	OriginDatabase = "database" // mailjail allow add
+)
+
+// AllowEntry is one entry of the rate allow list (stable JSON schema).
+type AllowEntry struct {
+	Entry  string     `json:"entry"`
+	Origin string     `json:"origin"` // OriginConfig or OriginDatabase
+	Added  *time.Time `json:"added"`  // null for configured entries
+	Reason string     `json:"reason"`
 }
 
 // RateEvent is a rate jail's key over a limit, as the CLI shows it.
@@ -61,7 +105,10 @@ type FileStatus struct {
 
 // JailStatus is one jail in `status`.
 type JailStatus struct {
-	Name           string         `json:"name"`
+	Name string `json:"name"`
+	// Key is what the jail counts: "address" or "account" ("" for the
+	// manual jail, which holds both).
+	Key            string         `json:"key"`
 	Filter         string         `json:"filter"`
 	LogPath        []string       `json:"logpath"`
 	Journal        string         `json:"journal"` // journal source key, for journalmatch jails
@@ -70,6 +117,7 @@ type JailStatus struct {
 	StrikesStored  int64          `json:"strikes_stored"`
 	ActiveBans     int64          `json:"active_bans"`
 	TotalBans      int64          `json:"total_bans"`
+	ActiveSusp     int            `json:"active_suspensions"`
 	RateEvents     int64          `json:"rate_events"`        // rate jails: limits exceeded
 	RateKeys       map[string]int `json:"rate_keys"`          // rate jails: keys tracked per limit
 	RateUntracked  uint64         `json:"rate_untracked"`     // rate jails: new keys let through or limited because the table was full
@@ -102,14 +150,18 @@ type Status struct {
 	MapError   string     `json:"map_error"`
 	// MapReaderError says why rspamd's workers cannot open the map ("":
 	// they can, or there is no rspamd account here).
-	MapReaderError string         `json:"map_reader_error"`
-	Lines          uint64         `json:"lines_read"`
-	NoTime         uint64         `json:"lines_without_time"`
-	Matches        uint64         `json:"matches"`
-	Ignored        uint64         `json:"ignored"`
-	Jails          []JailStatus   `json:"jails"`
-	Targets        []TargetStatus `json:"targets"` // only a running daemon knows them
-	Outbox         *OutboxStatus  `json:"outbox"`
+	MapReaderError string `json:"map_reader_error"`
+	// AccountMapFile and AccountMapEntries are the account map and the
+	// accounts it holds (enforced active suspensions).
+	AccountMapFile    string         `json:"account_map_file"`
+	AccountMapEntries int            `json:"account_map_entries"`
+	Lines             uint64         `json:"lines_read"`
+	NoTime            uint64         `json:"lines_without_time"`
+	Matches           uint64         `json:"matches"`
+	Ignored           uint64         `json:"ignored"`
+	Jails             []JailStatus   `json:"jails"`
+	Targets           []TargetStatus `json:"targets"` // only a running daemon knows them
+	Outbox            *OutboxStatus  `json:"outbox"`
 }
 
 // OutboxStatus counts the actions and alerts waiting in the outbox.
@@ -121,9 +173,13 @@ type OutboxStatus struct {
 
 // Response is the daemon's answer.
 type Response struct {
-	OK     bool    `json:"ok"`
-	Code   int     `json:"code"` // the exit code the CLI should use
-	Error  string  `json:"error,omitempty"`
-	Bans   []Ban   `json:"bans,omitempty"`
-	Status *Status `json:"status,omitempty"`
+	OK    bool   `json:"ok"`
+	Code  int    `json:"code"` // the exit code the CLI should use
+	Error string `json:"error,omitempty"`
+	Bans  []Ban  `json:"bans,omitempty"`
+	// Suspensions are those made or lifted (suspend, release).
+	Suspensions []Suspension `json:"suspensions,omitempty"`
+	// Allow are the entries added or removed (allow add, allow del).
+	Allow  []AllowEntry `json:"allow,omitempty"`
+	Status *Status      `json:"status,omitempty"`
 }

@@ -22,12 +22,13 @@ func testConfig(t *testing.T, dir, extra string) *config.Config {
 	toml := fmt.Sprintf(`[global]
 database = %q
 map_file = %q
+account_map_file = %q
 socket = %q
 timezone = "UTC"
 [jail.rl]
 filter = "rspamd-ratelimit"
 logpath = [%q]
-%s`, filepath.Join(dir, "db", "m.db"), filepath.Join(dir, "ip.map"), filepath.Join(dir, "s.sock"), filepath.Join(dir, "rspamd.log"), extra)
+%s`, filepath.Join(dir, "db", "m.db"), filepath.Join(dir, "ip.map"), filepath.Join(dir, "accounts.map"), filepath.Join(dir, "s.sock"), filepath.Join(dir, "rspamd.log"), extra)
 	cfg, err := config.Parse(strings.NewReader(toml), "test.toml")
 	if err != nil {
 		t.Fatal(err)

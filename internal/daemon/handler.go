@@ -45,26 +45,51 @@ func (h *handler) inLoop(ctx context.Context, fn func()) error {
 	return nil
 }
 
-func (h *handler) Ban(ctx context.Context, r enforce.BanRequest) (bans []store.Ban, err error) {
-	if lerr := h.inLoop(ctx, func() {
-		if err = h.d.notReady(); err == nil {
-			bans, err = h.d.ops.Ban(h.ctx, r)
-		}
-	}); lerr != nil {
-		return nil, lerr
-	}
-	return bans, err
+func (h *handler) Ban(ctx context.Context, r enforce.BanRequest) ([]store.Ban, error) {
+	return inLoopChange(h, ctx, r, h.d.ops.Ban)
 }
 
-func (h *handler) Unban(ctx context.Context, r enforce.UnbanRequest) (bans []store.Ban, err error) {
-	if lerr := h.inLoop(ctx, func() {
-		if err = h.d.notReady(); err == nil {
-			bans, err = h.d.ops.Unban(h.ctx, r)
-		}
-	}); lerr != nil {
+func (h *handler) Unban(ctx context.Context, r enforce.UnbanRequest) ([]store.Ban, error) {
+	return inLoopChange(h, ctx, r, h.d.ops.Unban)
+}
+
+func (h *handler) Suspend(ctx context.Context, r enforce.SuspendRequest) ([]store.Suspension, error) {
+	return inLoopChange(h, ctx, r, h.d.ops.Suspend)
+}
+
+func (h *handler) Release(ctx context.Context, accounts []string) ([]store.Suspension, error) {
+	return inLoopChange(h, ctx, accounts, h.d.ops.Release)
+}
+
+// AllowAdd and AllowDel change no target, so they need not wait for the
+// daemon to be ready: an allow entry can be added while the map is
+// broken.
+func (h *handler) AllowAdd(ctx context.Context, r control.AllowRequest) (added []store.Allowed, err error) {
+	if lerr := h.inLoop(ctx, func() { added, err = AllowAdd(h.ctx, h.d.eng, r, h.d.opt.Clock.Now()) }); lerr != nil {
 		return nil, lerr
 	}
-	return bans, err
+	return added, err
+}
+
+func (h *handler) AllowDel(ctx context.Context, r control.AllowRequest) (removed []store.Allowed, err error) {
+	if lerr := h.inLoop(ctx, func() { removed, err = AllowDel(h.ctx, h.d.eng, h.d.cfg, r) }); lerr != nil {
+		return nil, lerr
+	}
+	return removed, err
+}
+
+// inLoopChange runs op(r) in the main loop once the daemon is ready (has
+// taken over the maps) and returns what it changed.
+func inLoopChange[R, D any](h *handler, ctx context.Context, r R, op func(context.Context, R) (D, error)) (out D, err error) {
+	if lerr := h.inLoop(ctx, func() {
+		if err = h.d.notReady(); err == nil {
+			out, err = op(h.ctx, r)
+		}
+	}); lerr != nil {
+		var zero D
+		return zero, lerr
+	}
+	return out, err
 }
 
 func (h *handler) Status(ctx context.Context) (s *control.Status, err error) {

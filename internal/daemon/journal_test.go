@@ -36,12 +36,13 @@ func TestJournalJailBans(t *testing.T) {
 	toml := fmt.Sprintf(`[global]
 database = %q
 map_file = %q
+account_map_file = %q
 socket = %q
 [jail.pj]
 filter = "postfix-ratelimit"
 journalmatch = { identifiers = [%q] }
 maxretry = 2
-`, cfg.Global.Database, cfg.Global.MapFile, cfg.Global.Socket, ident)
+`, cfg.Global.Database, cfg.Global.MapFile, cfg.Global.AccountMapFile, cfg.Global.Socket, ident)
 	cfgPath := filepath.Join(dir, "c.toml")
 	os.WriteFile(cfgPath, []byte(toml), 0o644)
 	c2, err := config.Load(cfgPath)

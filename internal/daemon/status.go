@@ -25,7 +25,20 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 	if err != nil {
 		return nil, err
 	}
-	s := &control.Status{Database: cfg.Global.Database, MapFile: cfg.Global.MapFile, MapEntries: entries}
+	susp, err := st.ActiveSuspensions()
+	if err != nil {
+		return nil, err
+	}
+	s := &control.Status{Database: cfg.Global.Database, MapFile: cfg.Global.MapFile, MapEntries: entries, AccountMapFile: cfg.Global.AccountMapFile}
+	activeSusp := map[string]int{}
+	mapped := map[string]bool{}
+	for _, sp := range susp {
+		activeSusp[sp.Jail]++
+		if sp.Enforced {
+			mapped[sp.Account] = true
+		}
+	}
+	s.AccountMapEntries = len(mapped)
 	s.MapReaderError = mapReaderError(cfg.Global.MapFile)
 	// A database of an older schema, read without a daemon, has no outbox.
 	if c, err := st.CountOutbox(); err == nil {
@@ -37,7 +50,7 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 	rateFull := map[string]uint64{}
 	if eng != nil {
 		for _, j := range eng.Jails() {
-			tracked[j.Cfg.Name] = j.Policy.Tracked()
+			tracked[j.Cfg.Name] = j.Tracked()
 			counters[j.Cfg.Name] = j.Counters()
 			if rs := j.RateStats(); rs != nil {
 				rateKeys[j.Cfg.Name] = rs.Keys
@@ -51,8 +64,8 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 	}
 	for _, j := range cfg.EnabledJails() {
 		c := counts[j.Name]
-		js := control.JailStatus{Journal: journalKey(j), Name: j.Name, Filter: j.Filter, LogPath: j.LogPath, StrikesTracked: tracked[j.Name],
-			StrikesStored: c.Strikes, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans, RateEvents: c.RateEvents, RateKeys: rateKeys[j.Name], RateUntracked: rateFull[j.Name],
+		js := control.JailStatus{Journal: journalKey(j), Name: j.Name, Key: jailKey(j), Filter: j.Filter, LogPath: j.LogPath, StrikesTracked: tracked[j.Name],
+			StrikesStored: c.Strikes, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans, ActiveSusp: activeSusp[j.Name], RateEvents: c.RateEvents, RateKeys: rateKeys[j.Name], RateUntracked: rateFull[j.Name],
 			EventsTooOld: counters[j.Name].TooOld, EventsFuture: counters[j.Name].Future}
 		for path, p := range positions {
 			if matchesAny(j.LogPath, path) || path == journalKey(j) {
@@ -65,8 +78,8 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 		}
 		s.Jails = append(s.Jails, js)
 	}
-	if c, ok := counts[engine.ManualJail]; ok {
-		s.Jails = append(s.Jails, control.JailStatus{Name: engine.ManualJail, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans})
+	if c, ok := counts[engine.ManualJail]; ok || activeSusp[engine.ManualJail] > 0 {
+		s.Jails = append(s.Jails, control.JailStatus{Name: engine.ManualJail, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans, ActiveSusp: activeSusp[engine.ManualJail]})
 	}
 	return s, nil
 }
@@ -83,6 +96,14 @@ func mapReaderError(path string) string {
 		return err.Error()
 	}
 	return ""
+}
+
+// jailKey is what j counts, as status shows it.
+func jailKey(j *config.Jail) string {
+	if j.Accounts() {
+		return config.KeyAccount
+	}
+	return config.KeyAddress
 }
 
 func journalKey(j *config.Jail) string {
