@@ -58,7 +58,9 @@ func WriteAccounts(path string, entries []AccountEntry, now time.Time) error {
 // longest.
 func normalizeAccounts(entries []AccountEntry) []AccountEntry {
 	sorted := slices.Clone(entries)
-	slices.SortFunc(sorted, func(a, b AccountEntry) int { return cmp.Or(strings.Compare(a.Account, b.Account), strings.Compare(a.Jail, b.Jail)) })
+	slices.SortFunc(sorted, func(a, b AccountEntry) int {
+		return cmp.Or(strings.Compare(a.Account, b.Account), strings.Compare(a.Jail, b.Jail))
+	})
 	var out []AccountEntry
 	for _, e := range sorted {
 		switch n := len(out); {

@@ -238,3 +238,25 @@ func Deliver(ctx context.Context, addr, from string, to []string, msg []byte) er
 	}
 	return c.Quit()
 }
+
+// ReleaseCommand is the command that releases account, as one line a
+// POSIX shell runs as it is: the alert and `mailjail show` print it, and
+// an administrator pastes it.
+func ReleaseCommand(account string) string {
+	cmd := "mailjail release "
+	if strings.HasPrefix(account, "-") {
+		cmd += "-- "
+	}
+	return cmd + shellWord(account)
+}
+
+// shellWord is s as one shell word: as it is when it holds only
+// characters no shell treats specially, else single-quoted.
+func shellWord(s string) string {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@._+-", r)) {
+			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+		}
+	}
+	return s
+}

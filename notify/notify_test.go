@@ -153,3 +153,19 @@ func TestDeliverErrors(t *testing.T) {
 		t.Error("bad address accepted")
 	}
 }
+
+// The release command an alert and `show` print can be pasted into a
+// shell as it is.
+func TestReleaseCommand(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice@example.org": "mailjail release alice@example.org",
+		"a+tag@ex-1.org":    "mailjail release a+tag@ex-1.org",
+		"a$(id)@x.org":      "mailjail release 'a$(id)@x.org'",
+		"a;b@x.org":         "mailjail release 'a;b@x.org'",
+		"-rf@x.org":         "mailjail release -- -rf@x.org",
+	} {
+		if got := ReleaseCommand(in); got != want {
+			t.Errorf("ReleaseCommand(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

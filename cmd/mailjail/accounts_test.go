@@ -228,17 +228,3 @@ func TestAllowAddDelList(t *testing.T) {
 		})
 	}
 }
-
-// The release command show prints can be pasted into a shell as it is.
-func TestShellWord(t *testing.T) {
-	for in, want := range map[string]string{
-		"alice@example.org": "alice@example.org",
-		"a+tag@ex-1.org":    "a+tag@ex-1.org",
-		"a$(id)@x.org":      "'a$(id)@x.org'",
-		"a;b@x.org":         "'a;b@x.org'",
-	} {
-		if got := shellWord(in); got != want {
-			t.Errorf("shellWord(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -12,6 +11,7 @@ import (
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/notify"
 	"github.com/mailjail/mailjail/rules"
 )
 
@@ -69,10 +69,7 @@ func showAccount(c *cli.Context, key string, notAddr error) error {
 	}
 	out.Suspended = len(out.Active) > 0
 	if out.Suspended {
-		out.Release = "mailjail release " + shellWord(account)
-		if strings.HasPrefix(account, "-") {
-			out.Release = "mailjail release -- " + shellWord(account)
-		}
+		out.Release = notify.ReleaseCommand(account)
 	}
 	if c.Bool("json") {
 		if err := printJSON(c.App.Writer, out); err != nil {
@@ -144,18 +141,6 @@ func allowed(cfg *config.Config, db []store.Allowed, account string) (bool, erro
 		return false, err
 	}
 	return l.Contains(account), nil
-}
-
-// shellWord is s as one word for a POSIX shell, so that the release
-// command can be pasted: quoted when it holds anything but letters,
-// digits and @._+-. Accounts never hold a single quote.
-func shellWord(s string) string {
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@._+-", r)) {
-			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-		}
-	}
-	return s
 }
 
 // printShowAccount writes out as text. Strike lines come from logs and

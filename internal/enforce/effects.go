@@ -8,6 +8,7 @@ import (
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/outbox"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/notify"
 	"github.com/mailjail/mailjail/rules"
 )
 
@@ -93,7 +94,7 @@ func urgentAlert(ev store.RateEvent) outbox.Alert {
 // were banned), its latest log lines and the command that releases it.
 func suspensionAlert(tx *store.Tx, sp store.Suspension, bans []store.Ban) (outbox.Alert, error) {
 	a := outbox.Alert{Event: "suspend", Jail: sp.Jail, Addr: sp.Account, Since: sp.Since, Until: sp.Until,
-		Strikes: sp.Strikes, Offense: sp.Offense, Reason: sp.Reason, Command: "mailjail release " + sp.Account}
+		Strikes: sp.Strikes, Offense: sp.Offense, Reason: sp.Reason, Command: notify.ReleaseCommand(sp.Account)}
 	if !sp.Enforced {
 		a.Event = "account over its limit"
 		a.Reason += " (the jail has suspend = false: not suspended)"

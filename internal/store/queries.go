@@ -235,6 +235,7 @@ func (s *Store) CountsByJail() (map[string]Counts, error) {
 		set func(*Counts, int64)
 	}{
 		{`SELECT jail, COUNT(*) FROM strikes GROUP BY jail`, func(c *Counts, n int64) { c.Strikes = n }},
+		{`SELECT jail, COUNT(*) FROM account_strikes GROUP BY jail`, func(c *Counts, n int64) { c.Strikes += n }},
 		{`SELECT jail, COUNT(*) FROM rate_events GROUP BY jail`, func(c *Counts, n int64) { c.RateEvents = n }},
 	} {
 		if err := s.countInto(out, q.sql, q.set); err != nil {
