@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/internal/store"
 )
 
 // listOutput is the --json schema of `list`.
@@ -63,24 +64,11 @@ Examples:
 			if c.Bool("accounts") {
 				return listAccounts(c, cfg)
 			}
-			out := listOutput{Bans: []control.Ban{}}
-			st, err := openRead(cfg)
-			noDB := errors.Is(err, errNoDatabase)
-			if err != nil && !noDB {
+			bans, noDB, err := listActive(c, cfg, (*store.Store).ActiveBans, func(b store.Ban) string { return b.Jail }, control.BanView)
+			if err != nil {
 				return err
 			}
-			if st != nil {
-				defer st.Close()
-				bans, err := st.ActiveBans()
-				if err != nil {
-					return &exitError{code: control.ExitUnreachable, err: err}
-				}
-				for _, b := range bans {
-					if j := c.String("jail"); j == "" || b.Jail == j {
-						out.Bans = append(out.Bans, control.BanView(b))
-					}
-				}
-			}
+			out := listOutput{Bans: bans}
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, out)
 			}
@@ -90,26 +78,38 @@ Examples:
 	}
 }
 
+// listActive reads active rows (bans, suspensions) with read, keeps those
+// of --jail and converts them with view. noDB: there is no database yet,
+// which is no error (nothing is active).
+func listActive[T, V any](c *cli.Context, cfg *config.Config, read func(*store.Store) ([]T, error), jailOf func(T) string, view func(T) V) (out []V, noDB bool, err error) {
+	out = []V{}
+	st, err := openRead(cfg)
+	if errors.Is(err, errNoDatabase) {
+		return out, true, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer st.Close()
+	rows, err := read(st)
+	if err != nil {
+		return nil, false, &exitError{code: control.ExitUnreachable, err: err}
+	}
+	for _, r := range rows {
+		if j := c.String("jail"); j == "" || jailOf(r) == j {
+			out = append(out, view(r))
+		}
+	}
+	return out, false, nil
+}
+
 // listAccounts is `list --accounts`.
 func listAccounts(c *cli.Context, cfg *config.Config) error {
-	out := listAccountsOutput{Suspensions: []control.Suspension{}}
-	st, err := openRead(cfg)
-	noDB := errors.Is(err, errNoDatabase)
-	if err != nil && !noDB {
+	ss, noDB, err := listActive(c, cfg, (*store.Store).ActiveSuspensions, func(s store.Suspension) string { return s.Jail }, control.SuspensionView)
+	if err != nil {
 		return err
 	}
-	if st != nil {
-		defer st.Close()
-		ss, err := st.ActiveSuspensions()
-		if err != nil {
-			return &exitError{code: control.ExitUnreachable, err: err}
-		}
-		for _, s := range ss {
-			if j := c.String("jail"); j == "" || s.Jail == j {
-				out.Suspensions = append(out.Suspensions, control.SuspensionView(s))
-			}
-		}
-	}
+	out := listAccountsOutput{Suspensions: ss}
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, out)
 	}

@@ -1,6 +1,7 @@
 package enforce
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,16 +72,8 @@ func (o *Ops) Ban(ctx context.Context, r BanRequest) ([]store.Ban, error) {
 	} else if r.Jail != "" && r.Jail != engine.ManualJail {
 		return nil, fmt.Errorf("unknown jail %q: %w", r.Jail, core.ErrInvalid)
 	}
-	switch {
-	case r.Permanent:
-		d = config.Permanent
-	case r.For > 0:
-		d = r.For
-	}
-	reason := r.Reason
-	if reason == "" {
-		reason = "manual ban"
-	}
+	d = length(d, r.Permanent, r.For)
+	reason := cmp.Or(r.Reason, "manual ban")
 	now := o.Clock.Now()
 	done := engine.Change{At: now}
 	for _, p := range r.Prefixes {
@@ -217,17 +210,8 @@ func (o *Ops) Suspend(ctx context.Context, r SuspendRequest) ([]store.Suspension
 	if len(r.Accounts) == 0 {
 		return nil, fmt.Errorf("no account given: %w", core.ErrInvalid)
 	}
-	d := DefaultSuspension
-	switch {
-	case r.Permanent:
-		d = config.Permanent
-	case r.For > 0:
-		d = r.For
-	}
-	reason := r.Reason
-	if reason == "" {
-		reason = "manual suspension"
-	}
+	d := length(DefaultSuspension, r.Permanent, r.For)
+	reason := cmp.Or(r.Reason, "manual suspension")
 	now := o.Clock.Now()
 	done := engine.Change{At: now}
 	for _, a := range r.Accounts {
@@ -266,4 +250,16 @@ func (o *Ops) Release(ctx context.Context, accounts []string) ([]store.Suspensio
 		err = errors.Join(fmt.Errorf("not suspended: %v: %w", missing, core.ErrNotFound), err)
 	}
 	return done.Released, err
+}
+
+// length is a manual change's length: config.Permanent, the one asked
+// for, or def.
+func length(def time.Duration, permanent bool, asked time.Duration) time.Duration {
+	switch {
+	case permanent:
+		return config.Permanent
+	case asked > 0:
+		return asked
+	}
+	return def
 }
