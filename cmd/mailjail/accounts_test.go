@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -27,19 +26,7 @@ type suspJSON struct {
 }
 
 // accountMap returns the accounts in the account map file, in file order.
-func (e *env) accountMap() []string {
-	data, err := os.ReadFile(e.acctMap)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) > 0 && !strings.HasPrefix(f[0], "#") {
-			out = append(out, f[0])
-		}
-	}
-	return out
-}
+func (e *env) accountMap() []string { return mapKeys(e.acctMap) }
 
 func (e *env) suspended() []string {
 	var out struct{ Suspensions []suspJSON }

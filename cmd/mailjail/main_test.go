@@ -209,8 +209,12 @@ func (e *env) event(ip string) {
 }
 
 // mapAddrs returns the addresses in the map file, in file order.
-func (e *env) mapAddrs() []string {
-	data, err := os.ReadFile(e.mapf)
+func (e *env) mapAddrs() []string { return mapKeys(e.mapf) }
+
+// mapKeys returns the keys of the map file at path (an address or an
+// account a line), in file order; none when it does not exist.
+func mapKeys(path string) []string {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}
