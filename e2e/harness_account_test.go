@@ -46,9 +46,10 @@ type accountDaemon struct {
 	alertTo    string // the alerts' recipient
 }
 
-// newAccountDaemon writes the configuration: the address jail of newDaemonConfig (ignoreip
-// extended by ignore) beside an account jail, and account_map_file = accountMapPath().
-func newAccountDaemon(t *testing.T, j accountJail, ignore ...string) *accountDaemon {
+// newAccountDaemon writes the configuration: the address jail and [global] of
+// newDaemonConfig, changed by edit (when not nil), an account jail j, account_map_file =
+// accountMapPath() and alerts to a fresh recipient at localhost.
+func newAccountDaemon(t *testing.T, j accountJail, edit func(*daemonConfig)) *accountDaemon {
 	t.Helper()
 	dir := daemonDir(t)
 	// rspamd's user may search the directory of the (unused by rspamd) IP map: the daemon
@@ -58,7 +59,9 @@ func newAccountDaemon(t *testing.T, j accountJail, ignore ...string) *accountDae
 	}
 	cfg := newDaemonConfig(dir)
 	cfg.MapFile = filepath.Join(dir, "ip.map")
-	cfg.IgnoreIP = append(cfg.IgnoreIP, ignore...)
+	if edit != nil {
+		edit(&cfg)
+	}
 	a := &accountDaemon{dir: dir, cfg: cfg, accountMap: accountMapPath(), cfgPath: filepath.Join(dir, "mailjail.toml")}
 	// daemonConfig renders [global] first; account_map_file belongs there.
 	toml := strings.Replace(cfg.TOML(), "[global]\n", "[global]\naccount_map_file = "+strconv.Quote(a.accountMap)+"\n", 1)
