@@ -1,15 +1,20 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -43,7 +48,7 @@ type accountDaemon struct {
 	cfg        daemonConfig
 	cfgPath    string
 	accountMap string
-	alertTo    string // the alerts' recipient
+	alerts     *smtpSink
 }
 
 // newAccountDaemon writes the configuration: the address jail and [global] of
@@ -67,14 +72,95 @@ func newAccountDaemon(t *testing.T, j accountJail, edit func(*daemonConfig)) *ac
 	toml := strings.Replace(cfg.TOML(), "[global]\n", "[global]\naccount_map_file = "+strconv.Quote(a.accountMap)+"\n", 1)
 	toml += fmt.Sprintf("\n[jail.rspamd-user]\nfilter   = \"rspamd-ratelimit\"\nkey      = \"account\"\nlogpath  = [%s]\nmaxretry = %d\nfindtime = %s\nbantime  = %s\n",
 		strconv.Quote(rspamdLogPath), j.MaxRetry, strconv.Quote(j.FindTime), strconv.Quote(j.BanTime))
-	// Alerts go through the e2e Postfix, which accepts any x@localhost and discards it.
-	a.alertTo = uniqueLogin("mailjail-alerts", "localhost")
-	toml += fmt.Sprintf("\n[alert]\nsmtp = %s\nfrom = \"mailjail-e2e@localhost\"\nto = [%s]\n",
-		strconv.Quote(smtpHost+":"+smtpPort), strconv.Quote(a.alertTo))
+	// Alerts go to a sink of the test, not through the e2e Postfix: rspamd would rate limit
+	// them by 127.0.0.1's ip bucket, which every test's alerts share.
+	a.alerts = newSMTPSink(t)
+	toml += fmt.Sprintf("\n[alert]\nsmtp = %s\nfrom = \"mailjail-e2e@localhost\"\nto = [\"admin@localhost\"]\n", strconv.Quote(a.alerts.addr))
 	if err := os.WriteFile(a.cfgPath, []byte(toml), 0o600); err != nil {
 		t.Fatalf("writing the daemon configuration: %v", err)
 	}
 	return a
+}
+
+// smtpSink is an SMTP server on loopback that accepts every message and keeps it.
+type smtpSink struct {
+	addr string
+	mu   sync.Mutex
+	msgs []string
+}
+
+// newSMTPSink listens on a free loopback port until the test ends.
+func newSMTPSink(t *testing.T) *smtpSink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listening for alerts: %v", err)
+	}
+	k := &smtpSink{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	wg.Add(1) // the accept loop, so that each connection's Add happens while the count is above 0
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); k.serve(c) }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return k
+}
+
+// serve speaks just enough SMTP for net/smtp's client (no extensions, so no STARTTLS).
+func (k *smtpSink) serve(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	reply := func(s string) bool { _, err := io.WriteString(c, s+"\r\n"); return err == nil }
+	if !reply("220 mailjail-e2e alert sink") {
+		return
+	}
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		verb := strings.ToUpper(strings.Fields(line + " x")[0])
+		switch verb {
+		case "DATA":
+			reply("354 go on")
+			var msg strings.Builder
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" || l == ".\n" {
+					break
+				}
+				msg.WriteString(strings.TrimPrefix(l, "."))
+			}
+			k.mu.Lock()
+			k.msgs = append(k.msgs, msg.String())
+			k.mu.Unlock()
+			reply("250 kept")
+		case "QUIT":
+			reply("221 bye")
+			return
+		default: // EHLO, HELO, MAIL, RCPT, RSET, NOOP
+			reply("250 ok")
+		}
+	}
+}
+
+// messages returns the messages received so far.
+func (k *smtpSink) messages() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.msgs)
 }
 
 // start runs the daemon (run n of the test) once no other mailjail daemon writes the account map.
