@@ -30,10 +30,13 @@ const accountForbidden = `,"#<>\'`
 
 // NormalizeAccount turns an authenticated login (or an envelope sender
 // such as Postfix's from=<...>) into the key mailjail strikes and bans:
-// one surrounding pair of <> is dropped, the domain part (after the last
-// '@') is lowercased because domains are case-insensitive, and the local
-// part is kept as written because mail systems may treat it as
-// case-sensitive. Anything that could not be written safely into an
+// one surrounding pair of <> is dropped and the whole name is lowercased.
+// Domains are case-insensitive, and so is rspamd 3.4's "user" map for the
+// local part too (verified end to end: a suspended Mallory@example.org
+// also rejects mallory@example.org), so one suspension already covers
+// every spelling; counting spellings apart would let an attacker whose
+// login server ignores case rotate them to stay under maxretry (rspamd's
+// own user bucket is keyed on the login as written). Anything that could not be written safely into an
 // rspamd map file or a log line is refused instead of cleaned up: a
 // cleaned-up name would be a different account.
 func NormalizeAccount(s string) (string, error) {
@@ -50,9 +53,7 @@ func NormalizeAccount(s string) (string, error) {
 	if !utf8.ValidString(s) {
 		return "", fmt.Errorf("account name %q is not valid UTF-8", s)
 	}
-	if at := strings.LastIndexByte(s, '@'); at >= 0 {
-		s = s[:at+1] + strings.ToLower(s[at+1:])
-	}
+	s = strings.ToLower(s)
 	if len(s) > MaxAccountLen {
 		return "", fmt.Errorf("account name of %d bytes is longer than %d", len(s), MaxAccountLen)
 	}

@@ -59,7 +59,7 @@ func orDash(s string) string {
 func TestRspamdVersions(t *testing.T) {
 	common := []string{
 		"198.51.100.23 ip -",
-		"203.0.113.7 user Alice@example.com",
+		"203.0.113.7 user alice@example.com",
 		"2001:db8::42 ip bob@example.org",
 	}
 	withMessage := append(append([]string(nil), common...), "198.18.0.66 sasl_user carol@example.org")

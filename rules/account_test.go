@@ -11,7 +11,7 @@ func TestNormalizeAccount(t *testing.T) {
 		in, want, err string // err: a part of the error; "" when valid
 	}{
 		{in: "alice@example.org", want: "alice@example.org"},
-		{in: "Alice@Example.ORG", want: "Alice@example.org"},
+		{in: "Alice@Example.ORG", want: "alice@example.org"},
 		{in: "<bob@EXAMPLE.net>", want: "bob@example.net"},
 		{in: "alice", want: "alice"},
 		{in: "a@b@Example.ORG", want: "a@b@example.org"}, // the domain is after the last '@'

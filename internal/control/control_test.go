@@ -282,8 +282,8 @@ func TestParseSuspendReleaseAllow(t *testing.T) {
 		{"zero for", OpSuspend, Request{Accounts: []string{"a@b.org"}, For: "0s"}, nil, "must be positive"},
 		{"too many", OpSuspend, Request{Accounts: many}, nil, "at most 1000"},
 		{"release", OpRelease, Request{Accounts: []string{"a@b.org"}}, []string{"a@b.org"}, ""},
-		{"allow", OpAllowAdd, Request{Entries: []string{"Boss@example.org", "@Example.NET", "example.com"}, Reason: "r"},
-			AllowRequest{Entries: []string{"Boss@example.org", "example.net", "example.com"}, Reason: "r"}, ""},
+		{"allow", OpAllowAdd, Request{Entries: []string{"Boss@Example.org", "@Example.NET", "example.com"}, Reason: "r"},
+			AllowRequest{Entries: []string{"boss@example.org", "example.net", "example.com"}, Reason: "r"}, ""},
 		{"allow bad domain", OpAllowAdd, Request{Entries: []string{"ok.org", "bad_domain"}}, nil, `allow list entry "bad_domain"`},
 		{"allow empty", OpAllowDel, Request{Entries: []string{"@"}}, nil, `allow list entry "@"`},
 	}
