@@ -54,11 +54,11 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
 	defer lock.Unlock()
-	mlock, err := daemon.LockMap(cfg.Global.MapFile)
+	unlockMaps, err := daemon.LockMaps(cfg.Global)
 	if err != nil {
 		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
-	defer mlock.Unlock()
+	defer unlockMaps()
 	st, err := store.Open(cfg.Global.Database, store.Options{Durable: true})
 	if err != nil {
 		return nil, &exitError{code: control.ExitUnreachable, err: err}

@@ -40,11 +40,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		return fmt.Errorf("%w (is another daemon running?)", err)
 	}
 	defer lock.Unlock()
-	mlock, err := LockMap(cfg.Global.MapFile)
+	unlockMaps, err := LockMaps(cfg.Global)
 	if err != nil {
 		return err
 	}
-	defer mlock.Unlock()
+	defer unlockMaps()
 	st, err := store.Open(cfg.Global.Database, store.Options{Durable: true})
 	if err != nil {
 		return err

@@ -35,6 +35,21 @@ func TestSecondDaemonOnTheSameMapIsRefused(t *testing.T) {
 	}
 }
 
+// The account map has the same one owner: a second daemon with its own
+// database and address map but the first one's account map is refused.
+func TestSecondDaemonOnTheSameAccountMapIsRefused(t *testing.T) {
+	dir := shortDir(t)
+	cfg := daemonWithBan(t, dir, "198.51.100.96")
+	other := *cfg
+	other.Global.Database = filepath.Join(dir, "other", "m.db")
+	other.Global.MapFile = filepath.Join(dir, "other", "ip.map")
+	other.Global.Socket = filepath.Join(dir, "other.sock")
+	err := Run(context.Background(), &other, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	if err == nil || !strings.Contains(err.Error(), "one mailjail per map file") || !strings.Contains(err.Error(), filepath.Base(cfg.Global.AccountMapFile)) {
+		t.Fatalf("second daemon on %s: %v", cfg.Global.AccountMapFile, err)
+	}
+}
+
 // A map deleted behind mailjail's back is written again by itself, at the
 // next check (every second), not at the next ban.
 func TestDeletedMapIsRestored(t *testing.T) {

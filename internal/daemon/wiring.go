@@ -90,6 +90,27 @@ func Prepare(ctx context.Context, eng *engine.Engine, mapPath string, now time.T
 	return imported, ch, nil
 }
 
+// LockMaps takes LockMap of the address map and of the account map, and
+// returns what releases them: two mailjails writing one map would each
+// drop the other's entries.
+func LockMaps(g config.Global) (unlock func(), err error) {
+	var held []*mapfile.Lock
+	unlock = func() {
+		for _, l := range held {
+			l.Unlock()
+		}
+	}
+	for _, path := range []string{g.MapFile, g.AccountMapFile} {
+		l, err := LockMap(path)
+		if err != nil {
+			unlock()
+			return nil, err
+		}
+		held = append(held, l)
+	}
+	return unlock, nil
+}
+
 // LockMap takes the map's own lock (one mailjail per map, whatever its
 // database) and checks that a rewrite can keep the map's group and mode.
 // A map on a file system that is full or read-only is not an error here:
