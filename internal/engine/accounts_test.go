@@ -289,7 +289,7 @@ max_messages = 2
 			t.Fatal(err)
 		}
 	}
-	if evs, _ := st.RateEvents("Boss@example.org", 10); len(evs) != 0 {
+	if evs, _ := st.RateEvents("boss@example.org", 10); len(evs) != 0 {
 		t.Fatalf("unauthenticated senders counted: %v", evs)
 	}
 	for i := range 3 {
@@ -299,7 +299,7 @@ max_messages = 2
 			t.Fatal(err)
 		}
 	}
-	if evs, _ := st.RateEvents("Boss@example.org", 10); len(evs) != 1 || len(e.ActiveSuspensions()) != 0 {
+	if evs, _ := st.RateEvents("boss@example.org", 10); len(evs) != 1 || len(e.ActiveSuspensions()) != 0 {
 		t.Fatalf("authenticated, normalised sender: %v; suspensions %v", evs, e.ActiveSuspensions())
 	}
 }
