@@ -81,7 +81,7 @@ var builtinSpecs = map[string]FilterSpec{
 // ratelimit)"); 3.4 to 3.11 call set_pre_result without it and log "(set
 // by Unknown lua)", which this filter does not take for a ratelimit event.
 // A message summary line names no bucket: it comes from the task's
-// ratelimit.lua line (rspamdInfo), remembered per task, or is "" when
+// ratelimit.lua line (infoBucket), remembered per task, or is "" when
 // that line was not seen.
 const (
 	rspamdTask = `^(?:#[0-9]+\([a-z_]+\)|\S+ rspamd\[[0-9]+\]:) <[0-9a-z]+>; `
@@ -90,20 +90,16 @@ const (
 	rspamdTail = `, forced: (?:soft reject|reject) "(?:Ratelimit "(?P<bucket>[A-Za-z0-9_]+)" exceeded|.*)"; score=[^ ]+ \(set by ratelimit\)$`
 )
 
-// rspamdInfo is ratelimit.lua's line about an exceeded bucket:
+// ratelimit.lua's line about an exceeded bucket (read by infoBucket):
 // `ratelimit "<bucket>(<key>)" exceeded, (<burst> / <rate>): ...`
 // (ratelimit.lua: 3.4 line 617, 3.9.0 lines 532 and 538, 4.1.5 lines 423
 // and 429; only the line number in "ratelimit.lua:NNN", the text after
 // the key and, in 4.1.0, the key itself change). Only the bucket name
 // right after rspamd's own task prefix is read: the key may hold sender
-// text. rspamdInfoEnd lets these lines through the prefilter
-// (Prefilter.Tail): every version ends them with "; redis key: " and the
-// bucket's Redis key, settings.prefix ("RL") and at most 24 base32
-// characters of hash (make_prefix), one word well inside TailWord.
-const (
-	rspamdInfo    = rspamdTask + `lua; ratelimit\.lua:[0-9]+: ratelimit "([A-Za-z0-9_]+)\(`
-	rspamdInfoEnd = "; redis key: "
-)
+// text. rspamdInfoTask lets these lines through the prefilter
+// (Prefilter.Task): in every version their first ';' (after the task tag)
+// starts "; lua; ratelimit.lua:".
+const rspamdInfoTask = "; lua; ratelimit.lua:"
 
 // builtinSetup gives a built-in filter what a FilterSpec cannot say.
 var builtinSetup = map[string]func(f *Filter){
@@ -126,8 +122,8 @@ var builtinSetup = map[string]func(f *Filter){
 		// ban hit another address.
 		f.once = []byte(", ip: ")
 		f.userThen = [][]byte{[]byte(", from: <"), []byte(", (default: ")}
-		f.tasks = newTaskBuckets(regexp.MustCompile(rspamdInfo))
-		f.tail = []byte(rspamdInfoEnd)
+		f.tasks = newTaskBuckets()
+		f.task = []byte(rspamdInfoTask)
 	},
 }
 

@@ -41,7 +41,7 @@ type Filter struct {
 	hasUser   bool         // a fail regex has <USER>
 	hasBucket bool         // a fail regex has a bucket group
 	date      *DatePattern // the filter's own timestamp layout, or nil
-	tail      []byte       // Prefilter().Tail
+	task      []byte       // Prefilter().Task
 }
 
 // Match is what a filter extracts from one event line.
@@ -224,7 +224,7 @@ func (f *Filter) LiteralAtEnd() bool { return f.atEnd }
 func (f *Filter) Match(msg []byte) (Match, bool) {
 	pf := f.Prefilter()
 	if !pf.passLit(msg) {
-		if f.tasks != nil && pf.passTail(msg) {
+		if f.tasks != nil && pf.passTask(msg) {
 			f.tasks.see(msg)
 		}
 		return Match{}, false

@@ -2,7 +2,6 @@ package rules
 
 import (
 	"bytes"
-	"regexp"
 	"sync"
 )
 
@@ -24,7 +23,6 @@ const taskMemory = 1024
 // lock; it is taken only for ratelimit.lua lines and for summary lines
 // that do not name their bucket, never on the usual path.
 type taskBuckets struct {
-	line *regexp.Regexp // a ratelimit.lua line; group 1 is the bucket
 
 	mu    sync.Mutex
 	ring  [taskMemory]taskEntry
@@ -34,8 +32,39 @@ type taskBuckets struct {
 
 type taskEntry struct{ task, bucket string }
 
-func newTaskBuckets(line *regexp.Regexp) *taskBuckets {
-	return &taskBuckets{line: line, index: make(map[string]int, taskMemory)}
+func newTaskBuckets() *taskBuckets {
+	return &taskBuckets{index: make(map[string]int, taskMemory)}
+}
+
+// infoBucket reads a ratelimit.lua line: its task key (everything before
+// the first ';', which rspamd writes right after the task tag's '>') and
+// the bucket in `; lua; ratelimit.lua:NNN: ratelimit "BUCKET(`. It is
+// parsed by hand, not by a regex: every such line is read, one per
+// limited message, and only text rspamd writes before the key (which may
+// hold sender text) is looked at.
+func infoBucket(msg []byte) (key, bucket []byte, ok bool) {
+	i := bytes.IndexByte(msg, ';')
+	if i < 1 || msg[i-1] != '>' || bytes.IndexByte(msg[:i], '<') < 0 || !bytes.HasPrefix(msg[i:], []byte(rspamdInfoTask)) {
+		return nil, nil, false
+	}
+	rest := msg[i+len(rspamdInfoTask):]
+	n := 0
+	for n < len(rest) && '0' <= rest[n] && rest[n] <= '9' {
+		n++
+	}
+	const lead = `: ratelimit "`
+	if n == 0 || !bytes.HasPrefix(rest[n:], []byte(lead)) {
+		return nil, nil, false
+	}
+	rest = rest[n+len(lead):]
+	n = 0
+	for n < len(rest) && wordByte[rest[n]] {
+		n++
+	}
+	if n == 0 || n == len(rest) || rest[n] != '(' {
+		return nil, nil, false
+	}
+	return msg[:i], rest[:n], true
 }
 
 // taskKey is the part of an rspamd line that names its task: everything up
@@ -55,12 +84,11 @@ func taskKey(msg []byte) []byte {
 // whose lines name two different buckets gets bucket "" (unknown): which
 // one its summary line is about cannot be told.
 func (t *taskBuckets) see(msg []byte) {
-	m := t.line.FindSubmatchIndex(msg)
-	if m == nil {
+	key, b, ok := infoBucket(msg)
+	if !ok {
 		return
 	}
-	key := taskKey(msg)
-	bucket := internBucket(msg[m[2]:m[3]])
+	bucket := internBucket(b)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if i, ok := t.index[string(key)]; ok {
@@ -91,3 +119,11 @@ func (t *taskBuckets) take(msg []byte) string {
 	t.ring[i] = taskEntry{}
 	return b
 }
+
+// wordByte marks letters, digits and '_' (the bytes of a bucket name).
+var wordByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+	}
+	return t
+}()

@@ -274,7 +274,7 @@ func commonPrefilter(jails []*engine.Jail) rules.Prefilter {
 		p := j.Filter.Prefilter()
 		if i == 0 {
 			pf = p
-		} else if string(p.Lit) != string(pf.Lit) || p.AtEnd != pf.AtEnd || string(p.Tail) != string(pf.Tail) {
+		} else if string(p.Lit) != string(pf.Lit) || p.AtEnd != pf.AtEnd || string(p.Task) != string(pf.Task) {
 			return rules.Prefilter{}
 		}
 	}
