@@ -23,7 +23,6 @@ const taskMemory = 1024
 // lock; it is taken only for ratelimit.lua lines and for summary lines
 // that do not name their bucket, never on the usual path.
 type taskBuckets struct {
-
 	mu    sync.Mutex
 	ring  [taskMemory]taskEntry
 	next  int            // the slot the next new task takes
