@@ -19,70 +19,51 @@ const MaxAddrs = 1000
 
 // BanView is the CLI's view of a stored ban.
 func BanView(b store.Ban) Ban {
-	v := Ban{Addr: rules.FormatPrefix(b.Prefix), Jail: b.Jail, Since: b.Since.UTC(), Permanent: b.Permanent(), Strikes: b.Strikes, Reason: b.Reason, LiftedBy: b.LiftedBy}
-	if !b.Until.IsZero() {
-		u := b.Until.UTC()
-		v.Until = &u
+	return Ban{Addr: rules.FormatPrefix(b.Prefix), Jail: b.Jail, Since: b.Since.UTC(), Until: optUTC(b.Until), Permanent: b.Permanent(),
+		Strikes: b.Strikes, Reason: b.Reason, Lifted: optUTC(b.Lifted), LiftedBy: b.LiftedBy}
+}
+
+// optUTC is t in UTC, or nil for the zero time (null in JSON: no end,
+// not lifted, not known).
+func optUTC(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
 	}
-	if !b.Lifted.IsZero() {
-		l := b.Lifted.UTC()
-		v.Lifted = &l
+	u := t.UTC()
+	return &u
+}
+
+// viewsOf is view of each of xs, never nil (an empty JSON list, not null).
+func viewsOf[T, V any](xs []T, view func(T) V) []V {
+	out := make([]V, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, view(x))
 	}
-	return v
+	return out
 }
 
 // SuspensionView is the CLI's view of a stored suspension.
 func SuspensionView(s store.Suspension) Suspension {
-	v := Suspension{Account: s.Account, Jail: s.Jail, Since: s.Since.UTC(), Permanent: s.Permanent(), Enforced: s.Enforced, Strikes: s.Strikes,
-		Reason: s.Reason, Sources: SourceViews(s.Sources), LiftedBy: s.LiftedBy}
-	if !s.Until.IsZero() {
-		u := s.Until.UTC()
-		v.Until = &u
-	}
-	if !s.Lifted.IsZero() {
-		l := s.Lifted.UTC()
-		v.Lifted = &l
-	}
-	return v
+	return Suspension{Account: s.Account, Jail: s.Jail, Since: s.Since.UTC(), Until: optUTC(s.Until), Permanent: s.Permanent(), Enforced: s.Enforced,
+		Strikes: s.Strikes, Reason: s.Reason, Sources: SourceViews(s.Sources), Lifted: optUTC(s.Lifted), LiftedBy: s.LiftedBy}
 }
 
 // SuspensionViews is SuspensionView of each, never nil.
-func SuspensionViews(ss []store.Suspension) []Suspension {
-	out := make([]Suspension, 0, len(ss))
-	for _, s := range ss {
-		out = append(out, SuspensionView(s))
-	}
-	return out
-}
+func SuspensionViews(ss []store.Suspension) []Suspension { return viewsOf(ss, SuspensionView) }
 
 // SourceViews is the CLI's view of an account's source addresses, never
 // nil.
 func SourceViews(srcs []store.Source) []Source {
-	out := make([]Source, 0, len(srcs))
-	for _, s := range srcs {
-		out = append(out, Source{Addr: s.Addr.String(), Count: s.Count})
-	}
-	return out
+	return viewsOf(srcs, func(s store.Source) Source { return Source{Addr: s.Addr.String(), Count: s.Count} })
 }
 
 // AllowView is the CLI's view of an entry of the database's allow list.
 func AllowView(a store.Allowed) AllowEntry {
-	v := AllowEntry{Entry: a.Entry, Origin: OriginDatabase, Reason: a.Reason}
-	if !a.Added.IsZero() {
-		t := a.Added.UTC()
-		v.Added = &t
-	}
-	return v
+	return AllowEntry{Entry: a.Entry, Origin: OriginDatabase, Added: optUTC(a.Added), Reason: a.Reason}
 }
 
 // AllowViews is AllowView of each, never nil.
-func AllowViews(as []store.Allowed) []AllowEntry {
-	out := make([]AllowEntry, 0, len(as))
-	for _, a := range as {
-		out = append(out, AllowView(a))
-	}
-	return out
-}
+func AllowViews(as []store.Allowed) []AllowEntry { return viewsOf(as, AllowView) }
 
 // RateEventView is the CLI's view of a rate event.
 func RateEventView(e store.RateEvent) RateEvent {
@@ -90,13 +71,7 @@ func RateEventView(e store.RateEvent) RateEvent {
 }
 
 // BanViews is BanView of each ban, never nil (JSON [] rather than null).
-func BanViews(bans []store.Ban) []Ban {
-	out := make([]Ban, 0, len(bans))
-	for _, b := range bans {
-		out = append(out, BanView(b))
-	}
-	return out
-}
+func BanViews(bans []store.Ban) []Ban { return viewsOf(bans, BanView) }
 
 // ParseBan checks a ban request and turns it into the domain's. Every
 // address is checked before anything changes: one bad address fails the
