@@ -31,7 +31,7 @@ const (
 // TargetStats is one target as status shows it.
 type TargetStats struct {
 	Name     string
-	Entries  int       // bans in the last successful sync
+	Entries  int       // held after the last successful sync (Counter), else bans given
 	Syncs    uint64    // successful syncs
 	LastSync time.Time // of the last successful sync
 	LastErr  error     // of the last attempt, nil when it succeeded
@@ -77,6 +77,9 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 		r.stats.Syncs++
 		r.stats.LastSync = start
 		r.stats.Entries = len(s.Bans)
+		if c, ok := r.target.(Counter); ok {
+			r.stats.Entries = c.Entries()
+		}
 	}
 	r.mu.Unlock()
 	if err != nil {
