@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/mailjail/mailjail/internal/core"
@@ -155,13 +156,16 @@ func (e *Enforcer) syncNow(ctx context.Context) error {
 	return e.syncUntil(ctx)
 }
 
-// SyncAll brings every target in step now; each is tried even when
-// another fails.
+// SyncAll brings every target in step now, all at once: a slow target
+// (Redis across the network) does not hold up the others, and one that
+// fails does not stop them.
 func (e *Enforcer) SyncAll(ctx context.Context) error {
-	var errs []error
-	for _, r := range e.recs {
-		errs = append(errs, r.Sync(ctx))
+	errs := make([]error, len(e.recs))
+	var wg sync.WaitGroup
+	for i, r := range e.recs {
+		wg.Go(func() { errs[i] = r.Sync(ctx) })
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
