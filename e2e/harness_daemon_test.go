@@ -82,7 +82,10 @@ func (c daemonConfig) TOML() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[global]\n")
 	fmt.Fprintf(&b, "database = %s\n", strconv.Quote(c.Database))
-	fmt.Fprintf(&b, "map_file = %s\n", strconv.Quote(c.MapFile))
+	if c.Targets == nil || slices.Contains(c.Targets, "rspamd-map") {
+		// Written only where it is used: check rejects a map no target writes.
+		fmt.Fprintf(&b, "map_file = %s\n", strconv.Quote(c.MapFile))
+	}
 	fmt.Fprintf(&b, "socket   = %s\n", strconv.Quote(c.Socket))
 	fmt.Fprintf(&b, "ignoreip = %s\n", list(c.IgnoreIP))
 	if c.Targets != nil {

@@ -210,6 +210,13 @@ func (c *Config) validateTargets(p *problems) {
 			p.add(c.errAt(s.section, "no jail (nor [global] targets) uses the %q target: this section would do nothing", s.kind))
 		}
 	}
+	if !c.UsesTarget(TargetRspamdMap) {
+		for _, key := range []string{"global.map_file", "global.account_map_file"} {
+			if c.lines[key] > 0 {
+				p.add(c.errAt(key, "no jail (nor [global] targets) uses the %q target: this file would never be written", TargetRspamdMap))
+			}
+		}
+	}
 	if c.UsesTarget(TargetPostfix) {
 		c.validatePostfix(p)
 	}

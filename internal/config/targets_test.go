@@ -82,6 +82,8 @@ func TestTargetsRejected(t *testing.T) {
 		{"empty", okJail + "targets = []\n", []string{"t.toml:4: jail.ok.targets: names no target"}},
 		{"unused section", "[nftables]\nports = [25]\n[postfix]\ntype = \"cidr\"\n" + okJail,
 			[]string{`t.toml:1: nftables: no jail (nor [global] targets) uses the "nftables" target`, `t.toml:3: postfix: no jail`}},
+		{"map without its target", "[global]\nmap_file = \"/m\"\ntargets = [\"nftables\"]\n" + okJail,
+			[]string{`t.toml:2: global.map_file: no jail (nor [global] targets) uses the "rspamd-map" target`}},
 		{"redis ipv6 prefix", "[global]\ntargets = [\"rspamd-redis\"]\n" + okJail + "ipv6_prefix = 56\n",
 			[]string{"t.toml:6: jail.ok.ipv6_prefix: 56 is shorter than /64"}},
 		{"accounts need an account target", "[jail.u]\nfilter = \"rspamd-ratelimit\"\nkey = \"account\"\nlogpath = [\"/l\"]\ntargets = [\"nftables\"]\n",
