@@ -147,6 +147,24 @@ MAILJAIL_ACCOUNT_SUSPENDED {
   description = "Account suspended by mailjail";
 }
 EOF
+# --- rspamd-redis target (issue 13): the hashes mailjail's rspamd-redis target writes, read by
+# rspamd with no map file from the redis.conf servers above. Keys are the default key_prefix
+# "mailjail_" + [rspamd_redis] bans/accounts.
+cat >>"$L/multimap.conf" <<'EOF'
+MAILJAIL_BANS_REDIS {
+  type = "ip";
+  map = "redis://mailjail_bans";
+  action = "reject";
+  message = "banned by mailjail (redis)";
+}
+MAILJAIL_ACCOUNTS_REDIS {
+  type = "user";
+  map = "redis://mailjail_accounts";
+  action = "reject";
+  message = "account suspended (redis)";
+}
+EOF
+# --- end of the rspamd-redis block
 cat >"$L/actions.conf" <<'EOF'
 # mailjail e2e: test mail is never rejected or greylisted for its score; only ratelimit (soft
 # reject) and the multimap rule (reject) decide, so replies do not depend on scoring details.

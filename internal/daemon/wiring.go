@@ -16,7 +16,9 @@ import (
 	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/outbox"
+	"github.com/mailjail/mailjail/internal/redisconn"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/internal/target/rspamdredis"
 	"github.com/mailjail/mailjail/mapfile"
 	"github.com/mailjail/mailjail/notify"
 )
@@ -61,9 +63,26 @@ func targetsOf(cfg *config.Config, kind string) ([]enforce.Target, error) {
 	switch kind {
 	case config.TargetRspamdMap:
 		return []enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile), enforce.NewAccountMapTarget(cfg.Global.AccountMapFile)}, nil
+	case config.TargetRspamdRedis:
+		return rspamdRedis(cfg)
 		// TODO(targets): the postfix, nftables and rspamd-redis cases.
 	}
 	return nil, fmt.Errorf("target kind %q is not built in", kind)
+}
+
+// rspamdRedis is the rspamd-redis target on a client of its own (one per
+// daemon: it is the only user of [redis] so far), which the enforcer's
+// Close closes through the target. No connection is made here: a daemon
+// started while Redis is down syncs once it is back.
+func rspamdRedis(cfg *config.Config) ([]enforce.Target, error) {
+	r := cfg.Redis
+	c, err := redisconn.Open(redisconn.Config{Address: r.Address, Sentinels: r.Sentinels, MasterName: r.MasterName,
+		Username: r.Username, Password: r.Password, PasswordFile: r.PasswordFile, DB: r.DB,
+		TLS: r.TLS, CAFile: r.CAFile, Timeout: r.Timeout.D})
+	if err != nil {
+		return nil, err
+	}
+	return []enforce.Target{rspamdredis.New(c, rspamdredis.Config{Bans: cfg.BansKey(), Accounts: cfg.AccountsKey(), Owner: cfg.RspamdRedis.Owner})}, nil
 }
 
 // NewEnforcer makes the enforcer for cfg's targets, following eng's
