@@ -353,9 +353,6 @@ func (s *Set) Drifted() bool {
 	return false
 }
 
-// errGone is a netlink object that does not exist.
-var errGone = errors.New("missing")
-
 // differs compares the kernel's table with what was written.
 func (s *Set) differs() (bool, error) {
 	c, err := s.conn()
