@@ -150,7 +150,7 @@ func (c *Config) applyTargetDefaults(f targetsFile) {
 	c.written = map[string]bool{"postfix": f.Postfix != nil, "nftables": f.Nftables != nil, "redis": f.Redis != nil, "rspamd_redis": f.RspamdRedis != nil}
 	c.Postfix = deref(f.Postfix, Postfix{})
 	if c.Postfix.Table == "" {
-		c.Postfix.Table = "/etc/postfix/mailjail_access"
+		c.Postfix.Table = "/etc/postfix/mailjail/access"
 	}
 	if c.Postfix.Type == "" {
 		c.Postfix.Type = "hash"

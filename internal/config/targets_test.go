@@ -39,7 +39,7 @@ logpath = ["/l"]
 	if got, want := c.UsedTargets(), []string{"rspamd-map", "postfix", "nftables"}; !slices.Equal(got, want) {
 		t.Errorf("UsedTargets = %v, want %v", got, want)
 	}
-	if c.Postfix.Table != "/etc/postfix/mailjail_access" || c.Postfix.Type != "hash" || c.Postfix.Reload != nil {
+	if c.Postfix.Table != "/etc/postfix/mailjail/access" || c.Postfix.Type != "hash" || c.Postfix.Reload != nil {
 		t.Errorf("postfix defaults = %+v", c.Postfix)
 	}
 	if c.Nftables.Table != "mailjail" || !slices.Equal(c.Nftables.Ports, []int{25, 465, 587}) || c.Nftables.Priority != -10 {

@@ -18,6 +18,7 @@ import (
 	"github.com/mailjail/mailjail/internal/outbox"
 	"github.com/mailjail/mailjail/internal/redisconn"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/internal/target/nftset"
 	"github.com/mailjail/mailjail/internal/target/rspamdredis"
 	"github.com/mailjail/mailjail/mapfile"
 	"github.com/mailjail/mailjail/notify"
@@ -63,6 +64,8 @@ func targetsOf(cfg *config.Config, kind string) ([]enforce.Target, error) {
 	switch kind {
 	case config.TargetRspamdMap:
 		return []enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile), enforce.NewAccountMapTarget(cfg.Global.AccountMapFile)}, nil
+	case config.TargetNftables:
+		return []enforce.Target{nftablesTarget(cfg.Nftables)}, nil
 	case config.TargetRspamdRedis:
 		return rspamdRedis(cfg)
 		// TODO(targets): the postfix, nftables and rspamd-redis cases.
@@ -211,4 +214,14 @@ func readExistingMap(path string) (mapfile.Parsed, error) {
 		return mapfile.Parsed{}, fmt.Errorf("%w (fix or move the line, nothing was changed): %w", ErrBadMap, err)
 	}
 	return m, nil
+}
+
+// nftablesTarget is the nftables target of [nftables], in the daemon's
+// own network namespace. Ports and priority were checked by Validate.
+func nftablesTarget(n config.Nftables) *nftset.Set {
+	ports := make([]uint16, 0, len(n.Ports))
+	for _, p := range n.Ports {
+		ports = append(ports, uint16(p))
+	}
+	return nftset.New(nftset.Config{Table: n.Table, Ports: ports, Priority: int32(n.Priority)})
 }

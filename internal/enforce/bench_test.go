@@ -22,3 +22,16 @@ func BenchmarkMapBurst10k(b *testing.B) {
 		return enforce.NewMapTarget(filepath.Join(dir, strconv.Itoa(i)+".map"))
 	}, 10000)
 }
+
+func BenchmarkMapEnforced(b *testing.B) {
+	enforcetest.Enforced(b, enforce.NewMapTarget(filepath.Join(b.TempDir(), "ip.map")), 1000)
+}
+
+func BenchmarkMapBurstEnforced10k(b *testing.B) {
+	dir := b.TempDir()
+	i := 0
+	enforcetest.BurstEnforced(b, func() enforce.Target {
+		i++
+		return enforce.NewMapTarget(filepath.Join(dir, strconv.Itoa(i)+".map"))
+	}, 10000, 100)
+}
