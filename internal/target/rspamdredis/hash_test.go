@@ -525,3 +525,21 @@ func BenchmarkBurst10k(b *testing.B) {
 	b.ReportMetric(float64(f.counter.roundTrips)/float64(b.N), "roundtrips/op")
 	b.ReportMetric(float64(cmds)/float64(b.N), "pipelined-cmds/op")
 }
+
+// BenchmarkEnforced is commit → held through a started enforcer, one
+// ban at a time over 1,000 (p50/p99).
+func BenchmarkEnforced(b *testing.B) {
+	f := newFixture(b, "mx1")
+	enforcetest.Enforced(b, f.h, 1000)
+}
+
+// BenchmarkBurstEnforced10k is 10,000 bans committed in batches of 100 to
+// a started enforcer: the time until the hash holds them all, and the
+// syncs (each one MULTI/EXEC) it took.
+func BenchmarkBurstEnforced10k(b *testing.B) {
+	f := newFixture(b, "mx1")
+	enforcetest.BurstEnforced(b, func() enforce.Target {
+		f.raw.Del(context.Background(), f.bans, f.accounts)
+		return f.h
+	}, 10000, 100)
+}
