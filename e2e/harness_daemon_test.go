@@ -63,6 +63,11 @@ type daemonConfig struct {
 	MaxRetry int
 	FindTime string
 	BanTime  string
+	// Targets, when set, are [global] targets (the jail names none).
+	Targets []string
+	// Extra is raw TOML appended after everything else: target
+	// sections such as [postfix], [nftables], [redis].
+	Extra string
 }
 
 // TOML renders the configuration with the keys of DESIGN.md.
@@ -77,15 +82,25 @@ func (c daemonConfig) TOML() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[global]\n")
 	fmt.Fprintf(&b, "database = %s\n", strconv.Quote(c.Database))
-	fmt.Fprintf(&b, "map_file = %s\n", strconv.Quote(c.MapFile))
+	if c.Targets == nil || slices.Contains(c.Targets, "rspamd-map") {
+		// Written only where it is used: check rejects a map no target writes.
+		fmt.Fprintf(&b, "map_file = %s\n", strconv.Quote(c.MapFile))
+	}
 	fmt.Fprintf(&b, "socket   = %s\n", strconv.Quote(c.Socket))
-	fmt.Fprintf(&b, "ignoreip = %s\n\n", list(c.IgnoreIP))
+	fmt.Fprintf(&b, "ignoreip = %s\n", list(c.IgnoreIP))
+	if c.Targets != nil {
+		fmt.Fprintf(&b, "targets  = %s\n", list(c.Targets))
+	}
+	fmt.Fprintf(&b, "\n")
 	fmt.Fprintf(&b, "[jail.rspamd-ratelimit]\n")
 	fmt.Fprintf(&b, "filter   = \"rspamd-ratelimit\"\n")
 	fmt.Fprintf(&b, "logpath  = %s\n", list(c.LogPath))
 	fmt.Fprintf(&b, "maxretry = %d\n", c.MaxRetry)
 	fmt.Fprintf(&b, "findtime = %s\n", strconv.Quote(c.FindTime))
 	fmt.Fprintf(&b, "bantime  = %s\n", strconv.Quote(c.BanTime))
+	if c.Extra != "" {
+		fmt.Fprintf(&b, "\n%s\n", c.Extra)
+	}
 	return b.String()
 }
 
@@ -145,6 +160,13 @@ type daemon struct {
 // its output goes to dir/daemon-N.log and is shown when the test fails.
 func startDaemon(t *testing.T, dir, cfgPath string, n int) *daemon {
 	t.Helper()
+	return startDaemonWith(t, dir, cfgPath, n, nil)
+}
+
+// startDaemonWith is startDaemon under a command prefix, such as
+// `ip netns exec NS` to run the daemon in a network namespace.
+func startDaemonWith(t *testing.T, dir, cfgPath string, n int, prefix []string) *daemon {
+	t.Helper()
 	binPath := mailjailBinary(t)
 
 	sock := filepath.Join(dir, fmt.Sprintf("notify-%d.sock", n))
@@ -175,7 +197,8 @@ func startDaemon(t *testing.T, dir, cfgPath string, n int) *daemon {
 		conn.Close()
 		t.Fatalf("creating the daemon's log: %v", err)
 	}
-	cmd := exec.Command(binPath, "run", "--config", cfgPath)
+	argv := append(slices.Clone(prefix), binPath, "run", "--config", cfgPath)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = out, out
 	env := slices.DeleteFunc(os.Environ(), func(s string) bool {
 		return strings.HasPrefix(s, "NOTIFY_SOCKET=") || strings.HasPrefix(s, "LISTEN_")

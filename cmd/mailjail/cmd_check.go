@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -19,8 +20,9 @@ func checkCommand() *cli.Command {
 		Description: `Parses the configuration, compiles every filter and checks every value.
 Each problem is printed as FILE:LINE: KEY: PROBLEM and the exit code is 2;
 a valid configuration prints a summary and exits 0. It also checks that
-the map can be rewritten keeping its group and mode (rspamd's access),
-as the daemon's start does.
+the map (and a Postfix table target) can be rewritten keeping its group
+and mode (rspamd's and Postfix's access), as the daemon's start does.
+The summary lists each enforcement target in use and each jail's targets.
 
 The file checked is FILE when given, else the global --config FILE (which
 may also follow the command: mailjail check --config FILE), else
@@ -54,21 +56,37 @@ Examples:
 			// Run as another user than the daemon's, check cannot know
 			// whether the daemon may write there: it says so.
 			w := c.App.Writer
-			mapErr := mapfile.CheckWritable(cfg.Global.MapFile)
-			if errors.Is(mapErr, mapfile.ErrGroup) {
-				return exitf(control.ExitUsage, "%s: global.map_file: %v", cfg.Source, mapErr)
+			var files [][2]string // key, path
+			if cfg.UsesTarget(config.TargetRspamdMap) {
+				files = append(files, [2]string{"global.map_file", cfg.Global.MapFile})
+			}
+			if cfg.UsesTarget(config.TargetPostfix) {
+				files = append(files, [2]string{"postfix.table", cfg.Postfix.Table})
+			}
+			var warnings []string
+			for _, f := range files {
+				err := mapfile.CheckWritable(f[1])
+				if errors.Is(err, mapfile.ErrGroup) {
+					return exitf(control.ExitUsage, "%s: %s: %v", cfg.Source, f[0], err)
+				}
+				if err != nil {
+					warnings = append(warnings, fmt.Sprintf("warning: %s: %v (fine if the daemon runs as another user who can)\n", f[0], err))
+				}
 			}
 			textf(w, "%s: ok\n", cfg.Source)
-			if mapErr != nil {
-				textf(w, "warning: global.map_file: %v (fine if the daemon runs as another user who can)\n", mapErr)
+			for _, warn := range warnings {
+				textf(w, "%s", warn)
+			}
+			for _, kind := range cfg.UsedTargets() {
+				textf(w, "target %s: %s\n", kind, cfg.TargetNote(kind))
 			}
 			for _, j := range cfg.Jails {
 				state := "enabled"
 				if !j.Enabled {
 					state = "disabled"
 				}
-				textf(w, "jail %s (%s): filter=%s logpath=%v maxretry=%d findtime=%s bantime=%s\n",
-					j.Name, state, j.Filter, j.LogPath, j.MaxRetry, j.FindTime, j.BanTime)
+				textf(w, "jail %s (%s): filter=%s logpath=%v maxretry=%d findtime=%s bantime=%s targets=%v\n",
+					j.Name, state, j.Filter, j.LogPath, j.MaxRetry, j.FindTime, j.BanTime, cfg.TargetsOf(j.Name))
 			}
 			return nil
 		},

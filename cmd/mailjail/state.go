@@ -54,7 +54,7 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
 	defer lock.Unlock()
-	unlockMaps, err := daemon.LockMaps(cfg.Global)
+	unlockMaps, err := daemon.LockMaps(cfg)
 	if err != nil {
 		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
@@ -70,11 +70,15 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 		return nil, &exitError{code: control.ExitUsage, err: err}
 	}
 	ob := daemon.NewOutbox(cfg, st, log, clock)
-	enf := daemon.NewEnforcer(cfg, eng, ob, enforce.Options{Clock: clock, Log: log, RetryFor: enforceWait})
+	enf, err := daemon.NewEnforcer(cfg, eng, ob, enforce.Options{Clock: clock, Log: log, RetryFor: enforceWait})
+	if err != nil {
+		return nil, &exitError{code: control.ExitUsage, err: err}
+	}
+	defer enf.Close()
 	if err := eng.RestoreBans(clock.Now()); err != nil {
 		return nil, &exitError{code: control.ExitUnreachable, err: fmt.Errorf("restore state: %w", err)}
 	}
-	_, prep, err := daemon.Prepare(ctx, eng, cfg.Global.MapFile, clock.Now())
+	_, prep, err := daemon.Prepare(ctx, eng, daemon.AdoptedMap(cfg), clock.Now())
 	if err != nil {
 		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}

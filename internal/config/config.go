@@ -43,6 +43,12 @@ type Config struct {
 	Alert   Alert
 	Jails   []*Jail // sorted by name, enabled and disabled
 	Filters map[string]rules.FilterSpec
+	// The sections of the enforcement targets, defaults applied; each is
+	// used only when a jail's targets (or [global]'s) name its kind.
+	Postfix     Postfix
+	Nftables    Nftables
+	Redis       Redis
+	RspamdRedis RspamdRedis
 
 	// Source names where the configuration came from ("embedded default"
 	// or a path), for messages.
@@ -53,6 +59,7 @@ type Config struct {
 	// parse.
 	raw         map[string]jailFile
 	rawDefaults jailFile
+	written     map[string]bool // target sections the file writes
 }
 
 // Global holds settings shared by all jails.
@@ -77,6 +84,9 @@ type Global struct {
 	// rate limited or suspended: the rate allow list, beside the one kept
 	// in the database (mailjail allow). ignoreip is about addresses.
 	AllowSenders []string `toml:"allow_senders"`
+	// Targets are the enforcement targets of jails that name none, and
+	// of manual bans: rspamd-map by default.
+	Targets []string `toml:"targets"`
 }
 
 // Alert configures email alerts to administrators.
@@ -120,7 +130,10 @@ type Jail struct {
 	// ignoreip). Alert sends the urgent alert.
 	Suspend    bool
 	BanSources bool
-	Rate       *RateSpec // set for a rate jail (rate_key given): Postfix messages/recipients per key
+	// Targets are the enforcement targets of the jail's bans and
+	// suspensions; nil: [global] targets.
+	Targets []string
+	Rate    *RateSpec // set for a rate jail (rate_key given): Postfix messages/recipients per key
 	// Journal, when set, follows the systemd journal instead of (or beside)
 	// logpath: for hosts where Postfix logs only to journald.
 	Journal *core.JournalMatch
@@ -231,6 +244,7 @@ func build(f file, data []byte, name string) *Config {
 	c := &Config{Global: f.Global.Global, Alert: f.Alert, Filters: map[string]rules.FilterSpec{}, Source: name,
 		lines: keyLines(data), raw: f.Jail, rawDefaults: f.Defaults}
 	applyGlobalDefaults(&c.Global, f.Global)
+	c.applyTargetDefaults(f.targetsFile)
 	for n, ff := range f.Filter {
 		c.Filters[n] = rules.FilterSpec{FailRegex: ff.FailRegex, IgnoreRegex: ff.IgnoreRegex, Prefilter: ff.Prefilter, DatePattern: ff.DatePattern}
 	}

@@ -36,6 +36,7 @@ type jailFile struct {
 	Key         *string   `toml:"key"`
 	Suspend     *bool     `toml:"suspend"`
 	BanSources  *bool     `toml:"ban_sources"`
+	Targets     []string  `toml:"targets"`
 
 	RateKey       *string    `toml:"rate_key"`
 	Messages      *limitFile `toml:"messages"`
@@ -85,6 +86,7 @@ type globalFile struct {
 }
 
 type file struct {
+	targetsFile
 	Global   globalFile            `toml:"global"`
 	Alert    Alert                 `toml:"alert"`
 	Defaults jailFile              `toml:"defaults"`
@@ -113,6 +115,7 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		Key:         deref(j.Key, deref(d.Key, KeyAddress)),
 		Suspend:     deref(j.Suspend, deref(d.Suspend, true)),
 		BanSources:  deref(j.BanSources, deref(d.BanSources, true)),
+		Targets:     first(j.Targets, d.Targets),
 	}
 	if jm := j.JournalMatch; jm != nil {
 		out.Journal = &core.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}

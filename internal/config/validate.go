@@ -37,6 +37,7 @@ func (c *Config) Validate() error {
 	c.validateGlobal(&p)
 	c.validateAlert(&p)
 	c.validateFilters(&p)
+	c.validateTargets(&p)
 	c.validateWritten(&p, "defaults", c.rawDefaults)
 	for _, k := range rateOnlyKeys(c.rawDefaults) {
 		p.add(c.errAt("defaults."+k, "only a rate jail takes %s: set it in the [jail.NAME] with rate_key", k))
@@ -219,6 +220,7 @@ func (c *Config) validateJail(p *problems, j *Jail) {
 	c.validateKey(p, j)
 	c.validateSources(p, j)
 	c.validatePolicy(p, j)
+	c.validateJailTargets(p, j)
 	for _, b := range j.Buckets {
 		if b == "" || strings.ContainsAny(b, "\" ") {
 			p.add(c.errAt(c.jkey(j, "buckets"), "invalid bucket name %q", b))

@@ -40,7 +40,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		return fmt.Errorf("%w (is another daemon running?)", err)
 	}
 	defer lock.Unlock()
-	unlockMaps, err := LockMaps(cfg.Global)
+	unlockMaps, err := LockMaps(cfg)
 	if err != nil {
 		return err
 	}
@@ -54,6 +54,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	if err != nil {
 		return err
 	}
+	defer d.enf.Close()
 	return d.run(ctx)
 }
 
@@ -85,7 +86,9 @@ func newDaemon(cfg *config.Config, st *store.Store, log *slog.Logger, opt Option
 	}
 	d := &daemon{cfg: cfg, st: st, log: log, opt: opt, eng: eng, started: opt.Clock.Now(), reqs: make(chan ctlReq)}
 	d.outbox = NewOutbox(cfg, st, log, opt.Clock)
-	d.enf = NewEnforcer(cfg, eng, d.outbox, enforce.Options{Clock: opt.Clock, Log: log, OnSync: opt.OnMap})
+	if d.enf, err = NewEnforcer(cfg, eng, d.outbox, enforce.Options{Clock: opt.Clock, Log: log, OnSync: opt.OnMap}); err != nil {
+		return nil, err
+	}
 	d.ops = &enforce.Ops{Eng: eng, Cfg: cfg, Enf: d.enf, Clock: opt.Clock}
 	return d, nil
 }

@@ -66,7 +66,7 @@ func (d *daemon) run(ctx context.Context) error {
 // cannot be parsed stops the start; a database that cannot be written is
 // retried (the old map stays in force meanwhile).
 func (d *daemon) prepare(ctx context.Context, now time.Time) error {
-	imported, ch, err := Prepare(ctx, d.eng, d.cfg.Global.MapFile, now)
+	imported, ch, err := Prepare(ctx, d.eng, AdoptedMap(d.cfg), now)
 	if errors.Is(err, ErrBadMap) {
 		return permanent{err}
 	}

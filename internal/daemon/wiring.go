@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 
@@ -37,17 +38,52 @@ func NewOutbox(cfg *config.Config, st *store.Store, log *slog.Logger, clock core
 	return outbox.New(st, h, log, outbox.Options{Clock: clock})
 }
 
-// Targets are the enforcement targets of cfg: the rspamd address map and
-// the rspamd account map.
-func Targets(cfg *config.Config) []enforce.Target {
-	return []enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile), enforce.NewAccountMapTarget(cfg.Global.AccountMapFile)}
+// Targets are the enforcement targets of cfg: those of every kind a
+// jail (or [global], for manual bans) names, each given only the bans and
+// suspensions of the jails that name its kind.
+func Targets(cfg *config.Config) ([]enforce.Target, error) {
+	var out []enforce.Target
+	for _, kind := range cfg.UsedTargets() {
+		ts, err := targetsOf(cfg, kind)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: %w", kind, err)
+		}
+		keep := func(jail string) bool { return slices.Contains(cfg.TargetsOf(jail), kind) }
+		for _, t := range ts {
+			out = append(out, enforce.Scoped(t, keep))
+		}
+	}
+	return out, nil
+}
+
+// targetsOf builds the targets of one kind.
+func targetsOf(cfg *config.Config, kind string) ([]enforce.Target, error) {
+	switch kind {
+	case config.TargetRspamdMap:
+		return []enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile), enforce.NewAccountMapTarget(cfg.Global.AccountMapFile)}, nil
+		// TODO(targets): the postfix, nftables and rspamd-redis cases.
+	}
+	return nil, fmt.Errorf("target kind %q is not built in", kind)
 }
 
 // NewEnforcer makes the enforcer for cfg's targets, following eng's
 // active bans and suspensions, and installs the outbox planner in eng.
-func NewEnforcer(cfg *config.Config, eng *engine.Engine, ob *outbox.Worker, opt enforce.Options) *enforce.Enforcer {
+func NewEnforcer(cfg *config.Config, eng *engine.Engine, ob *outbox.Worker, opt enforce.Options) (*enforce.Enforcer, error) {
+	targets, err := Targets(cfg)
+	if err != nil {
+		return nil, err
+	}
 	eng.SetEffects(enforce.Effects(cfg))
-	return enforce.New(Targets(cfg), eng, ob, opt)
+	return enforce.New(targets, eng, ob, opt), nil
+}
+
+// AdoptedMap is the map Prepare takes over: map_file when the rspamd-map
+// target is in use, else none ("").
+func AdoptedMap(cfg *config.Config) string {
+	if cfg.UsesTarget(config.TargetRspamdMap) {
+		return cfg.Global.MapFile
+	}
+	return ""
 }
 
 // Prepare takes over the map and lifts bans that ended or are now
@@ -56,11 +92,14 @@ func NewEnforcer(cfg *config.Config, eng *engine.Engine, ob *outbox.Worker, opt 
 // eng.RestoreBans (once: it also feeds escalation). It returns what it
 // changed (imported entries, bans lifted) for the enforcer. Strikes are
 // restored separately (RestoreStrikes): the map must not wait for them.
-// It may be called again after an error.
+// It may be called again after an error. mapPath is AdoptedMap's: ""
+// takes over no map.
 func Prepare(ctx context.Context, eng *engine.Engine, mapPath string, now time.Time) (imported int, ch engine.Change, err error) {
-	adopted, err := eng.MapAdopted(mapPath)
-	if err != nil {
-		return 0, ch, err
+	adopted := mapPath == ""
+	if !adopted {
+		if adopted, err = eng.MapAdopted(mapPath); err != nil {
+			return 0, ch, err
+		}
 	}
 	if !adopted {
 		existing, err := readExistingMap(mapPath)
@@ -90,17 +129,25 @@ func Prepare(ctx context.Context, eng *engine.Engine, mapPath string, now time.T
 	return imported, ch, nil
 }
 
-// LockMaps takes LockMap of the address map and of the account map, and
-// returns what releases them: two mailjails writing one map would each
-// drop the other's entries.
-func LockMaps(g config.Global) (unlock func(), err error) {
+// LockMaps takes LockMap of every file a target of cfg rewrites (the
+// address and account maps, the Postfix table), and returns what
+// releases them: two mailjails writing one file would each drop the
+// other's entries.
+func LockMaps(cfg *config.Config) (unlock func(), err error) {
 	var held []*mapfile.Lock
 	unlock = func() {
 		for _, l := range held {
 			l.Unlock()
 		}
 	}
-	for _, path := range []string{g.MapFile, g.AccountMapFile} {
+	var paths []string
+	if cfg.UsesTarget(config.TargetRspamdMap) {
+		paths = append(paths, cfg.Global.MapFile, cfg.Global.AccountMapFile)
+	}
+	if cfg.UsesTarget(config.TargetPostfix) {
+		paths = append(paths, cfg.Postfix.Table)
+	}
+	for _, path := range paths {
 		l, err := LockMap(path)
 		if err != nil {
 			unlock()

@@ -55,5 +55,12 @@ func (m *AccountMapTarget) Sync(_ context.Context, s State) error {
 	return nil
 }
 
+// Entries is the number of accounts the map held after the last sync.
+func (m *AccountMapTarget) Entries() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.last)
+}
+
 // Drifted reports whether the file is gone or not the one last written.
 func (m *AccountMapTarget) Drifted() bool { return m.mp.Drifted() }

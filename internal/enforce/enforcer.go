@@ -3,7 +3,9 @@ package enforce
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/mailjail/mailjail/internal/core"
@@ -27,6 +29,7 @@ type Options struct {
 // Enforcer puts committed changes into force on every target, then wakes
 // the outbox.
 type Enforcer struct {
+	targets  []Target
 	recs     []*Reconciler
 	outbox   *outbox.Worker
 	active   Source
@@ -39,7 +42,7 @@ type Enforcer struct {
 // New makes an enforcer for targets, which follow active (the engine's
 // cache of the database). ob may be nil (replay runs no actions).
 func New(targets []Target, active Source, ob *outbox.Worker, opt Options) *Enforcer {
-	e := &Enforcer{outbox: ob, active: active, clock: core.OrReal(opt.Clock), log: opt.Log, retryFor: opt.RetryFor}
+	e := &Enforcer{targets: targets, outbox: ob, active: active, clock: core.OrReal(opt.Clock), log: opt.Log, retryFor: opt.RetryFor}
 	if e.log == nil {
 		e.log = slog.Default()
 	}
@@ -78,6 +81,18 @@ func (e *Enforcer) Stop() error {
 	var errs []error
 	for _, r := range e.recs {
 		errs = append(errs, r.stop())
+	}
+	return errors.Join(errs...)
+}
+
+// Close releases what targets hold open (a Redis client, a netlink
+// socket), after Stop.
+func (e *Enforcer) Close() error {
+	var errs []error
+	for _, t := range e.targets {
+		if c, ok := t.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -141,13 +156,16 @@ func (e *Enforcer) syncNow(ctx context.Context) error {
 	return e.syncUntil(ctx)
 }
 
-// SyncAll brings every target in step now; each is tried even when
-// another fails.
+// SyncAll brings every target in step now, all at once: a slow target
+// (Redis across the network) does not hold up the others, and one that
+// fails does not stop them.
 func (e *Enforcer) SyncAll(ctx context.Context) error {
-	var errs []error
-	for _, r := range e.recs {
-		errs = append(errs, r.Sync(ctx))
+	errs := make([]error, len(e.recs))
+	var wg sync.WaitGroup
+	for i, r := range e.recs {
+		wg.Go(func() { errs[i] = r.Sync(ctx) })
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -65,6 +65,9 @@ func (o *Ops) Ban(ctx context.Context, r BanRequest) ([]store.Ban, error) {
 		if err := o.checkSize(p, r.Force); err != nil {
 			return nil, err
 		}
+		if err := o.checkExpressible(p, r.Jail); err != nil {
+			return nil, err
+		}
 	}
 	d := time.Hour
 	if j := o.Cfg.Jail(r.Jail); j != nil {
@@ -149,6 +152,25 @@ func (o *Ops) checkSize(p netip.Prefix, force bool) error {
 	}
 	if p.Bits() < min && !force {
 		return fmt.Errorf("refusing to ban %s: wider than /%d (%s); use --force if you mean it: %w", rules.FormatPrefix(p), min, family, core.ErrInvalid)
+	}
+	return nil
+}
+
+// checkExpressible refuses a prefix a target of the ban's jail cannot
+// hold, even with force: rspamd looks a client up in a Redis map under
+// its prefixes down to /8 and /64 only, so a wider one would be recorded
+// and never enforced there.
+func (o *Ops) checkExpressible(p netip.Prefix, jail string) error {
+	if !slices.Contains(o.Cfg.TargetsOf(jail), config.TargetRspamdRedis) {
+		return nil
+	}
+	min := config.MinRedisPrefixV6
+	if p.Addr().Is4() {
+		min = config.MinRedisPrefixV4
+	}
+	if p.Bits() < min {
+		return fmt.Errorf("cannot ban %s: target %s holds prefixes of /%d and longer only (rspamd looks no wider): %w",
+			rules.FormatPrefix(p), config.TargetRspamdRedis, min, core.ErrInvalid)
 	}
 	return nil
 }

@@ -26,12 +26,17 @@ const (
 	minRetry      = time.Second
 	maxRetry      = 30 * time.Second
 	checkInterval = time.Second
+	// Every resyncChecks checks the target is synced whether or not it
+	// looks drifted: the safety net for changes a cheap drift check cannot
+	// see (an element edited in place), and the sweep of what others left
+	// in a shared Redis hash.
+	resyncChecks = 300
 )
 
 // TargetStats is one target as status shows it.
 type TargetStats struct {
 	Name     string
-	Entries  int       // bans in the last successful sync
+	Entries  int       // held after the last successful sync (Counter), else bans given
 	Syncs    uint64    // successful syncs
 	LastSync time.Time // of the last successful sync
 	LastErr  error     // of the last attempt, nil when it succeeded
@@ -40,8 +45,8 @@ type TargetStats struct {
 
 // Reconciler keeps one target in step with the state, in the background:
 // kicks that arrive while a sync is under way collapse into one more, a
-// failure is retried with backoff until it succeeds, and drift is checked
-// every second.
+// failure is retried with backoff until it succeeds, drift is checked
+// every second and the whole state is written again every five minutes.
 type Reconciler struct {
 	target Target
 	state  func() State
@@ -77,6 +82,9 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 		r.stats.Syncs++
 		r.stats.LastSync = start
 		r.stats.Entries = len(s.Bans)
+		if c, ok := r.target.(Counter); ok {
+			r.stats.Entries = c.Entries()
+		}
 	}
 	r.mu.Unlock()
 	if err != nil {
@@ -126,11 +134,15 @@ func (r *Reconciler) loop(retry core.Timer, check core.Ticker) {
 	backoff := minRetry
 	checker, _ := r.target.(Checker)
 	var last time.Time
+	checks := 0
 	for {
 		select {
 		case <-r.kick:
 		case <-retry.C():
 		case <-check.C():
+			if checks++; checks%resyncChecks == 0 {
+				break
+			}
 			if checker == nil || !r.drifted(checker) {
 				continue
 			}

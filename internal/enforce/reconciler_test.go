@@ -26,6 +26,7 @@ type fakeTarget struct {
 	failFirst int // this many syncs fail before the others succeed
 	synced    [][]store.Ban
 	drifted   bool
+	checks    int // Drifted calls
 	calls     chan struct{}
 }
 
@@ -51,7 +52,14 @@ func (f *fakeTarget) Sync(_ context.Context, s State) error {
 func (f *fakeTarget) Drifted() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.checks++
 	return f.drifted
+}
+
+func (f *fakeTarget) checked() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.checks
 }
 
 func (f *fakeTarget) set(fail error, drifted bool) {
@@ -155,6 +163,25 @@ func TestDriftedTargetIsRestoredWithinACheckInterval(t *testing.T) {
 		st := e.Targets()[0]
 		return st.Repairs == 1 && st.Syncs == 1
 	})
+}
+
+// A target that never looks drifted is still written whole every
+// resyncChecks checks: the safety net for what a cheap check misses.
+func TestTargetIsResyncedPeriodically(t *testing.T) {
+	f := newFakeTarget()
+	e, clk := startEnforcer(t, f, func() []store.Ban { return []store.Ban{ban("192.0.2.9/32")} })
+	for i := 1; i < resyncChecks; i++ {
+		clk.Advance(checkInterval)
+		testutil.Eventually(t, 5*time.Second, "the check", func() bool { return f.checked() == i })
+	}
+	if n := f.syncs(); n != 0 {
+		t.Fatalf("%d syncs before the resync is due", n)
+	}
+	clk.Advance(checkInterval)
+	testutil.Receive(t, f.calls, 5*time.Second, "the periodic resync")
+	if st := e.Targets()[0]; st.Repairs != 0 || st.Syncs != 1 || st.Entries != 1 {
+		t.Errorf("stats %+v: want one sync and no repair", st)
+	}
 }
 
 // The map target notices its file deleted, replaced or edited.

@@ -2,6 +2,8 @@ package enforce
 
 import (
 	"context"
+	"io"
+	"sync"
 	"time"
 
 	"github.com/mailjail/mailjail/internal/store"
@@ -41,4 +43,68 @@ type Target interface {
 // reconciler asks every check interval and resyncs one that drifted.
 type Checker interface {
 	Drifted() bool
+}
+
+// Counter is a Target that tells how many entries it held after its last
+// successful sync (nftables intervals, Postfix keys after expansion), for
+// status; a target without it is counted by the bans it was given.
+type Counter interface {
+	Entries() int
+}
+
+// Scoped wraps t so that it is given only the bans and suspensions of
+// the jails keep accepts: each jail names its own targets.
+func Scoped(t Target, keep func(jail string) bool) Target {
+	return &scoped{Target: t, keep: keep}
+}
+
+type scoped struct {
+	Target
+	keep func(jail string) bool
+
+	mu   sync.Mutex
+	bans int // given at the last successful sync
+}
+
+func (s *scoped) Sync(ctx context.Context, st State) error {
+	out := State{At: st.At}
+	for _, b := range st.Bans {
+		if s.keep(b.Jail) {
+			out.Bans = append(out.Bans, b)
+		}
+	}
+	for _, sp := range st.Suspensions {
+		if s.keep(sp.Jail) {
+			out.Suspensions = append(out.Suspensions, sp)
+		}
+	}
+	if err := s.Target.Sync(ctx, out); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.bans = len(out.Bans)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *scoped) Drifted() bool {
+	c, ok := s.Target.(Checker)
+	return ok && c.Drifted()
+}
+
+// Close closes the target when it holds a connection (Redis, netlink).
+func (s *scoped) Close() error {
+	if c, ok := s.Target.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+func (s *scoped) Entries() int {
+	if c, ok := s.Target.(Counter); ok {
+		return c.Entries()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bans
 }
