@@ -17,6 +17,7 @@ import (
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/outbox"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/internal/target/postfixtable"
 	"github.com/mailjail/mailjail/mapfile"
 	"github.com/mailjail/mailjail/notify"
 )
@@ -61,7 +62,11 @@ func targetsOf(cfg *config.Config, kind string) ([]enforce.Target, error) {
 	switch kind {
 	case config.TargetRspamdMap:
 		return []enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile), enforce.NewAccountMapTarget(cfg.Global.AccountMapFile)}, nil
-		// TODO(targets): the postfix, nftables and rspamd-redis cases.
+	case config.TargetPostfix:
+		pf := cfg.Postfix
+		return []enforce.Target{postfixtable.New(postfixtable.Config{Path: pf.Table, Type: pf.Type,
+			Postmap: pf.Postmap, Reload: pf.Reload, Message: pf.Message})}, nil
+		// TODO(targets): the nftables and rspamd-redis cases.
 	}
 	return nil, fmt.Errorf("target kind %q is not built in", kind)
 }

@@ -132,16 +132,7 @@ func (t *Table) Sync(ctx context.Context, s enforce.State) error {
 	if err := t.c.Validate(); err != nil {
 		return err
 	}
-	entries := make([]mapfile.Entry, 0, len(s.Bans))
-	for _, b := range s.Bans {
-		if !b.Until.IsZero() && !b.Until.After(s.At) {
-			continue
-		}
-		entries = append(entries, mapfile.Entry{Prefix: b.Prefix.Masked(), Until: b.Until, Jail: b.Jail})
-	}
-	lines, skipped := t.lines(mapfile.Normalize(entries))
-	content := t.render(lines, len(entries))
-
+	content, n, skipped := t.content(s)
 	t.mu.Lock()
 	same := t.written != nil && bytes.Equal(content, t.written) && !t.driftedLocked() && !t.reload
 	t.mu.Unlock()
@@ -156,10 +147,24 @@ func (t *Table) Sync(ctx context.Context, s enforce.State) error {
 			return err
 		}
 		t.mu.Lock()
-		t.written, t.entries = content, len(lines)
+		t.written, t.entries = content, n
 		t.mu.Unlock()
 	}
 	return skipped
+}
+
+// content is the source file for s's active bans and its number of
+// lines; skipped names the bans left out.
+func (t *Table) content(s enforce.State) (content []byte, n int, skipped error) {
+	entries := make([]mapfile.Entry, 0, len(s.Bans))
+	for _, b := range s.Bans {
+		if !b.Until.IsZero() && !b.Until.After(s.At) {
+			continue
+		}
+		entries = append(entries, mapfile.Entry{Prefix: b.Prefix.Masked(), Until: b.Until, Jail: b.Jail})
+	}
+	lines, skipped := t.lines(mapfile.Normalize(entries))
+	return t.render(lines, len(entries)), len(lines), skipped
 }
 
 // lines is the table's keys (hash) or patterns (cidr), each once, in the
