@@ -388,10 +388,15 @@ func TestName(t *testing.T) {
 func bans(n int) []store.Ban {
 	out := make([]store.Ban, n)
 	for i := range out {
-		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		out[i] = store.Ban{Jail: "rspamd", Prefix: netip.PrefixFrom(a, 32), Until: t0.Add(time.Hour)}
+		out[i] = banN(i)
 	}
 	return out
+}
+
+// banN is the ith of bans.
+func banN(i int) store.Ban {
+	a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	return store.Ban{Jail: "rspamd", Prefix: netip.PrefixFrom(a, 32), Until: t0.Add(time.Hour)}
 }
 
 // BenchmarkSync1: one more ban over 1,000 already in the table (hash:
@@ -404,17 +409,16 @@ func BenchmarkSync1(b *testing.B) {
 				requirePostmap(b)
 			}
 			tb, _ := newTable(b, typ, Config{Reload: []string{"true"}})
-			all := bans(1000 + b.N)
+			all := bans(1000)
 			ctx := context.Background()
-			if err := tb.Sync(ctx, state(all[:1000]...)); err != nil {
+			if err := tb.Sync(ctx, state(all...)); err != nil {
 				b.Fatal(err)
 			}
-			times := make([]time.Duration, 0, b.N)
-			i := 1000
+			var times []time.Duration
 			for b.Loop() {
-				i++
+				all = append(all, banN(len(all)))
 				start := time.Now()
-				if err := tb.Sync(ctx, state(all[:i]...)); err != nil {
+				if err := tb.Sync(ctx, state(all...)); err != nil {
 					b.Fatal(err)
 				}
 				times = append(times, time.Since(start))
