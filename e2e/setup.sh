@@ -17,6 +17,8 @@ ACCOUNT_MAP_FILE="$MAP_DIR/accounts.map"
 RSPAMD_LOG=/var/log/rspamd/rspamd.log
 MAIL_LOG=/var/log/mail.log
 PACKAGES=(rspamd redis-server postfix swaks)
+# nftables target (issue 13): nft, and ip for the network namespaces its tests create.
+PACKAGES+=(nftables iproute2)
 
 start_ts=$(date +%s.%N)
 elapsed() { awk -v s="$start_ts" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f s", e-s}'; }

@@ -17,6 +17,7 @@ import (
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/outbox"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/internal/target/nftset"
 	"github.com/mailjail/mailjail/internal/target/postfixtable"
 	"github.com/mailjail/mailjail/mapfile"
 	"github.com/mailjail/mailjail/notify"
@@ -66,7 +67,9 @@ func targetsOf(cfg *config.Config, kind string) ([]enforce.Target, error) {
 		pf := cfg.Postfix
 		return []enforce.Target{postfixtable.New(postfixtable.Config{Path: pf.Table, Type: pf.Type,
 			Postmap: pf.Postmap, Reload: pf.Reload, Message: pf.Message})}, nil
-		// TODO(targets): the nftables and rspamd-redis cases.
+	case config.TargetNftables:
+		return []enforce.Target{nftablesTarget(cfg.Nftables)}, nil
+		// TODO(targets): the rspamd-redis case.
 	}
 	return nil, fmt.Errorf("target kind %q is not built in", kind)
 }
@@ -197,4 +200,14 @@ func readExistingMap(path string) (mapfile.Parsed, error) {
 		return mapfile.Parsed{}, fmt.Errorf("%w (fix or move the line, nothing was changed): %w", ErrBadMap, err)
 	}
 	return m, nil
+}
+
+// nftablesTarget is the nftables target of [nftables], in the daemon's
+// own network namespace. Ports and priority were checked by Validate.
+func nftablesTarget(n config.Nftables) *nftset.Set {
+	ports := make([]uint16, 0, len(n.Ports))
+	for _, p := range n.Ports {
+		ports = append(ports, uint16(p))
+	}
+	return nftset.New(nftset.Config{Table: n.Table, Ports: ports, Priority: int32(n.Priority)})
 }
