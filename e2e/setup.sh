@@ -207,6 +207,15 @@ postconf -e \
 	'smtpd_peername_lookup = no' \
 	"maillog_file = $MAIL_LOG" \
 	'maillog_file_prefixes = /var, /dev/stdout'
+# --- mailjail postfix target (issue 13) -------------------------------------------------------------
+# The access table the postfix target writes (e2e/target_postfix_test.go): smtpd asks it about every
+# client (at RCPT, as smtpd_delay_reject = yes). It starts empty, and an empty table rejects nothing,
+# so the other tests are not affected; postmap builds the .db that Postfix needs to start.
+POSTFIX_ACCESS="$MAP_DIR/postfix_access"
+install -m 0644 /dev/null "$POSTFIX_ACCESS"
+postmap "hash:$POSTFIX_ACCESS"
+postconf -e "smtpd_client_restrictions = check_client_access hash:$POSTFIX_ACCESS"
+# --- end of the postfix target block ----------------------------------------------------------------
 # maillog_file needs the postlogd service; Debian's master.cf may not enable it.
 if ! postconf -M postlog/unix-dgram >/dev/null 2>&1 || [ -z "$(postconf -M postlog/unix-dgram)" ]; then
 	postconf -M postlog/unix-dgram='postlog unix-dgram n - n - 1 postlogd'

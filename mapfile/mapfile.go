@@ -123,6 +123,14 @@ func Write(path string, entries []Entry, now time.Time) error {
 	return writeAtomic(path, func(w io.Writer) error { return Render(w, Normalize(entries), now) })
 }
 
+// WriteFile atomically replaces the file at path with what render writes,
+// as Write does for the map: the old file's mode and group are kept, and on
+// any error (render's included) the old file is untouched. It serves the
+// other files mailjail owns (the Postfix access table).
+func WriteFile(path string, render func(io.Writer) error) error {
+	return writeAtomic(path, render)
+}
+
 // writeAtomic replaces the file at path with what render writes, keeping
 // its mode and group; on any error the old file is untouched.
 func writeAtomic(path string, render func(io.Writer) error) error {

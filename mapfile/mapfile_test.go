@@ -260,3 +260,31 @@ func FuzzRenderRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// WriteFile is the writer of the other files mailjail owns: it keeps the
+// old file's mode, and a failing render leaves the old file as it was.
+func TestWriteFileKeepsModeAndOldContentOnRenderError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "table")
+	if err := os.WriteFile(path, []byte("old\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	boom := fmt.Errorf("boom")
+	err := WriteFile(path, func(w io.Writer) error {
+		io.WriteString(w, "half")
+		return boom
+	})
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("render error: got %v", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "old\n" {
+		t.Fatalf("failed write changed the file: %q", got)
+	}
+	if err := WriteFile(path, func(w io.Writer) error { _, err := io.WriteString(w, "new\n"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	fi, _ := os.Stat(path)
+	if string(got) != "new\n" || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("got %q mode %v, want \"new\\n\" 0640", got, fi.Mode().Perm())
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/mailjail/mailjail/internal/redisconn"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/internal/target/nftset"
+	"github.com/mailjail/mailjail/internal/target/postfixtable"
 	"github.com/mailjail/mailjail/internal/target/rspamdredis"
 	"github.com/mailjail/mailjail/mapfile"
 	"github.com/mailjail/mailjail/notify"
@@ -64,11 +65,14 @@ func targetsOf(cfg *config.Config, kind string) ([]enforce.Target, error) {
 	switch kind {
 	case config.TargetRspamdMap:
 		return []enforce.Target{enforce.NewMapTarget(cfg.Global.MapFile), enforce.NewAccountMapTarget(cfg.Global.AccountMapFile)}, nil
+	case config.TargetPostfix:
+		pf := cfg.Postfix
+		return []enforce.Target{postfixtable.New(postfixtable.Config{Path: pf.Table, Type: pf.Type,
+			Postmap: pf.Postmap, Reload: pf.Reload, Message: pf.Message})}, nil
 	case config.TargetNftables:
 		return []enforce.Target{nftablesTarget(cfg.Nftables)}, nil
 	case config.TargetRspamdRedis:
 		return rspamdRedis(cfg)
-		// TODO(targets): the postfix, nftables and rspamd-redis cases.
 	}
 	return nil, fmt.Errorf("target kind %q is not built in", kind)
 }

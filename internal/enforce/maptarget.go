@@ -82,3 +82,10 @@ func statID(path string) (fileID, error) {
 	}
 	return id, nil
 }
+
+// FileID tells a file a target wrote from one put in its place (device,
+// inode, size, modification time): what Drifted of a file target compares.
+type FileID = fileID
+
+// StatFile is the FileID of the file at path now.
+func StatFile(path string) (FileID, error) { return statID(path) }
