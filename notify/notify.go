@@ -41,6 +41,13 @@ type Alert struct {
 	Command string
 }
 
+// Urgent reports whether the alert must not wait for a digest: an
+// account suspended (a stolen password sending right now) or a
+// permanent ban.
+func (a Alert) Urgent() bool {
+	return a.Event == "suspend" || a.Event == "ban" && a.Until.IsZero()
+}
+
 // Config says where alerts go.
 type Config struct {
 	SMTP          string // host:port

@@ -95,6 +95,34 @@ type Alert struct {
 	From    string   `toml:"from"`
 	To      []string `toml:"to"`
 	Subject string   `toml:"subject_prefix"`
+	// DigestInterval gathers the alerts that follow a mail into one
+	// digest sent this long after it (default 15m); UrgentInterval bounds
+	// urgent mails (suspensions, permanent bans) the same way (default
+	// 1m).
+	DigestInterval Duration `toml:"digest_interval"`
+	UrgentInterval Duration `toml:"urgent_interval"`
+	// ReportUnbans and ReportManual say whether unbans and manual bans
+	// are alerted (default: unbans not, manual bans yes).
+	ReportUnbans bool `toml:"report_unbans"`
+	ReportManual bool `toml:"-"`
+}
+
+// alertFile is [alert] as written: report_manual = false differs from
+// leaving it out.
+type alertFile struct {
+	Alert
+	ReportManual *bool `toml:"report_manual"`
+}
+
+func (c *Config) applyAlertDefaults(f alertFile) {
+	c.Alert = f.Alert
+	c.Alert.ReportManual = deref(f.ReportManual, true)
+	if !c.Alert.DigestInterval.set {
+		c.Alert.DigestInterval.D = 15 * time.Minute
+	}
+	if !c.Alert.UrgentInterval.set {
+		c.Alert.UrgentInterval.D = time.Minute
+	}
 }
 
 // Enabled reports whether alerts are configured.
@@ -241,10 +269,11 @@ func Parse(r io.Reader, name string) (*Config, error) {
 
 // build makes the Config of a decoded file.
 func build(f file, data []byte, name string) *Config {
-	c := &Config{Global: f.Global.Global, Alert: f.Alert, Filters: map[string]rules.FilterSpec{}, Source: name,
+	c := &Config{Global: f.Global.Global, Filters: map[string]rules.FilterSpec{}, Source: name,
 		lines: keyLines(data), raw: f.Jail, rawDefaults: f.Defaults}
 	applyGlobalDefaults(&c.Global, f.Global)
 	c.applyTargetDefaults(f.targetsFile)
+	c.applyAlertDefaults(f.Alert)
 	for n, ff := range f.Filter {
 		c.Filters[n] = rules.FilterSpec{FailRegex: ff.FailRegex, IgnoreRegex: ff.IgnoreRegex, Prefilter: ff.Prefilter, DatePattern: ff.DatePattern}
 	}

@@ -88,7 +88,7 @@ type globalFile struct {
 type file struct {
 	targetsFile
 	Global   globalFile            `toml:"global"`
-	Alert    Alert                 `toml:"alert"`
+	Alert    alertFile             `toml:"alert"`
 	Defaults jailFile              `toml:"defaults"`
 	Jail     map[string]jailFile   `toml:"jail"`
 	Filter   map[string]filterFile `toml:"filter"`

@@ -104,6 +104,16 @@ func (c *Config) validateGlobal(p *problems) {
 
 func (c *Config) validateAlert(p *problems) {
 	a := c.Alert
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{{"alert.digest_interval", a.DigestInterval}, {"alert.urgent_interval", a.UrgentInterval}} {
+		if d.v.err != nil {
+			p.add(c.errAt(d.key, "%v", d.v.err))
+		} else if d.v.D < 0 {
+			p.add(c.errAt(d.key, "must be a duration, 0 for no gathering"))
+		}
+	}
 	if a.SMTP == "" && len(a.To) == 0 {
 		return
 	}

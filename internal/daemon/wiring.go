@@ -37,7 +37,14 @@ func NewOutbox(cfg *config.Config, st *store.Store, log *slog.Logger, clock core
 	}}
 	if cfg.Alert.Enabled() {
 		s := notify.NewSender(notify.Config{SMTP: cfg.Alert.SMTP, From: cfg.Alert.From, To: cfg.Alert.To, SubjectPrefix: cfg.Alert.Subject}, clock.Now)
-		h.Alert = s.Send
+		h.Alert = func(ctx context.Context, batch []outbox.Alert) error {
+			for _, a := range batch {
+				if err := s.Send(ctx, a); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 	}
 	return outbox.New(st, h, log, outbox.Options{Clock: clock})
 }

@@ -62,7 +62,9 @@ func Queue(tx *store.Tx, now time.Time, items ...Item) error {
 // relay is configured, so that means a configuration that changed.
 type Handlers struct {
 	Action func(ctx context.Context, a Action) error
-	Alert  func(ctx context.Context, a Alert) error
+	// Alert sends one mail for the batch: one alert, or a digest of
+	// several.
+	Alert func(ctx context.Context, batch []Alert) error
 }
 
 // Options tune a Worker. The zero value is usable.
@@ -277,11 +279,19 @@ func (w *Worker) deliver(ctx context.Context, it store.OutboxItem) error {
 			w.log.Info("action done", "event", a.Event, "addr", a.Addr, "jail", a.Jail)
 		})
 	case KindAlert:
-		return deliverAs(ctx, it, w.h.Alert, func(a Alert) {
+		return deliverAs(ctx, it, w.alertOne, func(a Alert) {
 			w.log.Info("alert sent", "event", a.Event, "addr", a.Addr, "jail", a.Jail)
 		})
 	}
 	return fmt.Errorf("outbox item %d: unknown kind %q", it.ID, it.Kind)
+}
+
+// alertOne sends one alert as a batch of one.
+func (w *Worker) alertOne(ctx context.Context, a Alert) error {
+	if w.h.Alert == nil {
+		return fmt.Errorf("no mail relay configured to send an alert")
+	}
+	return w.h.Alert(ctx, []Alert{a})
 }
 
 // deliverAs decodes the item's payload as a T and hands it to handle.

@@ -56,10 +56,12 @@ func (r *recorder) handlers() Handlers {
 			r.ran = append(r.ran, a.Addr)
 			return nil
 		},
-		Alert: func(_ context.Context, a Alert) error {
+		Alert: func(_ context.Context, batch []Alert) error {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			r.ran = append(r.ran, "alert "+a.Addr)
+			for _, a := range batch {
+				r.ran = append(r.ran, "alert "+a.Addr)
+			}
 			return nil
 		},
 	}
