@@ -187,7 +187,7 @@ func TestOutboxKeepsOrderRetriesAndCounts(t *testing.T) {
 	var ids []int64
 	err := s.Update(ctx, func(tx *Tx) error {
 		for _, k := range []string{"action", "alert", "action"} {
-			id, err := tx.AddOutbox(k, []byte(`{"k":"`+k+`"}`), t0)
+			id, err := tx.AddOutbox(k, []byte(`{"k":"`+k+`"}`), false, t0)
 			if err != nil {
 				return err
 			}
