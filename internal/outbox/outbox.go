@@ -426,3 +426,45 @@ func (w *Worker) runAction(ctx context.Context, it store.OutboxItem) error {
 	w.log.Info("action done", "event", a.Event, "addr", a.Addr, "jail", a.Jail)
 	return nil
 }
+
+// ListLimit bounds the items List returns (the newest).
+const ListLimit = 10_000
+
+// List returns the items `mailjail outbox` shows: pending and given-up
+// ones, and with all the delivered ones too, in the order queued.
+func (w *Worker) List(_ context.Context, all bool) ([]store.OutboxItem, error) {
+	return w.st.ListOutbox(all, ListLimit)
+}
+
+// Retry makes a pending or given-up item due now and wakes the worker.
+// An alert then goes with the next mail the digest lets go; a given-up
+// item that fails again is given up again (its age is past GiveUpAfter).
+// It returns the item as it is now.
+func (w *Worker) Retry(ctx context.Context, id int64) (store.OutboxItem, error) {
+	it, err := w.st.RetryOutboxNow(ctx, id, w.opt.Clock.Now())
+	if err == nil {
+		w.Kick()
+	}
+	return it, err
+}
+
+// Drop deletes an item whatever its state and returns it.
+func (w *Worker) Drop(ctx context.Context, id int64) (store.OutboxItem, error) {
+	return w.st.DropOutbox(ctx, id)
+}
+
+// Summary is what an item is about, for listing it.
+type Summary struct {
+	Event string `json:"event"` // "ban", "unban", "suspend", ...
+	Jail  string `json:"jail"`
+	Addr  string `json:"addr"` // address, prefix or account
+}
+
+// Describe reads the summary of an item's payload; an unreadable payload
+// has an empty one. Action and Alert payloads both name these fields
+// (JSON field names match case-insensitively).
+func Describe(it store.OutboxItem) Summary {
+	var s Summary
+	json.Unmarshal(it.Payload, &s)
+	return s
+}

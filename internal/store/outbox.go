@@ -139,8 +139,8 @@ func (s *Store) ListOutbox(all bool, limit int) ([]OutboxItem, error) {
 }
 
 // RetryOutboxNow makes a pending or given-up item due at now and
-// returns it as it was before. A delivered item is not found: there is
-// nothing to retry.
+// returns it so. A delivered item is not found: there is nothing to
+// retry.
 func (s *Store) RetryOutboxNow(ctx context.Context, id int64, now time.Time) (OutboxItem, error) {
 	var it OutboxItem
 	err := s.Update(ctx, func(t *Tx) error {
@@ -152,6 +152,7 @@ func (s *Store) RetryOutboxNow(ctx context.Context, id int64, now time.Time) (Ou
 			return fmt.Errorf("outbox item %d was delivered at %s: nothing to retry: %w", id, it.Done.UTC().Format(time.RFC3339), ErrNotFound)
 		}
 		_, err = t.exec(`UPDATE outbox SET next_attempt = ?, gave_up = NULL WHERE id = ?`, now.UnixNano(), id)
+		it.NextAttempt, it.GaveUp = now, time.Time{}
 		return err
 	})
 	return it, err
