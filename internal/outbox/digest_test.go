@@ -12,7 +12,9 @@ func TestDigestPlan(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	normal := func(id int64, due time.Duration) store.Queued { return store.Queued{ID: id, Due: at(due)} }
-	urgent := func(id int64, due time.Duration) store.Queued { return store.Queued{ID: id, Due: at(due), Urgent: true} }
+	urgent := func(id int64, due time.Duration) store.Queued {
+		return store.Queued{ID: id, Due: at(due), Urgent: true}
+	}
 	std := Digest{Interval: 15 * time.Minute, Urgent: time.Minute}
 	for _, tt := range []struct {
 		name     string
@@ -54,7 +56,7 @@ func TestDigestPlan(t *testing.T) {
 			mailed: store.Mailed{Last: t0, LastUrgent: t0}, queue: []store.Queued{normal(1, time.Second), urgent(6, time.Second)},
 			wantNext: at(time.Minute)},
 		{name: "a digest takes the urgent alerts that wait", d: std, now: 15 * time.Minute,
-			mailed: store.Mailed{Last: t0, LastUrgent: at(14*time.Minute + 30*time.Second)},
+			mailed:   store.Mailed{Last: t0, LastUrgent: at(14*time.Minute + 30*time.Second)},
 			queue:    []store.Queued{normal(1, time.Second), urgent(6, 14*time.Minute+40*time.Second)},
 			wantSend: []int64{1, 6}},
 		{name: "a mail holds at most Max alerts, the urgent one first", d: Digest{Interval: time.Minute, Urgent: time.Minute, Max: 2}, now: 0,

@@ -309,10 +309,10 @@ func (s *Store) CountOutbox() (OutboxCounts, error) {
 	var c OutboxCounts
 	var failed, gaveUp, oldest sql.NullInt64
 	err := s.db.QueryRow(`SELECT
-		COUNT(*) FILTER (WHERE ` + outboxPending + `),
-		SUM(` + outboxPending + ` AND attempts > 0),
+		COUNT(*) FILTER (WHERE `+outboxPending+`),
+		SUM(`+outboxPending+` AND attempts > 0),
 		SUM(gave_up IS NOT NULL),
-		MIN(created) FILTER (WHERE ` + outboxPending + `)
+		MIN(created) FILTER (WHERE `+outboxPending+`)
 		FROM outbox`).Scan(&c.Pending, &failed, &gaveUp, &oldest)
 	if err != nil {
 		return c, fmt.Errorf("count outbox: %w", err)
