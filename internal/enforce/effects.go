@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/mailjail/mailjail/actions"
 	"github.com/mailjail/mailjail/internal/config"
@@ -17,12 +18,34 @@ const alertLines = 5
 
 // Effects returns the engine hook that queues, in a change's own
 // transaction, the jails' ban and unban commands and, when alert mail is
-// configured, the alerts.
+// configured, the alerts: of the jails with alert = true, of manual bans
+// and suspensions when alert.report_manual is set, and of unbans too
+// when alert.report_unbans is.
 func Effects(cfg *config.Config) engine.Effects {
 	alerts := cfg.Alert.Enabled()
+	// alerted reports whether jail's bans and suspensions are alerted; an
+	// account jail's bans are its account's sources, which the account's
+	// one alert names.
+	alerted := func(jail string, accountsToo bool) bool {
+		if !alerts {
+			return false
+		}
+		if jail == engine.ManualJail {
+			return cfg.Alert.ReportManual
+		}
+		j := cfg.Jail(jail)
+		return j != nil && j.Alert && (accountsToo || !j.Accounts())
+	}
 	return func(tx *store.Tx, ch engine.Change) error {
 		var items []outbox.Item
 		for _, b := range ch.Bans {
+			if alerted(b.Jail, false) {
+				a, err := banAlert(tx, b)
+				if err != nil {
+					return err
+				}
+				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
+			}
 			j := cfg.Jail(b.Jail)
 			if j == nil {
 				continue // manual bans run nothing (imported ones never get here)
@@ -32,15 +55,6 @@ func Effects(cfg *config.Config) engine.Effects {
 				items = append(items, outbox.Item{Kind: outbox.KindAction, Payload: outbox.Action{Event: "ban", Jail: b.Jail, Addr: addr,
 					Argv: actions.Expand(j.BanAction, actions.Vars{IP: addr, Jail: b.Jail, BanTime: b.Until.Sub(b.Since)})}})
 			}
-			// An account jail's bans are its account's sources: the
-			// account's one alert names them all.
-			if alerts && j.Alert && !j.Accounts() {
-				a, err := banAlert(tx, b)
-				if err != nil {
-					return err
-				}
-				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
-			}
 		}
 		for _, b := range ch.Lifted {
 			if j := cfg.Jail(b.Jail); j != nil && len(j.UnbanAction) > 0 {
@@ -48,25 +62,33 @@ func Effects(cfg *config.Config) engine.Effects {
 				items = append(items, outbox.Item{Kind: outbox.KindAction, Payload: outbox.Action{Event: "unban", Jail: b.Jail, Addr: addr,
 					Argv: actions.Expand(j.UnbanAction, actions.Vars{IP: addr, Jail: b.Jail})}})
 			}
-		}
-		if alerts {
-			for _, sp := range ch.Suspended {
-				if j := cfg.Jail(sp.Jail); j != nil && j.Alert {
-					a, err := suspensionAlert(tx, sp, ch.Bans)
-					if err != nil {
-						return err
-					}
-					items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
-				}
+			if cfg.Alert.ReportUnbans && alerted(b.Jail, false) {
+				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: unbanAlert(b)})
 			}
-			for _, ev := range ch.Urgent {
-				if j := cfg.Jail(ev.Jail); j != nil && j.Alert {
-					items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: urgentAlert(ev)})
+		}
+		for _, sp := range ch.Suspended {
+			if alerted(sp.Jail, true) {
+				a, err := suspensionAlert(tx, sp, ch.Bans)
+				if err != nil {
+					return err
 				}
+				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
+			}
+		}
+		for _, ev := range ch.Urgent {
+			if j := cfg.Jail(ev.Jail); alerts && j != nil && j.Alert {
+				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: urgentAlert(ev)})
 			}
 		}
 		return outbox.Queue(tx, ch.At, items...)
 	}
+}
+
+// unbanAlert tells of a lifted ban, when (Since) and by whom ("cli" for
+// mailjail unban, "expired" at its end); Until is the end the ban had.
+func unbanAlert(b store.Ban) outbox.Alert {
+	return outbox.Alert{Event: "unban", Jail: b.Jail, Addr: rules.FormatPrefix(b.Prefix), Since: b.Lifted, Until: b.Until,
+		Strikes: b.Strikes, Offense: b.Offense, Reason: fmt.Sprintf("ban of %s lifted by %s", b.Since.UTC().Format(time.RFC3339), b.LiftedBy)}
 }
 
 func banAlert(tx *store.Tx, b store.Ban) (outbox.Alert, error) {
