@@ -164,9 +164,10 @@ func (w *Worker) Run(ctx context.Context) {
 	}
 }
 
-// Drain delivers every item that is due now, once each, and returns how
-// many remain pending: what a CLI does for the change it made without a
-// daemon (the daemon's next start takes what is left).
+// Drain delivers every item that is due now, once each (alerts as the
+// digest lets them go), and returns how many remain pending: what a CLI
+// does for the change it made without a daemon (the daemon's next start
+// takes what is left).
 func (w *Worker) Drain(ctx context.Context) (pending int, err error) {
 	for {
 		next, err := w.pass(ctx)
@@ -185,8 +186,8 @@ func (w *Worker) Drain(ctx context.Context) (pending int, err error) {
 // pass attempts the due items once each and returns when the next one is
 // due (zero: none pending). Actions run strictly in order: once one waits
 // for a retry, the actions queued after it wait too, so an unban never
-// runs before its ban. Alerts are independent: the due ones are attempted
-// whatever waits.
+// runs before its ban. Alerts are independent of actions: the digest
+// decides which of them go, whatever actions wait.
 func (w *Worker) pass(ctx context.Context) (time.Time, error) {
 	nextAction, err := w.passActions(ctx)
 	if err != nil {
