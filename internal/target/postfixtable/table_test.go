@@ -384,21 +384,6 @@ func TestName(t *testing.T) {
 	}
 }
 
-// bans are n single IPv4 addresses from 10.0.0.0/8.
-func bans(n int) []store.Ban {
-	out := make([]store.Ban, n)
-	for i := range out {
-		out[i] = banN(i)
-	}
-	return out
-}
-
-// banN is the ith of bans.
-func banN(i int) store.Ban {
-	a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-	return store.Ban{Jail: "rspamd", Prefix: netip.PrefixFrom(a, 32), Until: t0.Add(time.Hour)}
-}
-
 // The benchmarks measure both table types as enforcetest measures every
 // target: one more ban over 1,000, commit → enforced, and 10,000 bans
 // (one write and one postmap for hash, one write and one reload for
