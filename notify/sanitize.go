@@ -24,7 +24,7 @@ func HeaderText(s string) string {
 	}, s)
 	s = strings.TrimSpace(s)
 	if utf8.RuneCountInString(s) > MaxSubject {
-		s = string([]rune(s)[:MaxSubject])
+		s = strings.TrimSpace(string([]rune(s)[:MaxSubject]))
 	}
 	return s
 }
