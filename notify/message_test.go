@@ -185,7 +185,7 @@ func TestTemplateOverrides(t *testing.T) {
 	// A template that does not parse, or names a field that does not
 	// exist, fails the load and names its file.
 	for text, want := range map[string]string{
-		"{{.Event":       "unclosed action",
+		"{{.Event":         "unclosed action",
 		"{{.NoSuchField}}": "NoSuchField",
 	} {
 		write(BodyTemplate, text)
