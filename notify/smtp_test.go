@@ -343,3 +343,20 @@ func TestSMTPTimeoutAndCancel(t *testing.T) {
 		t.Errorf("cancel took %s", d)
 	}
 }
+
+// A line holding only a dot would end the DATA early: go-mail stuffs it,
+// and the relay receives the whole body.
+func TestSMTPDotStuffing(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, BodyTemplate), []byte("first\n.\n..\nlast {{.Addr}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, serverOptions{})
+	if err := send(t, newTestSender(t, Config{SMTP: srv.addr, TemplateDir: dir}), ban("198.18.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	_, body := parsed(t, srv.wait(t).data)
+	if body != "first\n.\n..\nlast 198.18.0.1\n" {
+		t.Errorf("body %q", body)
+	}
+}
