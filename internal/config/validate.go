@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"net/mail"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -99,34 +98,6 @@ func (c *Config) validateGlobal(p *problems) {
 	}
 	if g.MinPrefixV6 < 0 || g.MinPrefixV6 > 128 {
 		p.add(c.errAt("global.min_prefix_v6", "must be between 0 and 128, got %d", g.MinPrefixV6))
-	}
-}
-
-func (c *Config) validateAlert(p *problems) {
-	a := c.Alert
-	for _, d := range []struct {
-		key string
-		v   Duration
-	}{{"alert.digest_interval", a.DigestInterval}, {"alert.urgent_interval", a.UrgentInterval}} {
-		if d.v.err != nil {
-			p.add(c.errAt(d.key, "%v", d.v.err))
-		} else if d.v.D < 0 {
-			p.add(c.errAt(d.key, "must be a duration, 0 for no gathering"))
-		}
-	}
-	if a.SMTP == "" && len(a.To) == 0 {
-		return
-	}
-	if a.SMTP == "" || len(a.To) == 0 {
-		p.add(c.errAt("alert", "smtp and to must be set together"))
-	}
-	for _, addr := range append([]string{a.From}, a.To...) {
-		if addr == "" {
-			continue
-		}
-		if _, err := mail.ParseAddress(addr); err != nil || strings.ContainsAny(addr, "\r\n") {
-			p.add(c.errAt("alert", "invalid address %q", addr))
-		}
 	}
 }
 

@@ -36,14 +36,14 @@ func NewOutbox(cfg *config.Config, st *store.Store, log *slog.Logger, clock core
 		return err
 	}}
 	if cfg.Alert.Enabled() {
-		s := notify.NewSender(notify.Config{SMTP: cfg.Alert.SMTP, From: cfg.Alert.From, To: cfg.Alert.To, SubjectPrefix: cfg.Alert.Subject}, clock.Now)
-		h.Alert = func(ctx context.Context, batch []outbox.Alert) error {
-			for _, a := range batch {
-				if err := s.Send(ctx, a); err != nil {
-					return err
-				}
-			}
-			return nil
+		s, err := notify.NewSender(cfg.Alert.Notify(), clock.Now)
+		if err != nil {
+			// Check refuses what makes this fail (a bad template, a CA
+			// file that is not PEM); what is left (a file unreadable
+			// now) fails each attempt, logged and retried.
+			h.Alert = func(context.Context, []outbox.Alert) error { return err }
+		} else {
+			h.Alert = s.Send
 		}
 	}
 	return outbox.New(st, h, log, outbox.Options{Clock: clock})
