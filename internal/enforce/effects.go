@@ -16,7 +16,8 @@ import (
 const alertLines = 5
 
 // Effects returns the engine hook that queues, in a change's own
-// transaction, the jails' ban and unban commands and, when alert mail is
+// transaction, the jails' ban and unban commands, their webhooks' events
+// (bans, unbans, suspensions, releases) and, when alert mail is
 // configured, the alerts.
 func Effects(cfg *config.Config) engine.Effects {
 	alerts := cfg.Alert.Enabled()
@@ -28,10 +29,8 @@ func Effects(cfg *config.Config) engine.Effects {
 				continue // manual bans run nothing (imported ones never get here)
 			}
 			addr := rules.FormatPrefix(b.Prefix)
-			if len(j.BanAction) > 0 {
-				items = append(items, outbox.Item{Kind: outbox.KindAction, Payload: outbox.Action{Event: "ban", Jail: b.Jail, Addr: addr,
-					Argv: actions.Expand(j.BanAction, actions.Vars{IP: addr, Jail: b.Jail, BanTime: b.Until.Sub(b.Since)})}})
-			}
+			items = appendAction(items, j, "ban", j.BanAction, actions.Vars{IP: addr, Jail: b.Jail, BanTime: b.Until.Sub(b.Since)})
+			items = appendHooks(cfg, items, j, actions.HookEvent{Event: "ban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: b.Reason})
 			// An account jail's bans are its account's sources: the
 			// account's one alert names them all.
 			if alerts && j.Alert && !j.Accounts() {
@@ -43,10 +42,23 @@ func Effects(cfg *config.Config) engine.Effects {
 			}
 		}
 		for _, b := range ch.Lifted {
-			if j := cfg.Jail(b.Jail); j != nil && len(j.UnbanAction) > 0 {
+			if j := cfg.Jail(b.Jail); j != nil {
 				addr := rules.FormatPrefix(b.Prefix)
-				items = append(items, outbox.Item{Kind: outbox.KindAction, Payload: outbox.Action{Event: "unban", Jail: b.Jail, Addr: addr,
-					Argv: actions.Expand(j.UnbanAction, actions.Vars{IP: addr, Jail: b.Jail})}})
+				items = appendAction(items, j, "unban", j.UnbanAction, actions.Vars{IP: addr, Jail: b.Jail})
+				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "unban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: liftReason(b.LiftedBy)})
+			}
+		}
+		// Webhooks of suspensions and releases; one that a jail with
+		// suspend = false only recorded suspended nothing, so it is not
+		// reported as a suspension (the alert tells of it).
+		for _, sp := range ch.Suspended {
+			if j := cfg.Jail(sp.Jail); j != nil && sp.Enforced {
+				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "suspend", Jail: sp.Jail, Account: sp.Account, Since: sp.Since, Until: sp.Until, Reason: sp.Reason})
+			}
+		}
+		for _, sp := range ch.Released {
+			if j := cfg.Jail(sp.Jail); j != nil && sp.Enforced {
+				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "release", Jail: sp.Jail, Account: sp.Account, Since: sp.Since, Until: sp.Until, Reason: liftReason(sp.LiftedBy)})
 			}
 		}
 		if alerts {
@@ -67,6 +79,36 @@ func Effects(cfg *config.Config) engine.Effects {
 		}
 		return outbox.Queue(tx, ch.At, items...)
 	}
+}
+
+// appendAction adds the jail's command for event, when it has one, with
+// the jail's action_timeout.
+func appendAction(items []outbox.Item, j *config.Jail, event string, argv []string, v actions.Vars) []outbox.Item {
+	if len(argv) == 0 {
+		return items
+	}
+	return append(items, outbox.Item{Kind: outbox.KindAction, Payload: outbox.Action{Event: event, Jail: v.Jail, Addr: v.IP,
+		Argv: actions.Expand(argv, v), TimeoutSec: j.ActionTimeout.Seconds()}})
+}
+
+// appendHooks adds an item for each of the jail's webhooks that wants
+// the event, with the webhook's timeout.
+func appendHooks(cfg *config.Config, items []outbox.Item, j *config.Jail, ev actions.HookEvent) []outbox.Item {
+	for _, name := range j.Webhooks {
+		if w := cfg.Webhook(name); w != nil && w.Wants(ev.Event) {
+			items = append(items, outbox.Item{Kind: outbox.KindWebhook, Payload: outbox.Webhook{Hook: name, HookEvent: ev, TimeoutSec: w.Timeout.D.Seconds()}})
+		}
+	}
+	return items
+}
+
+// liftReason is a webhook's reason for an unban or release: who lifted
+// it ("expired", "cli", "ignoreip", "allow list").
+func liftReason(by string) string {
+	if by == "" {
+		return "lifted"
+	}
+	return "lifted: " + by
 }
 
 func banAlert(tx *store.Tx, b store.Ban) (outbox.Alert, error) {

@@ -5,6 +5,12 @@
 // worker here delivers items at least once, in order for actions, retries
 // failures with backoff and gives up after a bounded age, recording each
 // outcome. A ban never waits for it.
+//
+// Exec actions and webhooks each run in an ordered lane of their own: in
+// a lane, an item waits for the ones queued before it (an unban never
+// before its ban), but a receiver that is down for hours does not hold
+// the firewall's commands, nor a hung command the webhooks. Alerts are
+// independent.
 package outbox
 
 import (
@@ -14,6 +20,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/mailjail/mailjail/actions"
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/notify"
@@ -21,8 +28,9 @@ import (
 
 // Kinds of items.
 const (
-	KindAction = "action"
-	KindAlert  = "alert"
+	KindAction  = "action"
+	KindAlert   = "alert"
+	KindWebhook = "webhook"
 )
 
 // Action is the payload of a ban or unban command.
@@ -31,6 +39,17 @@ type Action struct {
 	Jail  string   `json:"jail"`
 	Addr  string   `json:"addr"`
 	Argv  []string `json:"argv"` // expanded; values come from mailjail, never from a log line
+	// TimeoutSec bounds one attempt: the jail's action_timeout when it
+	// was queued (0, as in items queued before it existed: Options.Timeout).
+	TimeoutSec float64 `json:"timeout_sec,omitempty"`
+}
+
+// Webhook is the payload of a webhook POST: the event, and the webhook
+// ([webhook.NAME]) to send it through.
+type Webhook struct {
+	Hook string `json:"hook"`
+	actions.HookEvent
+	TimeoutSec float64 `json:"timeout_sec,omitempty"` // the webhook's timeout when it was queued
 }
 
 // Alert is the payload of an alert mail.
@@ -39,7 +58,7 @@ type Alert = notify.Alert
 // Item is one thing to queue, before it is encoded.
 type Item struct {
 	Kind    string
-	Payload any // Action or Alert
+	Payload any // Action, Webhook or Alert
 }
 
 // Queue writes items into the outbox in tx, the transaction of the change
@@ -65,12 +84,14 @@ type Handlers struct {
 	// Alert sends one mail for the batch: one alert, or a digest of
 	// several.
 	Alert func(ctx context.Context, batch []Alert) error
+	// Webhook POSTs one event.
+	Webhook func(ctx context.Context, w Webhook) error
 }
 
 // Options tune a Worker. The zero value is usable.
 type Options struct {
 	Clock   core.Clock    // default the wall clock
-	Timeout time.Duration // per attempt (default 30s)
+	Timeout time.Duration // per attempt of an item without a timeout of its own (default 30s)
 	// GiveUpAfter abandons an item this long after it was queued
 	// (default 24h); the give-up is logged and counted.
 	GiveUpAfter time.Duration
@@ -167,13 +188,18 @@ func (w *Worker) Drain(ctx context.Context) (pending int, err error) {
 // pass attempts the due items once each and returns when the next one is
 // due (zero: none pending). Actions run strictly in order: once one waits
 // for a retry, the actions queued after it wait too, so an unban never
-// runs before its ban. Alerts are independent: the due ones are attempted
-// whatever waits.
+// runs before its ban; webhooks likewise, in a lane of their own. Alerts
+// are independent: the due ones are attempted whatever waits.
 func (w *Worker) pass(ctx context.Context) (time.Time, error) {
-	nextAction, err := w.passActions(ctx)
+	nextAction, err := w.passInOrder(ctx, KindAction)
 	if err != nil {
 		return time.Time{}, err
 	}
+	nextHook, err := w.passInOrder(ctx, KindWebhook)
+	if err != nil {
+		return time.Time{}, err
+	}
+	nextAction = earliest(nextAction, nextHook)
 	nextAlert, err := w.passAlerts(ctx)
 	if err != nil {
 		return time.Time{}, err
@@ -181,9 +207,10 @@ func (w *Worker) pass(ctx context.Context) (time.Time, error) {
 	return earliest(nextAction, nextAlert), nil
 }
 
-// passActions runs actions in order until one is not due or fails.
-func (w *Worker) passActions(ctx context.Context) (time.Time, error) {
-	items, err := w.st.PendingOfKind(KindAction, w.opt.Batch)
+// passInOrder delivers the items of an ordered lane (actions, webhooks)
+// in order until one is not due or fails.
+func (w *Worker) passInOrder(ctx context.Context, kind string) (time.Time, error) {
+	items, err := w.st.PendingOfKind(kind, w.opt.Batch)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -200,7 +227,7 @@ func (w *Worker) passActions(ctx context.Context) (time.Time, error) {
 		}
 	}
 	if len(items) == w.opt.Batch {
-		// Every action read was done and more wait: come back at once.
+		// Every item read was done and more wait: come back at once.
 		return w.opt.Clock.Now(), nil
 	}
 	return time.Time{}, nil
@@ -240,7 +267,7 @@ func earliest(a, b time.Time) time.Time {
 // attempt delivers one item and records the outcome; it returns when to
 // retry (zero: done or given up).
 func (w *Worker) attempt(ctx context.Context, it store.OutboxItem) (time.Time, error) {
-	actx, cancel := context.WithTimeout(ctx, w.opt.Timeout)
+	actx, cancel := context.WithTimeout(ctx, w.timeoutOf(it))
 	err := w.deliver(actx, it)
 	cancel()
 	now := w.opt.Clock.Now()
@@ -261,6 +288,19 @@ func (w *Worker) attempt(ctx context.Context, it store.OutboxItem) (time.Time, e
 	return retry, w.st.OutboxRetry(bctx, it.ID, retry, err)
 }
 
+// timeoutOf is how long one attempt of it may take: its payload's own
+// timeout_sec (an action's action_timeout, a webhook's timeout), else
+// Options.Timeout.
+func (w *Worker) timeoutOf(it store.OutboxItem) time.Duration {
+	var own struct {
+		TimeoutSec float64 `json:"timeout_sec"`
+	}
+	if json.Unmarshal(it.Payload, &own) == nil && own.TimeoutSec > 0 {
+		return time.Duration(own.TimeoutSec * float64(time.Second))
+	}
+	return w.opt.Timeout
+}
+
 func (w *Worker) backoff(attempts int) time.Duration {
 	d := w.opt.MinBackoff
 	for range min(attempts, 30) {
@@ -277,6 +317,10 @@ func (w *Worker) deliver(ctx context.Context, it store.OutboxItem) error {
 	case KindAction:
 		return deliverAs(ctx, it, w.h.Action, func(a Action) {
 			w.log.Info("action done", "event", a.Event, "addr", a.Addr, "jail", a.Jail)
+		})
+	case KindWebhook:
+		return deliverAs(ctx, it, w.h.Webhook, func(h Webhook) {
+			w.log.Info("webhook sent", "webhook", h.Hook, "event", h.Event, "addr", h.Addr, "account", h.Account, "jail", h.Jail)
 		})
 	case KindAlert:
 		return deliverAs(ctx, it, w.alertOne, func(a Alert) {
