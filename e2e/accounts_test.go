@@ -46,7 +46,13 @@ func TestAccountSuspendedNotItsWebmailThroughKill(t *testing.T) {
 	awaitAccountListed(t, a.accountMap, mallory, true, 10*time.Second)
 	t.Logf("%s in the account map %v after the 4th rejection's reply", mallory, time.Since(rejected).Round(time.Millisecond))
 
-	ips := readMap(t, a.cfg.MapFile)
+	// The address map is a target of its own, written beside the account map, not
+	// before it: wait for it too.
+	var ips mapSnapshot
+	waitFor(func() bool {
+		ips = readMap(t, a.cfg.MapFile)
+		return ips.has(attacker1) && ips.has(attacker2)
+	}, 5*time.Second)
 	for _, addr := range []string{attacker1, attacker2} {
 		if !ips.has(addr) {
 			t.Errorf("attacker address %s not banned: IP map %v", addr, ips)

@@ -9,10 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -301,69 +299,16 @@ func TestNftablesEqualsTheDatabaseAfterKillDuringBurst(t *testing.T) {
 		addrs = append(addrs, netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String())
 	}
 	bin := mailjailBinary(t)
-	var done atomic.Int64
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	killed := false
-	for chunk := range slices.Chunk(addrs, 50) {
-		if killed {
-			break
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			args := append([]string{"netns", "exec", n.ns, bin, "--config", cfgPath, "ban", "--for", "1h"}, chunk...)
-			// Commands cut off by the kill may fail; the database
-			// says what was banned.
-			if mjCommand("ip", args...).Run() == nil {
-				done.Add(1)
-			}
-		}()
-		if done.Load() >= 10 {
-			d.kill()
-			killed = true
-		}
-	}
-	if !killed {
-		d.kill()
-	}
-	wg.Wait()
-	t.Logf("%d ban commands of 50 succeeded around the kill", done.Load())
+	done := banBurstAndKill(d, addrs, func(chunk []string) *exec.Cmd {
+		return mjCommand("ip", append([]string{"netns", "exec", n.ns, bin, "--config", cfgPath, "ban", "--for", "1h"}, chunk...)...)
+	})
+	t.Logf("%d ban commands of 50 succeeded around the kill", done)
 
 	d2 := n.start(t, dir, cfgPath, 2)
 	defer d2.stop()
-	var listed map[string]bool
-	var held map[string]nftElem
-	ok := waitFor(func() bool {
-		listed = n.listBans(t, cfgPath)
-		held, _ = n.elements(t)
-		if len(listed) != len(held) {
-			return false
-		}
-		for a := range listed {
-			if _, in := held[a]; !in {
-				return false
-			}
-		}
-		return true
-	}, 15*time.Second)
-	if !ok {
-		var missing, extra []string
-		for a := range listed {
-			if _, in := held[a]; !in {
-				missing = append(missing, a)
-			}
-		}
-		for a := range held {
-			if !listed[a] {
-				extra = append(extra, a)
-			}
-		}
-		t.Fatalf("after the restart the set holds %d elements, the database %d bans; missing %d (%.5v), extra %d (%.5v)",
-			len(held), len(listed), len(missing), missing, len(extra), extra)
-	}
+	listed, _ := awaitSameKeys(t, "after the restart the set",
+		func() map[string]bool { return n.listBans(t, cfgPath) },
+		func() map[string]nftElem { h, _ := n.elements(t); return h }, 15*time.Second)
 	t.Logf("after kill -9 and restart: the set equals mailjail list (%d bans)", len(listed))
 }
 

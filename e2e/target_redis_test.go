@@ -7,12 +7,10 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -228,68 +226,16 @@ func TestRedisTargetEqualsTheDatabaseAfterKillDuringBurst(t *testing.T) {
 	for i := range 2000 {
 		addrs = append(addrs, netip.AddrFrom4([4]byte{198, 18, byte(80 + i/250), byte(1 + i%250)}).String())
 	}
-	// 40 commands of 50, 8 at a time; the daemon is killed after 10.
-	var done atomic.Int64
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	killed := false
-	for chunk := range slices.Chunk(addrs, 50) {
-		if killed {
-			break
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			// Commands cut off by the kill may fail; the database says
-			// what was banned.
-			if mjCommand(r.bin, append([]string{"--config", r.cfgPath, "ban", "--for", "1h"}, chunk...)...).Run() == nil {
-				done.Add(1)
-			}
-		}()
-		if done.Load() >= 10 {
-			d.kill()
-			killed = true
-		}
-	}
-	if !killed {
-		d.kill()
-	}
-	wg.Wait()
-	t.Logf("%d ban commands of 50 succeeded around the kill; the hash held %d fields", done.Load(), len(r.hash(t, r.bans)))
+	done := banBurstAndKill(d, addrs, func(chunk []string) *exec.Cmd {
+		return mjCommand(r.bin, append([]string{"--config", r.cfgPath, "ban", "--for", "1h"}, chunk...)...)
+	})
+	t.Logf("%d ban commands of 50 succeeded around the kill; the hash held %d fields", done, len(r.hash(t, r.bans)))
 
 	d2 := startDaemon(t, r.dir, r.cfgPath, 2)
 	defer d2.stop()
-	var listed map[string]bool
-	var held map[string]string
-	ok := waitFor(func() bool {
-		listed, held = r.listBans(t), r.hash(t, r.bans)
-		if len(listed) != len(held) {
-			return false
-		}
-		for a := range listed {
-			if _, in := held[a]; !in {
-				return false
-			}
-		}
-		return true
-	}, 15*time.Second)
-	if !ok {
-		var missing, extra []string
-		for a := range listed {
-			if _, in := held[a]; !in {
-				missing = append(missing, a)
-			}
-		}
-		for a := range held {
-			if !listed[a] {
-				extra = append(extra, a)
-			}
-		}
-		t.Fatalf("after the restart the hash holds %d fields, the database %d bans; missing %d (%.5v), extra %d (%.5v)",
-			len(held), len(listed), len(missing), missing, len(extra), extra)
-	}
+	listed, held := awaitSameKeys(t, "after the restart the hash",
+		func() map[string]bool { return r.listBans(t) },
+		func() map[string]string { return r.hash(t, r.bans) }, 15*time.Second)
 	for f, v := range held {
 		if !strings.Contains(v, " owner="+r.owner+" ") {
 			t.Fatalf("%s[%s] = %q, not owned by %s", r.bans, f, v, r.owner)

@@ -156,6 +156,12 @@ func writeAtomic(path string, render func(io.Writer) error) error {
 		return fmt.Errorf("write map %s: %w", path, err)
 	}
 	// The rename is durable only once the directory entry is on disk.
+	return SyncDir(dir)
+}
+
+// SyncDir makes the renames done in dir durable: a renamed file is only
+// in place after a crash once its directory entry is on disk.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)

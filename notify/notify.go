@@ -1,30 +1,31 @@
-// Package notify sends ban alerts to administrators by email through an
-// SMTP relay (normally the local Postfix); the outbox calls it and retries
-// what fails. Alerts quote log lines, and log
-// lines are written by remote senders: every header value is stripped of
-// control characters and encoded, and quoted lines go only into the body,
-// with control characters replaced, so nothing in a log line can add a
-// header, a recipient or end the message early.
+// Package notify sends ban alerts to administrators by email, through an
+// SMTP relay (normally the local Postfix) or a local sendmail, with
+// github.com/wneessen/go-mail building the message and speaking SMTP. The
+// outbox calls Sender.Send with a batch of alerts (one mail: a single
+// alert or a digest) and retries what fails.
+//
+// Alerts quote log lines, and log lines are written by remote senders:
+// every value a template sees is stripped of control characters and
+// invalid UTF-8, nothing from a log line goes into a header, and the
+// subject is cleaned again after its template ran, so nothing in a log
+// line can add a header or a recipient or end the message early.
 package notify
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
+	"errors"
 	"fmt"
-	"mime"
-	"net"
-	"net/smtp"
+	"net/mail"
+
+	gomail "github.com/wneessen/go-mail"
 	"os"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // Alert is one event worth telling an administrator about.
 type Alert struct {
-	Event   string // "ban", "unban", "suspend" or "urgent rate"
+	Event   string // "ban", "unban", "suspend", "account over its limit" or "urgent rate"
 	Jail    string
 	Addr    string // the address, prefix or account it is about
 	Since   time.Time
@@ -39,6 +40,10 @@ type Alert struct {
 	// Command undoes it ("mailjail release mallory@example.org"); empty:
 	// the ban's own unban command.
 	Command string
+	// History lists the address's or account's earlier bans, one line
+	// each ("2026-11-24T03:00:00Z rspamd-ratelimit 1h"). Nothing fills it
+	// yet: the outbox item is written from the ban alone.
+	History []string `json:",omitempty"`
 }
 
 // Urgent reports whether the alert must not wait for a digest: an
@@ -48,24 +53,56 @@ func (a Alert) Urgent() bool {
 	return a.Event == "suspend" || a.Event == "ban" && a.Until.IsZero()
 }
 
-// Config says where alerts go.
+// Transports and TLS policies (Config.Transport, Config.TLS).
+const (
+	TransportSMTP     = "smtp"
+	TransportSendmail = "sendmail"
+
+	TLSNone          = "none"          // plain SMTP, STARTTLS never tried
+	TLSOpportunistic = "opportunistic" // STARTTLS when the relay offers it
+	TLSMandatory     = "mandatory"     // STARTTLS or no mail
+	TLSImplicit      = "implicit"      // TLS from the first byte (port 465)
+)
+
+// Config says how alerts are written and where they go. Zero values get
+// the defaults NewSender names.
 type Config struct {
-	SMTP          string // host:port
-	From          string
+	Transport string // TransportSMTP (default) or TransportSendmail
+
+	SMTP          string // host:port of the relay
+	TLS           string // TLSOpportunistic (default), TLSNone, TLSMandatory, TLSImplicit
+	CAFile        string // PEM roots for the relay's certificate; empty: the system's
+	TLSServerName string // name the certificate must carry; empty: the relay's host
+	Username      string // AUTH when set
+	Password      string
+	PasswordFile  string        // read at each send (first line), instead of Password
+	HELO          string        // EHLO name; empty: Hostname
+	Timeout       time.Duration // per mail, dial to QUIT; default 30s
+
+	Sendmail string // sendmail program (TransportSendmail); default /usr/sbin/sendmail
+
+	From          string // default mailjail@Hostname
 	To            []string
-	SubjectPrefix string
-	Hostname      string
+	SubjectPrefix string // default "[mailjail]"
+	Hostname      string // named in alerts and Message-IDs; default os.Hostname
+
+	TemplateDir string // overrides of the default templates, by file name
+	MaxLines    int    // log lines quoted per alert; default 10
+	LineLength  int    // bytes kept of each; default 300
 }
 
-// Sender delivers alerts, one SMTP session each. It keeps no queue: the
-// outbox (in the database) is the queue, and retries what fails.
+// Sender writes and delivers alerts. It keeps no queue: the outbox (in
+// the database) is the queue, and retries what fails.
 type Sender struct {
-	cfg Config
-	now func() time.Time
+	cfg  Config
+	tmpl *Templates
+	now  func() time.Time
+	// send delivers one message; the transport chosen by cfg.
+	send func(ctx context.Context, from string, to []string, msg *gomail.Msg) error
 }
 
-// NewSender makes a sender. Empty From defaults to mailjail@HOSTNAME.
-func NewSender(cfg Config, now func() time.Time) *Sender {
+// NewSender checks cfg, applies its defaults and loads the templates.
+func NewSender(cfg Config, now func() time.Time) (*Sender, error) {
 	if cfg.Hostname == "" {
 		cfg.Hostname, _ = os.Hostname()
 	}
@@ -75,193 +112,128 @@ func NewSender(cfg Config, now func() time.Time) *Sender {
 	if cfg.SubjectPrefix == "" {
 		cfg.SubjectPrefix = "[mailjail]"
 	}
-	return &Sender{cfg: cfg, now: now}
-}
-
-// Send composes and delivers a, within ctx's deadline.
-func (s *Sender) Send(ctx context.Context, a Alert) error {
-	return Deliver(ctx, s.cfg.SMTP, s.cfg.From, s.cfg.To, Compose(s.cfg, a, s.now()))
-}
-
-// Compose builds the whole message (headers and body, CRLF line ends).
-func Compose(cfg Config, a Alert, now time.Time) []byte {
-	var b bytes.Buffer
-	subject := fmt.Sprintf("%s %s %s in jail %s on %s", cfg.SubjectPrefix, a.Event, a.Addr, a.Jail, cfg.Hostname)
-	header := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
-	header("From", HeaderValue(cfg.From))
-	header("To", HeaderValue(strings.Join(cfg.To, ", ")))
-	header("Subject", HeaderValue(subject))
-	header("Date", now.Format(time.RFC1123Z))
-	header("Message-ID", fmt.Sprintf("<mailjail.%d@%s>", now.UnixNano(), HeaderValue(cfg.Hostname)))
-	header("Auto-Submitted", "auto-generated")
-	header("MIME-Version", "1.0")
-	header("Content-Type", "text/plain; charset=utf-8")
-	header("Content-Transfer-Encoding", "8bit")
-	b.WriteString("\r\n")
-	body := func(format string, args ...any) {
-		b.WriteString(BodyLine(fmt.Sprintf(format, args...)))
-		b.WriteString("\r\n")
+	if cfg.Transport == "" {
+		cfg.Transport = TransportSMTP
 	}
-	body("mailjail on %s: %s of %s in jail %s.", cfg.Hostname, a.Event, a.Addr, a.Jail)
-	if verb := map[string]string{"ban": "Banned", "suspend": "Suspended"}[a.Event]; verb != "" {
-		if a.Until.IsZero() {
-			body("%s from %s, until lifted by hand.", verb, a.Since.Format(time.RFC3339))
-		} else {
-			body("%s from %s until %s (%s).", verb, a.Since.Format(time.RFC3339), a.Until.Format(time.RFC3339), a.Until.Sub(a.Since).Round(time.Second))
+	if cfg.TLS == "" {
+		cfg.TLS = TLSOpportunistic
+	}
+	if cfg.HELO == "" {
+		cfg.HELO = cfg.Hostname
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Sendmail == "" {
+		cfg.Sendmail = "/usr/sbin/sendmail"
+	}
+	if cfg.MaxLines <= 0 {
+		cfg.MaxLines = 10
+	}
+	if cfg.LineLength <= 0 {
+		cfg.LineLength = 300
+	}
+	if len(cfg.To) == 0 {
+		return nil, errors.New("alerts: no recipient")
+	}
+	if _, err := mail.ParseAddress(cfg.From); err != nil {
+		return nil, fmt.Errorf("alerts: from %q: %w", cfg.From, err)
+	}
+	tmpl, err := LoadTemplates(cfg.TemplateDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sender{cfg: cfg, tmpl: tmpl, now: now}
+	switch cfg.Transport {
+	case TransportSMTP:
+		tr, err := newSMTP(cfg)
+		if err != nil {
+			return nil, err
 		}
-		if a.Strikes > 0 {
-			body("Strikes: %d. Offense: %d.", a.Strikes, a.Offense)
-		}
-	}
-	if a.Reason != "" {
-		body("Reason: %s", a.Reason)
-	}
-	if len(a.Sources) > 0 {
-		body("")
-		body("Source addresses:")
-		for _, src := range a.Sources {
-			body("  %s", src)
-		}
-	}
-	if len(a.Lines) > 0 {
-		body("")
-		body("Log lines (written by the remote sender in part; quoted as data):")
-		for _, l := range a.Lines {
-			body("> %s", l)
-		}
-	}
-	body("")
-	switch {
-	case a.Command != "":
-		body("Lift it with: %s", a.Command)
-	case a.Event == "ban":
-		body("Lift it with: mailjail unban %s", a.Addr)
+		s.send = tr.send
+	case TransportSendmail:
+		s.send = sendmail{path: cfg.Sendmail, timeout: cfg.Timeout}.send
 	default:
-		body("Details: mailjail show %s", a.Addr)
+		return nil, fmt.Errorf("alerts: unknown transport %q", cfg.Transport)
 	}
-	return b.Bytes()
+	return s, nil
 }
 
-// HeaderValue makes s safe as one header value: control characters
-// (CR and LF above all) become spaces, the length is bounded, and
-// non-ASCII text is RFC 2047 encoded.
-func HeaderValue(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError || unicode.Is(unicode.Cc, r) {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > 200 {
-		s = s[:200]
-		for !utf8.ValidString(s) {
-			s = s[:len(s)-1]
-		}
+// Via names the path a mail takes, for messages ("smtp 127.0.0.1:25
+// (tls opportunistic)", "sendmail /usr/sbin/sendmail").
+func (s *Sender) Via() string {
+	if s.cfg.Transport == TransportSendmail {
+		return "sendmail " + s.cfg.Sendmail
 	}
-	for _, r := range s {
-		if r >= utf8.RuneSelf {
-			return mime.QEncoding.Encode("utf-8", s)
-		}
-	}
-	return s
+	return fmt.Sprintf("smtp %s (tls %s)", s.cfg.SMTP, s.cfg.TLS)
 }
 
-// BodyLine makes s safe as one body line: no control characters (so no
-// line break or lone CR can end the line early), valid UTF-8, and at most
-// 900 bytes so the SMTP line limit of 1000 holds.
-func BodyLine(s string) string {
-	s = strings.ToValidUTF8(s, "?")
-	s = strings.Map(func(r rune) rune {
-		if r == '\t' {
-			return r
-		}
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
-	if len(s) > 900 {
-		s = s[:900]
-		for !utf8.ValidString(s) {
-			s = s[:len(s)-1]
-		}
-		s += "…"
+// Recipients are the addresses every mail goes to.
+func (s *Sender) Recipients() []string { return s.cfg.To }
+
+// Send writes one mail for batch (the alert itself, or a digest of
+// several) and delivers it within ctx and the configured timeout.
+func (s *Sender) Send(ctx context.Context, batch []Alert) error {
+	if len(batch) == 0 {
+		return nil
 	}
-	return s
+	msg, err := s.compose(batch, s.now())
+	if err != nil {
+		return err
+	}
+	from, to, err := envelope(s.cfg.From, s.cfg.To)
+	if err != nil {
+		return err
+	}
+	return s.send(ctx, from, to, msg)
 }
 
-// Deliver sends msg over SMTP. On a loopback relay it does not ask for
-// STARTTLS (a local Postfix often has only a self-signed certificate);
-// elsewhere it uses STARTTLS when offered, with certificate checks.
-func Deliver(ctx context.Context, addr, from string, to []string, msg []byte) error {
-	host, _, err := net.SplitHostPort(addr)
+// envelope is the bare addresses of the configured From and To.
+func envelope(from string, to []string) (string, []string, error) {
+	f, err := mail.ParseAddress(from)
 	if err != nil {
-		return fmt.Errorf("smtp address %q: %w", addr, err)
+		return "", nil, fmt.Errorf("alerts: from %q: %w", from, err)
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("connect %s: %w", addr, err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	// Stopping the daemon ends a session that hangs on a silent relay.
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	defer stop()
-	c, err := smtp.NewClient(conn, host)
-	if err != nil {
-		conn.Close()
-		return fmt.Errorf("smtp %s: %w", addr, err)
-	}
-	defer c.Close()
-	if err := c.Hello("localhost"); err != nil {
-		return fmt.Errorf("smtp %s: EHLO: %w", addr, err)
-	}
-	if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" {
-		if ok, _ := c.Extension("STARTTLS"); ok {
-			if err := c.StartTLS(&tls.Config{ServerName: host}); err != nil {
-				return fmt.Errorf("smtp %s: STARTTLS: %w", addr, err)
-			}
+	var rcpts []string
+	for _, t := range to {
+		a, err := mail.ParseAddress(t)
+		if err != nil {
+			return "", nil, fmt.Errorf("alerts: to %q: %w", t, err)
 		}
+		rcpts = append(rcpts, a.Address)
 	}
-	if err := c.Mail(from); err != nil {
-		return fmt.Errorf("smtp %s: MAIL FROM: %w", addr, err)
-	}
-	for _, r := range to {
-		if err := c.Rcpt(r); err != nil {
-			return fmt.Errorf("smtp %s: RCPT TO %s: %w", addr, r, err)
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return fmt.Errorf("smtp %s: DATA: %w", addr, err)
-	}
-	if _, err := w.Write(msg); err != nil {
-		return fmt.Errorf("smtp %s: write: %w", addr, err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("smtp %s: end of data: %w", addr, err)
-	}
-	return c.Quit()
+	return f.Address, rcpts, nil
 }
 
 // ReleaseCommand is the command that releases account, as one line a
 // POSIX shell runs as it is: the alert and `mailjail show` print it, and
 // an administrator pastes it.
 func ReleaseCommand(account string) string {
-	cmd := "mailjail release "
-	if strings.HasPrefix(account, "-") {
+	return command("release", account)
+}
+
+// UnbanCommand is the command that lifts the ban of addr (an address or
+// prefix), as one line a shell runs as it is.
+func UnbanCommand(addr string) string {
+	return command("unban", addr)
+}
+
+func command(verb, arg string) string {
+	cmd := "mailjail " + verb + " "
+	if strings.HasPrefix(arg, "-") {
 		cmd += "-- "
 	}
-	return cmd + shellWord(account)
+	return cmd + shellWord(arg)
 }
 
 // shellWord is s as one shell word: as it is when it holds only
 // characters no shell treats specially, else single-quoted.
 func shellWord(s string) string {
+	if s == "" {
+		return "''"
+	}
 	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@._+-", r)) {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@._+-:/", r)) {
 			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 		}
 	}

@@ -3,7 +3,7 @@
 // strikes per client address or account and bans offenders through
 // rspamd's IP map (accounts through its user map). The same binary is the
 // operator's CLI (list, show, ban, unban, suspend, release, allow,
-// status, check, test-filter, replay).
+// status, check, test-filter, test-alert, replay).
 package main
 
 import (
@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailjail/mailjail/actions"
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
 )
@@ -99,13 +100,14 @@ is exact and keeps every key of its schema (see the README).`,
 		Flags:                []cli.Flag{configFlag},
 		Commands: []*cli.Command{
 			runCommand(), listCommand(), showCommand(), banCommand(), unbanCommand(), suspendCommand(), releaseCommand(), allowCommand(), outboxCommand(), statusCommand(),
-			checkCommand(), testFilterCommand(), replayCommand(), versionCommand(), completionCommand(),
+			checkCommand(), testFilterCommand(), testAlertCommand(), replayCommand(), versionCommand(), completionCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 }
 
 func main() {
+	actions.Version = versionString() // webhooks' User-Agent
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 

@@ -49,6 +49,7 @@ type Config struct {
 	Nftables    Nftables
 	Redis       Redis
 	RspamdRedis RspamdRedis
+	Webhooks    map[string]*Webhook // [webhook.NAME], by name
 
 	// Source names where the configuration came from ("embedded default"
 	// or a path), for messages.
@@ -89,45 +90,6 @@ type Global struct {
 	Targets []string `toml:"targets"`
 }
 
-// Alert configures email alerts to administrators.
-type Alert struct {
-	SMTP    string   `toml:"smtp"` // host:port of a relay, normally the local Postfix
-	From    string   `toml:"from"`
-	To      []string `toml:"to"`
-	Subject string   `toml:"subject_prefix"`
-	// DigestInterval gathers the alerts that follow a mail into one
-	// digest sent this long after it (default 15m); UrgentInterval bounds
-	// urgent mails (suspensions, permanent bans) the same way (default
-	// 1m).
-	DigestInterval Duration `toml:"digest_interval"`
-	UrgentInterval Duration `toml:"urgent_interval"`
-	// ReportUnbans and ReportManual say whether unbans and manual bans
-	// are alerted (default: unbans not, manual bans yes).
-	ReportUnbans bool `toml:"report_unbans"`
-	ReportManual bool `toml:"-"`
-}
-
-// alertFile is [alert] as written: report_manual = false differs from
-// leaving it out.
-type alertFile struct {
-	Alert
-	ReportManual *bool `toml:"report_manual"`
-}
-
-func (c *Config) applyAlertDefaults(f alertFile) {
-	c.Alert = f.Alert
-	c.Alert.ReportManual = deref(f.ReportManual, true)
-	if !c.Alert.DigestInterval.set {
-		c.Alert.DigestInterval.D = 15 * time.Minute
-	}
-	if !c.Alert.UrgentInterval.set {
-		c.Alert.UrgentInterval.D = time.Minute
-	}
-}
-
-// Enabled reports whether alerts are configured.
-func (a Alert) Enabled() bool { return a.SMTP != "" && len(a.To) > 0 }
-
 // Jail is one jail with defaults applied.
 type Jail struct {
 	Name       string
@@ -165,6 +127,7 @@ type Jail struct {
 	// Journal, when set, follows the systemd journal instead of (or beside)
 	// logpath: for hosts where Postfix logs only to journald.
 	Journal *core.JournalMatch
+	JailActions
 }
 
 // RateSpec is a rate jail: it joins Postfix's smtpd, cleanup and qmgr
@@ -274,6 +237,7 @@ func build(f file, data []byte, name string) *Config {
 	applyGlobalDefaults(&c.Global, f.Global)
 	c.applyTargetDefaults(f.targetsFile)
 	c.applyAlertDefaults(f.Alert)
+	c.applyWebhookDefaults(f.webhooksFile)
 	for n, ff := range f.Filter {
 		c.Filters[n] = rules.FilterSpec{FailRegex: ff.FailRegex, IgnoreRegex: ff.IgnoreRegex, Prefilter: ff.Prefilter, DatePattern: ff.DatePattern}
 	}

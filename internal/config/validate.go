@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"net/mail"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -38,6 +37,7 @@ func (c *Config) Validate() error {
 	c.validateAlert(&p)
 	c.validateFilters(&p)
 	c.validateTargets(&p)
+	c.validateWebhooks(&p)
 	c.validateWritten(&p, "defaults", c.rawDefaults)
 	for _, k := range rateOnlyKeys(c.rawDefaults) {
 		p.add(c.errAt("defaults."+k, "only a rate jail takes %s: set it in the [jail.NAME] with rate_key", k))
@@ -102,34 +102,6 @@ func (c *Config) validateGlobal(p *problems) {
 	}
 }
 
-func (c *Config) validateAlert(p *problems) {
-	a := c.Alert
-	for _, d := range []struct {
-		key string
-		v   Duration
-	}{{"alert.digest_interval", a.DigestInterval}, {"alert.urgent_interval", a.UrgentInterval}} {
-		if d.v.err != nil {
-			p.add(c.errAt(d.key, "%v", d.v.err))
-		} else if d.v.D < 0 {
-			p.add(c.errAt(d.key, "must be a duration, 0 for no gathering"))
-		}
-	}
-	if a.SMTP == "" && len(a.To) == 0 {
-		return
-	}
-	if a.SMTP == "" || len(a.To) == 0 {
-		p.add(c.errAt("alert", "smtp and to must be set together"))
-	}
-	for _, addr := range append([]string{a.From}, a.To...) {
-		if addr == "" {
-			continue
-		}
-		if _, err := mail.ParseAddress(addr); err != nil || strings.ContainsAny(addr, "\r\n") {
-			p.add(c.errAt("alert", "invalid address %q", addr))
-		}
-	}
-}
-
 // validateFilters compiles every [filter.NAME] and locates a problem at
 // the line of the field it is about.
 func (c *Config) validateFilters(p *problems) {
@@ -189,6 +161,7 @@ func (c *Config) validateWritten(p *problems, table string, jf jailFile) {
 			p.add(c.errAt(table+".ignoreip", "%v", err))
 		}
 	}
+	c.validateWrittenActions(p, table, jf.actionsFile)
 }
 
 // jkey is the key under which a jail's setting is reported: the jail's own
@@ -231,6 +204,7 @@ func (c *Config) validateJail(p *problems, j *Jail) {
 	c.validateSources(p, j)
 	c.validatePolicy(p, j)
 	c.validateJailTargets(p, j)
+	c.validateJailActions(p, j)
 	for _, b := range j.Buckets {
 		if b == "" || strings.ContainsAny(b, "\" ") {
 			p.add(c.errAt(c.jkey(j, "buckets"), "invalid bucket name %q", b))

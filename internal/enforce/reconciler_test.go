@@ -179,6 +179,8 @@ func TestTargetIsResyncedPeriodically(t *testing.T) {
 	}
 	clk.Advance(checkInterval)
 	testutil.Receive(t, f.calls, 5*time.Second, "the periodic resync")
+	// The target signals from inside Sync; the stats follow its return.
+	testutil.Eventually(t, 5*time.Second, "one sync in the stats", func() bool { return e.Targets()[0].Syncs == 1 })
 	if st := e.Targets()[0]; st.Repairs != 0 || st.Syncs != 1 || st.Entries != 1 {
 		t.Errorf("stats %+v: want one sync and no repair", st)
 	}

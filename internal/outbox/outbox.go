@@ -5,6 +5,13 @@
 // worker here delivers items at least once, in order for actions, retries
 // failures with backoff and gives up after a bounded age, recording each
 // outcome. A ban never waits for it.
+//
+// Exec actions and webhooks each run in an ordered lane of their own: in
+// a lane, an item waits for the ones queued before it (an unban never
+// before its ban), but a receiver that is down for hours does not hold
+// the firewall's commands, nor a hung command the webhooks. Alerts are
+// independent, and gathered into digests (Digest) so that an attack is a
+// few mails rather than a storm.
 package outbox
 
 import (
@@ -15,6 +22,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mailjail/mailjail/actions"
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/notify"
@@ -22,8 +30,9 @@ import (
 
 // Kinds of items.
 const (
-	KindAction = "action"
-	KindAlert  = "alert"
+	KindAction  = "action"
+	KindAlert   = "alert"
+	KindWebhook = "webhook"
 )
 
 // Action is the payload of a ban or unban command.
@@ -32,6 +41,17 @@ type Action struct {
 	Jail  string   `json:"jail"`
 	Addr  string   `json:"addr"`
 	Argv  []string `json:"argv"` // expanded; values come from mailjail, never from a log line
+	// TimeoutSec bounds one attempt: the jail's action_timeout when it
+	// was queued (0, as in items queued before it existed: Options.Timeout).
+	TimeoutSec float64 `json:"timeout_sec,omitempty"`
+}
+
+// Webhook is the payload of a webhook POST: the event, and the webhook
+// ([webhook.NAME]) to send it through.
+type Webhook struct {
+	Hook string `json:"hook"`
+	actions.HookEvent
+	TimeoutSec float64 `json:"timeout_sec,omitempty"` // the webhook's timeout when it was queued
 }
 
 // Alert is the payload of an alert mail.
@@ -40,7 +60,7 @@ type Alert = notify.Alert
 // Item is one thing to queue, before it is encoded.
 type Item struct {
 	Kind    string
-	Payload any // Action or Alert
+	Payload any // Action, Webhook or Alert
 }
 
 // Queue writes items into the outbox in tx, the transaction of the change
@@ -67,18 +87,20 @@ type Handlers struct {
 	// Alert sends one mail for the batch: one alert, or a digest of
 	// several.
 	Alert func(ctx context.Context, batch []Alert) error
+	// Webhook POSTs one event.
+	Webhook func(ctx context.Context, w Webhook) error
 }
 
 // Options tune a Worker. The zero value is usable.
 type Options struct {
 	Clock   core.Clock    // default the wall clock
-	Timeout time.Duration // per attempt (default 30s)
+	Timeout time.Duration // per attempt of an item without a timeout of its own (default 30s)
 	// GiveUpAfter abandons an item this long after it was queued
 	// (default 24h); the give-up is logged and counted.
 	GiveUpAfter time.Duration
 	MinBackoff  time.Duration // first retry delay (default 1s), doubling
 	MaxBackoff  time.Duration // at most (default 5m)
-	Batch       int           // actions read at once (default 256)
+	Batch       int           // items of an ordered lane read at once (default 256)
 	// DigestInterval and UrgentInterval gather alerts into mails (see
 	// Digest); 0: each alert its own mail, at once.
 	DigestInterval time.Duration
@@ -186,13 +208,18 @@ func (w *Worker) Drain(ctx context.Context) (pending int, err error) {
 // pass attempts the due items once each and returns when the next one is
 // due (zero: none pending). Actions run strictly in order: once one waits
 // for a retry, the actions queued after it wait too, so an unban never
-// runs before its ban. Alerts are independent of actions: the digest
-// decides which of them go, whatever actions wait.
+// runs before its ban; webhooks likewise, in a lane of their own. Alerts
+// are independent of both: the digest decides which of them go.
 func (w *Worker) pass(ctx context.Context) (time.Time, error) {
-	nextAction, err := w.passActions(ctx)
+	nextAction, err := w.passInOrder(ctx, KindAction)
 	if err != nil {
 		return time.Time{}, err
 	}
+	nextHook, err := w.passInOrder(ctx, KindWebhook)
+	if err != nil {
+		return time.Time{}, err
+	}
+	nextAction = earliest(nextAction, nextHook)
 	nextAlert, err := w.passAlerts(ctx)
 	if err != nil {
 		return time.Time{}, err
@@ -200,9 +227,10 @@ func (w *Worker) pass(ctx context.Context) (time.Time, error) {
 	return earliest(nextAction, nextAlert), nil
 }
 
-// passActions runs actions in order until one is not due or fails.
-func (w *Worker) passActions(ctx context.Context) (time.Time, error) {
-	items, err := w.st.PendingOfKind(KindAction, w.opt.Batch)
+// passInOrder delivers the items of an ordered lane (actions, webhooks)
+// in order until one is not due or fails.
+func (w *Worker) passInOrder(ctx context.Context, kind string) (time.Time, error) {
+	items, err := w.st.PendingOfKind(kind, w.opt.Batch)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -219,7 +247,7 @@ func (w *Worker) passActions(ctx context.Context) (time.Time, error) {
 		}
 	}
 	if len(items) == w.opt.Batch {
-		// Every action read was done and more wait: come back at once.
+		// Every item read was done and more wait: come back at once.
 		return w.opt.Clock.Now(), nil
 	}
 	return time.Time{}, nil
@@ -325,11 +353,12 @@ func earliest(a, b time.Time) time.Time {
 	return b
 }
 
-// attempt runs one action and records the outcome; it returns when to
-// retry (zero: done or given up).
+// attempt delivers one item of an ordered lane (an action, a webhook)
+// and records the outcome; it returns when to retry (zero: done or given
+// up).
 func (w *Worker) attempt(ctx context.Context, it store.OutboxItem) (time.Time, error) {
-	actx, cancel := context.WithTimeout(ctx, w.opt.Timeout)
-	err := w.runAction(actx, it)
+	actx, cancel := context.WithTimeout(ctx, w.timeoutOf(it))
+	err := w.deliver(actx, it)
 	cancel()
 	if err != nil && ctx.Err() != nil {
 		return time.Time{}, nil // stopping: the item stays as it was
@@ -398,6 +427,19 @@ func (w *Worker) record(ctx context.Context, items []store.OutboxItem, cause err
 	return retry, nil
 }
 
+// timeoutOf is how long one attempt of it may take: its payload's own
+// timeout_sec (an action's action_timeout, a webhook's timeout), else
+// Options.Timeout.
+func (w *Worker) timeoutOf(it store.OutboxItem) time.Duration {
+	var own struct {
+		TimeoutSec float64 `json:"timeout_sec"`
+	}
+	if json.Unmarshal(it.Payload, &own) == nil && own.TimeoutSec > 0 {
+		return time.Duration(own.TimeoutSec * float64(time.Second))
+	}
+	return w.opt.Timeout
+}
+
 func (w *Worker) backoff(attempts int) time.Duration {
 	d := w.opt.MinBackoff
 	for range min(attempts, 30) {
@@ -409,22 +451,33 @@ func (w *Worker) backoff(attempts int) time.Duration {
 	return min(d, w.opt.MaxBackoff)
 }
 
-// runAction decodes an action item and runs it.
-func (w *Worker) runAction(ctx context.Context, it store.OutboxItem) error {
-	if it.Kind != KindAction {
-		return fmt.Errorf("outbox item %d: unknown kind %q", it.ID, it.Kind)
+func (w *Worker) deliver(ctx context.Context, it store.OutboxItem) error {
+	switch it.Kind {
+	case KindAction:
+		return deliverAs(ctx, it, w.h.Action, func(a Action) {
+			w.log.Info("action done", "event", a.Event, "addr", a.Addr, "jail", a.Jail)
+		})
+	case KindWebhook:
+		return deliverAs(ctx, it, w.h.Webhook, func(h Webhook) {
+			w.log.Info("webhook sent", "webhook", h.Hook, "event", h.Event, "addr", h.Addr, "account", h.Account, "jail", h.Jail)
+		})
 	}
-	var a Action
-	if err := json.Unmarshal(it.Payload, &a); err != nil {
+	return fmt.Errorf("outbox item %d: unknown kind %q", it.ID, it.Kind)
+}
+
+// deliverAs decodes the item's payload as a T and hands it to handle.
+func deliverAs[T any](ctx context.Context, it store.OutboxItem, handle func(context.Context, T) error, done func(T)) error {
+	var v T
+	if err := json.Unmarshal(it.Payload, &v); err != nil {
 		return fmt.Errorf("outbox item %d: %w", it.ID, err)
 	}
-	if w.h.Action == nil {
-		return fmt.Errorf("outbox item %d: nothing configured to run an action", it.ID)
+	if handle == nil {
+		return fmt.Errorf("outbox item %d: nothing configured to deliver a %s", it.ID, it.Kind)
 	}
-	if err := w.h.Action(ctx, a); err != nil {
+	if err := handle(ctx, v); err != nil {
 		return err
 	}
-	w.log.Info("action done", "event", a.Event, "addr", a.Addr, "jail", a.Jail)
+	done(v)
 	return nil
 }
 
@@ -462,10 +515,17 @@ type Summary struct {
 }
 
 // Describe reads the summary of an item's payload; an unreadable payload
-// has an empty one. Action and Alert payloads both name these fields
-// (JSON field names match case-insensitively).
+// has an empty one. Action, Webhook and Alert payloads all name these
+// fields (JSON field names match case-insensitively); a webhook names an
+// account apart.
 func Describe(it store.OutboxItem) Summary {
-	var s Summary
+	var s struct {
+		Summary
+		Account string `json:"account"`
+	}
 	json.Unmarshal(it.Payload, &s)
-	return s
+	if s.Addr == "" {
+		s.Addr = s.Account
+	}
+	return s.Summary
 }

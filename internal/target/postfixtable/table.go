@@ -252,7 +252,7 @@ func (t *Table) writeHash(ctx context.Context, content []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("replace %s: %w", path, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := mapfile.SyncDir(filepath.Dir(path)); err != nil {
 		return err
 	}
 	t.mu.Lock()
@@ -343,18 +343,6 @@ func run(ctx context.Context, argv []string) error {
 			return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, msg)
 		}
 		return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

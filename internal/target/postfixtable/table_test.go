@@ -10,13 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mailjail/mailjail/internal/enforce"
+	"github.com/mailjail/mailjail/internal/enforce/enforcetest"
 	"github.com/mailjail/mailjail/internal/store"
 )
 
@@ -384,76 +384,34 @@ func TestName(t *testing.T) {
 	}
 }
 
-// bans are n single IPv4 addresses from 10.0.0.0/8.
-func bans(n int) []store.Ban {
-	out := make([]store.Ban, n)
-	for i := range out {
-		out[i] = banN(i)
+// The benchmarks measure both table types as enforcetest measures every
+// target: one more ban over 1,000, commit → enforced, and 10,000 bans
+// (one write and one postmap for hash, one write and one reload for
+// cidr: a reload command of "true" here, `postfix reload` costs 50–90 ms
+// more).
+func benchTypes(b *testing.B, run func(b *testing.B, newTarget func() enforce.Target)) {
+	for _, typ := range []string{TypeHash, TypeCIDR} {
+		b.Run(typ, func(b *testing.B) {
+			if typ == TypeHash {
+				requirePostmap(b)
+			}
+			run(b, func() enforce.Target { tb, _ := newTable(b, typ, Config{Reload: []string{"true"}}); return tb })
+		})
 	}
-	return out
 }
 
-// banN is the ith of bans.
-func banN(i int) store.Ban {
-	a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-	return store.Ban{Jail: "rspamd", Prefix: netip.PrefixFrom(a, 32), Until: t0.Add(time.Hour)}
-}
-
-// BenchmarkSync1: one more ban over 1,000 already in the table (hash:
-// rewrite, postmap, renames; cidr: rewrite, and a reload that here is
-// `true`, measured apart in the README).
 func BenchmarkSync1(b *testing.B) {
-	for _, typ := range []string{TypeHash, TypeCIDR} {
-		b.Run(typ, func(b *testing.B) {
-			if typ == TypeHash {
-				requirePostmap(b)
-			}
-			tb, _ := newTable(b, typ, Config{Reload: []string{"true"}})
-			all := bans(1000)
-			ctx := context.Background()
-			if err := tb.Sync(ctx, state(all...)); err != nil {
-				b.Fatal(err)
-			}
-			var times []time.Duration
-			for b.Loop() {
-				all = append(all, banN(len(all)))
-				start := time.Now()
-				if err := tb.Sync(ctx, state(all...)); err != nil {
-					b.Fatal(err)
-				}
-				times = append(times, time.Since(start))
-			}
-			sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-			b.ReportMetric(ms(times[len(times)/2]), "p50-ms")
-			b.ReportMetric(ms(times[(len(times)*99)/100]), "p99-ms")
-		})
-	}
+	benchTypes(b, func(b *testing.B, nt func() enforce.Target) { enforcetest.Sync1(b, nt(), 1000) })
 }
 
-// BenchmarkBurst10k: 10,000 bans into an empty table in one Sync: one
-// write, one postmap (hash) or one reload (cidr).
+func BenchmarkEnforced(b *testing.B) {
+	benchTypes(b, func(b *testing.B, nt func() enforce.Target) { enforcetest.Enforced(b, nt(), 1000) })
+}
+
 func BenchmarkBurst10k(b *testing.B) {
-	for _, typ := range []string{TypeHash, TypeCIDR} {
-		b.Run(typ, func(b *testing.B) {
-			if typ == TypeHash {
-				requirePostmap(b)
-			}
-			all := state(bans(10_000)...)
-			var total time.Duration
-			for b.Loop() {
-				b.StopTimer()
-				tb, _ := newTable(b, typ, Config{Reload: []string{"true"}})
-				b.StartTimer()
-				start := time.Now()
-				if err := tb.Sync(context.Background(), all); err != nil {
-					b.Fatal(err)
-				}
-				total += time.Since(start)
-			}
-			b.ReportMetric(ms(total/time.Duration(b.N)), "ms")
-			b.ReportMetric(1, "postmaps+reloads")
-		})
-	}
+	benchTypes(b, func(b *testing.B, nt func() enforce.Target) { enforcetest.Burst(b, nt, 10000) })
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func BenchmarkBurstEnforced10k(b *testing.B) {
+	benchTypes(b, func(b *testing.B, nt func() enforce.Target) { enforcetest.BurstEnforced(b, nt, 10000, 100) })
+}
