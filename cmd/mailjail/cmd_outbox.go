@@ -34,9 +34,9 @@ type outboxChangeOutput struct {
 }
 
 // outboxItemSchema is the JSON of one item, for the help texts.
-const outboxItemSchema = `{"id", "kind" ("action" or "alert"), "state"
+const outboxItemSchema = `{"id", "kind" ("action", "webhook" or "alert"), "state"
 ("pending", "failed-retrying", "given-up", "done"), "urgent", "event",
-"jail", "addr", "attempts", "created", "next_attempt" (null once done or
+"jail", "addr" (address, prefix or account), "attempts", "created", "next_attempt" (null once done or
 given up), "last_error", "done" (null), "gave_up" (null)}`
 
 func outboxCommand() *cli.Command {
@@ -45,8 +45,8 @@ func outboxCommand() *cli.Command {
 		Usage:     "list the actions and alerts waiting to be carried out; retry or drop one",
 		ArgsUsage: "[retry ID | drop ID]",
 		Description: `Lists the outbox: the ban and unban commands (ban_action,
-unban_action) and the alert mails that bans, unbans and suspensions
-queued, each with its id, kind, state, attempts, when it was queued,
+unban_action), the webhook events and the alert mails that bans, unbans,
+suspensions and releases queued, each with its id, kind, state, attempts, when it was queued,
 when it is next attempted, the last error and what it is about (event,
 address or account, jail). States: "pending" (not attempted yet, or an
 alert held for the next digest), "failed-retrying" (failed, retried with

@@ -191,7 +191,7 @@ const (
 // (stable JSON schema).
 type OutboxItem struct {
 	ID          int64      `json:"id"`
-	Kind        string     `json:"kind"`  // "action" or "alert"
+	Kind        string     `json:"kind"`  // "action", "webhook" or "alert"
 	State       string     `json:"state"` // OutboxPending ...
 	Urgent      bool       `json:"urgent"`
 	Event       string     `json:"event"` // "ban", "unban", "suspend", ...

@@ -13,7 +13,7 @@ import (
 // record of one that was.
 type OutboxItem struct {
 	ID          int64
-	Kind        string // "action" or "alert"
+	Kind        string // "action", "webhook" or "alert"
 	Payload     []byte // JSON; its schema belongs to the kind
 	Urgent      bool   // an alert that skips the digest wait
 	Created     time.Time
