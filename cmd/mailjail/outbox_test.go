@@ -100,6 +100,7 @@ func TestOutboxListRetryDrop(t *testing.T) {
 				{[]string{"outbox", "frob"}, 2, `outbox takes retry ID or drop ID, not "frob"`},
 				{[]string{"outbox", "drop", action}, 0, "dropped item " + action + " (action: ban"},
 				{[]string{"outbox", "drop", action}, 1, "no outbox item " + action},
+				{[]string{"outbox", "drop", action, "--json"}, 1, `"outbox": []`},
 				{[]string{"outbox", "drop", alert, "--json"}, 0, `"state": "failed-retrying"`},
 			} {
 				out, errs, code := e.mj(tt.args...)

@@ -98,7 +98,7 @@ func TestOutboxOpsOverTheSocket(t *testing.T) {
 	}
 	for _, op := range []string{OpOutboxRetry, OpOutboxDrop} {
 		resp, err = Call(ctx, socket, op, Request{ID: 3})
-		if err != nil || resp.OK || resp.Code != ExitNotFound {
+		if err != nil || resp.OK || resp.Code != ExitNotFound || len(resp.Outbox) != 0 {
 			t.Errorf("%s of an unknown id: %+v, %v", op, resp, err)
 		}
 		resp, err = Call(ctx, socket, op, Request{})

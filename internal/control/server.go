@@ -135,7 +135,11 @@ func Do(ctx context.Context, h Changer, op string, req Request) Response {
 // DoOutbox carries out the outbox operation op through ob, for the
 // socket and for the CLI without a daemon alike.
 func DoOutbox(ctx context.Context, ob Outbox, op string, req Request) Response {
-	one := func(r *Response, it store.OutboxItem) { r.Outbox = []OutboxItem{OutboxItemView(it)} }
+	one := func(r *Response, it store.OutboxItem) {
+		if it.ID != 0 { // not an item that was not found
+			r.Outbox = []OutboxItem{OutboxItemView(it)}
+		}
+	}
 	switch op {
 	case OpOutboxList:
 		return do(ctx, req, func(r Request) (bool, error) { return r.All, nil }, ob.List,
