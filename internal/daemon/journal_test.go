@@ -56,7 +56,9 @@ maxretry = 2
 			t.Logf("daemon log (identifier %s):\n%s", ident, logBuf.String())
 		}
 	})
-	go func() { done <- Run(ctx, c2, slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})), Options{}) }()
+	go func() {
+		done <- Run(ctx, c2, slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})), Options{})
+	}()
 	waitMap(t, c2.Global.MapFile, func(n int) bool { return n == 0 })
 	send := func(ip string) {
 		cmd := exec.Command("systemd-cat", "-t", ident)
