@@ -100,7 +100,7 @@ is exact and keeps every key of its schema (see the README).`,
 		Flags:                []cli.Flag{configFlag},
 		Commands: []*cli.Command{
 			runCommand(), listCommand(), showCommand(), banCommand(), unbanCommand(), suspendCommand(), releaseCommand(), allowCommand(), statusCommand(),
-			checkCommand(), testFilterCommand(), testAlertCommand(), replayCommand(), versionCommand(), completionCommand(), manCommand(),
+			checkCommand(), testFilterCommand(), testAlertCommand(), replayCommand(), versionCommand(), completionCommand(), manCommand(), cleanupCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
