@@ -108,6 +108,7 @@ is exact and keeps every key of its schema (see the README).`,
 
 func main() {
 	actions.Version = versionString() // webhooks' User-Agent
+	control.Version = versionString() // checked against the daemon's on the socket
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
