@@ -45,7 +45,9 @@ toolchain:
 	@$(GO) version >/dev/null
 
 install: build
-	install -D -m 0755 mailjail /usr/local/sbin/mailjail
+	install -D -m 0755 mailjail /usr/sbin/mailjail
+	getent passwd mailjail >/dev/null || adduser --system --group --quiet --home /var/lib/mailjail --no-create-home mailjail
+	for g in adm _rspamd; do getent group $$g >/dev/null && adduser --quiet mailjail $$g; done; true
 	install -D -m 0644 examples/systemd/mailjail.service /etc/systemd/system/mailjail.service
 	test -e /etc/mailjail/mailjail.toml || install -D -m 0640 examples/mailjail.toml /etc/mailjail/mailjail.toml
 
