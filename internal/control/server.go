@@ -95,7 +95,7 @@ func NewServer(ln net.Listener, h Handler) *Server {
 		}
 		reply(w, Response{OK: true, Status: s})
 	})
-	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadTimeout: readTimeout, ReadHeaderTimeout: readTimeout, WriteTimeout: writeTimeout}}
+	return &Server{ln: ln, srv: &http.Server{Handler: checkVersion(Version, mux), ReadTimeout: readTimeout, ReadHeaderTimeout: readTimeout, WriteTimeout: writeTimeout}}
 }
 
 // Serve answers requests until Shutdown.
