@@ -23,6 +23,7 @@ run: build
 test: toolchain lint
 	bash e2e/setup.sh
 	bash watcher/journal_setup.sh
+	bash packaging/check-deb.sh
 	MAILJAIL_E2E=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 10m ./...
 
