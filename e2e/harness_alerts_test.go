@@ -79,8 +79,7 @@ type alertMail struct {
 // Event is the X-Mailjail-Event header: the event, or "digest".
 func (m alertMail) Event() string { return m.Header.Get("X-Mailjail-Event") }
 
-// mails reads the Maildir now and returns b's mails (new and cur), oldest first by file name
-// (Maildir names start with the delivery time).
+// mails reads the Maildir now and returns b's mails (new and cur), oldest first.
 func (b *alertBox) mails() []alertMail {
 	b.t.Helper()
 	var out []alertMail
@@ -121,7 +120,16 @@ func (b *alertBox) mails() []alertMail {
 			out = append(out, alertMail{Path: p, Header: m.Header, Body: body})
 		}
 	}
-	slices.SortFunc(out, func(x, y alertMail) int { return strings.Compare(filepath.Base(x.Path), filepath.Base(y.Path)) })
+	// By Date (seconds), then by name: Maildir names start with the delivery's second too,
+	// but their microseconds are not zero-padded.
+	slices.SortFunc(out, func(x, y alertMail) int {
+		dx, _ := x.Header.Date()
+		dy, _ := y.Header.Date()
+		if c := dx.Compare(dy); c != 0 {
+			return c
+		}
+		return strings.Compare(filepath.Base(x.Path), filepath.Base(y.Path))
+	})
 	return out
 }
 
