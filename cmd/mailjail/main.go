@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailjail/mailjail/actions"
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
 )
@@ -98,7 +99,7 @@ is exact and keeps every key of its schema (see the README).`,
 		EnableBashCompletion: true,
 		Flags:                []cli.Flag{configFlag},
 		Commands: []*cli.Command{
-			runCommand(), listCommand(), showCommand(), banCommand(), unbanCommand(), suspendCommand(), releaseCommand(), allowCommand(), statusCommand(),
+			runCommand(), listCommand(), showCommand(), banCommand(), unbanCommand(), suspendCommand(), releaseCommand(), allowCommand(), outboxCommand(), statusCommand(),
 			checkCommand(), testFilterCommand(), testAlertCommand(), replayCommand(), versionCommand(), completionCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -106,6 +107,7 @@ is exact and keeps every key of its schema (see the README).`,
 }
 
 func main() {
+	actions.Version = versionString() // webhooks' User-Agent
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 

@@ -49,6 +49,7 @@ type Config struct {
 	Nftables    Nftables
 	Redis       Redis
 	RspamdRedis RspamdRedis
+	Webhooks    map[string]*Webhook // [webhook.NAME], by name
 
 	// Source names where the configuration came from ("embedded default"
 	// or a path), for messages.
@@ -126,6 +127,7 @@ type Jail struct {
 	// Journal, when set, follows the systemd journal instead of (or beside)
 	// logpath: for hosts where Postfix logs only to journald.
 	Journal *core.JournalMatch
+	JailActions
 }
 
 // RateSpec is a rate jail: it joins Postfix's smtpd, cleanup and qmgr
@@ -235,6 +237,7 @@ func build(f file, data []byte, name string) *Config {
 	applyGlobalDefaults(&c.Global, f.Global)
 	c.applyTargetDefaults(f.targetsFile)
 	c.applyAlertDefaults(f.Alert)
+	c.applyWebhookDefaults(f.webhooksFile)
 	for n, ff := range f.Filter {
 		c.Filters[n] = rules.FilterSpec{FailRegex: ff.FailRegex, IgnoreRegex: ff.IgnoreRegex, Prefilter: ff.Prefilter, DatePattern: ff.DatePattern}
 	}

@@ -53,6 +53,7 @@ type jailFile struct {
 	RspamdVersion *string    `toml:"rspamd_version"`
 
 	JournalMatch *journalFile `toml:"journalmatch"`
+	actionsFile
 }
 
 // journalFile selects journal entries: by unit, by syslog identifier
@@ -87,6 +88,7 @@ type globalFile struct {
 
 type file struct {
 	targetsFile
+	webhooksFile
 	Global   globalFile            `toml:"global"`
 	Alert    alertFile             `toml:"alert"`
 	Defaults jailFile              `toml:"defaults"`
@@ -116,6 +118,7 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		Suspend:     deref(j.Suspend, deref(d.Suspend, true)),
 		BanSources:  deref(j.BanSources, deref(d.BanSources, true)),
 		Targets:     first(j.Targets, d.Targets),
+		JailActions: buildJailActions(j.actionsFile, d.actionsFile),
 	}
 	if jm := j.JournalMatch; jm != nil {
 		out.Journal = &core.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}

@@ -37,6 +37,7 @@ func (c *Config) Validate() error {
 	c.validateAlert(&p)
 	c.validateFilters(&p)
 	c.validateTargets(&p)
+	c.validateWebhooks(&p)
 	c.validateWritten(&p, "defaults", c.rawDefaults)
 	for _, k := range rateOnlyKeys(c.rawDefaults) {
 		p.add(c.errAt("defaults."+k, "only a rate jail takes %s: set it in the [jail.NAME] with rate_key", k))
@@ -160,6 +161,7 @@ func (c *Config) validateWritten(p *problems, table string, jf jailFile) {
 			p.add(c.errAt(table+".ignoreip", "%v", err))
 		}
 	}
+	c.validateWrittenActions(p, table, jf.actionsFile)
 }
 
 // jkey is the key under which a jail's setting is reported: the jail's own
@@ -202,6 +204,7 @@ func (c *Config) validateJail(p *problems, j *Jail) {
 	c.validateSources(p, j)
 	c.validatePolicy(p, j)
 	c.validateJailTargets(p, j)
+	c.validateJailActions(p, j)
 	for _, b := range j.Buckets {
 		if b == "" || strings.ContainsAny(b, "\" ") {
 			p.add(c.errAt(c.jkey(j, "buckets"), "invalid bucket name %q", b))

@@ -28,13 +28,26 @@ import (
 // The pieces below are shared by the daemon and the daemon-less CLI, so
 // that both put a change into force the same way.
 
-// NewOutbox makes the outbox worker with the configured action runner and
-// alert sender.
+// NewOutbox makes the outbox worker with the configured action runner,
+// webhooks and alert sender. A webhook whose secret or CA file cannot be
+// read is logged here; its items fail with the cause until a restart.
 func NewOutbox(cfg *config.Config, st *store.Store, log *slog.Logger, clock core.Clock) *outbox.Worker {
 	h := outbox.Handlers{Action: func(ctx context.Context, a outbox.Action) error {
-		_, err := actions.Run(ctx, a.Argv)
+		_, err := actions.Run(ctx, actions.Command{Argv: a.Argv, Event: a.Event, Jail: a.Jail, Addr: a.Addr}, log)
 		return err
 	}}
+	var hooks []actions.WebhookConfig
+	for _, name := range cfg.WebhookNames() {
+		w := cfg.Webhook(name)
+		hooks = append(hooks, actions.WebhookConfig{Name: name, URL: w.URL, Timeout: w.Timeout.D,
+			BearerTokenFile: w.BearerTokenFile, HMACSecretFile: w.HMACSecretFile, CAFile: w.CAFile})
+	}
+	host, _ := os.Hostname()
+	wh, err := actions.NewHooks(hooks, host, core.OrReal(clock).Now)
+	if err != nil {
+		log.Error("webhook not usable", "err", err)
+	}
+	h.Webhook = func(ctx context.Context, w outbox.Webhook) error { return wh.Send(ctx, w.Hook, w.HookEvent) }
 	if cfg.Alert.Enabled() {
 		s, err := notify.NewSender(cfg.Alert.Notify(), clock.Now)
 		if err != nil {
@@ -46,7 +59,7 @@ func NewOutbox(cfg *config.Config, st *store.Store, log *slog.Logger, clock core
 			h.Alert = s.Send
 		}
 	}
-	return outbox.New(st, h, log, outbox.Options{Clock: clock})
+	return outbox.New(st, h, log, outbox.Options{Clock: clock, DigestInterval: cfg.Alert.DigestInterval.D, UrgentInterval: cfg.Alert.UrgentInterval.D})
 }
 
 // Targets are the enforcement targets of cfg: those of every kind a

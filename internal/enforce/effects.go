@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/mailjail/mailjail/actions"
 	"github.com/mailjail/mailjail/internal/config"
@@ -16,57 +17,118 @@ import (
 const alertLines = 5
 
 // Effects returns the engine hook that queues, in a change's own
-// transaction, the jails' ban and unban commands and, when alert mail is
-// configured, the alerts.
+// transaction, the jails' ban and unban commands, their webhooks' events
+// (bans, unbans, suspensions, releases) and, when alert mail is
+// configured, the alerts: of the jails with alert = true, of manual bans
+// and suspensions when alert.report_manual is set, and of unbans too
+// when alert.report_unbans is.
 func Effects(cfg *config.Config) engine.Effects {
 	alerts := cfg.Alert.Enabled()
+	// alerted reports whether jail's bans and suspensions are alerted; an
+	// account jail's bans are its account's sources, which the account's
+	// one alert names.
+	alerted := func(jail string, accountsToo bool) bool {
+		if !alerts {
+			return false
+		}
+		if jail == engine.ManualJail {
+			return cfg.Alert.ReportManual
+		}
+		j := cfg.Jail(jail)
+		return j != nil && j.Alert && (accountsToo || !j.Accounts())
+	}
 	return func(tx *store.Tx, ch engine.Change) error {
 		var items []outbox.Item
 		for _, b := range ch.Bans {
-			j := cfg.Jail(b.Jail)
-			if j == nil {
-				continue // manual bans run nothing (imported ones never get here)
-			}
-			addr := rules.FormatPrefix(b.Prefix)
-			if len(j.BanAction) > 0 {
-				items = append(items, outbox.Item{Kind: outbox.KindAction, Payload: outbox.Action{Event: "ban", Jail: b.Jail, Addr: addr,
-					Argv: actions.Expand(j.BanAction, actions.Vars{IP: addr, Jail: b.Jail, BanTime: b.Until.Sub(b.Since)})}})
-			}
-			// An account jail's bans are its account's sources: the
-			// account's one alert names them all.
-			if alerts && j.Alert && !j.Accounts() {
+			if alerted(b.Jail, false) {
 				a, err := banAlert(tx, b)
 				if err != nil {
 					return err
 				}
 				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
 			}
+			j := cfg.Jail(b.Jail)
+			if j == nil {
+				continue // manual bans run nothing (imported ones never get here)
+			}
+			addr := rules.FormatPrefix(b.Prefix)
+			items = appendAction(items, j, "ban", j.BanAction, actions.Vars{IP: addr, Jail: b.Jail, BanTime: b.Until.Sub(b.Since)})
+			items = appendHooks(cfg, items, j, actions.HookEvent{Event: "ban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: b.Reason})
 		}
 		for _, b := range ch.Lifted {
-			if j := cfg.Jail(b.Jail); j != nil && len(j.UnbanAction) > 0 {
+			if j := cfg.Jail(b.Jail); j != nil {
 				addr := rules.FormatPrefix(b.Prefix)
-				items = append(items, outbox.Item{Kind: outbox.KindAction, Payload: outbox.Action{Event: "unban", Jail: b.Jail, Addr: addr,
-					Argv: actions.Expand(j.UnbanAction, actions.Vars{IP: addr, Jail: b.Jail})}})
+				items = appendAction(items, j, "unban", j.UnbanAction, actions.Vars{IP: addr, Jail: b.Jail})
+				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "unban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: liftReason(b.LiftedBy)})
+			}
+			if cfg.Alert.ReportUnbans && alerted(b.Jail, false) {
+				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: unbanAlert(b)})
 			}
 		}
-		if alerts {
-			for _, sp := range ch.Suspended {
-				if j := cfg.Jail(sp.Jail); j != nil && j.Alert {
-					a, err := suspensionAlert(tx, sp, ch.Bans)
-					if err != nil {
-						return err
-					}
-					items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
-				}
+		// Webhooks of suspensions and releases; one that a jail with
+		// suspend = false only recorded suspended nothing, so it is not
+		// reported as a suspension (the alert tells of it).
+		for _, sp := range ch.Suspended {
+			if j := cfg.Jail(sp.Jail); j != nil && sp.Enforced {
+				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "suspend", Jail: sp.Jail, Account: sp.Account, Since: sp.Since, Until: sp.Until, Reason: sp.Reason})
 			}
-			for _, ev := range ch.Urgent {
-				if j := cfg.Jail(ev.Jail); j != nil && j.Alert {
-					items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: urgentAlert(ev)})
+			if alerted(sp.Jail, true) {
+				a, err := suspensionAlert(tx, sp, ch.Bans)
+				if err != nil {
+					return err
 				}
+				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
+			}
+		}
+		for _, sp := range ch.Released {
+			if j := cfg.Jail(sp.Jail); j != nil && sp.Enforced {
+				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "release", Jail: sp.Jail, Account: sp.Account, Since: sp.Since, Until: sp.Until, Reason: liftReason(sp.LiftedBy)})
+			}
+		}
+		for _, ev := range ch.Urgent {
+			if j := cfg.Jail(ev.Jail); alerts && j != nil && j.Alert {
+				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: urgentAlert(ev)})
 			}
 		}
 		return outbox.Queue(tx, ch.At, items...)
 	}
+}
+
+// unbanAlert tells of a lifted ban, when (Since) and by whom ("cli" for
+// mailjail unban, "expired" at its end); Until is the end the ban had.
+func unbanAlert(b store.Ban) outbox.Alert {
+	return outbox.Alert{Event: "unban", Jail: b.Jail, Addr: rules.FormatPrefix(b.Prefix), Since: b.Lifted, Until: b.Until,
+		Strikes: b.Strikes, Offense: b.Offense, Reason: fmt.Sprintf("ban of %s lifted by %s", b.Since.UTC().Format(time.RFC3339), b.LiftedBy)}
+}
+
+// appendAction adds the jail's command for event, when it has one, with
+// the jail's action_timeout.
+func appendAction(items []outbox.Item, j *config.Jail, event string, argv []string, v actions.Vars) []outbox.Item {
+	if len(argv) == 0 {
+		return items
+	}
+	return append(items, outbox.Item{Kind: outbox.KindAction, Payload: outbox.Action{Event: event, Jail: v.Jail, Addr: v.IP,
+		Argv: actions.Expand(argv, v), TimeoutSec: j.ActionTimeout.Seconds()}})
+}
+
+// appendHooks adds an item for each of the jail's webhooks that wants
+// the event, with the webhook's timeout.
+func appendHooks(cfg *config.Config, items []outbox.Item, j *config.Jail, ev actions.HookEvent) []outbox.Item {
+	for _, name := range j.Webhooks {
+		if w := cfg.Webhook(name); w != nil && w.Wants(ev.Event) {
+			items = append(items, outbox.Item{Kind: outbox.KindWebhook, Payload: outbox.Webhook{Hook: name, HookEvent: ev, TimeoutSec: w.Timeout.D.Seconds()}})
+		}
+	}
+	return items
+}
+
+// liftReason is a webhook's reason for an unban or release: who lifted
+// it ("expired", "cli", "ignoreip", "allow list").
+func liftReason(by string) string {
+	if by == "" {
+		return "lifted"
+	}
+	return "lifted: " + by
 }
 
 func banAlert(tx *store.Tx, b store.Ban) (outbox.Alert, error) {

@@ -120,6 +120,12 @@ var migrations = []string{
 		events TEXT NOT NULL,         -- "UNIXNANO:N ..." oldest first
 		PRIMARY KEY (jail, what, key)
 	 );`,
+	// Urgent alerts (suspensions, permanent bans) skip the digest wait:
+	// the worker reads the flag of every pending alert on each pass, so
+	// it is a column, not decoded from each payload. The alert queue is
+	// read by kind and due time.
+	`ALTER TABLE outbox ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;
+	 CREATE INDEX outbox_pending_kind ON outbox(kind, next_attempt) WHERE done IS NULL AND gave_up IS NULL;`,
 }
 
 func (s *Store) migrate() error {
