@@ -143,7 +143,33 @@ func banAlert(tx *store.Tx, b store.Ban) (outbox.Alert, error) {
 			a.Lines = append(a.Lines, s.Line)
 		}
 	}
+	history, err := tx.BanHistory(b.Prefix, alertHistory+1)
+	if err != nil {
+		return a, err
+	}
+	for _, h := range history {
+		if h.ID != b.ID {
+			a.History = append(a.History, historyLine(h))
+		}
+	}
 	return a, nil
+}
+
+// alertHistory is how many earlier bans of the same address an alert
+// lists: enough to see a repeat offender's escalation.
+const alertHistory = 5
+
+// historyLine is one earlier ban as an alert lists it.
+func historyLine(b store.Ban) string {
+	length := "permanent"
+	if !b.Until.IsZero() {
+		length = config.FormatDuration(b.Until.Sub(b.Since))
+	}
+	line := fmt.Sprintf("%s %s %s", b.Since.UTC().Format(time.RFC3339), b.Jail, length)
+	if !b.Lifted.IsZero() {
+		line += " (lifted " + b.Lifted.UTC().Format(time.RFC3339) + " by " + b.LiftedBy + ")"
+	}
+	return line
 }
 
 func urgentAlert(ev store.RateEvent) outbox.Alert {

@@ -103,3 +103,41 @@ func TestEffectsReportExpiredBans(t *testing.T) {
 		t.Fatalf("alerts %q, reasons %q", got, reasons)
 	}
 }
+
+// A repeat offender's alert lists its earlier bans, newest first, with
+// who lifted them; the ban it is about is not among them.
+func TestBanAlertListsEarlierBans(t *testing.T) {
+	o, st, _ := newOps(t, opsConfig)
+	ctx := context.Background()
+	for range 2 {
+		if _, err := o.Ban(ctx, BanRequest{Prefixes: prefixes("198.51.100.9/32"), Jail: "rl", For: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := o.Unban(ctx, UnbanRequest{Prefixes: prefixes("198.51.100.9/32")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := o.Ban(ctx, BanRequest{Prefixes: prefixes("198.51.100.9/32"), Jail: "rl", For: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	items, err := st.PendingOutbox(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last outbox.Alert
+	for _, it := range items {
+		if it.Kind == outbox.KindAlert {
+			if err := json.Unmarshal(it.Payload, &last); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(last.History) != 2 {
+		t.Fatalf("third ban's history %q, want the two earlier bans", last.History)
+	}
+	for _, h := range last.History {
+		if !strings.Contains(h, " rl 1h (lifted ") || !strings.HasSuffix(h, " by cli)") {
+			t.Errorf("history line %q", h)
+		}
+	}
+}
