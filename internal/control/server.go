@@ -23,6 +23,13 @@ type Handler interface {
 	Status(ctx context.Context) (*Status, error)
 }
 
+// Reloader is a Handler that can reread its configuration: the daemon.
+// Refused, the Reload says why (Applied false) and the error is
+// core.ErrInvalid's.
+type Reloader interface {
+	Reload(ctx context.Context) (*Reload, error)
+}
+
 // Changer carries out the requests that change state (ChangeOps): the
 // daemon's handler, or the CLI's own when no daemon runs.
 type Changer interface {
@@ -72,6 +79,16 @@ func NewServer(ln net.Listener, h Handler) *Server {
 		}
 		reply(w, Response{OK: true, Status: s})
 	})
+	if rl, ok := h.(Reloader); ok {
+		mux.HandleFunc("POST /v1/"+OpReload, func(w http.ResponseWriter, r *http.Request) {
+			res, err := rl.Reload(r.Context())
+			resp := Response{OK: err == nil, Code: CodeOf(err), Reload: res}
+			if err != nil {
+				resp.Error = err.Error()
+			}
+			reply(w, resp)
+		})
+	}
 	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadTimeout: readTimeout, ReadHeaderTimeout: readTimeout, WriteTimeout: writeTimeout}}
 }
 

@@ -13,6 +13,7 @@ const (
 	OpAllowAdd = "allow-add"
 	OpAllowDel = "allow-del"
 	OpStatus   = "status"
+	OpReload   = "reload"
 )
 
 // Request is one CLI command for the daemon, as it travels: addresses and
@@ -182,4 +183,19 @@ type Response struct {
 	// Allow are the entries added or removed (allow add, allow del).
 	Allow  []AllowEntry `json:"allow,omitempty"`
 	Status *Status      `json:"status,omitempty"`
+	Reload *Reload      `json:"reload,omitempty"`
+}
+
+// Reload is the outcome of a reload (stable JSON schema). Refused, the
+// old configuration stays in force and Errors says why (each
+// "file:line: key: problem"); applied, Warnings name what needs a
+// restart.
+type Reload struct {
+	Config   string   `json:"config"`
+	Applied  bool     `json:"applied"`
+	Added    []string `json:"added"`   // jails
+	Removed  []string `json:"removed"` // jails; their bans are kept until they end
+	Changed  []string `json:"changed"` // jails
+	Warnings []string `json:"warnings"`
+	Errors   []string `json:"errors"`
 }
