@@ -60,6 +60,7 @@ func (d *daemon) reload(ctx context.Context) (*control.Reload, error) {
 	}
 	res.Warnings = keepRestartOnly(d.cfg, cfg)
 	now := d.opt.Clock.Now()
+	oldPatterns, oldJournals := d.cfgSources()
 	jc, err := d.eng.Reload(ctx, cfg, now)
 	if err != nil {
 		res.Errors = append(res.Errors, err.Error())
@@ -72,7 +73,6 @@ func (d *daemon) reload(ctx context.Context) (*control.Reload, error) {
 	for _, w := range res.Warnings {
 		d.log.Warn("reload: " + w)
 	}
-	oldPatterns, oldJournals := d.cfgSources()
 	d.cfg = cfg
 	d.cfgNow.Store(cfg)
 	d.ops.Cfg = cfg
