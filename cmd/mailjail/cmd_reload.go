@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/pelletier/go-toml/v2"
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailjail/mailjail/internal/config"
@@ -68,15 +70,28 @@ Examples:
 
 // reloadSocket is the socket of the configuration at path, also when that
 // configuration is invalid (the daemon must still be asked, so that it
-// logs the refusal): as far as it parses, else the default socket.
+// logs the refusal and says why): as far as the file reads as TOML, else
+// the default socket.
 func reloadSocket(path string) string {
-	// Load returns the configuration with its validation errors, which
-	// the daemon reports; nil only when the file does not parse.
 	if cfg, _ := config.Load(path); cfg != nil {
 		return cfg.Global.Socket
 	}
-	def, derr := config.LoadDefault()
-	if derr != nil {
+	if path == "" {
+		path = os.Getenv(config.EnvPath)
+	}
+	if path == "" {
+		path = config.DefaultPath
+	}
+	var f struct {
+		Global struct {
+			Socket string `toml:"socket"`
+		} `toml:"global"`
+	}
+	if data, err := os.ReadFile(path); err == nil && toml.Unmarshal(data, &f) == nil && f.Global.Socket != "" {
+		return f.Global.Socket
+	}
+	def, err := config.LoadDefault()
+	if err != nil {
 		return ""
 	}
 	return def.Global.Socket
