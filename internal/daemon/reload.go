@@ -61,7 +61,10 @@ func (d *daemon) reload(ctx context.Context) (*control.Reload, error) {
 	res.Warnings = keepRestartOnly(d.cfg, cfg)
 	now := d.opt.Clock.Now()
 	oldPatterns, oldJournals := d.cfgSources()
-	jc, err := d.eng.Reload(ctx, cfg, now)
+	// Restoring the strikes of changed jails takes a while on a big
+	// database; the loop is busy, not stuck.
+	var jc engine.JailChanges
+	err = d.wd.during(func() (err error) { jc, err = d.eng.Reload(ctx, cfg, now); return err })
 	if err != nil {
 		res.Errors = append(res.Errors, err.Error())
 		d.log.Error("reload not done; the running configuration stays in force", "err", err)
