@@ -50,7 +50,7 @@ func TestReloadExitCodes(t *testing.T) {
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	e.waitFor("the reload to be logged", func() bool { return strings.Contains(e.daemonLog(), "configuration reloaded") })
+	e.waitFor("the reload to be logged", func() bool { return strings.Count(e.daemonLog(), "configuration reloaded") == 2 })
 	e.event("198.51.100.45")
 	e.waitFor("a ban at the new maxretry", func() bool { return e.inMap("198.51.100.45") })
 }
