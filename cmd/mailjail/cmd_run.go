@@ -18,7 +18,8 @@ func runCommand() *cli.Command {
 		Description: `Follows every enabled jail's logpath, counts strikes, bans through the
 rspamd map and lifts bans when they end. Logs go to stderr (journald
 friendly). With Type=notify, systemd learns READY=1 once the map is
-written and the logs are followed. SIGTERM or SIGINT stop it cleanly;
+written and the logs are followed. SIGHUP rereads the configuration
+(see mailjail reload). SIGTERM or SIGINT stop it cleanly;
 after a crash or kill -9 the next start resumes from the database.
 
 On the very first start it reads logs from their end (use --from-start to
@@ -42,17 +43,20 @@ Examples:
 			log := newLogger(c.App.ErrWriter, cfg.Global.LogLevel)
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			// SIGHUP would end the process by default; there is no reload
-			// (a restart is cheap and loses nothing), so say so instead.
+			// SIGHUP rereads the configuration (as mailjail reload does).
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
+			reload := make(chan struct{}, 1)
 			go func() {
 				for range hup {
-					log.Warn("SIGHUP ignored: mailjail does not reload its configuration; restart it (state is kept)")
+					select {
+					case reload <- struct{}{}:
+					default: // one is already asked for
+					}
 				}
 			}()
-			err = daemon.Run(ctx, cfg, log, daemon.Options{Version: versionString(), FromStart: c.Bool("from-start")})
+			err = daemon.Run(ctx, cfg, log, daemon.Options{Version: versionString(), FromStart: c.Bool("from-start"), Reload: reload})
 			if err != nil {
 				return &exitError{code: control.ExitUnreachable, err: err}
 			}

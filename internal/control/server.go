@@ -39,6 +39,13 @@ type Outbox interface {
 // out by DoOutbox.
 var OutboxOps = []string{OpOutboxList, OpOutboxRetry, OpOutboxDrop}
 
+// Reloader is a Handler that can reread its configuration: the daemon.
+// Refused, the Reload says why (Applied false) and the error is
+// core.ErrInvalid's.
+type Reloader interface {
+	Reload(ctx context.Context) (*Reload, error)
+}
+
 // Changer carries out the requests that change state (ChangeOps): the
 // daemon's handler, or the CLI's own when no daemon runs.
 type Changer interface {
@@ -95,6 +102,16 @@ func NewServer(ln net.Listener, h Handler) *Server {
 		}
 		reply(w, Response{OK: true, Status: s})
 	})
+	if rl, ok := h.(Reloader); ok {
+		mux.HandleFunc("POST /v1/"+OpReload, func(w http.ResponseWriter, r *http.Request) {
+			res, err := rl.Reload(r.Context())
+			resp := Response{OK: err == nil, Code: CodeOf(err), Reload: res}
+			if err != nil {
+				resp.Error = err.Error()
+			}
+			reply(w, resp)
+		})
+	}
 	return &Server{ln: ln, srv: &http.Server{Handler: checkVersion(Version, mux), ReadTimeout: readTimeout, ReadHeaderTimeout: readTimeout, WriteTimeout: writeTimeout}}
 }
 

@@ -17,6 +17,7 @@ const (
 	OpOutboxList  = "outbox-list"
 	OpOutboxRetry = "outbox-retry"
 	OpOutboxDrop  = "outbox-drop"
+	OpReload      = "reload"
 )
 
 // Request is one CLI command for the daemon, as it travels: addresses and
@@ -218,4 +219,19 @@ type Response struct {
 	Status *Status      `json:"status,omitempty"`
 	// Outbox are the items listed, retried or dropped.
 	Outbox []OutboxItem `json:"outbox,omitempty"`
+	Reload *Reload      `json:"reload,omitempty"`
+}
+
+// Reload is the outcome of a reload (stable JSON schema). Refused, the
+// old configuration stays in force and Errors says why (each
+// "file:line: key: problem"); applied, Warnings name what needs a
+// restart.
+type Reload struct {
+	Config   string   `json:"config"`
+	Applied  bool     `json:"applied"`
+	Added    []string `json:"added"`   // jails
+	Removed  []string `json:"removed"` // jails; their bans are kept until they end
+	Changed  []string `json:"changed"` // jails
+	Warnings []string `json:"warnings"`
+	Errors   []string `json:"errors"`
 }

@@ -8,9 +8,11 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailjail/mailjail/internal/config"
@@ -30,6 +32,11 @@ type Options struct {
 	Clock     core.Clock        // default the wall clock
 	Watcher   watcher.Options   // tuning and test hooks
 	OnMap     func(t time.Time) // called after each target sync (latency measurement, tests)
+	// Reload asks for the configuration to be reread (SIGHUP), like
+	// `mailjail reload`.
+	Reload <-chan struct{}
+
+	stall func() // tests: called by the loop before each batch (a stuck loop)
 }
 
 // Run runs the daemon until ctx is cancelled.
@@ -73,10 +80,21 @@ type daemon struct {
 	srv     *control.Server // nil until the socket is listened on
 	wg      sync.WaitGroup  // the goroutines run starts (outbox, socket)
 
+	// What a reload replaces, read by other goroutines: the
+	// configuration the targets' scopes follow, the outbox's handlers.
+	cfgNow   atomic.Pointer[config.Config]
+	handlers atomic.Pointer[outbox.Handlers]
+	wd       *watchdog
+
 	// Read and written by the main loop only.
 	ready    bool   // prepared: bans and unbans may be carried out
 	degraded string // why the daemon cannot do its work now ("" when it can)
 	fatal    error  // why a retry gave up for good
+	// The sources' merged batches and what stops them (a reload that
+	// changes the logs replaces both).
+	batches    <-chan sourceBatch
+	stopFollow context.CancelFunc
+	following  bool // the loop reads the sources: a reload may replace them
 }
 
 func newDaemon(cfg *config.Config, st *store.Store, log *slog.Logger, opt Options) (*daemon, error) {
@@ -84,11 +102,34 @@ func newDaemon(cfg *config.Config, st *store.Store, log *slog.Logger, opt Option
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{cfg: cfg, st: st, log: log, opt: opt, eng: eng, started: opt.Clock.Now(), reqs: make(chan ctlReq)}
-	d.outbox = NewOutbox(cfg, st, log, opt.Clock)
-	if d.enf, err = NewEnforcer(cfg, eng, d.outbox, enforce.Options{Clock: opt.Clock, Log: log, OnSync: opt.OnMap}); err != nil {
+	d := &daemon{cfg: cfg, st: st, log: log, opt: opt, eng: eng, started: opt.Clock.Now(), reqs: make(chan ctlReq), stopFollow: func() {}}
+	d.cfgNow.Store(cfg)
+	h := OutboxHandlers(cfg, log, opt.Clock)
+	d.handlers.Store(&h)
+	d.outbox = outbox.New(st, d.liveHandlers(), log, outbox.Options{Clock: opt.Clock})
+	if d.enf, err = newEnforcer(cfg, d.cfgNow.Load, eng, d.outbox, enforce.Options{Clock: opt.Clock, Log: log, OnSync: opt.OnMap}); err != nil {
 		return nil, err
 	}
 	d.ops = &enforce.Ops{Eng: eng, Cfg: cfg, Enf: d.enf, Clock: opt.Clock}
 	return d, nil
 }
+
+// liveHandlers deliver through the handlers of the configuration in
+// force, so that a reload changes alerts, webhooks and actions without
+// stopping the outbox (which would kill an action under way).
+func (d *daemon) liveHandlers() outbox.Handlers {
+	return outbox.Handlers{
+		Action: func(ctx context.Context, a outbox.Action) error { return d.handlers.Load().Action(ctx, a) },
+		Alert: func(ctx context.Context, b []outbox.Alert) error {
+			if h := d.handlers.Load().Alert; h != nil {
+				return h(ctx, b)
+			}
+			return errNoAlerts
+		},
+		Webhook: func(ctx context.Context, w outbox.Webhook) error { return d.handlers.Load().Webhook(ctx, w) },
+	}
+}
+
+// errNoAlerts fails the alerts queued before a reload removed [alert]:
+// retried, then given up, as the outbox does for a nil handler.
+var errNoAlerts = errors.New("alerts are not configured (any more)")

@@ -115,3 +115,14 @@ func (d *daemon) notReady() error {
 	}
 	return fmt.Errorf("%w: %s", errNotReady, d.degraded)
 }
+
+// Reload rereads the configuration in the main loop, between batches
+// (control.Reloader). It does not wait for the daemon to be ready: a
+// configuration can be mended while the database is failing, and the
+// engine refuses what cannot be done then.
+func (h *handler) Reload(ctx context.Context) (res *control.Reload, err error) {
+	if lerr := h.inLoop(ctx, func() { res, err = h.d.reload(h.ctx) }); lerr != nil {
+		return nil, lerr
+	}
+	return res, err
+}

@@ -17,7 +17,11 @@ const stopGrace = 5 * time.Second
 
 func (d *daemon) run(ctx context.Context) error {
 	now := d.opt.Clock.Now()
-	if err := d.eng.RestoreBans(now); err != nil {
+	// Pinged from the loop and from its waits (a degraded start, a
+	// database that fails): what is not pinged is stuck.
+	d.wd = newWatchdog(d.opt.Clock)
+	defer d.wd.stop()
+	if err := d.wd.during(func() error { return d.eng.RestoreBans(now) }); err != nil {
 		return fmt.Errorf("restore state: %w", err)
 	}
 	defer d.wg.Wait()
@@ -37,11 +41,13 @@ func (d *daemon) run(ctx context.Context) error {
 	d.wg.Go(func() { d.outbox.Run(octx) })
 
 	fctx, stopFollow := context.WithCancel(ctx)
-	defer stopFollow()
 	batches, err := d.follow(fctx)
 	if err != nil {
+		stopFollow()
 		return err
 	}
+	d.batches, d.stopFollow, d.following = batches, stopFollow, true
+	defer func() { d.stopFollow() }()
 	// The socket is listened on once the logs are followed: a client that
 	// sees it knows that everything appended from then on is read.
 	if err := d.startServing(ctx); err != nil {
@@ -54,11 +60,11 @@ func (d *daemon) run(ctx context.Context) error {
 	// must not hold up the map or systemd.
 	sdNotify("READY=1\nSTATUS=restoring strikes")
 	defer sdNotify("STOPPING=1")
-	if err := d.restoreStrikes(now); err != nil {
+	if err := d.wd.during(func() error { return d.restoreStrikes(now) }); err != nil {
 		return err
 	}
-	sdNotify("STATUS=following logs")
-	return d.loop(ctx, batches, now)
+	sdNotify("STATUS=" + d.statusLine())
+	return d.loop(ctx, now)
 }
 
 // prepare takes over the map, lifts bans that ended while the daemon was
@@ -146,7 +152,7 @@ func (d *daemon) restoreStrikes(now time.Time) error {
 
 // loop is the one goroutine that changes state: log batches, control
 // requests and the clock, in the order they arrive.
-func (d *daemon) loop(ctx context.Context, batches <-chan sourceBatch, now time.Time) error {
+func (d *daemon) loop(ctx context.Context, now time.Time) error {
 	tick := d.opt.Clock.NewTicker(time.Second)
 	defer tick.Stop()
 	lastPrune := now
@@ -158,12 +164,21 @@ func (d *daemon) loop(ctx context.Context, batches <-chan sourceBatch, now time.
 				d.log.Error("save rate buckets", "err", err)
 			}
 			return nil
-		case b := <-batches:
+		case b := <-d.batches:
+			if d.opt.stall != nil {
+				d.opt.stall()
+			}
 			d.process(ctx, b.lines)
 			close(b.done)
 		case r := <-d.reqs:
 			r.run()
 			close(r.done)
+		case <-d.opt.Reload:
+			// The outcome is logged; the caller of SIGHUP has no
+			// answer to read.
+			d.reload(ctx)
+		case <-d.wd.C():
+			d.wd.ping()
 		case <-tick.C():
 			now := d.opt.Clock.Now()
 			d.expire(ctx, now)
@@ -227,7 +242,7 @@ func (d *daemon) retry(ctx context.Context, what string, fn func() error) bool {
 		err := fn()
 		if err == nil {
 			if d.setDegraded(""); d.ready {
-				sdNotify("STATUS=following logs")
+				sdNotify("STATUS=" + d.statusLine())
 			}
 			return true
 		}
@@ -267,6 +282,8 @@ func (d *daemon) serveWhile(ctx context.Context, wait time.Duration) bool {
 		case r := <-d.reqs:
 			r.run()
 			close(r.done)
+		case <-d.wd.C():
+			d.wd.ping()
 		}
 	}
 }

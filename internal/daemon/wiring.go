@@ -32,6 +32,13 @@ import (
 // webhooks and alert sender. A webhook whose secret or CA file cannot be
 // read is logged here; its items fail with the cause until a restart.
 func NewOutbox(cfg *config.Config, st *store.Store, log *slog.Logger, clock core.Clock) *outbox.Worker {
+	return outbox.New(st, OutboxHandlers(cfg, log, clock), log, outbox.Options{Clock: clock,
+		DigestInterval: cfg.Alert.DigestInterval.D, UrgentInterval: cfg.Alert.UrgentInterval.D})
+}
+
+// OutboxHandlers deliver cfg's actions, webhooks and alerts (a reload
+// builds them anew).
+func OutboxHandlers(cfg *config.Config, log *slog.Logger, clock core.Clock) outbox.Handlers {
 	h := outbox.Handlers{Action: func(ctx context.Context, a outbox.Action) error {
 		_, err := actions.Run(ctx, actions.Command{Argv: a.Argv, Event: a.Event, Jail: a.Jail, Addr: a.Addr}, log)
 		return err
@@ -59,20 +66,27 @@ func NewOutbox(cfg *config.Config, st *store.Store, log *slog.Logger, clock core
 			h.Alert = s.Send
 		}
 	}
-	return outbox.New(st, h, log, outbox.Options{Clock: clock, DigestInterval: cfg.Alert.DigestInterval.D, UrgentInterval: cfg.Alert.UrgentInterval.D})
+	return h
 }
 
 // Targets are the enforcement targets of cfg: those of every kind a
 // jail (or [global], for manual bans) names, each given only the bans and
 // suspensions of the jails that name its kind.
 func Targets(cfg *config.Config) ([]enforce.Target, error) {
+	return TargetsFollowing(cfg, func() *config.Config { return cfg })
+}
+
+// TargetsFollowing is Targets whose scopes follow the configuration
+// current returns (from any goroutine): after a reload, a jail's bans go
+// to the targets its new settings name.
+func TargetsFollowing(cfg *config.Config, current func() *config.Config) ([]enforce.Target, error) {
 	var out []enforce.Target
 	for _, kind := range cfg.UsedTargets() {
 		ts, err := targetsOf(cfg, kind)
 		if err != nil {
 			return nil, fmt.Errorf("target %s: %w", kind, err)
 		}
-		keep := func(jail string) bool { return slices.Contains(cfg.TargetsOf(jail), kind) }
+		keep := func(jail string) bool { return slices.Contains(current().TargetsOf(jail), kind) }
 		for _, t := range ts {
 			out = append(out, enforce.Scoped(t, keep))
 		}
@@ -115,7 +129,12 @@ func rspamdRedis(cfg *config.Config) ([]enforce.Target, error) {
 // NewEnforcer makes the enforcer for cfg's targets, following eng's
 // active bans and suspensions, and installs the outbox planner in eng.
 func NewEnforcer(cfg *config.Config, eng *engine.Engine, ob *outbox.Worker, opt enforce.Options) (*enforce.Enforcer, error) {
-	targets, err := Targets(cfg)
+	return newEnforcer(cfg, func() *config.Config { return cfg }, eng, ob, opt)
+}
+
+// newEnforcer is NewEnforcer whose scopes follow current.
+func newEnforcer(cfg *config.Config, current func() *config.Config, eng *engine.Engine, ob *outbox.Worker, opt enforce.Options) (*enforce.Enforcer, error) {
+	targets, err := TargetsFollowing(cfg, current)
 	if err != nil {
 		return nil, err
 	}
