@@ -184,6 +184,7 @@ func (e *Engine) stageRate(j *Jail, line []byte, at, now time.Time) {
 			continue
 		}
 		e.stats.Matches++
+		j.counters.Matches++
 		ev := store.RateEvent{Jail: j.Cfg.Name, Key: key, What: t.what, At: m.Time, Level: level, Burst: t.limit, Rate: t.rate,
 			Urgent: r.spec.SuspendFactor > 0 && level >= r.spec.SuspendFactor*t.limit,
 			Detail: fmt.Sprintf("queue id %s, client %s, %d recipients", m.QueueID, m.Client, m.Rcpts)}
