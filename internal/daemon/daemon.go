@@ -18,6 +18,7 @@ import (
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/engine"
+	"github.com/mailjail/mailjail/internal/metrics"
 	"github.com/mailjail/mailjail/internal/outbox"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/watcher"
@@ -71,7 +72,8 @@ type daemon struct {
 	sources []watcher.Source
 	reqs    chan ctlReq
 	srv     *control.Server // nil until the socket is listened on
-	wg      sync.WaitGroup  // the goroutines run starts (outbox, socket)
+	wg      sync.WaitGroup  // the goroutines run starts (outbox, socket, metrics)
+	obs     observability
 
 	// Read and written by the main loop only.
 	ready    bool   // prepared: bans and unbans may be carried out
@@ -86,7 +88,8 @@ func newDaemon(cfg *config.Config, st *store.Store, log *slog.Logger, opt Option
 	}
 	d := &daemon{cfg: cfg, st: st, log: log, opt: opt, eng: eng, started: opt.Clock.Now(), reqs: make(chan ctlReq)}
 	d.outbox = NewOutbox(cfg, st, log, opt.Clock)
-	if d.enf, err = NewEnforcer(cfg, eng, d.outbox, enforce.Options{Clock: opt.Clock, Log: log, OnSync: opt.OnMap}); err != nil {
+	d.obs.timer = metrics.NewSyncTimer()
+	if d.enf, err = NewEnforcer(cfg, eng, d.outbox, enforce.Options{Clock: opt.Clock, Log: log, OnSync: opt.OnMap, OnSyncDone: d.obs.timer.Observe}); err != nil {
 		return nil, err
 	}
 	d.ops = &enforce.Ops{Eng: eng, Cfg: cfg, Enf: d.enf, Clock: opt.Clock}

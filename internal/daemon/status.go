@@ -160,4 +160,5 @@ func (d *daemon) fillRunning(s *control.Status) {
 			}
 		}
 	}
+	d.fillHealth(s)
 }

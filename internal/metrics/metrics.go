@@ -37,8 +37,11 @@ type Source struct {
 
 // Jail is one jail's counters since the start and its state now.
 type Jail struct {
-	Name   string
-	Filter string // "" for a rate jail, which has no prefilter
+	Name string
+	// FromLogs is set for the configured jails, which read logs; the
+	// manual jail (the CLI's bans) has no matches, strikes or keys.
+	FromLogs bool
+	Filter   string // "" for a rate jail, which has no prefilter
 	// Prefiltered lines passed the filter's prefilter; Matches were
 	// matched by the filter.
 	Prefiltered, Matches                                     uint64
@@ -153,8 +156,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if j.Filter != "" {
 			emit(prefiltered, float64(j.Prefiltered), j.Name, j.Filter)
 		}
-		emit(matches, float64(j.Matches), j.Name)
-		emit(strikes, float64(j.Strikes), j.Name)
+		if j.FromLogs {
+			emit(matches, float64(j.Matches), j.Name)
+			emit(strikes, float64(j.Strikes), j.Name)
+			emit(bucketKeys, float64(j.BucketKeys), j.Name)
+			emit(tracked, float64(j.Tracked), j.Name)
+		}
 		emit(bans, float64(j.Bans), j.Name)
 		emit(unbans, float64(j.Unbans), j.Name)
 		emit(suspensions, float64(j.Suspensions), j.Name)
@@ -162,8 +169,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		emit(rateEvents, float64(j.RateEvents), j.Name)
 		emit(activeBans, float64(j.ActiveBans), j.Name)
 		emit(activeSusp, float64(j.ActiveSuspensions), j.Name)
-		emit(bucketKeys, float64(j.BucketKeys), j.Name)
-		emit(tracked, float64(j.Tracked), j.Name)
 	}
 	for _, t := range s.Targets {
 		emit(syncs, float64(t.Syncs), t.Name)

@@ -17,8 +17,8 @@ import (
 var sample = Snapshot{
 	Sources: []Source{{Name: "/var/log/rspamd/rspamd.log", Kind: "file", Lines: 25, Matches: 20, Lag: 10, HasLag: true},
 		{Name: "_SYSTEMD_UNIT=postfix.service", Kind: "journal", Lines: 7}},
-	Jails: []Jail{{Name: "rspamd", Filter: "rspamd-ratelimit", Prefiltered: 21, Matches: 20, Strikes: 20, Bans: 2, Unbans: 1, ActiveBans: 1, Tracked: 3},
-		{Name: "rate", RateEvents: 4, BucketKeys: 9}},
+	Jails: []Jail{{Name: "rspamd", FromLogs: true, Filter: "rspamd-ratelimit", Prefiltered: 21, Matches: 20, Strikes: 20, Bans: 2, Unbans: 1, ActiveBans: 1, Tracked: 3},
+		{Name: "rate", FromLogs: true, RateEvents: 4, BucketKeys: 9}},
 	Targets: []Target{{Name: "rspamd-map", Syncs: 3, Errors: 1, Entries: 1}},
 	Outbox:  &Outbox{Pending: 2, Failed: 1},
 }
