@@ -39,7 +39,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			log := newLogger(c.App.ErrWriter, cfg.Global.LogLevel)
+			log := newLogger(c.App.ErrWriter, cfg.Global.LogLevel, cfg.Global.LogFormat)
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			// SIGHUP would end the process by default; there is no reload
