@@ -78,12 +78,13 @@ type Collector struct {
 
 // desc is one metric: its name, help, labels and type.
 type desc struct {
-	d *prometheus.Desc
-	t prometheus.ValueType
+	name string
+	d    *prometheus.Desc
+	t    prometheus.ValueType
 }
 
 func newDesc(name, help string, t prometheus.ValueType, labels ...string) desc {
-	return desc{prometheus.NewDesc("mailjail_"+name, help, labels, nil), t}
+	return desc{"mailjail_" + name, prometheus.NewDesc("mailjail_"+name, help, labels, nil), t}
 }
 
 // The metrics, documented in the README ("Metrics"): keep both in step.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -146,5 +147,22 @@ func TestWarnings(t *testing.T) {
 				t.Errorf("got %q\nwant %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// Every metric is documented in the README's Metrics table.
+func TestMetricsDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"mailjail_snapshot_failures_total", "mailjail_target_sync_duration_seconds"}
+	for _, d := range all {
+		names = append(names, d.name)
+	}
+	for _, n := range names {
+		if !strings.Contains(string(readme), "`"+n+"`") {
+			t.Errorf("README does not document %s", n)
+		}
 	}
 }
