@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build run test unit lint bench toolchain install clean
+.PHONY: build run test unit lint bench toolchain install clean deb
 
 build: toolchain
 	CGO_ENABLED=1 $(GO) build -ldflags '$(LDFLAGS)' -o mailjail ./cmd/mailjail
@@ -23,6 +23,7 @@ run: build
 test: toolchain lint
 	bash e2e/setup.sh
 	bash watcher/journal_setup.sh
+	bash packaging/check-deb.sh
 	MAILJAIL_E2E=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 10m ./...
 
@@ -45,9 +46,16 @@ toolchain:
 	@$(GO) version >/dev/null
 
 install: build
-	install -D -m 0755 mailjail /usr/local/sbin/mailjail
+	install -D -m 0755 mailjail /usr/sbin/mailjail
+	getent passwd mailjail >/dev/null || adduser --system --group --quiet --home /var/lib/mailjail --no-create-home mailjail
+	for g in adm _rspamd; do getent group $$g >/dev/null && adduser --quiet mailjail $$g; done; true
 	install -D -m 0644 examples/systemd/mailjail.service /etc/systemd/system/mailjail.service
 	test -e /etc/mailjail/mailjail.toml || install -D -m 0640 examples/mailjail.toml /etc/mailjail/mailjail.toml
 
+# dist/mailjail_$(DEB_VERSION)_amd64.deb, with nfpm (packaging/).
+DEB_VERSION ?= 0.0~git$(shell git rev-parse --short HEAD 2>/dev/null || echo 0)
+deb: build
+	DEB_VERSION='$(DEB_VERSION)' GO='$(GO)' sh packaging/build-deb.sh
+
 clean:
-	rm -f mailjail
+	rm -rf mailjail dist

@@ -218,6 +218,34 @@ install -m 0644 /dev/null "$POSTFIX_ACCESS"
 postmap "hash:$POSTFIX_ACCESS"
 postconf -e "smtpd_client_restrictions = check_client_access hash:$POSTFIX_ACCESS"
 # --- end of the postfix target block ----------------------------------------------------------------
+# --- alert mailboxes (issue 14, e2e/alerts_test.go) -------------------------------------------------
+# Alerts are delivered for real: the virtual mailbox domain alerts.mailjail-e2e.test is delivered by
+# virtual(8) into Maildirs under /var/mail/mailjail-e2e/ (owned by the system user mailjail-e2e-mail),
+# while every other test domain is still discarded by local_transport. The tests mail
+# postmaster@alerts.mailjail-e2e.test, as README "Alerts through the local Postfix and rspamd"
+# advises: rspamd's ratelimit skips mail to postmaster (whitelisted_rcpts' default), so alerts from
+# 127.0.0.1 are not counted in its `ip` bucket (burst 3 above), which would answer 451.
+ALERT_DOMAIN=alerts.mailjail-e2e.test
+ALERT_BASE=/var/mail/mailjail-e2e
+ALERT_MAILBOXES=/etc/postfix/mailjail-e2e-mailboxes
+id -u mailjail-e2e-mail >/dev/null 2>&1 ||
+	useradd --system --no-create-home --home-dir "$ALERT_BASE" --shell /usr/sbin/nologin mailjail-e2e-mail
+alert_uid=$(id -u mailjail-e2e-mail)
+alert_gid=$(id -g mailjail-e2e-mail)
+install -d -o "$alert_uid" -g "$alert_gid" -m 0750 "$ALERT_BASE" "$ALERT_BASE/$ALERT_DOMAIN"
+cat >"$ALERT_MAILBOXES" <<EOF
+postmaster@$ALERT_DOMAIN $ALERT_DOMAIN/postmaster/
+admin@$ALERT_DOMAIN $ALERT_DOMAIN/admin/
+EOF
+postmap "hash:$ALERT_MAILBOXES"
+postconf -e \
+	"virtual_mailbox_domains = $ALERT_DOMAIN" \
+	"virtual_mailbox_base = $ALERT_BASE" \
+	"virtual_mailbox_maps = hash:$ALERT_MAILBOXES" \
+	"virtual_uid_maps = static:$alert_uid" \
+	"virtual_gid_maps = static:$alert_gid" \
+	'virtual_transport = virtual'
+# --- end of the alert mailboxes block ---------------------------------------------------------------
 # maillog_file needs the postlogd service; Debian's master.cf may not enable it.
 if ! postconf -M postlog/unix-dgram >/dev/null 2>&1 || [ -z "$(postconf -M postlog/unix-dgram)" ]; then
 	postconf -M postlog/unix-dgram='postlog unix-dgram n - n - 1 postlogd'

@@ -130,7 +130,7 @@ type Data struct {
 	Lines         []string // matched log lines: at most max_lines, each cut to line_length bytes
 	LinesOmitted  int      // lines beyond max_lines
 	Sources       []string // an account's client addresses, with strikes and bans
-	History       []string // earlier bans (empty today: not in the alert)
+	History       []string // earlier bans of the address, newest first: "SINCE JAIL LENGTH (lifted AT by WHO)"
 	Command       string   // the shell command that undoes it; empty when nothing to undo
 	Show          string   // the shell command that shows the address or account
 	Index         int      // position in the digest, from 1 (1 in a single alert)

@@ -48,18 +48,27 @@ func completionCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "completion",
 		Usage:     "print a shell completion script",
-		ArgsUsage: "bash|zsh",
+		ArgsUsage: "bash|zsh|fish",
 		Description: `Examples:
    mailjail completion bash > /etc/bash_completion.d/mailjail
-   mailjail completion zsh > "${fpath[1]}/_mailjail"`,
+   mailjail completion zsh > "${fpath[1]}/_mailjail"
+   mailjail completion fish > ~/.config/fish/completions/mailjail.fish`,
 		Action: func(c *cli.Context) error {
 			switch c.Args().First() {
 			case "bash":
 				fmt.Fprint(c.App.Writer, bashCompletion)
 			case "zsh":
 				fmt.Fprint(c.App.Writer, zshCompletion)
+			case "fish":
+				// fish's is static, written by urfave/cli from the
+				// command and flag definitions of this binary.
+				s, err := c.App.ToFishCompletion()
+				if err != nil {
+					return fmt.Errorf("fish completion: %w", err)
+				}
+				fmt.Fprint(c.App.Writer, s)
 			default:
-				return exitf(control.ExitUsage, "completion takes bash or zsh")
+				return exitf(control.ExitUsage, "completion takes bash, zsh or fish")
 			}
 			return nil
 		},

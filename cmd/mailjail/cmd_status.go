@@ -42,8 +42,9 @@ JSON (every key always present): {"running", "degraded", "version", "pid",
 "rate_events", "rate_keys": {LIMIT: n}, "rate_untracked",
 "events_too_old", "events_from_future"}], "targets": [{"name", "entries",
 "syncs", "last_sync", "last_error", "repairs"}] ([] without a daemon),
-"outbox": {"pending", "failed", "gave_up"} (null before the first start
-of this version)}
+"outbox": {"pending", "failed", "gave_up", "oldest_pending" (null: none
+pending)} (null before the first start of this version); "failed" are
+the pending items retried after a failure (mailjail outbox lists them)}
 
 Examples:
    mailjail status
@@ -165,7 +166,11 @@ func printStatus(w io.Writer, cfg *config.Config, s *control.Status, noDB bool) 
 		textf(w, "\n")
 	}
 	if o := s.Outbox; o != nil {
-		textf(w, "outbox: %d pending (%d after a failure), %d given up\n", o.Pending, o.Failed, o.GaveUp)
+		textf(w, "outbox: %d pending (%d after a failure), %d given up", o.Pending, o.Failed, o.GaveUp)
+		if o.OldestPending != nil {
+			textf(w, ", oldest pending queued %s", fmtTime(*o.OldestPending))
+		}
+		textf(w, "\n")
 	}
 	for _, j := range s.Jails {
 		printJailStatus(w, cfg.Jail(j.Name), j, s.Running)

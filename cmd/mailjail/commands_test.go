@@ -291,7 +291,7 @@ func TestCompletion(t *testing.T) {
 			t.Errorf("completion %s: %d %q", shell, code, out)
 		}
 	}
-	if _, _, code := e.mj("completion", "fish"); code != 2 {
-		t.Errorf("completion fish: exit %d", code)
+	if _, _, code := e.mj("completion", "tcsh"); code != 2 {
+		t.Errorf("completion tcsh: exit %d", code)
 	}
 }

@@ -99,8 +99,8 @@ is exact and keeps every key of its schema (see the README).`,
 		EnableBashCompletion: true,
 		Flags:                []cli.Flag{configFlag},
 		Commands: []*cli.Command{
-			runCommand(), listCommand(), showCommand(), banCommand(), unbanCommand(), suspendCommand(), releaseCommand(), allowCommand(), statusCommand(),
-			checkCommand(), testFilterCommand(), testAlertCommand(), replayCommand(), versionCommand(), completionCommand(),
+			runCommand(), listCommand(), showCommand(), banCommand(), unbanCommand(), suspendCommand(), releaseCommand(), allowCommand(), outboxCommand(), statusCommand(),
+			checkCommand(), testFilterCommand(), testAlertCommand(), replayCommand(), versionCommand(), completionCommand(), manCommand(), cleanupCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
@@ -108,6 +108,7 @@ is exact and keeps every key of its schema (see the README).`,
 
 func main() {
 	actions.Version = versionString() // webhooks' User-Agent
+	control.Version = versionString() // checked against the daemon's on the socket
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/mailjail/mailjail/internal/daemon"
 	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/engine"
+	"github.com/mailjail/mailjail/internal/outbox"
 	"github.com/mailjail/mailjail/internal/store"
 )
 
@@ -44,8 +45,9 @@ func change(ctx context.Context, cfg *config.Config, op string, req control.Requ
 	return changeLocally(ctx, cfg, op, req)
 }
 
-func changeLocally(ctx context.Context, cfg *config.Config, op string, req control.Request) (*control.Response, error) {
-	clock := core.RealClock{}
+// lockState takes the lock a running daemon holds, for a change made
+// without one (another CLI's change is waited for).
+func lockState(cfg *config.Config, clock core.Clock) (unlock func(), err error) {
 	lock, err := daemon.WaitLock(cfg.Global.Database, lockWait, clock)
 	if errors.Is(err, daemon.ErrLocked) {
 		return nil, exitf(control.ExitUnreachable, "a mailjail daemon holds %s but its socket %s does not answer", daemon.LockPath(cfg.Global.Database), cfg.Global.Socket)
@@ -53,7 +55,28 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 	if err != nil {
 		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
-	defer lock.Unlock()
+	return func() { lock.Unlock() }, nil
+}
+
+// drainOutbox carries out what is due in the outbox, for up to
+// outboxWait, and says what is left for the daemon.
+func drainOutbox(ctx context.Context, ob *outbox.Worker) {
+	octx, cancel := context.WithTimeout(ctx, outboxWait)
+	defer cancel()
+	if left, err := ob.Drain(octx); err != nil {
+		fmt.Fprintf(os.Stderr, "mailjail: actions and alerts not carried out: %v\n", err)
+	} else if left > 0 {
+		fmt.Fprintf(os.Stderr, "mailjail: %d actions or alerts left in the outbox for the daemon\n", left)
+	}
+}
+
+func changeLocally(ctx context.Context, cfg *config.Config, op string, req control.Request) (*control.Response, error) {
+	clock := core.RealClock{}
+	unlock, err := lockState(cfg, clock)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	unlockMaps, err := daemon.LockMaps(cfg)
 	if err != nil {
 		return nil, &exitError{code: control.ExitUnreachable, err: err}
@@ -89,13 +112,7 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 	}
 	h := &localHandler{ops: &enforce.Ops{Eng: eng, Cfg: cfg, Enf: enf, Clock: clock}}
 	resp := control.Do(ctx, h, op, req)
-	octx, cancel := context.WithTimeout(ctx, outboxWait)
-	defer cancel()
-	if left, err := ob.Drain(octx); err != nil {
-		fmt.Fprintf(os.Stderr, "mailjail: actions and alerts not carried out: %v\n", err)
-	} else if left > 0 {
-		fmt.Fprintf(os.Stderr, "mailjail: %d actions or alerts left in the outbox for the daemon\n", left)
-	}
+	drainOutbox(ctx, ob)
 	return &resp, nil
 }
 

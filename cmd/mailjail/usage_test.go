@@ -242,13 +242,13 @@ func TestEveryCommandHasHelpWithExamples(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	for _, args := range [][]string{{"list"}, {"show"}, {"ban"}, {"unban"}, {"suspend"}, {"release"}, {"allow"},
-		{"allow", "add"}, {"allow", "del"}, {"allow", "list"}, {"status"}} {
+		{"allow", "add"}, {"allow", "del"}, {"allow", "list"}, {"outbox"}, {"outbox", "retry"}, {"outbox", "drop"}, {"status"}} {
 		out, errs, code := e.mj(append(args, "--help")...)
 		if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "mailjail "+strings.Join(args, " ")) {
 			t.Errorf("%v --help: exit %d %q\n%s", args, code, errs, out)
 		}
 	}
-	for _, args := range [][]string{{"suspend"}, {"release"}, {"allow", "add"}, {"allow", "del"}, {"allow", "list"}, {"list"}, {"show"}} {
+	for _, args := range [][]string{{"suspend"}, {"release"}, {"allow", "add"}, {"allow", "del"}, {"allow", "list"}, {"list"}, {"show"}, {"outbox"}, {"outbox", "retry"}, {"outbox", "drop"}} {
 		if out, _, _ := e.mj(append(args, "--help")...); !strings.Contains(out, "JSON") {
 			t.Errorf("%v --help does not give its JSON schema:\n%s", args, out)
 		}

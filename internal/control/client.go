@@ -37,6 +37,7 @@ func Call(ctx context.Context, socket, op string, req Request) (*Response, error
 		return nil, err
 	}
 	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set(VersionHeader, Version)
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -49,6 +50,9 @@ func Call(ctx context.Context, socket, op string, req Request) (*Response, error
 		return nil, dialError(socket, err)
 	}
 	defer res.Body.Close()
+	if v := res.Header.Get(VersionHeader); v != Version {
+		return nil, versionError(Version, v)
+	}
 	var resp Response
 	if err := json.NewDecoder(res.Body).Decode(&resp); err != nil {
 		return nil, fmt.Errorf("read from %s (%s): %w", socket, res.Status, err)

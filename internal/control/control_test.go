@@ -33,6 +33,7 @@ type fakeHandler struct {
 	allowAdd func(context.Context, AllowRequest) ([]store.Allowed, error)
 	allowDel func(context.Context, AllowRequest) ([]store.Allowed, error)
 	status   func(context.Context) (*Status, error)
+	outbox   Outbox
 }
 
 func (f fakeHandler) Ban(ctx context.Context, r enforce.BanRequest) ([]store.Ban, error) {
@@ -54,6 +55,7 @@ func (f fakeHandler) AllowDel(ctx context.Context, r AllowRequest) ([]store.Allo
 	return f.allowDel(ctx, r)
 }
 func (f fakeHandler) Status(ctx context.Context) (*Status, error) { return f.status(ctx) }
+func (f fakeHandler) Outbox() Outbox                              { return f.outbox }
 
 func socketPath(t *testing.T) string {
 	// Short: unix socket paths are limited to 108 bytes.

@@ -8,6 +8,7 @@ import (
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/enforce"
+	"github.com/mailjail/mailjail/internal/outbox"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
 )
@@ -68,6 +69,37 @@ func AllowViews(as []store.Allowed) []AllowEntry { return viewsOf(as, AllowView)
 // RateEventView is the CLI's view of a rate event.
 func RateEventView(e store.RateEvent) RateEvent {
 	return RateEvent{Jail: e.Jail, Key: e.Key, At: e.At.UTC(), What: e.What, Level: e.Level, Burst: e.Burst, Rate: e.Rate, Urgent: e.Urgent, Detail: e.Detail}
+}
+
+// OutboxItemView is the CLI's view of an outbox item, with what it is
+// about read from its payload.
+func OutboxItemView(it store.OutboxItem) OutboxItem {
+	sum := outbox.Describe(it)
+	v := OutboxItem{ID: it.ID, Kind: it.Kind, State: OutboxPending, Urgent: it.Urgent, Event: sum.Event, Jail: sum.Jail, Addr: sum.Addr,
+		Attempts: it.Attempts, Created: it.Created.UTC(), LastError: it.LastError, Done: optUTC(it.Done), GaveUp: optUTC(it.GaveUp)}
+	switch {
+	case !it.Done.IsZero():
+		v.State = OutboxDone
+	case !it.GaveUp.IsZero():
+		v.State = OutboxGaveUp
+	default:
+		v.NextAttempt = optUTC(it.NextAttempt)
+		if it.Attempts > 0 {
+			v.State = OutboxRetrying
+		}
+	}
+	return v
+}
+
+// OutboxItemViews is OutboxItemView of each, never nil.
+func OutboxItemViews(items []store.OutboxItem) []OutboxItem { return viewsOf(items, OutboxItemView) }
+
+// ParseOutboxID checks the item id of an outbox retry or drop.
+func ParseOutboxID(r Request) (int64, error) {
+	if r.ID <= 0 {
+		return 0, fmt.Errorf("%w: an outbox item id is a positive number (mailjail outbox lists them), not %d", core.ErrInvalid, r.ID)
+	}
+	return r.ID, nil
 }
 
 // BanViews is BanView of each ban, never nil (JSON [] rather than null).

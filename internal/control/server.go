@@ -21,7 +21,23 @@ import (
 type Handler interface {
 	Changer
 	Status(ctx context.Context) (*Status, error)
+	// Outbox is the daemon's outbox worker.
+	Outbox() Outbox
 }
+
+// Outbox lists, retries and drops outbox items (OutboxOps): the
+// daemon's worker, or the CLI's own when no daemon runs.
+type Outbox interface {
+	List(ctx context.Context, all bool) ([]store.OutboxItem, error)
+	// Retry and Drop return the item retried or dropped;
+	// core.ErrNotFound for an unknown id (or, for Retry, one delivered).
+	Retry(ctx context.Context, id int64) (store.OutboxItem, error)
+	Drop(ctx context.Context, id int64) (store.OutboxItem, error)
+}
+
+// OutboxOps are the outbox's operations: POST requests, each carried
+// out by DoOutbox.
+var OutboxOps = []string{OpOutboxList, OpOutboxRetry, OpOutboxDrop}
 
 // Changer carries out the requests that change state (ChangeOps): the
 // daemon's handler, or the CLI's own when no daemon runs.
@@ -64,6 +80,13 @@ func NewServer(ln net.Listener, h Handler) *Server {
 			}
 		})
 	}
+	for _, op := range OutboxOps {
+		mux.HandleFunc("POST /v1/"+op, func(w http.ResponseWriter, r *http.Request) {
+			if req, ok := decode(w, r); ok {
+				reply(w, DoOutbox(r.Context(), h.Outbox(), op, req))
+			}
+		})
+	}
 	mux.HandleFunc("GET /v1/"+OpStatus, func(w http.ResponseWriter, r *http.Request) {
 		s, err := h.Status(r.Context())
 		if err != nil {
@@ -72,7 +95,7 @@ func NewServer(ln net.Listener, h Handler) *Server {
 		}
 		reply(w, Response{OK: true, Status: s})
 	})
-	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadTimeout: readTimeout, ReadHeaderTimeout: readTimeout, WriteTimeout: writeTimeout}}
+	return &Server{ln: ln, srv: &http.Server{Handler: checkVersion(Version, mux), ReadTimeout: readTimeout, ReadHeaderTimeout: readTimeout, WriteTimeout: writeTimeout}}
 }
 
 // Serve answers requests until Shutdown.
@@ -105,6 +128,26 @@ func Do(ctx context.Context, h Changer, op string, req Request) Response {
 		return do(ctx, req, ParseAllow, h.AllowAdd, setAllow)
 	case OpAllowDel:
 		return do(ctx, req, ParseAllow, h.AllowDel, setAllow)
+	}
+	return Response{Code: ExitUsage, Error: fmt.Sprintf("unknown operation %q", op)}
+}
+
+// DoOutbox carries out the outbox operation op through ob, for the
+// socket and for the CLI without a daemon alike.
+func DoOutbox(ctx context.Context, ob Outbox, op string, req Request) Response {
+	one := func(r *Response, it store.OutboxItem) {
+		if it.ID != 0 { // not an item that was not found
+			r.Outbox = []OutboxItem{OutboxItemView(it)}
+		}
+	}
+	switch op {
+	case OpOutboxList:
+		return do(ctx, req, func(r Request) (bool, error) { return r.All, nil }, ob.List,
+			func(r *Response, items []store.OutboxItem) { r.Outbox = OutboxItemViews(items) })
+	case OpOutboxRetry:
+		return do(ctx, req, ParseOutboxID, ob.Retry, one)
+	case OpOutboxDrop:
+		return do(ctx, req, ParseOutboxID, ob.Drop, one)
 	}
 	return Response{Code: ExitUsage, Error: fmt.Sprintf("unknown operation %q", op)}
 }

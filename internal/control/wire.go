@@ -13,6 +13,10 @@ const (
 	OpAllowAdd = "allow-add"
 	OpAllowDel = "allow-del"
 	OpStatus   = "status"
+	// The outbox: list its items, make one due now, delete one.
+	OpOutboxList  = "outbox-list"
+	OpOutboxRetry = "outbox-retry"
+	OpOutboxDrop  = "outbox-drop"
 )
 
 // Request is one CLI command for the daemon, as it travels: addresses and
@@ -29,6 +33,7 @@ type Request struct {
 	Reason    string   `json:"reason,omitempty"`
 	Force     bool     `json:"force,omitempty"`    // ban wider than the minimum prefix
 	Covering  bool     `json:"covering,omitempty"` // unban the prefixes that cover an address
+	ID        int64    `json:"id,omitempty"`       // outbox retry, outbox drop
 }
 
 // Ban is a ban as the CLI shows it (stable JSON schema).
@@ -172,6 +177,35 @@ type OutboxStatus struct {
 	Pending int64 `json:"pending"`
 	Failed  int64 `json:"failed"`  // pending after a failed attempt
 	GaveUp  int64 `json:"gave_up"` // abandoned
+	// OldestPending is when the longest waiting pending item was queued
+	// (null: none pending).
+	OldestPending *time.Time `json:"oldest_pending"`
+}
+
+// States of an outbox item.
+const (
+	OutboxPending  = "pending"         // not attempted yet (or waiting for its digest)
+	OutboxRetrying = "failed-retrying" // pending after a failed attempt
+	OutboxGaveUp   = "given-up"        // abandoned; retry or drop it
+	OutboxDone     = "done"            // delivered
+)
+
+// OutboxItem is an action or alert of the outbox as the CLI shows it
+// (stable JSON schema).
+type OutboxItem struct {
+	ID          int64      `json:"id"`
+	Kind        string     `json:"kind"`  // "action", "webhook" or "alert"
+	State       string     `json:"state"` // OutboxPending ...
+	Urgent      bool       `json:"urgent"`
+	Event       string     `json:"event"` // "ban", "unban", "suspend", ...
+	Jail        string     `json:"jail"`
+	Addr        string     `json:"addr"` // address, prefix or account
+	Attempts    int        `json:"attempts"`
+	Created     time.Time  `json:"created"`
+	NextAttempt *time.Time `json:"next_attempt"` // null once done or given up
+	LastError   string     `json:"last_error"`
+	Done        *time.Time `json:"done"`
+	GaveUp      *time.Time `json:"gave_up"`
 }
 
 // Response is the daemon's answer.
@@ -185,4 +219,6 @@ type Response struct {
 	// Allow are the entries added or removed (allow add, allow del).
 	Allow  []AllowEntry `json:"allow,omitempty"`
 	Status *Status      `json:"status,omitempty"`
+	// Outbox are the items listed, retried or dropped.
+	Outbox []OutboxItem `json:"outbox,omitempty"`
 }

@@ -103,6 +103,11 @@ func (h *handler) Status(ctx context.Context) (s *control.Status, err error) {
 	return s, err
 }
 
+// Outbox is the daemon's outbox worker: listing, retrying and dropping
+// items need not wait for the main loop (the worker and the store are
+// safe to use from any goroutine), and a retry wakes the worker.
+func (h *handler) Outbox() control.Outbox { return h.d.outbox }
+
 // notReady is errNotReady, with the reason, before the daemon is ready.
 func (d *daemon) notReady() error {
 	if d.ready {

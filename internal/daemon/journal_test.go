@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -51,7 +50,15 @@ maxretry = 2
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, c2, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{}) }()
+	var logBuf syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log (identifier %s):\n%s", ident, logBuf.String())
+		}
+	})
+	go func() {
+		done <- Run(ctx, c2, slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})), Options{})
+	}()
 	waitMap(t, c2.Global.MapFile, func(n int) bool { return n == 0 })
 	send := func(ip string) {
 		cmd := exec.Command("systemd-cat", "-t", ident)

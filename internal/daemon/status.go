@@ -43,6 +43,10 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 	// A database of an older schema, read without a daemon, has no outbox.
 	if c, err := st.CountOutbox(); err == nil {
 		s.Outbox = &control.OutboxStatus{Pending: c.Pending, Failed: c.Failed, GaveUp: c.GaveUp}
+		if !c.OldestPending.IsZero() {
+			oldest := c.OldestPending.UTC()
+			s.Outbox.OldestPending = &oldest
+		}
 	}
 	tracked := map[string]int{}
 	counters := map[string]engine.JailCounters{}

@@ -59,7 +59,7 @@ func NewOutbox(cfg *config.Config, st *store.Store, log *slog.Logger, clock core
 			h.Alert = s.Send
 		}
 	}
-	return outbox.New(st, h, log, outbox.Options{Clock: clock})
+	return outbox.New(st, h, log, outbox.Options{Clock: clock, DigestInterval: cfg.Alert.DigestInterval.D, UrgentInterval: cfg.Alert.UrgentInterval.D})
 }
 
 // Targets are the enforcement targets of cfg: those of every kind a

@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/mailjail/mailjail/actions"
 	"github.com/mailjail/mailjail/internal/config"
@@ -18,12 +19,34 @@ const alertLines = 5
 // Effects returns the engine hook that queues, in a change's own
 // transaction, the jails' ban and unban commands, their webhooks' events
 // (bans, unbans, suspensions, releases) and, when alert mail is
-// configured, the alerts.
+// configured, the alerts: of the jails with alert = true, of manual bans
+// and suspensions when alert.report_manual is set, and of unbans too
+// when alert.report_unbans is.
 func Effects(cfg *config.Config) engine.Effects {
 	alerts := cfg.Alert.Enabled()
+	// alerted reports whether jail's bans and suspensions are alerted; an
+	// account jail's bans are its account's sources, which the account's
+	// one alert names.
+	alerted := func(jail string, accountsToo bool) bool {
+		if !alerts {
+			return false
+		}
+		if jail == engine.ManualJail {
+			return cfg.Alert.ReportManual
+		}
+		j := cfg.Jail(jail)
+		return j != nil && j.Alert && (accountsToo || !j.Accounts())
+	}
 	return func(tx *store.Tx, ch engine.Change) error {
 		var items []outbox.Item
 		for _, b := range ch.Bans {
+			if alerted(b.Jail, false) {
+				a, err := banAlert(tx, b)
+				if err != nil {
+					return err
+				}
+				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
+			}
 			j := cfg.Jail(b.Jail)
 			if j == nil {
 				continue // manual bans run nothing (imported ones never get here)
@@ -31,21 +54,15 @@ func Effects(cfg *config.Config) engine.Effects {
 			addr := rules.FormatPrefix(b.Prefix)
 			items = appendAction(items, j, "ban", j.BanAction, actions.Vars{IP: addr, Jail: b.Jail, BanTime: b.Until.Sub(b.Since)})
 			items = appendHooks(cfg, items, j, actions.HookEvent{Event: "ban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: b.Reason})
-			// An account jail's bans are its account's sources: the
-			// account's one alert names them all.
-			if alerts && j.Alert && !j.Accounts() {
-				a, err := banAlert(tx, b)
-				if err != nil {
-					return err
-				}
-				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
-			}
 		}
 		for _, b := range ch.Lifted {
 			if j := cfg.Jail(b.Jail); j != nil {
 				addr := rules.FormatPrefix(b.Prefix)
 				items = appendAction(items, j, "unban", j.UnbanAction, actions.Vars{IP: addr, Jail: b.Jail})
 				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "unban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: liftReason(b.LiftedBy)})
+			}
+			if cfg.Alert.ReportUnbans && alerted(b.Jail, false) {
+				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: unbanAlert(b)})
 			}
 		}
 		// Webhooks of suspensions and releases; one that a jail with
@@ -55,30 +72,33 @@ func Effects(cfg *config.Config) engine.Effects {
 			if j := cfg.Jail(sp.Jail); j != nil && sp.Enforced {
 				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "suspend", Jail: sp.Jail, Account: sp.Account, Since: sp.Since, Until: sp.Until, Reason: sp.Reason})
 			}
+			if alerted(sp.Jail, true) {
+				a, err := suspensionAlert(tx, sp, ch.Bans)
+				if err != nil {
+					return err
+				}
+				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
+			}
 		}
 		for _, sp := range ch.Released {
 			if j := cfg.Jail(sp.Jail); j != nil && sp.Enforced {
 				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "release", Jail: sp.Jail, Account: sp.Account, Since: sp.Since, Until: sp.Until, Reason: liftReason(sp.LiftedBy)})
 			}
 		}
-		if alerts {
-			for _, sp := range ch.Suspended {
-				if j := cfg.Jail(sp.Jail); j != nil && j.Alert {
-					a, err := suspensionAlert(tx, sp, ch.Bans)
-					if err != nil {
-						return err
-					}
-					items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
-				}
-			}
-			for _, ev := range ch.Urgent {
-				if j := cfg.Jail(ev.Jail); j != nil && j.Alert {
-					items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: urgentAlert(ev)})
-				}
+		for _, ev := range ch.Urgent {
+			if j := cfg.Jail(ev.Jail); alerts && j != nil && j.Alert {
+				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: urgentAlert(ev)})
 			}
 		}
 		return outbox.Queue(tx, ch.At, items...)
 	}
+}
+
+// unbanAlert tells of a lifted ban, when (Since) and by whom ("cli" for
+// mailjail unban, "expired" at its end); Until is the end the ban had.
+func unbanAlert(b store.Ban) outbox.Alert {
+	return outbox.Alert{Event: "unban", Jail: b.Jail, Addr: rules.FormatPrefix(b.Prefix), Since: b.Lifted, Until: b.Until,
+		Strikes: b.Strikes, Offense: b.Offense, Reason: fmt.Sprintf("ban of %s lifted by %s", b.Since.UTC().Format(time.RFC3339), b.LiftedBy)}
 }
 
 // appendAction adds the jail's command for event, when it has one, with
@@ -123,7 +143,33 @@ func banAlert(tx *store.Tx, b store.Ban) (outbox.Alert, error) {
 			a.Lines = append(a.Lines, s.Line)
 		}
 	}
+	history, err := tx.BanHistory(b.Prefix, alertHistory+1)
+	if err != nil {
+		return a, err
+	}
+	for _, h := range history {
+		if h.ID != b.ID {
+			a.History = append(a.History, historyLine(h))
+		}
+	}
 	return a, nil
+}
+
+// alertHistory is how many earlier bans of the same address an alert
+// lists: enough to see a repeat offender's escalation.
+const alertHistory = 5
+
+// historyLine is one earlier ban as an alert lists it.
+func historyLine(b store.Ban) string {
+	length := "permanent"
+	if !b.Until.IsZero() {
+		length = config.FormatDuration(b.Until.Sub(b.Since))
+	}
+	line := fmt.Sprintf("%s %s %s", b.Since.UTC().Format(time.RFC3339), b.Jail, length)
+	if !b.Lifted.IsZero() {
+		line += " (lifted " + b.Lifted.UTC().Format(time.RFC3339) + " by " + b.LiftedBy + ")"
+	}
+	return line
 }
 
 func urgentAlert(ev store.RateEvent) outbox.Alert {

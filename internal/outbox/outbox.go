@@ -10,7 +10,8 @@
 // a lane, an item waits for the ones queued before it (an unban never
 // before its ban), but a receiver that is down for hours does not hold
 // the firewall's commands, nor a hung command the webhooks. Alerts are
-// independent.
+// independent, and gathered into digests (Digest) so that an attack is a
+// few mails rather than a storm.
 package outbox
 
 import (
@@ -18,6 +19,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/mailjail/mailjail/actions"
@@ -69,7 +71,8 @@ func Queue(tx *store.Tx, now time.Time, items ...Item) error {
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", it.Kind, err)
 		}
-		if _, err := tx.AddOutbox(it.Kind, b, now); err != nil {
+		a, isAlert := it.Payload.(Alert)
+		if _, err := tx.AddOutbox(it.Kind, b, isAlert && a.Urgent(), now); err != nil {
 			return err
 		}
 	}
@@ -97,7 +100,14 @@ type Options struct {
 	GiveUpAfter time.Duration
 	MinBackoff  time.Duration // first retry delay (default 1s), doubling
 	MaxBackoff  time.Duration // at most (default 5m)
-	Batch       int           // items read at once (default 256)
+	Batch       int           // items of an ordered lane read at once (default 256)
+	// DigestInterval and UrgentInterval gather alerts into mails (see
+	// Digest); 0: each alert its own mail, at once.
+	DigestInterval time.Duration
+	UrgentInterval time.Duration
+	// MaxDigest bounds the alerts of one mail (default 5000: a burst of
+	// a thousand bans is two mails).
+	MaxDigest int
 }
 
 func (o *Options) setDefaults() {
@@ -117,21 +127,30 @@ func (o *Options) setDefaults() {
 	if o.Batch <= 0 {
 		o.Batch = 256
 	}
+	if o.MaxDigest <= 0 {
+		o.MaxDigest = 5000
+	}
 }
+
+// queueLimit bounds the pending alerts the digest considers in one pass
+// (their ids and due times only); more wait for a later pass.
+const queueLimit = 100_000
 
 // Worker delivers the outbox.
 type Worker struct {
-	st   *store.Store
-	h    Handlers
-	opt  Options
-	log  *slog.Logger
-	kick chan struct{}
+	st     *store.Store
+	h      Handlers
+	opt    Options
+	digest Digest
+	log    *slog.Logger
+	kick   chan struct{}
 }
 
 // New makes a worker; Run or Drain it.
 func New(st *store.Store, h Handlers, log *slog.Logger, opt Options) *Worker {
 	opt.setDefaults()
-	return &Worker{st: st, h: h, opt: opt, log: log, kick: make(chan struct{}, 1)}
+	return &Worker{st: st, h: h, opt: opt, log: log, kick: make(chan struct{}, 1),
+		digest: Digest{Interval: opt.DigestInterval, Urgent: opt.UrgentInterval, Max: opt.MaxDigest}}
 }
 
 // Kick tells the worker that new items were committed.
@@ -167,9 +186,10 @@ func (w *Worker) Run(ctx context.Context) {
 	}
 }
 
-// Drain delivers every item that is due now, once each, and returns how
-// many remain pending: what a CLI does for the change it made without a
-// daemon (the daemon's next start takes what is left).
+// Drain delivers every item that is due now, once each (alerts as the
+// digest lets them go), and returns how many remain pending: what a CLI
+// does for the change it made without a daemon (the daemon's next start
+// takes what is left).
 func (w *Worker) Drain(ctx context.Context) (pending int, err error) {
 	for {
 		next, err := w.pass(ctx)
@@ -189,7 +209,7 @@ func (w *Worker) Drain(ctx context.Context) (pending int, err error) {
 // due (zero: none pending). Actions run strictly in order: once one waits
 // for a retry, the actions queued after it wait too, so an unban never
 // runs before its ban; webhooks likewise, in a lane of their own. Alerts
-// are independent: the due ones are attempted whatever waits.
+// are independent of both: the digest decides which of them go.
 func (w *Worker) pass(ctx context.Context) (time.Time, error) {
 	nextAction, err := w.passInOrder(ctx, KindAction)
 	if err != nil {
@@ -233,24 +253,93 @@ func (w *Worker) passInOrder(ctx context.Context, kind string) (time.Time, error
 	return time.Time{}, nil
 }
 
-// passAlerts attempts the alerts that are due.
+// passAlerts sends the mails the digest lets go now, each alert of a
+// mail marked done together once the mail is sent, and returns when to
+// look again.
 func (w *Worker) passAlerts(ctx context.Context) (time.Time, error) {
-	items, err := w.st.DueOfKind(KindAlert, w.opt.Clock.Now(), w.opt.Batch)
+	queue, mailed, err := w.alertQueue()
 	if err != nil {
 		return time.Time{}, err
 	}
-	for _, it := range items {
-		if ctx.Err() != nil {
-			return time.Time{}, nil
+	for ctx.Err() == nil {
+		ids, next := w.digest.Plan(w.opt.Clock.Now(), mailed, queue)
+		if len(ids) == 0 {
+			return next, nil
 		}
-		if _, err := w.attempt(ctx, it); err != nil {
+		sent, err := w.sendMail(ctx, ids)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if sent {
+			// What is left and the new mail times, without reading every
+			// pending alert again (one mail per alert with no digest).
+			queue = slices.DeleteFunc(queue, func(q store.Queued) bool { _, found := slices.BinarySearch(ids, q.ID); return found })
+			mailed, err = w.st.Mailed()
+		} else {
+			// Failed items have a new due time, or were given up.
+			queue, mailed, err = w.alertQueue()
+		}
+		if err != nil {
 			return time.Time{}, err
 		}
 	}
-	if len(items) == w.opt.Batch {
-		return w.opt.Clock.Now(), nil // every one read was attempted; more are due
+	return time.Time{}, nil
+}
+
+// alertQueue reads the pending alerts and when mail last went out.
+func (w *Worker) alertQueue() ([]store.Queued, store.Mailed, error) {
+	queue, err := w.st.QueueOf(KindAlert, queueLimit)
+	if err != nil {
+		return nil, store.Mailed{}, err
 	}
-	return w.st.NextDue(KindAlert)
+	mailed, err := w.st.Mailed()
+	return queue, mailed, err
+}
+
+// sendMail sends the alerts of ids as one mail and records the outcome
+// of each: all done (and the mail's time) in one transaction after the
+// mail was sent, or all retried together. sent reports success.
+func (w *Worker) sendMail(ctx context.Context, ids []int64) (sent bool, err error) {
+	items, err := w.st.OutboxItems(ids)
+	if err != nil {
+		return false, err
+	}
+	var alerts []Alert
+	var good []store.OutboxItem
+	for _, it := range items {
+		var a Alert
+		if derr := json.Unmarshal(it.Payload, &a); derr != nil {
+			// One unreadable item must not hold the others' mail.
+			if _, err := w.record(ctx, []store.OutboxItem{it}, fmt.Errorf("outbox item %d: %w", it.ID, derr), false); err != nil {
+				return false, err
+			}
+			continue
+		}
+		alerts, good = append(alerts, a), append(good, it)
+	}
+	if len(good) == 0 {
+		return false, nil
+	}
+	actx, cancel := context.WithTimeout(ctx, w.opt.Timeout)
+	serr := w.sendAlerts(actx, alerts)
+	cancel()
+	if serr != nil && ctx.Err() != nil {
+		return false, nil // stopping: the items stay as they were
+	}
+	if _, err := w.record(ctx, good, serr, true); err != nil {
+		return false, err
+	}
+	if serr == nil {
+		w.log.Info("alert mail sent", "alerts", len(alerts), "first_event", alerts[0].Event, "first_addr", alerts[0].Addr, "first_jail", alerts[0].Jail)
+	}
+	return serr == nil, nil
+}
+
+func (w *Worker) sendAlerts(ctx context.Context, batch []Alert) error {
+	if w.h.Alert == nil {
+		return fmt.Errorf("no mail relay configured to send an alert")
+	}
+	return w.h.Alert(ctx, batch)
 }
 
 // earliest is the earlier of a and b, where zero means none.
@@ -264,28 +353,78 @@ func earliest(a, b time.Time) time.Time {
 	return b
 }
 
-// attempt delivers one item and records the outcome; it returns when to
-// retry (zero: done or given up).
+// attempt delivers one item of an ordered lane (an action, a webhook)
+// and records the outcome; it returns when to retry (zero: done or given
+// up).
 func (w *Worker) attempt(ctx context.Context, it store.OutboxItem) (time.Time, error) {
 	actx, cancel := context.WithTimeout(ctx, w.timeoutOf(it))
 	err := w.deliver(actx, it)
 	cancel()
+	if err != nil && ctx.Err() != nil {
+		return time.Time{}, nil // stopping: the item stays as it was
+	}
+	return w.record(ctx, []store.OutboxItem{it}, err, false)
+}
+
+// record writes the outcome of one attempt at items, one action or the
+// alerts of one mail, in one transaction: done (with the mail's time
+// when mail is set) when cause is nil; else each item retried after the
+// backoff of the most tried of them, so that a mail is retried whole, or
+// given up once it is older than GiveUpAfter. It returns when to retry
+// (zero: nothing to retry).
+func (w *Worker) record(ctx context.Context, items []store.OutboxItem, cause error, mail bool) (time.Time, error) {
 	now := w.opt.Clock.Now()
 	// A bookkeeping write must not be lost to the stop that interrupted
 	// the attempt.
 	bctx := context.WithoutCancel(ctx)
-	switch {
-	case err == nil:
-		return time.Time{}, w.st.OutboxDone(bctx, it.ID, now)
-	case ctx.Err() != nil:
-		return time.Time{}, nil // stopping: the item stays as it was
-	case now.Sub(it.Created) >= w.opt.GiveUpAfter:
-		w.log.Error("outbox item given up", "id", it.ID, "kind", it.Kind, "attempts", it.Attempts+1, "queued", it.Created, "err", err)
-		return time.Time{}, w.st.OutboxGiveUp(bctx, it.ID, now, err)
+	if cause == nil {
+		return time.Time{}, w.st.Update(bctx, func(tx *store.Tx) error {
+			urgent := false
+			for _, it := range items {
+				if err := tx.OutboxDone(it.ID, now); err != nil {
+					return err
+				}
+				urgent = urgent || it.Urgent
+			}
+			if mail {
+				return tx.SetMailed(now, urgent)
+			}
+			return nil
+		})
 	}
-	retry := now.Add(w.backoff(it.Attempts))
-	w.log.Warn("outbox item failed; will retry", "id", it.ID, "kind", it.Kind, "attempt", it.Attempts+1, "retry_at", retry, "err", err)
-	return retry, w.st.OutboxRetry(bctx, it.ID, retry, err)
+	attempts := 0
+	for _, it := range items {
+		attempts = max(attempts, it.Attempts)
+	}
+	retry, retried := now.Add(w.backoff(attempts)), 0
+	err := w.st.Update(bctx, func(tx *store.Tx) error {
+		for _, it := range items {
+			if now.Sub(it.Created) >= w.opt.GiveUpAfter {
+				if err := tx.OutboxGiveUp(it.ID, now, cause); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := tx.OutboxRetry(it.ID, retry, cause); err != nil {
+				return err
+			}
+			retried++
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, it := range items {
+		if now.Sub(it.Created) >= w.opt.GiveUpAfter {
+			w.log.Error("outbox item given up", "id", it.ID, "kind", it.Kind, "attempts", it.Attempts+1, "queued", it.Created, "err", cause)
+		}
+	}
+	if retried == 0 {
+		return time.Time{}, nil
+	}
+	w.log.Warn("outbox delivery failed; will retry", "kind", items[0].Kind, "items", retried, "first_id", items[0].ID, "attempt", attempts+1, "retry_at", retry, "err", cause)
+	return retry, nil
 }
 
 // timeoutOf is how long one attempt of it may take: its payload's own
@@ -322,20 +461,8 @@ func (w *Worker) deliver(ctx context.Context, it store.OutboxItem) error {
 		return deliverAs(ctx, it, w.h.Webhook, func(h Webhook) {
 			w.log.Info("webhook sent", "webhook", h.Hook, "event", h.Event, "addr", h.Addr, "account", h.Account, "jail", h.Jail)
 		})
-	case KindAlert:
-		return deliverAs(ctx, it, w.alertOne, func(a Alert) {
-			w.log.Info("alert sent", "event", a.Event, "addr", a.Addr, "jail", a.Jail)
-		})
 	}
 	return fmt.Errorf("outbox item %d: unknown kind %q", it.ID, it.Kind)
-}
-
-// alertOne sends one alert as a batch of one.
-func (w *Worker) alertOne(ctx context.Context, a Alert) error {
-	if w.h.Alert == nil {
-		return fmt.Errorf("no mail relay configured to send an alert")
-	}
-	return w.h.Alert(ctx, []Alert{a})
 }
 
 // deliverAs decodes the item's payload as a T and hands it to handle.
@@ -352,4 +479,53 @@ func deliverAs[T any](ctx context.Context, it store.OutboxItem, handle func(cont
 	}
 	done(v)
 	return nil
+}
+
+// ListLimit bounds the items List returns (the newest).
+const ListLimit = 10_000
+
+// List returns the items `mailjail outbox` shows: pending and given-up
+// ones, and with all the delivered ones too, in the order queued.
+func (w *Worker) List(_ context.Context, all bool) ([]store.OutboxItem, error) {
+	return w.st.ListOutbox(all, ListLimit)
+}
+
+// Retry makes a pending or given-up item due now and wakes the worker.
+// An alert then goes with the next mail the digest lets go; a given-up
+// item that fails again is given up again (its age is past GiveUpAfter).
+// It returns the item as it is now.
+func (w *Worker) Retry(ctx context.Context, id int64) (store.OutboxItem, error) {
+	it, err := w.st.RetryOutboxNow(ctx, id, w.opt.Clock.Now())
+	if err == nil {
+		w.Kick()
+	}
+	return it, err
+}
+
+// Drop deletes an item whatever its state and returns it.
+func (w *Worker) Drop(ctx context.Context, id int64) (store.OutboxItem, error) {
+	return w.st.DropOutbox(ctx, id)
+}
+
+// Summary is what an item is about, for listing it.
+type Summary struct {
+	Event string `json:"event"` // "ban", "unban", "suspend", ...
+	Jail  string `json:"jail"`
+	Addr  string `json:"addr"` // address, prefix or account
+}
+
+// Describe reads the summary of an item's payload; an unreadable payload
+// has an empty one. Action, Webhook and Alert payloads all name these
+// fields (JSON field names match case-insensitively); a webhook names an
+// account apart.
+func Describe(it store.OutboxItem) Summary {
+	var s struct {
+		Summary
+		Account string `json:"account"`
+	}
+	json.Unmarshal(it.Payload, &s)
+	if s.Addr == "" {
+		s.Addr = s.Account
+	}
+	return s.Summary
 }

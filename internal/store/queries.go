@@ -69,6 +69,12 @@ func (s *Store) BanHistory(p netip.Prefix, limit int) ([]Ban, error) {
 	return queryBans(s.db, `WHERE addr = ? ORDER BY since DESC LIMIT ?`, rules.FormatPrefix(p), limit)
 }
 
+// BanHistory is Store.BanHistory inside a transaction: an alert planned
+// with its ban tells the ban's predecessors.
+func (t *Tx) BanHistory(p netip.Prefix, limit int) ([]Ban, error) {
+	return queryBans(t.tx, `WHERE addr = ? ORDER BY since DESC LIMIT ?`, rules.FormatPrefix(p), limit)
+}
+
 // BansSince returns bans (any state) that started at or after t, for
 // seeding escalation after a restart.
 func (s *Store) BansSince(t time.Time) ([]Ban, error) {

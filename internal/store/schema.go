@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"os"
 )
 
 // migrations are applied in order; PRAGMA user_version records how many
@@ -120,6 +121,12 @@ var migrations = []string{
 		events TEXT NOT NULL,         -- "UNIXNANO:N ..." oldest first
 		PRIMARY KEY (jail, what, key)
 	 );`,
+	// Urgent alerts (suspensions, permanent bans) skip the digest wait:
+	// the worker reads the flag of every pending alert on each pass, so
+	// it is a column, not decoded from each payload. The alert queue is
+	// read by kind and due time.
+	`ALTER TABLE outbox ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;
+	 CREATE INDEX outbox_pending_kind ON outbox(kind, next_attempt) WHERE done IS NULL AND gave_up IS NULL;`,
 }
 
 func (s *Store) migrate() error {
@@ -129,6 +136,11 @@ func (s *Store) migrate() error {
 	}
 	if v > len(migrations) {
 		return fmt.Errorf("database schema version %d is newer than this mailjail knows (%d): refusing to touch it", v, len(migrations))
+	}
+	if v > 0 && v < len(migrations) {
+		if err := s.backup(v); err != nil {
+			return err
+		}
 	}
 	for i := v; i < len(migrations); i++ {
 		tx, err := s.db.Begin()
@@ -146,6 +158,33 @@ func (s *Store) migrate() error {
 		if err := tx.Commit(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// BackupPath is where the database is copied before a schema migration:
+// an upgrade that goes wrong can go back to the previous version with it.
+// Only the last backup is kept.
+func BackupPath(db string) string { return db + ".bak" }
+
+// backup copies the database (at schema version v) to BackupPath with
+// VACUUM INTO: a consistent copy of a WAL database, written to a private
+// temporary file first and renamed, so a failed copy never replaces the
+// previous backup.
+func (s *Store) backup(v int) error {
+	dst := BackupPath(s.path)
+	tmp := dst + ".tmp"
+	os.Remove(tmp)
+	if err := createPrivate(tmp); err != nil {
+		return fmt.Errorf("back up before migration: %w", err)
+	}
+	if _, err := s.db.Exec(`VACUUM INTO ?`, tmp); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("back up schema version %d to %s before migration: %w", v, tmp, err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("back up before migration: %w", err)
 	}
 	return nil
 }

@@ -187,7 +187,7 @@ func TestOutboxKeepsOrderRetriesAndCounts(t *testing.T) {
 	var ids []int64
 	err := s.Update(ctx, func(tx *Tx) error {
 		for _, k := range []string{"action", "alert", "action"} {
-			id, err := tx.AddOutbox(k, []byte(`{"k":"`+k+`"}`), t0)
+			id, err := tx.AddOutbox(k, []byte(`{"k":"`+k+`"}`), false, t0)
 			if err != nil {
 				return err
 			}
@@ -219,6 +219,10 @@ func TestOutboxKeepsOrderRetriesAndCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !c.OldestPending.Equal(t0) {
+		t.Errorf("oldest pending %v, want %v", c.OldestPending, t0)
+	}
+	c.OldestPending = time.Time{}
 	if c != (OutboxCounts{Pending: 1, Failed: 1, GaveUp: 1}) {
 		t.Fatalf("counts = %+v", c)
 	}
