@@ -19,6 +19,8 @@ MAIL_LOG=/var/log/mail.log
 PACKAGES=(rspamd redis-server postfix swaks)
 # nftables target (issue 13): nft, and ip for the network namespaces its tests create.
 PACKAGES+=(nftables iproute2)
+# promtool (issue 15): the metrics exposition is checked with it (installs in ~8 s).
+PACKAGES+=(prometheus)
 
 start_ts=$(date +%s.%N)
 elapsed() { awk -v s="$start_ts" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f s", e-s}'; }

@@ -192,7 +192,7 @@ func outboxCall(ctx context.Context, cfg *config.Config, op string, req control.
 	if !errors.Is(err, control.ErrNoDaemon) {
 		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
-	log := newLogger(os.Stderr, "warn")
+	log := newLogger(os.Stderr, "warn", config.LogText)
 	if op == control.OpOutboxList {
 		st, err := openRead(cfg)
 		if errors.Is(err, errNoDatabase) {

@@ -85,7 +85,7 @@ Examples:
 			}
 			rcfg.Global.Database = filepath.Join(dir, "replay.db")
 			rcfg.Global.MapFile = filepath.Join(dir, "ip.map")
-			out, err := replay(c.Context, rcfg, files, newLogger(c.App.ErrWriter, "warn"))
+			out, err := replay(c.Context, rcfg, files, newLogger(c.App.ErrWriter, "warn", config.LogText))
 			if err != nil {
 				return err
 			}

@@ -40,7 +40,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			log := newLogger(c.App.ErrWriter, cfg.Global.LogLevel)
+			log := newLogger(c.App.ErrWriter, cfg.Global.LogLevel, cfg.Global.LogFormat)
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			// SIGHUP rereads the configuration (as mailjail reload does).

@@ -151,6 +151,9 @@ func printStatus(w io.Writer, cfg *config.Config, s *control.Status, noDB bool) 
 	if s.Degraded != "" {
 		textf(w, "DEGRADED: %s\n", s.Degraded)
 	}
+	for _, warn := range s.Warnings {
+		textf(w, "WARNING %s\n", warn)
+	}
 	for _, t := range s.Targets {
 		last := "never"
 		if t.LastSync != nil {

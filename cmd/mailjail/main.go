@@ -142,9 +142,10 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 	return cfg, nil
 }
 
-// newLogger logs to stderr in logfmt. Under systemd (JOURNAL_STREAM set)
-// it leaves out the time, which journald records itself.
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger logs to w at level, in logfmt or (format "json") one JSON
+// object a line. Under systemd (JOURNAL_STREAM set) it leaves out the
+// time, which journald records itself.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var lv slog.Level
 	lv.UnmarshalText([]byte(level))
 	opts := &slog.HandlerOptions{Level: lv}
@@ -155,6 +156,9 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 			}
 			return a
 		}
+	}
+	if format == config.LogJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }

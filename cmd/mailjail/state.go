@@ -87,7 +87,7 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 		return nil, &exitError{code: control.ExitUnreachable, err: err}
 	}
 	defer st.Close()
-	log := newLogger(os.Stderr, "warn")
+	log := newLogger(os.Stderr, "warn", config.LogText)
 	eng, err := engine.New(cfg, st, log)
 	if err != nil {
 		return nil, &exitError{code: control.ExitUsage, err: err}

@@ -88,6 +88,12 @@ type Global struct {
 	// Targets are the enforcement targets of jails that name none, and
 	// of manual bans: rspamd-map by default.
 	Targets []string `toml:"targets"`
+	// MetricsListen is the host:port of the Prometheus /metrics and
+	// /healthz listener ("": none); MetricsPublic allows an address that
+	// is not loopback. LogFormat is "text" (default) or "json".
+	MetricsListen string `toml:"metrics_listen"`
+	MetricsPublic bool   `toml:"metrics_public"`
+	LogFormat     string `toml:"log_format"`
 }
 
 // Jail is one jail with defaults applied.
@@ -315,5 +321,8 @@ func applyGlobalDefaults(g *Global, f globalFile) {
 	}
 	if g.LogLevel == "" {
 		g.LogLevel = "info"
+	}
+	if g.LogFormat == "" {
+		g.LogFormat = LogText
 	}
 }

@@ -94,6 +94,7 @@ func (c *Config) validateGlobal(p *problems) {
 	default:
 		p.add(c.errAt("global.log_level", "must be debug, info, warn or error, got %q", g.LogLevel))
 	}
+	c.validateObservability(p)
 	if g.MinPrefixV4 < 0 || g.MinPrefixV4 > 32 {
 		p.add(c.errAt("global.min_prefix_v4", "must be between 0 and 32, got %d", g.MinPrefixV4))
 	}

@@ -168,6 +168,9 @@ type Status struct {
 	Jails             []JailStatus   `json:"jails"`
 	Targets           []TargetStatus `json:"targets"` // only a running daemon knows them
 	Outbox            *OutboxStatus  `json:"outbox"`
+	// Warnings are health problems of a running daemon: a source gone
+	// quiet, a filter that stopped matching.
+	Warnings []string `json:"warnings"`
 }
 
 // OutboxStatus counts the actions and alerts waiting in the outbox.

@@ -20,6 +20,7 @@ import (
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/engine"
+	"github.com/mailjail/mailjail/internal/metrics"
 	"github.com/mailjail/mailjail/internal/outbox"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/watcher"
@@ -78,7 +79,8 @@ type daemon struct {
 	sources []watcher.Source
 	reqs    chan ctlReq
 	srv     *control.Server // nil until the socket is listened on
-	wg      sync.WaitGroup  // the goroutines run starts (outbox, socket)
+	wg      sync.WaitGroup  // the goroutines run starts (outbox, socket, metrics)
+	obs     observability
 
 	// What a reload replaces, read by other goroutines: the
 	// configuration the targets' scopes follow, the outbox's handlers.
@@ -106,8 +108,10 @@ func newDaemon(cfg *config.Config, st *store.Store, log *slog.Logger, opt Option
 	d.cfgNow.Store(cfg)
 	h := OutboxHandlers(cfg, log, opt.Clock)
 	d.handlers.Store(&h)
-	d.outbox = outbox.New(st, d.liveHandlers(), log, outbox.Options{Clock: opt.Clock})
-	if d.enf, err = newEnforcer(cfg, d.cfgNow.Load, eng, d.outbox, enforce.Options{Clock: opt.Clock, Log: log, OnSync: opt.OnMap}); err != nil {
+	d.outbox = outbox.New(st, d.liveHandlers(), log, outbox.Options{Clock: opt.Clock,
+		DigestInterval: cfg.Alert.DigestInterval.D, UrgentInterval: cfg.Alert.UrgentInterval.D})
+	d.obs.timer = metrics.NewSyncTimer()
+	if d.enf, err = newEnforcer(cfg, d.cfgNow.Load, eng, d.outbox, enforce.Options{Clock: opt.Clock, Log: log, OnSync: opt.OnMap, OnSyncDone: d.obs.timer.Observe}); err != nil {
 		return nil, err
 	}
 	d.ops = &enforce.Ops{Eng: eng, Cfg: cfg, Enf: d.enf, Clock: opt.Clock}

@@ -30,6 +30,11 @@ func (d *daemon) run(ctx context.Context) error {
 	// that a request waiting for the loop is answered "stopping".
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	d.obs.setPhase(phaseStarting)
+	if err := d.startMetrics(ctx); err != nil {
+		return err
+	}
+	defer d.stopMetrics()
 	if !d.retry(ctx, "take over the map and lift ended bans", func() error { return d.prepare(ctx, now) }) {
 		return d.fatal
 	}
@@ -58,12 +63,14 @@ func (d *daemon) run(ctx context.Context) error {
 	// the sources); strike windows are restored before the first line is
 	// judged. With millions of strikes that takes a second or two, which
 	// must not hold up the map or systemd.
+	d.obs.setPhase(phaseRestoring)
 	sdNotify("READY=1\nSTATUS=restoring strikes")
 	defer sdNotify("STOPPING=1")
 	if err := d.wd.during(func() error { return d.restoreStrikes(now) }); err != nil {
 		return err
 	}
 	sdNotify("STATUS=" + d.statusLine())
+	d.obs.setPhase(phaseFollowing)
 	return d.loop(ctx, now)
 }
 

@@ -164,4 +164,5 @@ func (d *daemon) fillRunning(s *control.Status) {
 			}
 		}
 	}
+	d.fillHealth(s)
 }

@@ -19,6 +19,9 @@ type Options struct {
 	Clock  core.Clock      // default the wall clock
 	Log    *slog.Logger    // default slog.Default()
 	OnSync func(time.Time) // called after each successful target sync (latency measurement, tests)
+	// OnSyncDone is called after every sync attempt of a target, with
+	// how long it took and its error (metrics).
+	OnSyncDone func(target string, took time.Duration, err error)
 	// RetryFor is how long an enforcer without background reconcilers
 	// (never started: a CLI changing bans without a daemon) keeps
 	// retrying a target that fails before Apply gives up; nobody else
@@ -47,7 +50,7 @@ func New(targets []Target, active Source, ob *outbox.Worker, opt Options) *Enfor
 		e.log = slog.Default()
 	}
 	for _, t := range targets {
-		e.recs = append(e.recs, newReconciler(t, e.state, e.clock, e.log, opt.OnSync))
+		e.recs = append(e.recs, newReconciler(t, e.state, e.clock, e.log, opt.OnSync, opt.OnSyncDone))
 	}
 	return e
 }

@@ -41,6 +41,7 @@ type TargetStats struct {
 	LastSync time.Time // of the last successful sync
 	LastErr  error     // of the last attempt, nil when it succeeded
 	Repairs  uint64    // drifts found and repaired
+	Errors   uint64    // failed syncs
 }
 
 // Reconciler keeps one target in step with the state, in the background:
@@ -53,6 +54,7 @@ type Reconciler struct {
 	clock  core.Clock
 	log    *slog.Logger
 	onSync func(time.Time) // test and latency hook
+	onDone func(target string, took time.Duration, err error)
 
 	kick    chan struct{}
 	changes atomic.Int64 // changes kicked since the last sync began
@@ -64,8 +66,8 @@ type Reconciler struct {
 	stats TargetStats
 }
 
-func newReconciler(t Target, state func() State, clock core.Clock, log *slog.Logger, onSync func(time.Time)) *Reconciler {
-	return &Reconciler{target: t, state: state, clock: clock, log: log, onSync: onSync,
+func newReconciler(t Target, state func() State, clock core.Clock, log *slog.Logger, onSync func(time.Time), onDone func(string, time.Duration, error)) *Reconciler {
+	return &Reconciler{target: t, state: state, clock: clock, log: log, onSync: onSync, onDone: onDone,
 		kick: make(chan struct{}, 1), done: make(chan struct{}), stats: TargetStats{Name: t.Name()}}
 }
 
@@ -78,7 +80,9 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 	err := r.target.Sync(ctx, s)
 	r.mu.Lock()
 	r.stats.LastErr = err
-	if err == nil {
+	if err != nil {
+		r.stats.Errors++
+	} else {
 		r.stats.Syncs++
 		r.stats.LastSync = start
 		r.stats.Entries = len(s.Bans)
@@ -87,6 +91,9 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 		}
 	}
 	r.mu.Unlock()
+	if r.onDone != nil {
+		r.onDone(r.target.Name(), r.clock.Now().Sub(start), err)
+	}
 	if err != nil {
 		r.log.Error("target not updated; what it held stays in force, retrying", "target", r.target.Name(), "err", err)
 		return err

@@ -141,6 +141,7 @@ func (e *Engine) strikeAccount(j *Jail, account string, client netip.Addr, bucke
 		return
 	}
 	e.stats.Strikes++
+	j.counters.Strikes++
 	e.pending.acctStrikes = append(e.pending.acctStrikes, store.AccountStrike{Jail: j.Cfg.Name, Account: account, Client: client, At: at, Bucket: bucket, Line: string(line)})
 	if client.IsValid() {
 		src := j.acct.sources[account]

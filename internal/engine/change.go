@@ -56,5 +56,6 @@ func (e *Engine) update(ctx context.Context, at time.Time, fn func(tx *store.Tx)
 	if err != nil {
 		return Change{}, err
 	}
+	e.countChange(ch)
 	return ch, nil
 }

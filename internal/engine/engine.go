@@ -57,6 +57,21 @@ type Engine struct {
 	pending pending
 	effects Effects
 	stats   Stats
+	changes map[string]*ChangeCounters // per jail name, manual included
+	sources map[string]*SourceCounters // per followed path or journal key
+}
+
+// ChangeCounters count what committed changes did to one jail, for
+// metrics.
+type ChangeCounters struct {
+	Bans, Unbans, Suspensions, Releases, RateEvents uint64
+}
+
+// SourceCounters count one followed path's (or journal's) lines.
+type SourceCounters struct {
+	Lines   uint64    // lines staged
+	Matches uint64    // filter matches among them (any jail)
+	Last    time.Time // when its latest line was staged (zero: none yet)
 }
 
 // Jail is one configured jail at run time.
@@ -76,6 +91,12 @@ type Jail struct {
 type JailCounters struct {
 	TooOld uint64 // older than findtime when read: not counted
 	Future uint64 // dated beyond the read time: taken at the read time
+	// Prefiltered counts lines that passed the filter's literal
+	// prefilter, Matches those the filter matched: many of the first and
+	// none of the second means the log format changed under the filter.
+	Prefiltered uint64
+	Matches     uint64
+	Strikes     uint64 // strikes counted
 }
 
 // Counters returns the jail's counters.
@@ -122,7 +143,8 @@ func (p *pending) empty() bool {
 func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 	e := &Engine{cfg: cfg, st: st, log: log, loc: cfg.Location(), pathJails: map[string][]*Jail{},
 		bans: map[banKey]store.Ban{}, byAddr: map[netip.Addr]int{}, ranges: map[banKey]store.Ban{}, staged: map[netip.Addr]struct{}{},
-		susp: map[suspKey]store.Suspension{}, stagedAccts: map[string]struct{}{}, firstSeen: map[string]time.Time{}}
+		susp: map[suspKey]store.Suspension{}, stagedAccts: map[string]struct{}{}, firstSeen: map[string]time.Time{},
+		changes: map[string]*ChangeCounters{}, sources: map[string]*SourceCounters{}}
 	var err error
 	if e.allow, err = rules.NewAllowList(cfg.Global.AllowSenders); err != nil {
 		return nil, fmt.Errorf("allow_senders: %w", err)
@@ -177,6 +199,55 @@ func (j *Jail) Tracked() int {
 
 // Stats returns counters.
 func (e *Engine) Stats() Stats { return e.stats }
+
+// ChangeCounts returns a copy of the per-jail change counters, keyed by
+// jail name (ManualJail included once it changed something).
+func (e *Engine) ChangeCounts() map[string]ChangeCounters {
+	out := make(map[string]ChangeCounters, len(e.changes))
+	for k, v := range e.changes {
+		out[k] = *v
+	}
+	return out
+}
+
+// SourceCounts returns a copy of the per-source line counters, keyed by
+// path or journal key.
+func (e *Engine) SourceCounts() map[string]SourceCounters {
+	out := make(map[string]SourceCounters, len(e.sources))
+	for k, v := range e.sources {
+		out[k] = *v
+	}
+	return out
+}
+
+// countChange adds a committed change to the per-jail counters (imported
+// map entries were not decided here and are not counted).
+func (e *Engine) countChange(ch Change) {
+	if ch.Imported {
+		return
+	}
+	c := func(jail string) *ChangeCounters {
+		if e.changes[jail] == nil {
+			e.changes[jail] = &ChangeCounters{}
+		}
+		return e.changes[jail]
+	}
+	for _, b := range ch.Bans {
+		c(b.Jail).Bans++
+	}
+	for _, b := range ch.Lifted {
+		c(b.Jail).Unbans++
+	}
+	for _, s := range ch.Suspended {
+		c(s.Jail).Suspensions++
+	}
+	for _, s := range ch.Released {
+		c(s.Jail).Releases++
+	}
+	for _, r := range ch.Rate {
+		c(r.Jail).RateEvents++
+	}
+}
 
 // LogPatterns is every logpath of every enabled jail, deduplicated.
 func (e *Engine) LogPatterns() []string {

@@ -177,13 +177,16 @@ func (e *Engine) stageRate(j *Jail, line []byte, at, now time.Time) {
 		if back > 0 {
 			e.log.Info("rate: clock went backwards, nothing leaked", "jail", j.Cfg.Name, "key", key, "by", back)
 		}
-		if untracked {
-			e.log.Warn("rate table full: key not tracked", "jail", j.Cfg.Name, "key", key, "on_full", r.spec.OnFull.String(), "max_entries", r.spec.MaxEntries)
+		// A full table refuses every line of every new key: warned at
+		// the 1st, 2nd, 4th, 8th... refusal, not once per line read.
+		if n := t.full(); untracked && n&(n-1) == 0 {
+			e.log.Warn("rate table full: key not tracked", "jail", j.Cfg.Name, "key", key, "on_full", r.spec.OnFull.String(), "max_entries", r.spec.MaxEntries, "untracked_so_far", n)
 		}
 		if !over {
 			continue
 		}
 		e.stats.Matches++
+		j.counters.Matches++
 		ev := store.RateEvent{Jail: j.Cfg.Name, Key: key, What: t.what, At: m.Time, Level: level, Burst: t.limit, Rate: t.rate,
 			Urgent: r.spec.SuspendFactor > 0 && level >= r.spec.SuspendFactor*t.limit,
 			Detail: fmt.Sprintf("queue id %s, client %s, %d recipients", m.QueueID, m.Client, m.Rcpts)}

@@ -19,10 +19,12 @@ func (e *Engine) Stage(lines []core.Line, now time.Time) {
 		e.pending.positions = map[string]core.Position{}
 	}
 	e.pending.now = now
+	run, runMatches := 0, e.stats.Matches // where the current path's run began
 	for i := range lines {
 		l := &lines[i]
 		e.stats.Lines++
-		if i == len(lines)-1 || lines[i+1].Path != l.Path {
+		last := i == len(lines)-1 || lines[i+1].Path != l.Path
+		if last {
 			e.pending.positions[l.Path] = l.Pos
 		}
 		var shared lineTime // the built-in formats' reading, shared by the jails
@@ -32,6 +34,7 @@ func (e *Engine) Stage(lines []core.Line, now time.Time) {
 			if j.rate == nil && !j.Filter.Prefilter().Pass(l.Text) {
 				continue
 			}
+			j.counters.Prefiltered++
 			var at time.Time
 			var n int
 			if j.rate == nil && j.Filter.HasDatePattern() {
@@ -49,7 +52,24 @@ func (e *Engine) Stage(lines []core.Line, now time.Time) {
 				e.stageMatch(j, l.Text, l.Text[n:], at, now)
 			}
 		}
+		if last {
+			// Counted once per run of one path's lines, not per line.
+			e.countSource(l.Path, uint64(i+1-run), e.stats.Matches-runMatches, now)
+			run, runMatches = i+1, e.stats.Matches
+		}
 	}
+}
+
+// countSource adds a run of n lines of path, with its matches, read at now.
+func (e *Engine) countSource(path string, n, matches uint64, now time.Time) {
+	c := e.sources[path]
+	if c == nil {
+		c = &SourceCounters{}
+		e.sources[path] = c
+	}
+	c.Lines += n
+	c.Matches += matches
+	c.Last = now
 }
 
 // lineTime is a line's time as one timestamp format read it.
@@ -92,6 +112,7 @@ func (e *Engine) stageMatch(j *Jail, line, msg []byte, at, now time.Time) {
 		return
 	}
 	e.stats.Matches++
+	j.counters.Matches++
 	// A filter that names buckets and could not name this one (an
 	// rspamd bucket with its own message and no info line) might have
 	// been any bucket: it strikes no jail that is limited to some.
@@ -129,6 +150,7 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 		return
 	}
 	e.stats.Strikes++
+	j.counters.Strikes++
 	e.pending.strikes = append(e.pending.strikes, store.Strike{Jail: j.Cfg.Name, Addr: a, At: at, Bucket: bucket, Line: string(line)})
 	if !d.Ban {
 		return
