@@ -389,8 +389,9 @@ func (j *JournalFollower) read(ctx context.Context, r io.Reader) (int, error) {
 				line, err = br.ReadSlice('\n')
 				j.c.bytes.Add(uint64(len(line)))
 			}
-			j.c.long.Add(1)
-			j.log.Warn("skipped over-long journal entry", "max_json_bytes", j.jsonMax, "after_cursor", j.cursor)
+			if total := j.c.long.Add(1); core.Sparse(total-1, total) {
+				j.log.Warn("skipped over-long journal entry", "max_json_bytes", j.jsonMax, "after_cursor", j.cursor, "skipped_so_far", total)
+			}
 			if err == nil {
 				continue
 			}
@@ -417,8 +418,9 @@ func (j *JournalFollower) read(ctx context.Context, r io.Reader) (int, error) {
 func (j *JournalFollower) entry(ctx context.Context, line []byte) bool {
 	e, err := parseJournalEntry(line)
 	if err != nil {
-		j.c.lost.Add(1)
-		j.log.Warn("unreadable journal entry skipped", "err", err, "line", truncate(line, 200))
+		if total := j.c.lost.Add(1); core.Sparse(total-1, total) {
+			j.log.Warn("unreadable journal entry skipped", "err", err, "line", truncate(line, 200), "skipped_so_far", total)
+		}
 		return true
 	}
 	skip := j.skip
@@ -433,8 +435,9 @@ func (j *JournalFollower) entry(ctx context.Context, line []byte) bool {
 	}
 	size := journalLineLen(&e)
 	if size > j.opt.MaxLineBytes {
-		j.c.long.Add(1)
-		j.log.Warn("skipped over-long journal entry", "cursor", e.Cursor, "bytes", size, "max_bytes", j.opt.MaxLineBytes)
+		if total := j.c.long.Add(1); core.Sparse(total-1, total) {
+			j.log.Warn("skipped over-long journal entry", "cursor", e.Cursor, "bytes", size, "max_bytes", j.opt.MaxLineBytes, "skipped_so_far", total)
+		}
 		return true
 	}
 	b, ok := j.out.room(ctx, size)

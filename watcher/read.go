@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/mailjail/mailjail/internal/core"
 )
 
 // sweep checks every path for rotation and reads what is available. It
@@ -97,8 +99,9 @@ func (f *Follower) emitLines(ctx context.Context, s *source, o *openFile, now ti
 		}
 	}
 	if n := o.r.skipped - before; n > 0 {
-		f.c.long.Add(n)
-		f.log.Warn("skipped over-long line", "path", s.path, "offset", o.r.off, "max_bytes", f.opt.MaxLineBytes)
+		if total := f.c.long.Add(n); core.Sparse(total-n, total) {
+			f.log.Warn("skipped over-long line", "path", s.path, "offset", o.r.off, "max_bytes", f.opt.MaxLineBytes, "skipped_so_far", total)
+		}
 	}
 }
 

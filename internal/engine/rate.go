@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
 	"github.com/mailjail/mailjail/rules/bucket"
@@ -179,7 +180,7 @@ func (e *Engine) stageRate(j *Jail, line []byte, at, now time.Time) {
 		}
 		// A full table refuses every line of every new key: warned at
 		// the 1st, 2nd, 4th, 8th... refusal, not once per line read.
-		if n := t.full(); untracked && n&(n-1) == 0 {
+		if n := t.full(); untracked && core.Sparse(n-1, n) {
 			e.log.Warn("rate table full: key not tracked", "jail", j.Cfg.Name, "key", key, "on_full", r.spec.OnFull.String(), "max_entries", r.spec.MaxEntries, "untracked_so_far", n)
 		}
 		if !over {
