@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"text/tabwriter"
-	"time"
 	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
@@ -183,14 +182,8 @@ func outboxChange(c *cli.Context, op string, text func(io.Writer, control.Outbox
 // outboxCall asks the daemon, or without one works on the database: a
 // list reads it, retry and drop change it under the daemon's lock.
 func outboxCall(ctx context.Context, cfg *config.Config, op string, req control.Request) (*control.Response, error) {
-	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	resp, err := control.Call(cctx, cfg.Global.Socket, op, req)
-	if err == nil {
-		return resp, nil
-	}
-	if !errors.Is(err, control.ErrNoDaemon) {
-		return nil, &exitError{code: control.ExitUnreachable, err: err}
+	if resp, err := askDaemon(ctx, cfg, op, req); resp != nil || err != nil {
+		return resp, err
 	}
 	log := newLogger(os.Stderr, "warn", config.LogText)
 	if op == control.OpOutboxList {
@@ -217,12 +210,11 @@ func outboxCall(ctx context.Context, cfg *config.Config, op string, req control.
 	}
 	defer st.Close()
 	ob := daemon.NewOutbox(cfg, st, log, clock)
-	resp = new(control.Response)
-	*resp = control.DoOutbox(ctx, ob, op, req)
+	resp := control.DoOutbox(ctx, ob, op, req)
 	if resp.OK && op == control.OpOutboxRetry {
 		drainOutbox(ctx, ob)
 	}
-	return resp, nil
+	return &resp, nil
 }
 
 // outboxWhat says what an item is about: "alert: ban 198.51.100.7 in

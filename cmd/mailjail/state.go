@@ -33,16 +33,25 @@ const (
 // through the same operations the daemon uses. Either way the change is
 // in force when this returns.
 func change(ctx context.Context, cfg *config.Config, op string, req control.Request) (*control.Response, error) {
+	if resp, err := askDaemon(ctx, cfg, op, req); resp != nil || err != nil {
+		return resp, err
+	}
+	return changeLocally(ctx, cfg, op, req)
+}
+
+// askDaemon sends the request to the running daemon. With no daemon it
+// returns neither a response nor an error: the caller works without one.
+func askDaemon(ctx context.Context, cfg *config.Config, op string, req control.Request) (*control.Response, error) {
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	resp, err := control.Call(cctx, cfg.Global.Socket, op, req)
-	if err == nil {
+	switch {
+	case err == nil:
 		return resp, nil
+	case errors.Is(err, control.ErrNoDaemon):
+		return nil, nil
 	}
-	if !errors.Is(err, control.ErrNoDaemon) {
-		return nil, &exitError{code: control.ExitUnreachable, err: err}
-	}
-	return changeLocally(ctx, cfg, op, req)
+	return nil, &exitError{code: control.ExitUnreachable, err: err}
 }
 
 // lockState takes the lock a running daemon holds, for a change made

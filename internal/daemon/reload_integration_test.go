@@ -169,7 +169,7 @@ func TestReloadWhileEventsFlowLosesNothing(t *testing.T) {
 	// and jail a's settings are the running ones.
 	path := filepath.Join(dir, "mailjail.toml")
 	reloadConfig(t, dir, jailTOML("a", logA, "maxretry = 3")) // without jail b: refused, b stays
-	if err := os.WriteFile(path, []byte(strings.Replace(mustRead(t, path), "maxretry = 3", "maxretry = -1\nignoreip = [\"not-an-ip\"]", 1)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(strings.Replace(testutil.ReadFile(t, path), "maxretry = 3", "maxretry = -1\nignoreip = [\"not-an-ip\"]", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	resp = callReload(t, cfg)
@@ -185,15 +185,6 @@ func TestReloadWhileEventsFlowLosesNothing(t *testing.T) {
 	testutil.Eventually(t, 15*time.Second, "jail b to ban after the refused reload", func() bool { return activeBansOf(t, cfg)["b"] == 2 })
 }
 
-func mustRead(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // Settings that cannot change live keep their running value and are
 // named; the rest is applied. A newly ignored address's ban is lifted.
 func TestReloadWarnsAboutRestartOnlySettingsAndLiftsIgnored(t *testing.T) {
@@ -207,7 +198,7 @@ func TestReloadWarnsAboutRestartOnlySettingsAndLiftsIgnored(t *testing.T) {
 	testutil.Eventually(t, 15*time.Second, "the ban", func() bool { return activeBansOf(t, cfg)["a"] == 1 })
 
 	path := filepath.Join(dir, "mailjail.toml")
-	text := strings.Replace(mustRead(t, path), filepath.Join(dir, "ip.map"), filepath.Join(dir, "other.map"), 1)
+	text := strings.Replace(testutil.ReadFile(t, path), filepath.Join(dir, "ip.map"), filepath.Join(dir, "other.map"), 1)
 	text = strings.Replace(text, "maxretry = 1", "maxretry = 1\nignoreip = [\"203.0.113.0/24\"]", 1)
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/enforce/enforcetest"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -277,7 +278,7 @@ func TestCIDRReloadRetriedUntilItSucceeds(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not running") {
 		t.Fatalf("Sync with a failing reload: %v", err)
 	}
-	want := mustRead(t, path)
+	want := testutil.ReadFile(t, path)
 	if !strings.Contains(want, "198.51.100.0/24 REJECT banned by mailjail\n") || !strings.Contains(want, "2001:db8::/48 REJECT") {
 		t.Fatalf("table:\n%s", want)
 	}
@@ -288,21 +289,12 @@ func TestCIDRReloadRetriedUntilItSucceeds(t *testing.T) {
 	if err := tb.Sync(context.Background(), s); err != nil { // nothing to do now
 		t.Fatal(err)
 	}
-	if n := strings.Count(mustRead(t, log), "r"); n != 2 {
+	if n := strings.Count(testutil.ReadFile(t, log), "r"); n != 2 {
 		t.Errorf("reload ran %d times, want 2 (failed, retried; none for the unchanged state)", n)
 	}
 	if tb.Entries() != 3 {
 		t.Errorf("Entries = %d, want 3", tb.Entries())
 	}
-}
-
-func mustRead(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // A table Postfix can read only through its group stays so: the source and
