@@ -84,16 +84,31 @@ func TestSdNotifyReadyWatchdogReloadingStopping(t *testing.T) {
 	stuck := make(chan struct{})
 	var stall sync.Once
 	release := make(chan struct{})
+	blocked := make(chan struct{}) // closed once the loop is stuck
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	opt := Options{stall: func() {
 		select {
 		case <-stuck:
-			stall.Do(func() { <-release })
+			stall.Do(func() { close(blocked); <-release })
 		default:
 		}
 	}}
 	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opt) }()
+	// A failed assertion must not leave the daemon pinging: the next
+	// test's notify socket is named by the same environment.
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cancel()
+			select {
+			case <-release:
+			default:
+				close(release)
+			}
+			<-done
+		}
+	})
 	waitServing(t, cfg)
 	testutil.Eventually(t, 15*time.Second, "READY, STATUS and watchdog pings", func() bool {
 		return n.count("READY=1") >= 1 && n.count("STATUS=following logs") >= 1 && n.count("WATCHDOG=1") >= 5
@@ -102,25 +117,32 @@ func TestSdNotifyReadyWatchdogReloadingStopping(t *testing.T) {
 	if resp := callReload(t, cfg); !resp.OK {
 		t.Fatalf("reload: %+v", resp.Reload)
 	}
-	msgs := n.all()
-	var reloading int = -1
-	for i, m := range msgs {
-		if strings.Contains(m, "RELOADING=1") {
-			reloading = i
-			if !strings.Contains(m, "MONOTONIC_USEC=") {
-				t.Errorf("RELOADING without MONOTONIC_USEC: %q", m)
+	// The datagrams were sent before the reply; the test's reader may
+	// not have taken them yet.
+	var msgs []string
+	reloading := -1
+	if !testutil.WaitFor(15*time.Second, func() bool {
+		msgs, reloading = n.all(), -1
+		for i, m := range msgs {
+			if strings.Contains(m, "RELOADING=1") {
+				reloading = i
 			}
 		}
-	}
-	if reloading < 0 || !slicesAnyAfter(msgs, reloading, "READY=1") {
+		return reloading >= 0 && slicesAnyAfter(msgs, reloading, "READY=1")
+	}) {
 		t.Fatalf("no RELOADING=1 followed by READY=1 in %q", msgs)
+	}
+	if !strings.Contains(msgs[reloading], "MONOTONIC_USEC=") {
+		t.Errorf("RELOADING without MONOTONIC_USEC: %q", msgs[reloading])
 	}
 
 	// Stuck: the loop blocks on the next batch; no ping for many
 	// intervals.
 	close(stuck)
 	appendLog(t, logA, eventLine("192.0.2.10"))
-	time.Sleep(testutil.Scale(100 * time.Millisecond)) // the batch reaches the loop
+	testutil.Receive(t, blocked, 15*time.Second, "the loop to take the batch and stick")
+	// A ping already on its way when the loop stuck may still arrive.
+	time.Sleep(wd)
 	before := n.count("WATCHDOG=1")
 	time.Sleep(10 * wd)
 	if after := n.count("WATCHDOG=1"); after > before+1 {
@@ -130,6 +152,7 @@ func TestSdNotifyReadyWatchdogReloadingStopping(t *testing.T) {
 	testutil.Eventually(t, 15*time.Second, "pings after the loop goes on", func() bool { return n.count("WATCHDOG=1") >= before+3 })
 
 	cancel()
+	stopped = true
 	if err := testutil.Receive(t, done, 15*time.Second, "the daemon to stop"); err != nil {
 		t.Fatal(err)
 	}
