@@ -78,6 +78,10 @@ type Global struct {
 	// such as 128.0.0.0/1 typed by mistake, is refused without --force.
 	MinPrefixV4 int `toml:"-"`
 	MinPrefixV6 int `toml:"-"`
+	// DBPurgeAge is how long history is kept in the database (strikes,
+	// ended bans and suspensions, rate events, delivered outbox items);
+	// active bans and suspensions are never purged. fail2ban's dbpurgeage.
+	DBPurgeAge time.Duration `toml:"-"`
 	// AccountMapFile is the rspamd multimap "user" file of suspended
 	// accounts.
 	AccountMapFile string `toml:"account_map_file"`
@@ -299,9 +303,14 @@ const (
 	DefaultMinPrefixV6 = 32
 )
 
+// DefaultDBPurgeAge keeps a month of history: as long as the default
+// bantime_lookback, so escalation sees every earlier ban it counts.
+const DefaultDBPurgeAge = 30 * 24 * time.Hour
+
 func applyGlobalDefaults(g *Global, f globalFile) {
 	g.MinPrefixV4 = deref(f.MinPrefixV4, DefaultMinPrefixV4)
 	g.MinPrefixV6 = deref(f.MinPrefixV6, DefaultMinPrefixV6)
+	g.DBPurgeAge = dur(f.DBPurgeAge, nil, DefaultDBPurgeAge)
 	if g.Database == "" {
 		g.Database = "/var/lib/mailjail/mailjail.db"
 	}

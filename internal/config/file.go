@@ -82,8 +82,9 @@ type filterFile struct {
 // (allowed) from one left out.
 type globalFile struct {
 	Global
-	MinPrefixV4 *int `toml:"min_prefix_v4"`
-	MinPrefixV6 *int `toml:"min_prefix_v6"`
+	MinPrefixV4 *int      `toml:"min_prefix_v4"`
+	MinPrefixV6 *int      `toml:"min_prefix_v6"`
+	DBPurgeAge  *Duration `toml:"dbpurgeage"`
 }
 
 type file struct {

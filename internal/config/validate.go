@@ -101,6 +101,9 @@ func (c *Config) validateGlobal(p *problems) {
 	if g.MinPrefixV6 < 0 || g.MinPrefixV6 > 128 {
 		p.add(c.errAt("global.min_prefix_v6", "must be between 0 and 128, got %d", g.MinPrefixV6))
 	}
+	if g.DBPurgeAge < time.Hour {
+		p.add(c.errAt("global.dbpurgeage", "must be at least 1h, got %s", FormatDuration(g.DBPurgeAge)))
+	}
 }
 
 // validateFilters compiles every [filter.NAME] and locates a problem at
