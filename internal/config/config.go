@@ -114,7 +114,10 @@ type Jail struct {
 	Lookback   time.Duration
 	// IPv6Prefix groups IPv6 clients: strikes and bans go to the /N that
 	// holds the address (64: one customer network), 128 = each address.
-	IPv6Prefix  int
+	IPv6Prefix int
+	// IPv4Prefix is a network jail's IPv4 network (24: N banned addresses
+	// of one /24 ban the /24); 32 for every other jail.
+	IPv4Prefix  int
 	IgnoreIP    []string // the jail's own plus global ignoreip
 	Buckets     []string // rspamd buckets that strike; empty means any
 	BanAction   []string // argv, with <ip>, <jail>, <bantime> placeholders
@@ -172,6 +175,27 @@ const (
 	KeyAddress = "address"
 	KeyAccount = "account"
 )
+
+// Reserved filter names: jails that judge mailjail's own ban history
+// instead of a log.
+const (
+	// FilterRecidive counts the bans other jails make of an address (or
+	// range) and bans it for long after maxretry of them in findtime.
+	FilterRecidive = "recidive"
+	// FilterNetwork counts the distinct addresses other jails ban in one
+	// network (ipv4_prefix, ipv6_prefix) and bans the network after
+	// maxretry of them in findtime.
+	FilterNetwork = "network"
+)
+
+// Recidive reports whether the jail is a recidive jail.
+func (j *Jail) Recidive() bool { return j.Rate == nil && j.Filter == FilterRecidive }
+
+// Network reports whether the jail is a network jail.
+func (j *Jail) Network() bool { return j.Rate == nil && j.Filter == FilterNetwork }
+
+// OnHistory reports whether the jail reads mailjail's own bans, not a log.
+func (j *Jail) OnHistory() bool { return j.Recidive() || j.Network() }
 
 // Accounts reports whether the jail counts accounts, not addresses.
 func (j *Jail) Accounts() bool { return j.Key == KeyAccount }

@@ -28,6 +28,7 @@ type jailFile struct {
 	BanMaxTime  *Duration `toml:"bantime_maxtime"`
 	Lookback    *Duration `toml:"bantime_lookback"`
 	IPv6Prefix  *int      `toml:"ipv6_prefix"`
+	IPv4Prefix  *int      `toml:"ipv4_prefix"`
 	IgnoreIP    []string  `toml:"ignoreip"`
 	Buckets     []string  `toml:"buckets"`
 	BanAction   []string  `toml:"ban_action"`
@@ -121,6 +122,7 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		Targets:     first(j.Targets, d.Targets),
 		JailActions: buildJailActions(j.actionsFile, d.actionsFile),
 	}
+	applyHistoryDefaults(out, j)
 	if jm := j.JournalMatch; jm != nil {
 		out.Journal = &core.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}
 	}

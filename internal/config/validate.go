@@ -36,6 +36,7 @@ func (c *Config) Validate() error {
 	c.validateGlobal(&p)
 	c.validateAlert(&p)
 	c.validateFilters(&p)
+	c.validateReservedFilters(&p)
 	c.validateTargets(&p)
 	c.validateWebhooks(&p)
 	c.validateWritten(&p, "defaults", c.rawDefaults)
@@ -197,15 +198,18 @@ func (c *Config) validateJail(p *problems, j *Jail) {
 			}
 		}
 	} else {
-		if _, err := c.CompileFilter(j.Filter); err != nil {
+		if _, err := c.CompileFilter(j.Filter); err != nil && !j.OnHistory() {
 			p.add(c.errAt(c.jkey(j, "filter"), "%v", err))
 		}
 		for _, key := range rateOnlyKeys(raw) {
 			p.add(c.errAt(k+"."+key, "only a rate jail (with rate_key) takes %s; this jail uses filter %q", key, j.Filter))
 		}
 	}
-	c.validateKey(p, j)
-	c.validateSources(p, j)
+	c.validateHistory(p, j)
+	if !j.OnHistory() {
+		c.validateKey(p, j)
+		c.validateSources(p, j)
+	}
 	c.validatePolicy(p, j)
 	c.validateJailTargets(p, j)
 	c.validateJailActions(p, j)
