@@ -165,7 +165,10 @@ func (e *Engine) strikeAccount(j *Jail, account string, client netip.Addr, bucke
 // suspension (enforced when the jail suspends; recorded either way, so
 // it escalates and its further events are ignored for its length) and,
 // when the jail bans sources, bans of the addresses its strikes came
-// from that are not in ignoreip nor banned already.
+// from that are not in ignoreip nor banned already in this jail (the
+// account jail's own bans, staged under its name, are what its rule
+// ignores; a source banned by another jail is banned here too, and that
+// ban counts in the recidive and network jails like any other).
 func (e *Engine) suspend(j *Jail, account string, d rules.Decision, reason string, now time.Time) {
 	if d.Offense > 1 {
 		reason += fmt.Sprintf(", offense %d", d.Offense)
@@ -184,13 +187,11 @@ func (e *Engine) suspend(j *Jail, account string, d rules.Decision, reason strin
 			e.stats.Ignored++
 			continue
 		}
-		if e.bannedAt(a, now) {
+		if e.bannedIn(j.Cfg.Name, a, now) {
 			continue
 		}
-		e.stats.Bans++
-		e.pending.bans = append(e.pending.bans, store.Ban{Jail: j.Cfg.Name, Prefix: j.banPrefix(a), Since: now, Until: d.Until, Strikes: src.Count,
-			Reason: fmt.Sprintf("source of account %s (%d of its strikes; %s)", account, src.Count, reason), Offense: d.Offense})
-		e.staged[a] = struct{}{}
+		e.banned(store.Ban{Jail: j.Cfg.Name, Prefix: j.banPrefix(a), Since: now, Until: d.Until, Strikes: src.Count,
+			Reason: fmt.Sprintf("source of account %s (%d of its strikes; %s)", account, src.Count, reason), Offense: d.Offense}, now)
 	}
 }
 

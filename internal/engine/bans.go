@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/mailjail/mailjail/internal/store"
@@ -13,13 +12,10 @@ func (e *Engine) put(bans ...store.Ban) {
 	defer e.mu.Unlock()
 	for _, b := range bans {
 		k := banKey{b.Jail, b.Prefix}
-		if _, ok := e.bans[k]; !ok && b.Prefix.IsSingleIP() {
-			e.byAddr[b.Prefix.Addr()]++
+		if _, ok := e.bans[k]; !ok {
+			e.lengths.add(b.Prefix, 1)
 		}
 		e.bans[k] = b
-		if !b.Prefix.IsSingleIP() {
-			e.ranges[k] = b
-		}
 		if !b.Until.IsZero() && (e.next.IsZero() || b.Until.Before(e.next)) {
 			e.next = b.Until
 		}
@@ -39,33 +35,8 @@ func (e *Engine) del(bans ...store.Ban) {
 			e.nextStale = true
 		}
 		delete(e.bans, k)
-		delete(e.ranges, k)
-		if a := b.Prefix.Addr(); b.Prefix.IsSingleIP() {
-			if e.byAddr[a]--; e.byAddr[a] <= 0 {
-				delete(e.byAddr, a)
-			}
-		}
+		e.lengths.add(b.Prefix, -1)
 	}
-}
-
-// bannedAt reports whether a is covered by an active or staged ban at
-// now. A banned client's further events are the ban working, not new
-// strikes. Single addresses are a map lookup; ranges (manual, few) a scan.
-func (e *Engine) bannedAt(a netip.Addr, now time.Time) bool {
-	if _, ok := e.staged[a]; ok {
-		return true
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.byAddr[a] > 0 {
-		return true
-	}
-	for k, b := range e.ranges {
-		if k.prefix.Contains(a) && (b.Until.IsZero() || b.Until.After(now)) {
-			return true
-		}
-	}
-	return false
 }
 
 // ActiveBans returns the active bans from memory.

@@ -38,11 +38,14 @@ type Engine struct {
 
 	pathJails map[string][]*Jail // followed path -> jails that read it
 
-	mu     sync.Mutex // guards bans, byAddr, ranges, for the map writer
-	bans   map[banKey]store.Ban
-	byAddr map[netip.Addr]int      // active single-address bans per address
-	ranges map[banKey]store.Ban    // active range bans
-	staged map[netip.Addr]struct{} // banned by the pending batch
+	mu      sync.Mutex // guards bans and lengths, for the map writer
+	bans    map[banKey]store.Ban
+	lengths prefixLengths // of the active bans, for bannedIn
+	// staged are the bans of the pending batch, with their lengths;
+	// coverAll the jails whose bans cover every jail's events.
+	staged        map[banKey]struct{}
+	stagedLengths prefixLengths
+	coverAll      []string
 	// next is the earliest end of an active ban (zero: none), kept so that
 	// checking for expiry per line is free; nextStale forces a rescan
 	// after the ban that ended first is removed.
@@ -83,6 +86,7 @@ type Jail struct {
 	buckets  map[string]bool
 	rate     *rateState    // set for a rate jail
 	acct     *accountState // set for an account jail
+	net      *networkState // set for a network jail
 	counters JailCounters
 }
 
@@ -142,7 +146,7 @@ func (p *pending) empty() bool {
 // New builds an engine for cfg's enabled jails on st.
 func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 	e := &Engine{cfg: cfg, st: st, log: log, loc: cfg.Location(), pathJails: map[string][]*Jail{},
-		bans: map[banKey]store.Ban{}, byAddr: map[netip.Addr]int{}, ranges: map[banKey]store.Ban{}, staged: map[netip.Addr]struct{}{},
+		bans: map[banKey]store.Ban{}, staged: map[banKey]struct{}{},
 		susp: map[suspKey]store.Suspension{}, stagedAccts: map[string]struct{}{}, firstSeen: map[string]time.Time{},
 		changes: map[string]*ChangeCounters{}, sources: map[string]*SourceCounters{}}
 	var err error
@@ -158,12 +162,19 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 		if jc.Accounts() {
 			j.acct = newAccountState(jc)
 		}
-		if jc.Rate != nil {
+		if jc.Network() {
+			j.net = &networkState{members: map[netip.Prefix]map[netip.Prefix]time.Time{}}
+		}
+		switch {
+		case jc.OnHistory(): // reads mailjail's own bans: no filter
+		case jc.Rate != nil:
 			if j.rate, err = newRateState(jc.Rate); err != nil {
 				return nil, fmt.Errorf("jail %s: %w", jc.Name, err)
 			}
-		} else if j.Filter, err = cfg.CompileFilter(jc.Filter); err != nil {
-			return nil, fmt.Errorf("jail %s: %w", jc.Name, err)
+		default:
+			if j.Filter, err = cfg.CompileFilter(jc.Filter); err != nil {
+				return nil, fmt.Errorf("jail %s: %w", jc.Name, err)
+			}
 		}
 		if len(jc.Buckets) > 0 {
 			j.buckets = map[string]bool{}
@@ -173,6 +184,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 		}
 		e.jails = append(e.jails, j)
 	}
+	e.coverAll = coverAllJails(e.jails)
 	return e, nil
 }
 
@@ -332,12 +344,15 @@ func (e *Engine) RestoreStrikes(now time.Time) error {
 		maxFind = max(maxFind, j.Cfg.FindTime)
 	}
 	err := e.st.StrikesSince(now.Add(-maxFind), func(jail []byte, a netip.Addr, at time.Time) error {
-		if j := e.jailNamed(jail); j != nil && !e.bannedAt(a, now) {
+		if j := e.jailNamed(jail); j != nil && !e.bannedIn(j.Cfg.Name, a, now) {
 			j.Policy.Restore(rules.KeyOf(j.key(a)), at, now)
 		}
 		return nil
 	})
 	if err != nil {
+		return err
+	}
+	if err := e.restoreHistory(now); err != nil {
 		return err
 	}
 	return e.restoreBuckets()
@@ -418,7 +433,7 @@ func (e *Engine) Commit(ctx context.Context) (Change, error) {
 	e.put(ch.Bans...)
 	e.putSuspensions(ch.Suspended...)
 	e.logRateEvents(p.rateEvents)
-	clear(e.staged)
+	e.clearStaged()
 	clear(e.stagedAccts)
 	e.pending = pending{}
 	return ch, nil
@@ -461,6 +476,7 @@ func (e *Engine) Prune(ctx context.Context, now time.Time, keep time.Duration) e
 	for _, j := range e.jails {
 		j.Policy.Prune(now)
 		j.pruneAccounts(now)
+		j.pruneHistory(now)
 		keep = max(keep, j.Cfg.FindTime)
 	}
 	return e.st.Update(ctx, func(tx *store.Tx) error {

@@ -224,7 +224,7 @@ func TestManualBanAndUnban(t *testing.T) {
 	if _, err := e.Ban(ctx, p, "", config.Permanent, "range", now); err != nil {
 		t.Fatal(err)
 	}
-	if !e.bannedAt(netip.MustParseAddr("198.51.100.77"), now.Add(1000*time.Hour)) {
+	if !e.bannedIn("rl", netip.MustParseAddr("198.51.100.77"), now.Add(1000*time.Hour)) {
 		t.Fatal("range ban does not cover its addresses")
 	}
 	if _, err := e.Unban(ctx, netip.MustParsePrefix("192.0.2.1/32"), "", now, "t"); err == nil {

@@ -88,6 +88,7 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config, now time.Time) 
 	}
 	e.loc = next.loc
 	e.jails = next.jails
+	e.coverAll = next.coverAll
 	e.pathJails = map[string][]*Jail{}
 	return ch, nil
 }

@@ -140,7 +140,7 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 		e.stats.Ignored++
 		return
 	}
-	if e.bannedAt(a, now) {
+	if e.bannedIn(j.Cfg.Name, a, now) {
 		return
 	}
 	key, prefix := j.key(a), j.banPrefix(a)
@@ -155,7 +155,6 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 	if !d.Ban {
 		return
 	}
-	e.stats.Bans++
 	reason := fmt.Sprintf("%d %s in %s", d.Count, plural(d.Count, "strike", "strikes"), config.FormatDuration(j.Cfg.FindTime))
 	if bucket != "" {
 		reason += fmt.Sprintf(" (%s exceeded)", bucket)
@@ -163,13 +162,11 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 	if d.Offense > 1 {
 		reason += fmt.Sprintf(", offense %d", d.Offense)
 	}
-	e.pending.bans = append(e.pending.bans, store.Ban{
-		Jail: j.Cfg.Name, Prefix: prefix, Since: now, Until: d.Until, Strikes: d.Count, Reason: reason, Offense: d.Offense,
-	})
 	// Later lines of the same batch must see this ban before Commit; the
-	// map must not until it is in the database. (Other addresses of a
-	// banned IPv6 prefix are stopped by the policy, which marks the key.)
-	e.staged[a] = struct{}{}
+	// map must not until it is in the database.
+	e.banned(store.Ban{
+		Jail: j.Cfg.Name, Prefix: prefix, Since: now, Until: d.Until, Strikes: d.Count, Reason: reason, Offense: d.Offense,
+	}, now)
 }
 
 // noteStale counts an event the policy found older than findtime, and
