@@ -1,0 +1,270 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/core"
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/internal/testutil"
+)
+
+// historyJails are three log jails that ban at the first event, each on
+// its own log, so that one address can be banned in several jails.
+const historyJails = `
+[filter.f]
+failregex = ['^fail <HOST>$']
+[jail.a]
+filter = "f"
+logpath = ["/a.log"]
+maxretry = 1
+bantime = "1m"
+[jail.b]
+filter = "f"
+logpath = ["/b.log"]
+maxretry = 1
+bantime = "1m"
+[jail.c]
+filter = "f"
+logpath = ["/c.log"]
+maxretry = 1
+bantime = "1m"
+`
+
+// event is one line "fail IP" of a log, read at.
+type event struct {
+	at       time.Duration // after t0
+	log, ip  string
+	restarts bool // restart the engine (on the same database) before it
+}
+
+// play runs the events through *e (with ExpireDue, Stage and Commit per
+// event, at the event's time) and returns every ban made, restarting as
+// told: *e is then the engine after the restart.
+func play(t *testing.T, ep **Engine, st *store.Store, events []event) []store.Ban {
+	t.Helper()
+	ctx := context.Background()
+	var bans []store.Ban
+	for _, ev := range events {
+		now := t0.Add(ev.at)
+		if ev.restarts {
+			e, err := New((*ep).cfg, st, (*ep).log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := restore(e, now); err != nil {
+				t.Fatal(err)
+			}
+			*ep = e
+		}
+		e := *ep
+		if _, err := e.ExpireDue(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		e.Stage([]core.Line{{Path: ev.log, Text: []byte("fail " + ev.ip), Read: now}}, now)
+		ch, err := e.Commit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bans = append(bans, ch.Bans...)
+	}
+	return bans
+}
+
+// bansOf lists the bans of one jail as "PREFIX" strings, in order.
+func bansOf(bans []store.Ban, jail string) []string {
+	var out []string
+	for _, b := range bans {
+		if b.Jail == jail {
+			out = append(out, b.Prefix.String())
+		}
+	}
+	return out
+}
+
+// A ban covers its own jail's events (the ban working), not another
+// jail's: the same address failing elsewhere is banned there too.
+// Manual bans cover every jail.
+func TestBannedAddressStrikesInOtherJails(t *testing.T) {
+	e, st := newEngine(t, historyJails)
+	got := play(t, &e, st, []event{
+		{at: 0, log: "/a.log", ip: "198.51.100.1"},
+		{at: time.Second, log: "/a.log", ip: "198.51.100.1"},  // banned in a: ignored
+		{at: 2 * time.Second, log: "/b.log", ip: "198.51.100.1"}, // not banned in b: banned there
+	})
+	if a, b := bansOf(got, "a"), bansOf(got, "b"); len(a) != 1 || len(b) != 1 {
+		t.Fatalf("bans in a %v, in b %v: want one each", a, b)
+	}
+	if s := e.Stats(); s.Strikes != 2 {
+		t.Errorf("%d strikes, want 2 (the second event in a is the ban working)", s.Strikes)
+	}
+	if _, err := e.Ban(context.Background(), netip.MustParsePrefix("203.0.113.0/24"), "", time.Hour, "", t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := play(t, &e, st, []event{{at: 3 * time.Second, log: "/c.log", ip: "203.0.113.9"}}); len(got) != 0 {
+		t.Errorf("an address inside a manual ban was banned in c: %v", got)
+	}
+}
+
+const recidive = historyJails + `
+[jail.recidive]
+maxretry = 3
+findtime = "1h"
+`
+
+// Three bans of one address in one hour, in any jails, are a recidive
+// ban committed with the third; two are not, nor three spread over more
+// than findtime; a restart between them keeps the count.
+func TestRecidive(t *testing.T) {
+	const ip = "198.51.100.7"
+	tests := []struct {
+		name   string
+		events []event
+		want   int // recidive bans
+	}{
+		{"three jails at once", []event{{0, "/a.log", ip, false}, {time.Second, "/b.log", ip, false}, {2 * time.Second, "/c.log", ip, false}}, 1},
+		{"one jail three times", []event{{0, "/a.log", ip, false}, {2 * time.Minute, "/a.log", ip, false}, {4 * time.Minute, "/a.log", ip, false}}, 1},
+		{"two bans", []event{{0, "/a.log", ip, false}, {time.Second, "/b.log", ip, false}}, 0},
+		{"outside findtime", []event{{0, "/a.log", ip, false}, {40 * time.Minute, "/b.log", ip, false}, {61 * time.Minute, "/c.log", ip, false}}, 0},
+		{"restart in between", []event{{0, "/a.log", ip, false}, {time.Second, "/b.log", ip, true}, {2 * time.Minute, "/c.log", ip, true}}, 1},
+		{"restart after an unban", []event{{0, "/a.log", ip, false}, {time.Second, "/b.log", ip, false}, {-1, "", "unban", false}, {2 * time.Minute, "/c.log", ip, true}}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, st := newEngine(t, recidive)
+			var got []store.Ban
+			for _, ev := range tt.events {
+				if ev.ip == "unban" {
+					if _, err := e.Unban(context.Background(), netip.MustParsePrefix(ip+"/32"), "", t0.Add(2*time.Second), "test"); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				bans := play(t, &e, st, []event{ev})
+				got = append(got, bans...)
+				if r := bansOf(bans, "recidive"); len(r) > 0 && len(bans) != 2 {
+					t.Errorf("the recidive ban came without the ban that caused it: %v", bans)
+				}
+			}
+			r := bansOf(got, "recidive")
+			if len(r) != tt.want {
+				t.Fatalf("recidive bans %v, want %d", r, tt.want)
+			}
+			if tt.want == 0 {
+				return
+			}
+			b := banIn(t, st, "recidive")
+			if b.Prefix.String() != ip+"/32" || b.Until.Sub(b.Since) != 7*24*time.Hour || !strings.HasPrefix(b.Reason, "3 bans in 1h") {
+				t.Errorf("recidive ban %+v: want a week, 3 bans in 1h", b)
+			}
+		})
+	}
+}
+
+// banIn is the one active ban of jail in the database.
+func banIn(t *testing.T, st *store.Store, jail string) store.Ban {
+	t.Helper()
+	active, err := st.ActiveBans()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []store.Ban
+	for _, b := range active {
+		if b.Jail == jail {
+			out = append(out, b)
+		}
+	}
+	if len(out) != 1 {
+		t.Fatalf("active bans of %s: %v, want one", jail, out)
+	}
+	return out[0]
+}
+
+// A recidive ban covers every jail: the address's events in other jails
+// are that ban working, and its own bans do not count again.
+func TestRecidiveBanCoversEveryJail(t *testing.T) {
+	e, st := newEngine(t, recidive)
+	const ip = "198.51.100.8"
+	play(t, &e, st, []event{{0, "/a.log", ip, false}, {0, "/b.log", ip, false}, {0, "/c.log", ip, false}})
+	if got := play(t, &e, st, []event{{5 * time.Minute, "/a.log", ip, false}}); len(got) != 0 {
+		t.Fatalf("banned again while the recidive ban holds: %v", got)
+	}
+}
+
+const network = historyJails + `
+[jail.net]
+filter = "network"
+maxretry = 3
+findtime = "1h"
+ipv6_prefix = 48
+ignoreip = ["198.51.100.200"]
+`
+
+// N distinct banned addresses of one /24 (or, with ipv6_prefix, of one
+// /48) are one ban of the network, committed with the N-th; the same
+// address banned again is not another; none where an ignoreip address is
+// inside; a restart keeps the count.
+func TestNetworkBans(t *testing.T) {
+	tests := []struct {
+		name   string
+		events []event
+		want   []string
+	}{
+		{"three of a /24", []event{{0, "/a.log", "203.0.113.1", false}, {time.Second, "/b.log", "203.0.113.2", false}, {time.Minute, "/a.log", "203.0.113.3", false}}, []string{"203.0.113.0/24"}},
+		{"one address three times", []event{{0, "/a.log", "203.0.113.1", false}, {time.Second, "/b.log", "203.0.113.1", false}, {time.Second, "/c.log", "203.0.113.1", false}}, nil},
+		{"two /24s", []event{{0, "/a.log", "203.0.113.1", false}, {time.Second, "/a.log", "203.0.114.2", false}, {time.Minute, "/a.log", "203.0.113.3", false}}, nil},
+		{"ignoreip inside", []event{{0, "/a.log", "198.51.100.1", false}, {time.Second, "/a.log", "198.51.100.2", false}, {time.Minute, "/a.log", "198.51.100.3", false}}, nil},
+		{"outside findtime", []event{{0, "/a.log", "203.0.113.1", false}, {time.Minute, "/a.log", "203.0.113.2", false}, {61 * time.Minute, "/a.log", "203.0.113.3", false}}, nil},
+		{"restart in between", []event{{0, "/a.log", "203.0.113.1", false}, {time.Second, "/a.log", "203.0.113.2", true}, {time.Minute, "/a.log", "203.0.113.3", true}}, []string{"203.0.113.0/24"}},
+		{"IPv6 /48", []event{{0, "/a.log", "2001:db8:1:1::1", false}, {time.Second, "/a.log", "2001:db8:1:2::1", false}, {time.Minute, "/a.log", "2001:db8:1:3::1", false}}, []string{"2001:db8:1::/48"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, st := newEngine(t, network)
+			got := bansOf(play(t, &e, st, tt.events), "net")
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("network bans %v, want %v", got, tt.want)
+			}
+			if tt.want == nil {
+				return
+			}
+			if b := banIn(t, st, "net"); b.Until.Sub(b.Since) != 24*time.Hour || !strings.HasPrefix(b.Reason, "3 addresses of") {
+				t.Errorf("network ban %+v: want a day, 3 addresses", b)
+			}
+			// The network's addresses are banned: their events anywhere
+			// are the ban working.
+			last := tt.events[len(tt.events)-1]
+			if more := play(t, &e, st, []event{{last.at + time.Second, "/c.log", last.ip, false}}); len(more) != 0 {
+				t.Errorf("an address of the banned network was banned again: %v", more)
+			}
+		})
+	}
+}
+
+// IPv6 rotation: 50 addresses of one /64, each with a few events, in a
+// jail with ipv6_prefix = 64 are one client: exactly one /64 entry.
+func TestIPv6RotationIsOneEntry(t *testing.T) {
+	e, st := newEngine(t, strings.Replace(jail, "maxretry = 2", "maxretry = 5", 1)+"ipv6_prefix = 64\n")
+	var lines []core.Line
+	for i := range 50 {
+		for range 3 {
+			l := testutil.RspamdRatelimit{At: t0, IP: fmt.Sprintf("2001:db8:7:7::%x", i+1), Bucket: "ip"}.Line()
+			lines = append(lines, core.Line{Path: "/var/log/rspamd/rspamd.log", Text: []byte(strings.TrimSuffix(l, "\n")), Read: t0})
+		}
+	}
+	e.Stage(lines, t0)
+	ch, err := e.Commit(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := addrs(ch.Bans); got != "2001:db8:7:7::/64" {
+		t.Fatalf("bans %q, want the one /64", got)
+	}
+	if n, err := st.BannedPrefixes(); err != nil || n != 1 || len(e.ActiveBans()) != 1 {
+		t.Fatalf("%d entries (%v), %d in memory: want 1", n, err, len(e.ActiveBans()))
+	}
+}
