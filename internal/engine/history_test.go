@@ -93,7 +93,7 @@ func TestBannedAddressStrikesInOtherJails(t *testing.T) {
 	e, st := newEngine(t, historyJails)
 	got := play(t, &e, st, []event{
 		{at: 0, log: "/a.log", ip: "198.51.100.1"},
-		{at: time.Second, log: "/a.log", ip: "198.51.100.1"},  // banned in a: ignored
+		{at: time.Second, log: "/a.log", ip: "198.51.100.1"},     // banned in a: ignored
 		{at: 2 * time.Second, log: "/b.log", ip: "198.51.100.1"}, // not banned in b: banned there
 	})
 	if a, b := bansOf(got, "a"), bansOf(got, "b"); len(a) != 1 || len(b) != 1 {
