@@ -57,6 +57,12 @@ type Engine struct {
 	firstSeen   map[string]time.Time         // when each account was first seen
 	allow       *rules.AllowList             // the rate allow list: config and database
 
+	// resolved holds what ignoreip's host names and files stand for
+	// (SetIgnore); globalIgnore is [global] ignoreip with them, for
+	// manual bans.
+	resolved     rules.Resolved
+	globalIgnore *rules.IPSet
+
 	pending pending
 	effects Effects
 	stats   Stats
@@ -154,11 +160,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 		return nil, fmt.Errorf("allow_senders: %w", err)
 	}
 	for _, jc := range cfg.EnabledJails() {
-		ign, err := rules.NewIPSet(jc.IgnoreIP)
-		if err != nil {
-			return nil, fmt.Errorf("jail %s: ignoreip: %w", jc.Name, err)
-		}
-		j := &Jail{Cfg: jc, Policy: rules.NewPolicy[rules.AddrKey](jc.Policy()), ignore: ign}
+		j := &Jail{Cfg: jc, Policy: rules.NewPolicy[rules.AddrKey](jc.Policy())}
 		if jc.Accounts() {
 			j.acct = newAccountState(jc)
 		}
@@ -185,6 +187,9 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 		e.jails = append(e.jails, j)
 	}
 	e.coverAll = coverAllJails(e.jails)
+	if err := e.SetIgnore(nil); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
