@@ -24,8 +24,9 @@ import (
 //
 // Bans that count are those of the jails that read logs (rate and account
 // jails included): not manual ones (the operator chose their length), not
-// those of recidive and network jails (decided from bans already counted).
-// An unban by hand takes the address's bans out of the count.
+// those of recidive and network jails (decided from bans already counted),
+// not the would-be bans of a jail in mode = "log-only" (nothing was
+// banned). An unban by hand takes the address's bans out of the count.
 
 // networkState is a network jail's window: per network, the banned
 // addresses (or narrower prefixes) inside it and when each was banned.
@@ -53,7 +54,7 @@ func (e *Engine) banned(b store.Ban, now time.Time) {
 // countsOnHistory reports whether b is one that recidive and network
 // jails count.
 func (e *Engine) countsOnHistory(b store.Ban) bool {
-	if b.Jail == ManualJail {
+	if b.Jail == ManualJail || b.LogOnly {
 		return false
 	}
 	jc := e.cfg.Jail(b.Jail)

@@ -268,3 +268,30 @@ func TestIPv6RotationIsOneEntry(t *testing.T) {
 		t.Fatalf("%d entries (%v), %d in memory: want 1", n, err, len(e.ActiveBans()))
 	}
 }
+
+// The would-be bans of a log-only jail banned nothing: they do not count
+// in a recidive jail, neither as they are made nor after a restart, and
+// a log-only ban of a jail that covers every jail covers only its own.
+func TestLogOnlyBansDoNotCountOnHistory(t *testing.T) {
+	e, st := newEngine(t, recidive)
+	const ip = "198.51.100.9"
+	for _, jail := range []string{"a", "b"} {
+		e.banned(store.Ban{Jail: jail, Prefix: netip.MustParsePrefix(ip + "/32"), Since: t0, Until: t0.Add(time.Minute), LogOnly: true}, t0)
+	}
+	if _, err := e.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := bansOf(play(t, &e, st, []event{{time.Second, "/c.log", ip, true}}), "recidive"); len(got) != 0 {
+		t.Fatalf("recidive bans %v from two log-only bans and one ban", got)
+	}
+	x := indexEngine(store.Ban{Jail: "net", Prefix: netip.MustParsePrefix("203.0.113.0/24"), Until: t0.Add(time.Hour), LogOnly: true})
+	x.stageBan(store.Ban{Jail: ManualJail, Prefix: netip.MustParsePrefix("192.0.2.0/24"), LogOnly: true})
+	for _, a := range []string{"203.0.113.5", "192.0.2.5"} {
+		if x.bannedIn("a", netip.MustParseAddr(a), t0) {
+			t.Errorf("%s: a log-only ban of a covering jail covers jail a", a)
+		}
+	}
+	if !x.bannedIn("net", netip.MustParseAddr("203.0.113.5"), t0) {
+		t.Error("a log-only ban does not cover its own jail (one would-ban per address)")
+	}
+}

@@ -57,6 +57,8 @@ func (l *prefixLengths) reset() { *l = prefixLengths{use4: l.use4[:0], use6: l.u
 // jail's own ban covering a is the ban working (rspamd keeps answering
 // 451 while its bucket is full), not new misbehaviour; the same address
 // failing elsewhere (SASL failures in Postfix's log) still counts there.
+// A would-be ban of a log-only jail covers that jail only: nothing was
+// banned for the others.
 func (e *Engine) bannedIn(jail string, a netip.Addr, now time.Time) bool {
 	a = a.Unmap()
 	if e.stagedIn(jail, a) {
@@ -70,7 +72,7 @@ func (e *Engine) bannedIn(jail string, a netip.Addr, now time.Time) bool {
 			return true
 		}
 		for _, c := range e.coverAll {
-			if b, ok := e.bans[banKey{c, p}]; ok && activeAt(b, now) {
+			if b, ok := e.bans[banKey{c, p}]; ok && !b.LogOnly && activeAt(b, now) {
 				return true
 			}
 		}
@@ -87,7 +89,7 @@ func (e *Engine) stagedIn(jail string, a netip.Addr) bool {
 			return true
 		}
 		for _, c := range e.coverAll {
-			if _, ok := e.staged[banKey{c, p}]; ok {
+			if logOnly, ok := e.staged[banKey{c, p}]; ok && !logOnly {
 				return true
 			}
 		}
@@ -116,9 +118,9 @@ func (e *Engine) stageBan(b store.Ban) {
 	e.pending.bans = append(e.pending.bans, b)
 	k := banKey{b.Jail, b.Prefix}
 	if _, ok := e.staged[k]; !ok {
-		e.staged[k] = struct{}{}
 		e.stagedLengths.add(b.Prefix, 1)
 	}
+	e.staged[k] = b.LogOnly
 }
 
 // clearStaged forgets the staged bans once they are committed (and so

@@ -11,7 +11,7 @@ import (
 
 // indexEngine is an engine holding only bans, for the lookup.
 func indexEngine(bans ...store.Ban) *Engine {
-	e := &Engine{bans: map[banKey]store.Ban{}, staged: map[banKey]struct{}{}, coverAll: []string{ManualJail, "net"}}
+	e := &Engine{bans: map[banKey]store.Ban{}, staged: map[banKey]bool{}, coverAll: []string{ManualJail, "net"}}
 	e.put(bans...)
 	return e
 }
