@@ -16,18 +16,12 @@ func TestUnbanLetsBannedClientMailAgain(t *testing.T) {
 		client = "198.51.100.31"
 		manual = "2001:db8::31"
 	)
-	mapPath := mapFilePath()
 	dir := daemonDir(t)
 	cfg := newDaemonConfig(dir)
 	cfg.BanTime = "1h"
-	cfgPath := writeConfig(t, dir, cfg)
+	mapPath := cfg.MapFile
 	bin := mailjailBinary(t)
-	flushRatelimit(t)
-	resetMap(t, mapPath)
-	mw := watchMap(t, mapPath, rspamdLogPath)
-	d := startDaemon(t, dir, cfgPath, 1)
-	defer resetMap(t, mapPath)
-	defer d.stop()
+	d, mw, cfgPath := startMapDaemon(t, dir, cfg)
 
 	rateLimit(t, client, cfg.MaxRetry)
 	if _, ok := mw.waitUntil(d.readyAt, 10*time.Second, func(s mapSnapshot) bool { return s.has(client) }); !ok {

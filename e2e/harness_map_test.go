@@ -194,3 +194,20 @@ func resetMap(t *testing.T, path string) {
 		t.Fatalf("resetting map file: %v", err)
 	}
 }
+
+// startMapDaemon starts a daemon on cfg (its state in dir) that writes the real map, from an
+// empty map and empty ratelimit buckets, and watches the map; when the test ends the daemon is
+// stopped and the map emptied. It returns the daemon, the watcher and the configuration's path.
+func startMapDaemon(t *testing.T, dir string, cfg daemonConfig) (*daemon, *mapWatcher, string) {
+	t.Helper()
+	cfgPath := writeConfig(t, dir, cfg)
+	flushRatelimit(t)
+	resetMap(t, cfg.MapFile)
+	mw := watchMap(t, cfg.MapFile, rspamdLogPath)
+	d := startDaemon(t, dir, cfgPath, 1)
+	t.Cleanup(func() {
+		d.stop()
+		resetMap(t, cfg.MapFile)
+	})
+	return d, mw, cfgPath
+}

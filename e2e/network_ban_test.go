@@ -15,18 +15,11 @@ func TestNetworkBanReachesTheMap(t *testing.T) {
 		network = "198.18.77.0/24"
 		other   = "198.18.77.99"
 	)
-	mapPath := mapFilePath()
 	dir := daemonDir(t)
 	cfg := newDaemonConfig(dir)
 	cfg.BanTime = "10m"
 	cfg.Extra = "[jail.networks]\nfilter = \"network\"\nmaxretry = 3\nfindtime = \"1h\"\nbantime = \"10m\"\n"
-	cfgPath := writeConfig(t, dir, cfg)
-	flushRatelimit(t)
-	resetMap(t, mapPath)
-	mw := watchMap(t, mapPath, rspamdLogPath)
-	d := startDaemon(t, dir, cfgPath, 1)
-	defer resetMap(t, mapPath)
-	defer d.stop()
+	d, mw, _ := startMapDaemon(t, dir, cfg)
 
 	for _, c := range clients {
 		rateLimit(t, c, cfg.MaxRetry)
