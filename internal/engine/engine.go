@@ -211,6 +211,9 @@ func (j *Jail) Tracked() int {
 	if j.acct != nil {
 		return j.acct.policy.Tracked()
 	}
+	if j.net != nil {
+		return len(j.net.members) // networks holding banned addresses
+	}
 	return j.Policy.Tracked()
 }
 

@@ -295,3 +295,19 @@ func TestLogOnlyBansDoNotCountOnHistory(t *testing.T) {
 		t.Error("a log-only ban does not cover its own jail (one would-ban per address)")
 	}
 }
+
+// A network jail's tracked keys are the networks holding banned
+// addresses.
+func TestNetworkJailTracksNetworks(t *testing.T) {
+	e, st := newEngine(t, network)
+	play(t, &e, st, []event{{0, "/a.log", "203.0.113.1", false}, {0, "/b.log", "203.0.114.1", false}})
+	if n := e.jail("net").Tracked(); n != 2 {
+		t.Errorf("network jail tracks %d, want 2 networks", n)
+	}
+	if err := e.Prune(context.Background(), t0.Add(2*time.Hour), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.jail("net").Tracked(); n != 0 {
+		t.Errorf("after findtime the network jail still tracks %d", n)
+	}
+}
