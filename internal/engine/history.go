@@ -23,7 +23,8 @@ import (
 //     network, never one that holds an address of its ignoreip.
 //
 // Bans that count are those of the jails that read logs (rate and account
-// jails included): not manual ones (the operator chose their length), not
+// jails included): not manual ones (the operator chose their length) nor
+// entries taken over from an existing map (not decided here), not
 // those of recidive and network jails (decided from bans already counted),
 // not the would-be bans of a jail in mode = "log-only" (nothing was
 // banned). An unban by hand takes the address's bans out of the count.
@@ -54,7 +55,9 @@ func (e *Engine) banned(b store.Ban, now time.Time) {
 // countsOnHistory reports whether b is one that recidive and network
 // jails count.
 func (e *Engine) countsOnHistory(b store.Ban) bool {
-	if b.Jail == ManualJail || b.LogOnly {
+	// Offense 0: not decided by a jail's policy (manual, or an entry
+	// taken over from an existing map, which keeps its jail's name).
+	if b.Jail == ManualJail || b.LogOnly || b.Offense == 0 {
 		return false
 	}
 	jc := e.cfg.Jail(b.Jail)

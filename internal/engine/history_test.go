@@ -11,6 +11,7 @@ import (
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/internal/testutil"
+	"github.com/mailjail/mailjail/mapfile"
 )
 
 // historyJails are three log jails that ban at the first event, each on
@@ -276,13 +277,26 @@ func TestLogOnlyBansDoNotCountOnHistory(t *testing.T) {
 	e, st := newEngine(t, recidive)
 	const ip = "198.51.100.9"
 	for _, jail := range []string{"a", "b"} {
-		e.banned(store.Ban{Jail: jail, Prefix: netip.MustParsePrefix(ip + "/32"), Since: t0, Until: t0.Add(time.Minute), LogOnly: true}, t0)
+		e.banned(store.Ban{Jail: jail, Prefix: netip.MustParsePrefix(ip + "/32"), Since: t0, Until: t0.Add(time.Minute), Offense: 1, LogOnly: true}, t0)
 	}
 	if _, err := e.Commit(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if got := bansOf(play(t, &e, st, []event{{time.Second, "/c.log", ip, true}}), "recidive"); len(got) != 0 {
 		t.Fatalf("recidive bans %v from two log-only bans and one ban", got)
+	}
+	// Entries taken over from a map mailjail wrote keep their jail, but
+	// were not decided here: they do not count either.
+	m, err := mapfile.ParseEntries(strings.NewReader("198.51.100.10 # until 2026-12-01T11:00:00Z jail=a\n"), "ip.map")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.AdoptMap(context.Background(), "ip.map", m, t0.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	got := play(t, &e, st, []event{{3 * time.Second, "/b.log", "198.51.100.10", true}, {4 * time.Second, "/c.log", "198.51.100.10", false}})
+	if r := bansOf(got, "recidive"); len(r) != 0 {
+		t.Fatalf("recidive bans %v from an imported entry and two bans", r)
 	}
 	x := indexEngine(store.Ban{Jail: "net", Prefix: netip.MustParsePrefix("203.0.113.0/24"), Until: t0.Add(time.Hour), LogOnly: true})
 	x.stageBan(store.Ban{Jail: ManualJail, Prefix: netip.MustParsePrefix("192.0.2.0/24"), LogOnly: true})
