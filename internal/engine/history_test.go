@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/internal/testutil"
@@ -323,5 +324,25 @@ func TestNetworkJailTracksNetworks(t *testing.T) {
 	}
 	if n := e.jail("net").Tracked(); n != 0 {
 		t.Errorf("after findtime the network jail still tracks %d", n)
+	}
+}
+
+// A recidive jail added by a reload starts from the ban history, as at a
+// start: two earlier bans and one more are a recidive ban.
+func TestRecidiveAddedByReloadCountsEarlierBans(t *testing.T) {
+	e, st := newEngine(t, historyJails)
+	const ip = "198.51.100.11"
+	play(t, &e, st, []event{{0, "/a.log", ip, false}, {time.Second, "/b.log", ip, false}})
+	cfg, err := config.Parse(strings.NewReader(recidive), "test.toml")
+	if err != nil || cfg.Validate() != nil {
+		t.Fatal(err)
+	}
+	cfg.Global.Timezone = "UTC"
+	ch, err := e.Reload(context.Background(), cfg, t0.Add(time.Minute))
+	if err != nil || fmt.Sprint(ch.Added) != "[recidive]" {
+		t.Fatalf("reload: %+v, %v", ch, err)
+	}
+	if got := bansOf(play(t, &e, st, []event{{2 * time.Minute, "/c.log", ip, false}}), "recidive"); len(got) != 1 {
+		t.Fatalf("recidive bans %v after the reload, want 1", got)
 	}
 }
