@@ -190,8 +190,9 @@ func (e *Engine) suspend(j *Jail, account string, d rules.Decision, reason strin
 		if e.bannedIn(j.Cfg.Name, a, now) {
 			continue
 		}
-		e.banned(store.Ban{Jail: j.Cfg.Name, Prefix: j.banPrefix(a), Since: now, Until: d.Until, Strikes: src.Count,
-			Reason: fmt.Sprintf("source of account %s (%d of its strikes; %s)", account, src.Count, reason), Offense: d.Offense}, now)
+		e.stats.Bans++
+		e.stageBan(j, a, store.Ban{Jail: j.Cfg.Name, Prefix: j.banPrefix(a), Since: now, Until: d.Until, Strikes: src.Count,
+			Reason: fmt.Sprintf("source of account %s (%d of its strikes; %s)", account, src.Count, reason), Offense: d.Offense})
 	}
 }
 

@@ -12,10 +12,11 @@ func (e *Engine) put(bans ...store.Ban) {
 	defer e.mu.Unlock()
 	for _, b := range bans {
 		k := banKey{b.Jail, b.Prefix}
-		if _, ok := e.bans[k]; !ok {
-			e.lengths.add(b.Prefix, 1)
+		if old, ok := e.bans[k]; ok {
+			e.unindex(old)
 		}
 		e.bans[k] = b
+		e.index(b)
 		if !b.Until.IsZero() && (e.next.IsZero() || b.Until.Before(e.next)) {
 			e.next = b.Until
 		}
@@ -28,14 +29,15 @@ func (e *Engine) del(bans ...store.Ban) {
 	defer e.mu.Unlock()
 	for _, b := range bans {
 		k := banKey{b.Jail, b.Prefix}
-		if _, ok := e.bans[k]; !ok {
+		old, ok := e.bans[k]
+		if !ok {
 			continue
 		}
-		if old := e.bans[k]; !old.Until.IsZero() && !old.Until.After(e.next) {
+		if !old.Until.IsZero() && !old.Until.After(e.next) {
 			e.nextStale = true
 		}
+		e.unindex(old)
 		delete(e.bans, k)
-		e.lengths.add(b.Prefix, -1)
 	}
 }
 

@@ -43,7 +43,7 @@ type Engine struct {
 	lengths prefixLengths // of the active bans, for bannedIn
 	// staged are the bans of the pending batch, with their lengths;
 	// coverAll the jails whose bans cover every jail's events.
-	staged        map[banKey]bool // log-only
+	staged        map[banKey]struct{}
 	stagedLengths prefixLengths
 	coverAll      []string
 	// next is the earliest end of an active ban (zero: none), kept so that
@@ -152,7 +152,7 @@ func (p *pending) empty() bool {
 // New builds an engine for cfg's enabled jails on st.
 func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 	e := &Engine{cfg: cfg, st: st, log: log, loc: cfg.Location(), pathJails: map[string][]*Jail{},
-		bans: map[banKey]store.Ban{}, staged: map[banKey]bool{},
+		bans: map[banKey]store.Ban{}, staged: map[banKey]struct{}{},
 		susp: map[suspKey]store.Suspension{}, stagedAccts: map[string]struct{}{}, firstSeen: map[string]time.Time{},
 		changes: map[string]*ChangeCounters{}, sources: map[string]*SourceCounters{}}
 	var err error

@@ -35,19 +35,18 @@ type networkState struct {
 	members map[netip.Prefix]map[netip.Prefix]time.Time
 }
 
-// banned stages b, decided by a log jail, and counts it in the recidive
-// and network jails.
-func (e *Engine) banned(b store.Ban, now time.Time) {
-	e.stageBan(b)
+// countOnHistory counts b, just staged, in the recidive and network
+// jails, when it is a ban they count.
+func (e *Engine) countOnHistory(b store.Ban) {
 	if !e.countsOnHistory(b) {
 		return
 	}
 	for _, h := range e.jails {
 		switch {
 		case h.Cfg.Recidive():
-			e.recidiveStrike(h, b, now)
+			e.recidiveStrike(h, b, b.Since)
 		case h.Cfg.Network():
-			e.networkStrike(h, b, now)
+			e.networkStrike(h, b, b.Since)
 		}
 	}
 }
@@ -83,7 +82,8 @@ func (e *Engine) recidiveStrike(h *Jail, b store.Ban, now time.Time) {
 		return
 	}
 	reason := fmt.Sprintf("%d %s in %s, the latest in jail %s", d.Count, plural(d.Count, "ban", "bans"), config.FormatDuration(h.Cfg.FindTime), b.Jail)
-	e.stageBan(historyBan(h, b.Prefix, d, reason, now))
+	e.stats.Bans++
+	e.stageBan(h, b.Prefix.Addr(), historyBan(h, b.Prefix, d, reason, now))
 }
 
 // networkStrike counts b in the network jail h: its network holds one
@@ -106,7 +106,8 @@ func (e *Engine) networkStrike(h *Jail, b store.Ban, now time.Time) {
 	delete(h.net.members, n)
 	d := h.Policy.Ban(rules.KeyOf(n.Addr()), now, count)
 	reason := fmt.Sprintf("%d addresses of %s banned in %s, the latest by jail %s", count, rules.FormatPrefix(n), config.FormatDuration(h.Cfg.FindTime), b.Jail)
-	e.stageBan(historyBan(h, n, d, reason, now))
+	e.stats.Bans++
+	e.stageBan(h, n.Addr(), historyBan(h, n, d, reason, now))
 }
 
 // historyBan is the ban a recidive or network jail decided.

@@ -273,21 +273,29 @@ func TestIPv6RotationIsOneEntry(t *testing.T) {
 
 // The would-be bans of a log-only jail banned nothing: they do not count
 // in a recidive jail, neither as they are made nor after a restart, and
-// a log-only ban of a jail that covers every jail covers only its own.
-func TestLogOnlyBansDoNotCountOnHistory(t *testing.T) {
+// cover no jail in the index (their own jail's policy marks the key).
+// Entries taken over from a map keep their jail but were not decided
+// here: they do not count either.
+func TestLogOnlyAndImportedBansDoNotCountOnHistory(t *testing.T) {
 	e, st := newEngine(t, recidive)
 	const ip = "198.51.100.9"
-	for _, jail := range []string{"a", "b"} {
-		e.banned(store.Ban{Jail: jail, Prefix: netip.MustParsePrefix(ip + "/32"), Since: t0, Until: t0.Add(time.Minute), Offense: 1, LogOnly: true}, t0)
+	if e.countsOnHistory(store.Ban{Jail: "a", Offense: 1, LogOnly: true}) || !e.countsOnHistory(store.Ban{Jail: "a", Offense: 1}) {
+		t.Fatal("a log-only ban counts, or a ban does not")
 	}
-	if _, err := e.Commit(context.Background()); err != nil {
+	err := st.Update(context.Background(), func(tx *store.Tx) error {
+		for _, jail := range []string{"a", "b"} {
+			if _, err := tx.AddBan(store.Ban{Jail: jail, Prefix: netip.MustParsePrefix(ip + "/32"), Since: t0, Until: t0.Add(time.Minute), Offense: 1, LogOnly: true}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got := bansOf(play(t, &e, st, []event{{time.Second, "/c.log", ip, true}}), "recidive"); len(got) != 0 {
 		t.Fatalf("recidive bans %v from two log-only bans and one ban", got)
 	}
-	// Entries taken over from a map mailjail wrote keep their jail, but
-	// were not decided here: they do not count either.
 	m, err := mapfile.ParseEntries(strings.NewReader("198.51.100.10 # until 2026-12-01T11:00:00Z jail=a\n"), "ip.map")
 	if err != nil {
 		t.Fatal(err)
@@ -299,15 +307,16 @@ func TestLogOnlyBansDoNotCountOnHistory(t *testing.T) {
 	if r := bansOf(got, "recidive"); len(r) != 0 {
 		t.Fatalf("recidive bans %v from an imported entry and two bans", r)
 	}
-	x := indexEngine(store.Ban{Jail: "net", Prefix: netip.MustParsePrefix("203.0.113.0/24"), Until: t0.Add(time.Hour), LogOnly: true})
-	x.stageBan(store.Ban{Jail: ManualJail, Prefix: netip.MustParsePrefix("192.0.2.0/24"), LogOnly: true})
-	for _, a := range []string{"203.0.113.5", "192.0.2.5"} {
-		if x.bannedIn("a", netip.MustParseAddr(a), t0) {
-			t.Errorf("%s: a log-only ban of a covering jail covers jail a", a)
+	x := indexEngine(store.Ban{Jail: "net", Prefix: netip.MustParsePrefix("203.0.113.0/24"), Until: t0.Add(time.Hour), LogOnly: true},
+		store.Ban{Jail: "a", Prefix: netip.MustParsePrefix("192.0.2.0/24"), Until: t0.Add(time.Hour), LogOnly: true},
+		store.Ban{Jail: "b", Prefix: netip.MustParsePrefix("198.18.0.0/24"), Until: t0.Add(time.Hour)})
+	for _, c := range []struct{ jail, addr string }{{"a", "203.0.113.5"}, {"net", "203.0.113.5"}, {"a", "192.0.2.5"}} {
+		if x.bannedIn(c.jail, netip.MustParseAddr(c.addr), t0) {
+			t.Errorf("%s in %s: covered by a log-only ban (its own jail's policy stops it, nothing else)", c.addr, c.jail)
 		}
 	}
-	if !x.bannedIn("net", netip.MustParseAddr("203.0.113.5"), t0) {
-		t.Error("a log-only ban does not cover its own jail (one would-ban per address)")
+	if n := x.lengths.n4[24]; n != 1 {
+		t.Errorf("%d bans of /24 counted in the lengths, want 1 (not the log-only ones)", n)
 	}
 }
 

@@ -57,8 +57,8 @@ func (l *prefixLengths) reset() { *l = prefixLengths{use4: l.use4[:0], use6: l.u
 // jail's own ban covering a is the ban working (rspamd keeps answering
 // 451 while its bucket is full), not new misbehaviour; the same address
 // failing elsewhere (SASL failures in Postfix's log) still counts there.
-// A would-be ban of a log-only jail covers that jail only: nothing was
-// banned for the others.
+// A would-be ban of a log-only jail is in neither index: nothing was
+// banned, and its own jail's policy marks the key.
 func (e *Engine) bannedIn(jail string, a netip.Addr, now time.Time) bool {
 	a = a.Unmap()
 	if e.stagedIn(jail, a) {
@@ -68,7 +68,7 @@ func (e *Engine) bannedIn(jail string, a netip.Addr, now time.Time) bool {
 	defer e.mu.Unlock()
 	for _, bits := range e.lengths.of(a) {
 		p := netip.PrefixFrom(a, bits).Masked()
-		if b, ok := e.bans[banKey{jail, p}]; ok && activeAt(b, now) {
+		if b, ok := e.bans[banKey{jail, p}]; ok && !b.LogOnly && activeAt(b, now) {
 			return true
 		}
 		for _, c := range e.coverAll {
@@ -89,7 +89,7 @@ func (e *Engine) stagedIn(jail string, a netip.Addr) bool {
 			return true
 		}
 		for _, c := range e.coverAll {
-			if logOnly, ok := e.staged[banKey{c, p}]; ok && !logOnly {
+			if _, ok := e.staged[banKey{c, p}]; ok {
 				return true
 			}
 		}
@@ -100,7 +100,7 @@ func (e *Engine) stagedIn(jail string, a netip.Addr) bool {
 // hasBan reports whether jail holds an active or staged ban of exactly p.
 func (e *Engine) hasBan(jail string, p netip.Prefix, now time.Time) bool {
 	k := banKey{jail, p}
-	if _, ok := e.staged[k]; ok {
+	if e.isStaged(k) {
 		return true
 	}
 	e.mu.Lock()
@@ -111,16 +111,37 @@ func (e *Engine) hasBan(jail string, p netip.Prefix, now time.Time) bool {
 
 func activeAt(b store.Ban, now time.Time) bool { return b.Until.IsZero() || b.Until.After(now) }
 
-// stageBan adds b to the pending batch, visible at once to the later lines
-// of the batch (bannedIn).
-func (e *Engine) stageBan(b store.Ban) {
-	e.stats.Bans++
+// stageBan adds j's ban b (of a, in b.Prefix) to the pending batch,
+// seen at once by the later lines of the batch (bannedIn; the targets see
+// it only after Commit), and counts it in the recidive and network jails.
+func (e *Engine) stageBan(j *Jail, a netip.Addr, b store.Ban) {
 	e.pending.bans = append(e.pending.bans, b)
-	k := banKey{b.Jail, b.Prefix}
-	if _, ok := e.staged[k]; !ok {
-		e.stagedLengths.add(b.Prefix, 1)
+	if !b.LogOnly {
+		if k := (banKey{b.Jail, b.Prefix}); !e.isStaged(k) {
+			e.staged[k] = struct{}{}
+			e.stagedLengths.add(b.Prefix, 1)
+		}
 	}
-	e.staged[k] = b.LogOnly
+	e.countOnHistory(b)
+}
+
+func (e *Engine) isStaged(k banKey) bool {
+	_, ok := e.staged[k]
+	return ok
+}
+
+// index counts the cached ban b in the lengths bannedIn reads, unindex
+// undoes it; e.mu is held. A would-be ban is not counted.
+func (e *Engine) index(b store.Ban) {
+	if !b.LogOnly {
+		e.lengths.add(b.Prefix, 1)
+	}
+}
+
+func (e *Engine) unindex(b store.Ban) {
+	if !b.LogOnly {
+		e.lengths.add(b.Prefix, -1)
+	}
 }
 
 // clearStaged forgets the staged bans once they are committed (and so

@@ -6,12 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/store"
 )
 
 // indexEngine is an engine holding only bans, for the lookup.
 func indexEngine(bans ...store.Ban) *Engine {
-	e := &Engine{bans: map[banKey]store.Ban{}, staged: map[banKey]bool{}, coverAll: []string{ManualJail, "net"}}
+	e := &Engine{bans: map[banKey]store.Ban{}, staged: map[banKey]struct{}{}, coverAll: []string{ManualJail, "net"}}
 	e.put(bans...)
 	return e
 }
@@ -52,7 +53,7 @@ func TestBannedInByPrefixLength(t *testing.T) {
 	if got := e.lengths.of(netip.MustParseAddr("192.0.2.1")); !slices.Equal(got, []int{32}) || e.bannedIn("a", netip.MustParseAddr("198.51.100.9"), t0) {
 		t.Errorf("after the unbans: lengths %v, 198.51.100.9 still banned %v", got, e.bannedIn("a", netip.MustParseAddr("198.51.100.9"), t0))
 	}
-	e.stageBan(ban("c", "198.51.100.0/24", later))
+	e.stageBan(&Jail{Cfg: &config.Jail{Name: "c"}}, netip.MustParseAddr("198.51.100.1"), ban("c", "198.51.100.0/24", later))
 	if !e.bannedIn("c", netip.MustParseAddr("198.51.100.200"), t0) || e.bannedIn("a", netip.MustParseAddr("198.51.100.200"), t0) {
 		t.Error("a staged /24 is not seen by its own jail only")
 	}

@@ -155,6 +155,7 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 	if !d.Ban {
 		return
 	}
+	e.stats.Bans++
 	reason := fmt.Sprintf("%d %s in %s", d.Count, plural(d.Count, "strike", "strikes"), config.FormatDuration(j.Cfg.FindTime))
 	if bucket != "" {
 		reason += fmt.Sprintf(" (%s exceeded)", bucket)
@@ -162,11 +163,9 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 	if d.Offense > 1 {
 		reason += fmt.Sprintf(", offense %d", d.Offense)
 	}
-	// Later lines of the same batch must see this ban before Commit; the
-	// map must not until it is in the database.
-	e.banned(store.Ban{
+	e.stageBan(j, a, store.Ban{
 		Jail: j.Cfg.Name, Prefix: prefix, Since: now, Until: d.Until, Strikes: d.Count, Reason: reason, Offense: d.Offense,
-	}, now)
+	})
 }
 
 // noteStale counts an event the policy found older than findtime, and
