@@ -12,7 +12,7 @@ import (
 
 // indexEngine is an engine holding only bans, for the lookup.
 func indexEngine(bans ...store.Ban) *Engine {
-	e := &Engine{bans: map[banKey]store.Ban{}, staged: map[banKey]struct{}{}, coverAll: []string{ManualJail, "net"}}
+	e := &Engine{cfg: &config.Config{}, bans: map[banKey]store.Ban{}, staged: map[banKey]struct{}{}, coverAll: []string{ManualJail, "net"}}
 	e.put(bans...)
 	return e
 }
