@@ -200,7 +200,7 @@ func (j *Jail) Recidive() bool { return j.Rate == nil && j.Filter == FilterRecid
 func (j *Jail) Network() bool { return j.Rate == nil && j.Filter == FilterNetwork }
 
 // OnHistory reports whether the jail reads mailjail's own bans, not a log.
-func (j *Jail) OnHistory() bool { return j.Recidive() || j.Network() }
+func (j *Jail) OnBans() bool { return j.Recidive() || j.Network() }
 
 // Accounts reports whether the jail counts accounts, not addresses.
 func (j *Jail) Accounts() bool { return j.Key == KeyAccount }

@@ -124,7 +124,7 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		Targets:     first(j.Targets, d.Targets),
 		JailActions: buildJailActions(j.actionsFile, d.actionsFile),
 	}
-	applyHistoryDefaults(out, j)
+	applyOnBansDefaults(out, j)
 	if jm := j.JournalMatch; jm != nil {
 		out.Journal = &core.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}
 	}

@@ -203,15 +203,15 @@ func (c *Config) validateJail(p *problems, j *Jail) {
 			}
 		}
 	} else {
-		if _, err := c.CompileFilter(j.Filter); err != nil && !j.OnHistory() {
+		if _, err := c.CompileFilter(j.Filter); err != nil && !j.OnBans() {
 			p.add(c.errAt(c.jkey(j, "filter"), "%v", err))
 		}
 		for _, key := range rateOnlyKeys(raw) {
 			p.add(c.errAt(k+"."+key, "only a rate jail (with rate_key) takes %s; this jail uses filter %q", key, j.Filter))
 		}
 	}
-	c.validateHistory(p, j)
-	if !j.OnHistory() {
+	c.validateOnBans(p, j)
+	if !j.OnBans() {
 		c.validateKey(p, j)
 		c.validateSources(p, j)
 	}

@@ -168,7 +168,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 			j.net = &networkState{members: map[netip.Prefix]map[netip.Prefix]time.Time{}}
 		}
 		switch {
-		case jc.OnHistory(): // reads mailjail's own bans: no filter
+		case jc.OnBans(): // reads mailjail's own bans: no filter
 		case jc.Rate != nil:
 			if j.rate, err = newRateState(jc.Rate); err != nil {
 				return nil, fmt.Errorf("jail %s: %w", jc.Name, err)
@@ -360,7 +360,7 @@ func (e *Engine) RestoreStrikes(now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := e.restoreHistory(now); err != nil {
+	if err := e.restoreOnBans(now); err != nil {
 		return err
 	}
 	return e.restoreBuckets()
@@ -484,7 +484,7 @@ func (e *Engine) Prune(ctx context.Context, now time.Time, keep time.Duration) e
 	for _, j := range e.jails {
 		j.Policy.Prune(now)
 		j.pruneAccounts(now)
-		j.pruneHistory(now)
+		j.pruneNetwork(now)
 		keep = max(keep, j.Cfg.FindTime)
 	}
 	return e.st.Update(ctx, func(tx *store.Tx) error {

@@ -61,7 +61,7 @@ func (e *Engine) Unban(ctx context.Context, p netip.Prefix, jail string, now tim
 	if len(ch.Lifted) == 0 {
 		return Change{}, fmt.Errorf("%s is not banned: %w", rules.FormatPrefix(p), store.ErrNotFound)
 	}
-	e.unbannedOnHistory(ch.Lifted)
+	e.unbannedOnBans(ch.Lifted)
 	e.forget(ch.Lifted)
 	return ch, nil
 }

@@ -122,7 +122,7 @@ func (e *Engine) stageBan(j *Jail, a netip.Addr, b store.Ban) {
 			e.stagedLengths.add(b.Prefix, 1)
 		}
 	}
-	e.countOnHistory(b)
+	e.countOnBans(b)
 }
 
 func (e *Engine) isStaged(k banKey) bool {
@@ -158,7 +158,7 @@ func (e *Engine) clearStaged() {
 func coverAllJails(jails []*Jail) []string {
 	out := []string{ManualJail}
 	for _, j := range jails {
-		if j.Cfg.OnHistory() && !slices.Contains(out, j.Cfg.Name) {
+		if j.Cfg.OnBans() && !slices.Contains(out, j.Cfg.Name) {
 			out = append(out, j.Cfg.Name)
 		}
 	}

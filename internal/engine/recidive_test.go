@@ -15,9 +15,9 @@ import (
 	"github.com/mailjail/mailjail/mapfile"
 )
 
-// historyJails are three log jails that ban at the first event, each on
+// logJails are three log jails that ban at the first event, each on
 // its own log, so that one address can be banned in several jails.
-const historyJails = `
+const logJails = `
 [filter.f]
 failregex = ['^fail <HOST>$']
 [jail.a]
@@ -92,7 +92,7 @@ func bansOf(bans []store.Ban, jail string) []string {
 // jail's: the same address failing elsewhere is banned there too.
 // Manual bans cover every jail.
 func TestBannedAddressStrikesInOtherJails(t *testing.T) {
-	e, st := newEngine(t, historyJails)
+	e, st := newEngine(t, logJails)
 	got := play(t, &e, st, []event{
 		{at: 0, log: "/a.log", ip: "198.51.100.1"},
 		{at: time.Second, log: "/a.log", ip: "198.51.100.1"},     // banned in a: ignored
@@ -112,7 +112,7 @@ func TestBannedAddressStrikesInOtherJails(t *testing.T) {
 	}
 }
 
-const recidive = historyJails + `
+const recidive = logJails + `
 [jail.recidive]
 maxretry = 3
 findtime = "1h"
@@ -159,7 +159,7 @@ func TestRecidive(t *testing.T) {
 			if tt.want == 0 {
 				return
 			}
-			b := banIn(t, st, "recidive")
+			b := activeBanOf(t, st, "recidive")
 			if b.Prefix.String() != ip+"/32" || b.Until.Sub(b.Since) != 7*24*time.Hour || !strings.HasPrefix(b.Reason, "3 bans in 1h") {
 				t.Errorf("recidive ban %+v: want a week, 3 bans in 1h", b)
 			}
@@ -167,8 +167,8 @@ func TestRecidive(t *testing.T) {
 	}
 }
 
-// banIn is the one active ban of jail in the database.
-func banIn(t *testing.T, st *store.Store, jail string) store.Ban {
+// activeBanOf is the one active ban of jail in the database.
+func activeBanOf(t *testing.T, st *store.Store, jail string) store.Ban {
 	t.Helper()
 	active, err := st.ActiveBans()
 	if err != nil {
@@ -197,7 +197,7 @@ func TestRecidiveBanCoversEveryJail(t *testing.T) {
 	}
 }
 
-const network = historyJails + `
+const network = logJails + `
 [jail.net]
 filter = "network"
 maxretry = 3
@@ -234,7 +234,7 @@ func TestNetworkBans(t *testing.T) {
 			if tt.want == nil {
 				return
 			}
-			if b := banIn(t, st, "net"); b.Until.Sub(b.Since) != 24*time.Hour || !strings.HasPrefix(b.Reason, "3 addresses of") {
+			if b := activeBanOf(t, st, "net"); b.Until.Sub(b.Since) != 24*time.Hour || !strings.HasPrefix(b.Reason, "3 addresses of") {
 				t.Errorf("network ban %+v: want a day, 3 addresses", b)
 			}
 			// The network's addresses are banned: their events anywhere
@@ -279,7 +279,7 @@ func TestIPv6RotationIsOneEntry(t *testing.T) {
 func TestLogOnlyAndImportedBansDoNotCountOnHistory(t *testing.T) {
 	e, st := newEngine(t, recidive)
 	const ip = "198.51.100.9"
-	if e.countsOnHistory(store.Ban{Jail: "a", Offense: 1, LogOnly: true}) || !e.countsOnHistory(store.Ban{Jail: "a", Offense: 1}) {
+	if e.countsOnBans(store.Ban{Jail: "a", Offense: 1, LogOnly: true}) || !e.countsOnBans(store.Ban{Jail: "a", Offense: 1}) {
 		t.Fatal("a log-only ban counts, or a ban does not")
 	}
 	err := st.Update(context.Background(), func(tx *store.Tx) error {
@@ -339,7 +339,7 @@ func TestNetworkJailTracksNetworks(t *testing.T) {
 // A recidive jail added by a reload starts from the ban history, as at a
 // start: two earlier bans and one more are a recidive ban.
 func TestRecidiveAddedByReloadCountsEarlierBans(t *testing.T) {
-	e, st := newEngine(t, historyJails)
+	e, st := newEngine(t, logJails)
 	const ip = "198.51.100.11"
 	play(t, &e, st, []event{{0, "/a.log", ip, false}, {time.Second, "/b.log", ip, false}})
 	cfg, err := config.Parse(strings.NewReader(recidive), "test.toml")

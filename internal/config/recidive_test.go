@@ -27,8 +27,8 @@ func TestHistoryJailDefaults(t *testing.T) {
 		if j.MaxRetry != tt.maxRetry || j.FindTime != tt.findTime || j.BanTime != tt.banTime || j.IPv4Prefix != tt.v4 || j.IPv6Prefix != tt.v6 {
 			t.Errorf("%s: maxretry %d findtime %v bantime %v ipv4_prefix %d ipv6_prefix %d", tt.name, j.MaxRetry, j.FindTime, j.BanTime, j.IPv4Prefix, j.IPv6Prefix)
 		}
-		if j.OnHistory() != (tt.name != "ok") || (j.OnHistory() && j.LogPath != nil) {
-			t.Errorf("%s: on history %v, logpath %v", tt.name, j.OnHistory(), j.LogPath)
+		if j.OnBans() != (tt.name != "ok") || (j.OnBans() && j.LogPath != nil) {
+			t.Errorf("%s: on history %v, logpath %v", tt.name, j.OnBans(), j.LogPath)
 		}
 	}
 	if r := c.Jail("recidive"); !r.Recidive() || r.Network() {

@@ -35,10 +35,10 @@ type networkState struct {
 	members map[netip.Prefix]map[netip.Prefix]time.Time
 }
 
-// countOnHistory counts b, just staged, in the recidive and network
+// countOnBans counts b, just staged, in the recidive and network
 // jails, when it is a ban they count.
-func (e *Engine) countOnHistory(b store.Ban) {
-	if !e.countsOnHistory(b) {
+func (e *Engine) countOnBans(b store.Ban) {
+	if !e.countsOnBans(b) {
 		return
 	}
 	for _, h := range e.jails {
@@ -51,16 +51,16 @@ func (e *Engine) countOnHistory(b store.Ban) {
 	}
 }
 
-// countsOnHistory reports whether b is one that recidive and network
+// countsOnBans reports whether b is one that recidive and network
 // jails count.
-func (e *Engine) countsOnHistory(b store.Ban) bool {
+func (e *Engine) countsOnBans(b store.Ban) bool {
 	// Offense 0: not decided by a jail's policy (manual, or an entry
 	// taken over from an existing map, which keeps its jail's name).
 	if b.Jail == ManualJail || b.LogOnly || b.Offense == 0 {
 		return false
 	}
 	jc := e.cfg.Jail(b.Jail)
-	return jc == nil || !jc.OnHistory()
+	return jc == nil || !jc.OnBans()
 }
 
 // recidiveStrike counts b in the recidive jail h.
@@ -83,7 +83,7 @@ func (e *Engine) recidiveStrike(h *Jail, b store.Ban, now time.Time) {
 	}
 	reason := fmt.Sprintf("%d %s in %s, the latest in jail %s", d.Count, plural(d.Count, "ban", "bans"), config.FormatDuration(h.Cfg.FindTime), b.Jail)
 	e.stats.Bans++
-	e.stageBan(h, b.Prefix.Addr(), historyBan(h, b.Prefix, d, reason, now))
+	e.stageBan(h, b.Prefix.Addr(), derivedBan(h, b.Prefix, d, reason, now))
 }
 
 // networkStrike counts b in the network jail h: its network holds one
@@ -107,11 +107,11 @@ func (e *Engine) networkStrike(h *Jail, b store.Ban, now time.Time) {
 	d := h.Policy.Ban(rules.KeyOf(n.Addr()), now, count)
 	reason := fmt.Sprintf("%d addresses of %s banned in %s, the latest by jail %s", count, rules.FormatPrefix(n), config.FormatDuration(h.Cfg.FindTime), b.Jail)
 	e.stats.Bans++
-	e.stageBan(h, n.Addr(), historyBan(h, n, d, reason, now))
+	e.stageBan(h, n.Addr(), derivedBan(h, n, d, reason, now))
 }
 
-// historyBan is the ban a recidive or network jail decided.
-func historyBan(h *Jail, p netip.Prefix, d rules.Decision, reason string, now time.Time) store.Ban {
+// derivedBan is the ban a recidive or network jail decided.
+func derivedBan(h *Jail, p netip.Prefix, d rules.Decision, reason string, now time.Time) store.Ban {
 	if d.Offense > 1 {
 		reason += fmt.Sprintf(", offense %d", d.Offense)
 	}
@@ -164,17 +164,17 @@ func (s *networkState) prune(cut time.Time) {
 	}
 }
 
-// pruneHistory drops what a network jail's window no longer counts.
-func (j *Jail) pruneHistory(now time.Time) {
+// pruneNetwork drops what a network jail's window no longer counts.
+func (j *Jail) pruneNetwork(now time.Time) {
 	if j.net != nil {
 		j.net.prune(now.Add(-j.Cfg.FindTime))
 	}
 }
 
-// unbannedOnHistory takes bans lifted by hand out of the recidive and
+// unbannedOnBans takes bans lifted by hand out of the recidive and
 // network counts: the operator said they were wrong. (After a restart
-// restoreHistory skips them the same way.)
-func (e *Engine) unbannedOnHistory(lifted []store.Ban) {
+// restoreOnBans skips them the same way.)
+func (e *Engine) unbannedOnBans(lifted []store.Ban) {
 	for _, b := range lifted {
 		for _, h := range e.jails {
 			switch {
@@ -189,16 +189,16 @@ func (e *Engine) unbannedOnHistory(lifted []store.Ban) {
 	}
 }
 
-// restoreHistory rebuilds the recidive and network windows from the ban
+// restoreOnBans rebuilds the recidive and network windows from the ban
 // history after a restart: the bans that count, inside each jail's
 // findtime, except those made before or during the jail's own ban of the
 // same address or network (used up by it, or ignored while it held) and
 // those before the latest unban by hand of the same address (taken out
 // of the count), as the running engine did.
-func (e *Engine) restoreHistory(now time.Time) error {
+func (e *Engine) restoreOnBans(now time.Time) error {
 	var maxFind time.Duration
 	for _, j := range e.jails {
-		if j.Cfg.OnHistory() {
+		if j.Cfg.OnBans() {
 			maxFind = max(maxFind, j.Cfg.FindTime)
 		}
 	}
@@ -210,17 +210,17 @@ func (e *Engine) restoreHistory(now time.Time) error {
 		return err
 	}
 	handLift := map[netip.Prefix]time.Time{}
-	used := map[banKey]time.Time{} // until when a history jail's own bans of a prefix held it
+	used := map[banKey]time.Time{} // until when a recidive or network jail's own bans of a prefix held it
 	for _, b := range past {
 		if !b.Lifted.IsZero() && b.LiftedBy != liftedExpired && b.Lifted.After(handLift[b.Prefix]) {
 			handLift[b.Prefix] = b.Lifted
 		}
-		if k := (banKey{b.Jail, b.Prefix}); !e.countsOnHistory(b) && heldUntil(b).After(used[k]) {
+		if k := (banKey{b.Jail, b.Prefix}); !e.countsOnBans(b) && heldUntil(b).After(used[k]) {
 			used[k] = heldUntil(b)
 		}
 	}
 	for _, b := range past {
-		if !e.countsOnHistory(b) || !b.Since.After(handLift[b.Prefix]) {
+		if !e.countsOnBans(b) || !b.Since.After(handLift[b.Prefix]) {
 			continue
 		}
 		for _, h := range e.jails {

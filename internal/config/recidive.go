@@ -4,11 +4,11 @@ import (
 	"time"
 )
 
-// historyDefaults are the policy of a jail that judges mailjail's own
+// onBansDefaults are the policy of a jail that judges mailjail's own
 // bans (recidive, network) when the jail leaves a key out. [defaults] does
 // not apply to them: its maxretry, findtime and bantime are meant for
 // log events, not for bans.
-var historyDefaults = map[string]struct {
+var onBansDefaults = map[string]struct {
 	maxRetry          int
 	findTime, banTime time.Duration
 }{
@@ -25,15 +25,15 @@ const (
 	DefaultNetworkPrefixV6 = 64
 )
 
-// applyHistoryDefaults gives a recidive or network jail its own defaults
+// applyOnBansDefaults gives a recidive or network jail its own defaults
 // and keeps what only log jails take from [defaults] (logpath, buckets)
 // away from it.
-func applyHistoryDefaults(out *Jail, j jailFile) {
+func applyOnBansDefaults(out *Jail, j jailFile) {
 	out.IPv4Prefix = 32
-	if !out.OnHistory() {
+	if !out.OnBans() {
 		return
 	}
-	def := historyDefaults[out.Filter]
+	def := onBansDefaults[out.Filter]
 	out.MaxRetry = deref(j.MaxRetry, def.maxRetry)
 	out.FindTime = dur(j.FindTime, nil, def.findTime)
 	out.BanTime = dur(j.BanTime, nil, def.banTime)
@@ -45,13 +45,13 @@ func applyHistoryDefaults(out *Jail, j jailFile) {
 	}
 }
 
-// validateHistory checks what a jail says about the recidive and network
+// validateOnBans checks what a jail says about the recidive and network
 // rules: only a network jail takes ipv4_prefix, and a jail that reads
 // mailjail's bans takes none of a log jail's sources.
-func (c *Config) validateHistory(p *problems, j *Jail) {
+func (c *Config) validateOnBans(p *problems, j *Jail) {
 	k := "jail." + j.Name
 	raw := c.raw[j.Name]
-	if !j.OnHistory() {
+	if !j.OnBans() {
 		if raw.IPv4Prefix != nil {
 			p.add(c.errAt(k+".ipv4_prefix", "only a network jail (filter = %q) takes ipv4_prefix", FilterNetwork))
 		}
@@ -84,7 +84,7 @@ func (c *Config) validateHistory(p *problems, j *Jail) {
 }
 
 // validateReservedFilters rejects a [filter.NAME] under a reserved name: a
-// jail naming it gets the built-in history rule, never the table.
+// jail naming it gets the built-in rule on mailjail's bans, never the table.
 func (c *Config) validateReservedFilters(p *problems) {
 	for _, n := range []string{FilterRecidive, FilterNetwork} {
 		if _, ok := c.Filters[n]; ok {
