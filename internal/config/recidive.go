@@ -68,10 +68,16 @@ func (c *Config) validateOnBans(p *problems, j *Jail) {
 			p.add(c.errAt(k+"."+f.key, "a %s jail reads mailjail's own bans, not a log: %s does not apply", j.Filter, f.key))
 		}
 	}
+	g := c.Global
+	if j.FindTime > g.DBPurgeAge {
+		// The window is rebuilt from the ban history after a restart:
+		// bans older than dbpurgeage are gone by then.
+		p.add(c.errAt(k+".findtime", "%s is longer than [global] dbpurgeage %s, which purges the bans this jail counts: shorten findtime or raise dbpurgeage",
+			FormatDuration(j.FindTime), FormatDuration(g.DBPurgeAge)))
+	}
 	if !j.Network() {
 		return
 	}
-	g := c.Global
 	if j.IPv4Prefix < g.MinPrefixV4 || j.IPv4Prefix > 32 {
 		p.add(c.errAt(k+".ipv4_prefix", "must be between min_prefix_v4 (%d) and 32 (32: no IPv4 networks), got %d", g.MinPrefixV4, j.IPv4Prefix))
 	}

@@ -53,6 +53,7 @@ func TestHistoryJailChecks(t *testing.T) {
 		{"ipv4_prefix above 32", "[jail.n]\nfilter = \"network\"\nipv4_prefix = 33\n", "t.toml:6: jail.n.ipv4_prefix: must be between"},
 		{"ipv6_prefix below min_prefix_v6", "[jail.n]\nfilter = \"network\"\nipv6_prefix = 40\n[global]\nmin_prefix_v6 = 48\n", "t.toml:6: jail.n.ipv6_prefix: must be at least min_prefix_v6 (48), got 40"},
 		{"groups nothing", "[jail.n]\nfilter = \"network\"\nipv4_prefix = 32\nipv6_prefix = 128\n", "t.toml:6: jail.n.ipv4_prefix: with ipv4_prefix = 32 and ipv6_prefix = 128 the network jail groups no addresses"},
+		{"findtime beyond dbpurgeage", "[jail.recidive]\nfindtime = \"60d\"\n", "t.toml:5: jail.recidive.findtime: 8w4d is longer than [global] dbpurgeage 4w2d"},
 		{"reserved filter", "[filter.recidive]\nfailregex = ['x <HOST>']\n", `t.toml:4: filter.recidive: "recidive" is the built-in rule on mailjail's own bans`},
 	}
 	for _, tt := range tests {
