@@ -142,24 +142,24 @@ func (s *networkState) add(n, unit netip.Prefix, at, cut time.Time) int {
 	if at.After(m[unit]) {
 		m[unit] = at
 	}
-	for u, t := range m {
-		if t.Before(cut) {
-			delete(m, u)
-		}
-	}
+	dropBefore(m, cut)
 	return len(m)
 }
 
 // prune forgets the networks whose members were all banned before cut.
 func (s *networkState) prune(cut time.Time) {
 	for n, m := range s.members {
-		for u, t := range m {
-			if t.Before(cut) {
-				delete(m, u)
-			}
-		}
-		if len(m) == 0 {
+		if dropBefore(m, cut); len(m) == 0 {
 			delete(s.members, n)
+		}
+	}
+}
+
+// dropBefore removes the members of one network banned before cut.
+func dropBefore(m map[netip.Prefix]time.Time, cut time.Time) {
+	for u, t := range m {
+		if t.Before(cut) {
+			delete(m, u)
 		}
 	}
 }
