@@ -355,3 +355,34 @@ func TestRecidiveAddedByReloadCountsEarlierBans(t *testing.T) {
 		t.Fatalf("recidive bans %v after the reload, want 1", got)
 	}
 }
+
+// A recidive ban that began before findtime still holds after a restart,
+// and bans of other jails made while it held do not count once it ends
+// (its end clears the recidive jail's strikes of the address, as an
+// unban does).
+func TestRecidiveBanOlderThanFindtimeHoldsAfterARestart(t *testing.T) {
+	e, st := newEngine(t, recidive+"bantime = \"3h\"\n")
+	const ip = "198.51.100.12"
+	play(t, &e, st, []event{{0, "/a.log", ip, false}, {0, "/b.log", ip, false}, {0, "/c.log", ip, false}})
+	// While the recidive ban holds, bans in other jails are made by hand
+	// into the database as a log jail would (the jails themselves see the
+	// address covered and make none).
+	err := st.Update(context.Background(), func(tx *store.Tx) error {
+		for _, at := range []time.Duration{150 * time.Minute, 170 * time.Minute} {
+			if _, err := tx.AddBan(store.Ban{Jail: "a", Prefix: netip.MustParsePrefix(ip + "/32"), Since: t0.Add(at), Until: t0.Add(at + time.Minute), Offense: 1}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Restarted at 2h55 (findtime 1h: the recidive ban began before
+	// it), then one more ban after the recidive ban ended: one strike, no
+	// recidive ban.
+	got := play(t, &e, st, []event{{175 * time.Minute, "/c.log", "192.0.2.1", true}, {3*time.Hour + time.Minute, "/b.log", ip, false}})
+	if r := bansOf(got, "recidive"); len(r) != 0 {
+		t.Fatalf("recidive bans %v: strikes from while the recidive ban held were restored", r)
+	}
+}
