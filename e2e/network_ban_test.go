@@ -10,11 +10,7 @@ import (
 // fourth client of it, never rate limited, gets 554 Matched map.
 func TestNetworkBanReachesTheMap(t *testing.T) {
 	requireE2E(t)
-	clients := []string{"198.18.77.1", "198.18.77.2", "198.18.77.3"}
-	const (
-		network = "198.18.77.0/24"
-		other   = "198.18.77.99"
-	)
+	clients, network, other := []string{"198.18.77.1", "198.18.77.2", "198.18.77.3"}, "198.18.77.0/24", "198.18.77.99"
 	dir := daemonDir(t)
 	cfg := newDaemonConfig(dir)
 	cfg.BanTime = "10m"
