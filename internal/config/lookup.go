@@ -8,8 +8,12 @@ import (
 )
 
 // CompileFilter resolves a jail's filter name: a [filter.NAME] table of the
-// configuration first, then a built-in filter.
+// configuration first, then a built-in filter. The reserved names of the
+// jails on mailjail's own bans have no filter.
 func (c *Config) CompileFilter(name string) (*rules.Filter, error) {
+	if name == FilterRecidive || name == FilterNetwork {
+		return nil, fmt.Errorf("%q is the built-in rule on mailjail's own bans: it reads no log line", name)
+	}
 	if spec, ok := c.Filters[name]; ok {
 		return rules.CompileFilter(name, spec)
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,6 +34,9 @@ func TestHistoryJailDefaults(t *testing.T) {
 	}
 	if r := c.Jail("recidive"); !r.Recidive() || r.Network() {
 		t.Error("[jail.recidive] is not a recidive jail")
+	}
+	if _, err := c.CompileFilter("network"); err == nil || !strings.Contains(err.Error(), "reads no log line") {
+		t.Errorf("CompileFilter(network) = %v, want the reserved name explained", err)
 	}
 }
 
