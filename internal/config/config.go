@@ -199,7 +199,7 @@ func (j *Jail) Recidive() bool { return j.Rate == nil && j.Filter == FilterRecid
 // Network reports whether the jail is a network jail.
 func (j *Jail) Network() bool { return j.Rate == nil && j.Filter == FilterNetwork }
 
-// OnHistory reports whether the jail reads mailjail's own bans, not a log.
+// OnBans reports whether the jail reads mailjail's own bans, not a log.
 func (j *Jail) OnBans() bool { return j.Recidive() || j.Network() }
 
 // Accounts reports whether the jail counts accounts, not addresses.

@@ -349,7 +349,7 @@ func (e *Engine) RestoreBans(now time.Time) error {
 func (e *Engine) RestoreStrikes(now time.Time) error {
 	var maxFind time.Duration
 	for _, j := range e.jails {
-		maxFind = max(maxFind, j.Cfg.FindTime)
+		maxFind = max(maxFind, j.strikeWindow())
 	}
 	err := e.st.StrikesSince(now.Add(-maxFind), func(jail []byte, a netip.Addr, at time.Time) error {
 		if j := e.jailNamed(jail); j != nil && !e.bannedIn(j.Cfg.Name, a, now) {
@@ -485,7 +485,7 @@ func (e *Engine) Prune(ctx context.Context, now time.Time, keep time.Duration) e
 		j.Policy.Prune(now)
 		j.pruneAccounts(now)
 		j.pruneNetwork(now)
-		keep = max(keep, j.Cfg.FindTime)
+		keep = max(keep, j.strikeWindow())
 	}
 	return e.st.Update(ctx, func(tx *store.Tx) error {
 		if _, err := tx.PruneStrikes(now.Add(-keep)); err != nil {

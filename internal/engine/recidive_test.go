@@ -276,7 +276,7 @@ func TestIPv6RotationIsOneEntry(t *testing.T) {
 // cover no jail in the index (their own jail's policy marks the key).
 // Entries taken over from a map keep their jail but were not decided
 // here: they do not count either.
-func TestLogOnlyAndImportedBansDoNotCountOnHistory(t *testing.T) {
+func TestLogOnlyAndImportedBansDoNotCountOnBans(t *testing.T) {
 	e, st := newEngine(t, recidive)
 	const ip = "198.51.100.9"
 	if e.countsOnBans(store.Ban{Jail: "a", Offense: 1, LogOnly: true}) || !e.countsOnBans(store.Ban{Jail: "a", Offense: 1}) {
@@ -384,5 +384,18 @@ func TestRecidiveBanOlderThanFindtimeHoldsAfterARestart(t *testing.T) {
 	got := play(t, &e, st, []event{{175 * time.Minute, "/c.log", "192.0.2.1", true}, {3*time.Hour + time.Minute, "/b.log", ip, false}})
 	if r := bansOf(got, "recidive"); len(r) != 0 {
 		t.Fatalf("recidive bans %v: strikes from while the recidive ban held were restored", r)
+	}
+}
+
+// A recidive jail's day-long findtime does not keep the log jails'
+// strikes in the database beyond their own findtime.
+func TestRecidiveFindtimeKeepsNoStrikes(t *testing.T) {
+	e, st := newEngine(t, strings.ReplaceAll(recidive, "maxretry = 1\n", "maxretry = 2\n"))
+	play(t, &e, st, []event{{0, "/a.log", "198.51.100.13", false}})
+	if err := e.Prune(context.Background(), t0.Add(time.Hour), 0); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := st.CountsByJail(); err != nil || c["a"].Strikes != 0 {
+		t.Fatalf("strikes of jail a kept an hour after its findtime (10m): %+v %v", c["a"], err)
 	}
 }
