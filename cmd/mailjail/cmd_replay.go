@@ -112,7 +112,9 @@ Examples:
 	}
 }
 
-// replayConfig is cfg with only the chosen jails, each reading files.
+// replayConfig is cfg with only the chosen jails, each reading files (a
+// recidive or network jail reads no file: it judges the bans the others
+// make).
 func replayConfig(cfg *config.Config, jail string, files []string) (*config.Config, error) {
 	r := *cfg
 	r.Jails = nil
@@ -121,7 +123,9 @@ func replayConfig(cfg *config.Config, jail string, files []string) (*config.Conf
 			continue
 		}
 		jj := *j
-		jj.LogPath = files
+		if !j.OnBans() { // a recidive or network jail reads the replay's bans
+			jj.LogPath = files
+		}
 		r.Jails = append(r.Jails, &jj)
 	}
 	if len(r.Jails) == 0 {

@@ -304,6 +304,9 @@ func (e *Engine) jailsFor(path string) []*Jail {
 	}
 	var js []*Jail
 	for _, j := range e.jails {
+		if j.Cfg.OnBans() {
+			continue // reads no line, whatever its configuration says
+		}
 		if j.Cfg.Journal != nil && j.Cfg.Journal.Key() == path {
 			js = append(js, j)
 			continue
