@@ -18,25 +18,26 @@ import (
 // jailFile is a jail (or [defaults]) as written: pointers tell "not set"
 // from "set to zero", so [defaults] can fill only what a jail leaves out.
 type jailFile struct {
-	Enabled     *bool     `toml:"enabled"`
-	Filter      *string   `toml:"filter"`
-	LogPath     []string  `toml:"logpath"`
-	MaxRetry    *int      `toml:"maxretry"`
-	FindTime    *Duration `toml:"findtime"`
-	BanTime     *Duration `toml:"bantime"`
-	BanFactor   *float64  `toml:"bantime_factor"`
-	BanMaxTime  *Duration `toml:"bantime_maxtime"`
-	Lookback    *Duration `toml:"bantime_lookback"`
-	IPv6Prefix  *int      `toml:"ipv6_prefix"`
-	IgnoreIP    []string  `toml:"ignoreip"`
-	Buckets     []string  `toml:"buckets"`
-	BanAction   []string  `toml:"ban_action"`
-	UnbanAction []string  `toml:"unban_action"`
-	Alert       *bool     `toml:"alert"`
-	Key         *string   `toml:"key"`
-	Suspend     *bool     `toml:"suspend"`
-	BanSources  *bool     `toml:"ban_sources"`
-	Targets     []string  `toml:"targets"`
+	Enabled    *bool     `toml:"enabled"`
+	Filter     *string   `toml:"filter"`
+	LogPath    []string  `toml:"logpath"`
+	MaxRetry   *int      `toml:"maxretry"`
+	FindTime   *Duration `toml:"findtime"`
+	BanTime    *Duration `toml:"bantime"`
+	BanFactor  *float64  `toml:"bantime_factor"`
+	BanMaxTime *Duration `toml:"bantime_maxtime"`
+	Lookback   *Duration `toml:"bantime_lookback"`
+	escalationFile
+	IPv6Prefix  *int     `toml:"ipv6_prefix"`
+	IgnoreIP    []string `toml:"ignoreip"`
+	Buckets     []string `toml:"buckets"`
+	BanAction   []string `toml:"ban_action"`
+	UnbanAction []string `toml:"unban_action"`
+	Alert       *bool    `toml:"alert"`
+	Key         *string  `toml:"key"`
+	Suspend     *bool    `toml:"suspend"`
+	BanSources  *bool    `toml:"ban_sources"`
+	Targets     []string `toml:"targets"`
 
 	RateKey       *string    `toml:"rate_key"`
 	Messages      *limitFile `toml:"messages"`
@@ -97,7 +98,7 @@ type file struct {
 	Filter   map[string]filterFile `toml:"filter"`
 }
 
-func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
+func buildJail(name string, j, d jailFile, globalIgnore []string, legacy bool) *Jail {
 	out := &Jail{
 		Name:        name,
 		Enabled:     deref(j.Enabled, deref(d.Enabled, true)),
@@ -105,9 +106,9 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		LogPath:     first(j.LogPath, d.LogPath),
 		MaxRetry:    deref(j.MaxRetry, deref(d.MaxRetry, 10)),
 		FindTime:    dur(j.FindTime, d.FindTime, 10*time.Minute),
-		BanTime:     dur(j.BanTime, d.BanTime, time.Hour),
-		BanFactor:   deref(j.BanFactor, deref(d.BanFactor, 2)),
-		BanMaxTime:  dur(j.BanMaxTime, d.BanMaxTime, 7*24*time.Hour),
+		BanTime:     dur(j.BanTime, d.BanTime, DefaultBanTime),
+		BanFactor:   deref(j.BanFactor, deref(d.BanFactor, 1)),
+		BanMaxTime:  dur(j.BanMaxTime, d.BanMaxTime, DefaultBanMaxTime),
 		Lookback:    dur(j.Lookback, d.Lookback, 30*24*time.Hour),
 		IPv6Prefix:  deref(j.IPv6Prefix, deref(d.IPv6Prefix, 128)),
 		IgnoreIP:    append(slices.Clone(globalIgnore), first(j.IgnoreIP, d.IgnoreIP)...),
@@ -121,6 +122,7 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		Targets:     first(j.Targets, d.Targets),
 		JailActions: buildJailActions(j.actionsFile, d.actionsFile),
 	}
+	buildEscalation(out, j, d, legacy)
 	if jm := j.JournalMatch; jm != nil {
 		out.Journal = &core.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}
 	}

@@ -33,6 +33,8 @@ func (p *problems) add(e *Error) {
 // the first, each located.
 func (c *Config) Validate() error {
 	var p problems
+	c.warnings = nil
+	c.warnLegacy()
 	c.validateGlobal(&p)
 	c.validateAlert(&p)
 	c.validateFilters(&p)
@@ -155,10 +157,13 @@ func (c *Config) validateWritten(p *problems, table string, jf jailFile) {
 	for _, d := range []struct {
 		key string
 		v   *Duration
-	}{{"findtime", jf.FindTime}, {"bantime", jf.BanTime}, {"bantime_maxtime", jf.BanMaxTime}, {"bantime_lookback", jf.Lookback}} {
+	}{{"findtime", jf.FindTime}, {"bantime", jf.BanTime}, {"bantime_maxtime", jf.BanMaxTime}, {"bantime_lookback", jf.Lookback}, {"bantime_rndtime", jf.RndTime}} {
 		if d.v != nil && d.v.err != nil {
 			p.add(c.errAt(table+"."+d.key, "%v", d.v.err))
 		}
+	}
+	if _, err := parseMultipliers(jf.Multipliers); err != nil {
+		p.add(c.errAt(table+".bantime_multipliers", "%v", err))
 	}
 	if jf.IgnoreIP != nil {
 		if _, err := rules.NewIPSet(jf.IgnoreIP); err != nil {
@@ -283,9 +288,6 @@ func (c *Config) validatePolicy(p *problems, j *Jail) {
 	if j.BanTime == 0 {
 		p.add(c.errAt(c.jkey(j, "bantime"), "must be a positive duration or \"permanent\""))
 	}
-	if j.BanFactor < 1 {
-		p.add(c.errAt(c.jkey(j, "bantime_factor"), "must be at least 1 (1 turns escalation off), got %g", j.BanFactor))
-	}
 	if j.BanMaxTime < 0 {
 		p.add(c.errAt(c.jkey(j, "bantime_maxtime"), "must be a positive duration"))
 	}
@@ -302,6 +304,7 @@ func (c *Config) validatePolicy(p *problems, j *Jail) {
 		p.add(c.errAt(c.jkey(j, "bantime"), "%s is longer than bantime_maxtime %s, which caps every ban: raise bantime_maxtime or shorten bantime",
 			FormatDuration(j.BanTime), limit))
 	}
+	c.validateEscalation(p, j)
 	if j.IPv6Prefix < 32 || j.IPv6Prefix > 128 {
 		p.add(c.errAt(c.jkey(j, "ipv6_prefix"), "must be between 32 and 128, got %d", j.IPv6Prefix))
 	}
