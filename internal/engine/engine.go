@@ -49,10 +49,11 @@ type Engine struct {
 	next      time.Time
 	nextStale bool
 
-	susp        map[suspKey]store.Suspension // active suspensions (guarded by mu)
-	stagedAccts map[string]struct{}          // suspended by the pending batch
-	firstSeen   map[string]time.Time         // when each account was first seen
-	allow       *rules.AllowList             // the rate allow list: config and database
+	susp        map[suspKey]store.Suspension  // active suspensions (guarded by mu)
+	stagedAccts map[string]struct{}           // suspended by the pending batch
+	firstSeen   map[string]time.Time          // when each account was first seen
+	allow       *rules.AllowList              // the rate allow list: config and database
+	shared      *rules.History[rules.AddrKey] // every address jail's bans, with overalljails (history.go)
 
 	pending pending
 	effects Effects
@@ -154,7 +155,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 		if err != nil {
 			return nil, fmt.Errorf("jail %s: ignoreip: %w", jc.Name, err)
 		}
-		j := &Jail{Cfg: jc, Policy: rules.NewPolicy[rules.AddrKey](jc.Policy()), ignore: ign}
+		j := &Jail{Cfg: jc, Policy: rules.NewPolicy[rules.AddrKey](policyConfig(jc)), ignore: ign}
 		if jc.Accounts() {
 			j.acct = newAccountState(jc)
 		}
@@ -173,6 +174,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 		}
 		e.jails = append(e.jails, j)
 	}
+	e.shareHistory(newSharedHistory(e.jails))
 	return e, nil
 }
 
@@ -308,19 +310,11 @@ func (e *Engine) RestoreBans(now time.Time) error {
 		return err
 	}
 	e.put(bans...)
-	var maxLook time.Duration
-	for _, j := range e.jails {
-		maxLook = max(maxLook, j.Cfg.Lookback)
-	}
-	past, err := e.st.BansSince(now.Add(-maxLook))
+	past, err := e.st.BansSince(now.Add(-e.maxLookback()))
 	if err != nil {
 		return err
 	}
-	for _, b := range past {
-		if j := e.jail(b.Jail); j != nil {
-			j.Policy.RecordPastBan(rules.KeyOf(b.Prefix.Addr()), b.Since)
-		}
-	}
+	e.restoreHistory(past)
 	return e.restoreAccounts(now)
 }
 
@@ -463,6 +457,7 @@ func (e *Engine) Prune(ctx context.Context, now time.Time, keep time.Duration) e
 		j.pruneAccounts(now)
 		keep = max(keep, j.Cfg.FindTime)
 	}
+	e.pruneHistory(now)
 	return e.st.Update(ctx, func(tx *store.Tx) error {
 		if _, err := tx.PruneStrikes(now.Add(-keep)); err != nil {
 			return err

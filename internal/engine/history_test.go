@@ -1,0 +1,114 @@
+package engine
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/core"
+	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/internal/testutil"
+	"github.com/mailjail/mailjail/rules"
+)
+
+// twoJails reads one log per jail; b counts every jail's bans when
+// overall is written.
+func twoJails(overall string) string {
+	return `
+[defaults]
+bantime_increment = true
+filter = "rspamd-ratelimit"
+maxretry = 1
+bantime = "1h"
+[jail.a]
+logpath = ["/log/a"]
+[jail.b]
+logpath = ["/log/b"]
+` + overall
+}
+
+// mustConfig parses and validates src.
+func mustConfig(t *testing.T, src string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse(strings.NewReader(src), "test.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Global.Timezone = "UTC"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// banIn stages one strike of addr in the jail reading path and commits.
+func banIn(t *testing.T, e *Engine, path string, addr netip.Addr, now time.Time) []store.Ban {
+	t.Helper()
+	e.Stage([]core.Line{{Path: path, Text: rspamdLine(now.Format("2006-01-02 15:04:05"), addr.String()), Read: now}}, now)
+	ch, err := e.Commit(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch.Bans
+}
+
+// A ban in jail a makes jail b's ban a second offense only with
+// bantime_overalljails, live, after a restart and after a reload.
+func TestOverallJailsEscalatesAcrossJails(t *testing.T) {
+	ctx := context.Background()
+	a := netip.MustParseAddr("198.51.100.44")
+	for _, tt := range []struct {
+		name    string
+		overall string
+		want    time.Duration
+	}{
+		{"own jail only", "", time.Hour},
+		{"overalljails", "bantime_overalljails = true\n", 2 * time.Hour},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := testutil.NewFakeClock(time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC))
+			e, st := newEngine(t, twoJails(tt.overall))
+			if bans := banIn(t, e, "/log/a", a, clk.Now()); len(bans) != 1 || bans[0].Jail != "a" {
+				t.Fatalf("jail a: %+v", bans)
+			}
+			clk.Advance(2 * time.Hour)
+			if _, err := e.ExpireDue(ctx, clk.Now()); err != nil {
+				t.Fatal(err)
+			}
+			// After a restart (history from the database), and after
+			// reloads that change jail a (b kept) or jail b (b fresh), the
+			// same.
+			restarted, err := New(e.cfg, st, e.log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := restore(restarted, clk.Now()); err != nil {
+				t.Fatal(err)
+			}
+			engines := map[string]*Engine{"live": e, "restarted": restarted}
+			for name, change := range map[string]string{"a changed": "[jail.a]\nmaxretry = 2\n", "b changed": "[jail.b]\nmaxretry = 2\n"} {
+				r, _ := New(e.cfg, st, e.log)
+				if err := restore(r, clk.Now()); err != nil {
+					t.Fatal(err)
+				}
+				src := strings.Replace(twoJails(tt.overall), "[jail."+change[6:7]+"]\n", change, 1)
+				if _, err := r.Reload(ctx, mustConfig(t, src), clk.Now()); err != nil {
+					t.Fatal(err)
+				}
+				engines["reload, "+name] = r
+			}
+			for name, eng := range engines {
+				if d, _, _ := eng.jail("b").Policy.Next(rules.KeyOf(a), clk.Now()); d != tt.want {
+					t.Errorf("%s: jail b's next ban %v, want %v", name, d, tt.want)
+				}
+			}
+			bans := banIn(t, e, "/log/b", a, clk.Now())
+			if len(bans) != 1 || bans[0].Until.Sub(bans[0].Since) != tt.want {
+				t.Fatalf("jail b: %+v, want %v", bans, tt.want)
+			}
+		})
+	}
+}
