@@ -75,8 +75,8 @@ func TestEscalationLengths(t *testing.T) {
 			for i, want := range tt.want {
 				now := clk.Now()
 				// Next leaves the random part out.
-				if next, perm, rnd := p.Next(a, now); perm != (want == 0) || next > want || next < want-tt.esc.RndTime || !rnd && next != want {
-					t.Fatalf("ban %d: Next = %v (permanent %v), want %v", i+1, next, perm, want)
+				if n := p.Next(a, now); n.Offense != i+1 || n.Permanent != (want == 0) || n.Duration > want || n.Duration+n.RndTime < want || n.RndTime == 0 && n.Duration != want {
+					t.Fatalf("ban %d: Next = %+v, want %v", i+1, n, want)
 				}
 				d := p.Strike(a, now, now)
 				if !d.Ban || d.Offense != i+1 {
@@ -171,8 +171,8 @@ func TestEscalationOverallJails(t *testing.T) {
 				t.Fatalf("jail A: %+v", d)
 			}
 			clk.Advance(2 * hour)
-			if next, _, _ := jailB.Next(k, clk.Now()); next != tt.want {
-				t.Fatalf("jail B next: %v, want %v", next, tt.want)
+			if next := jailB.Next(k, clk.Now()); next.Duration != tt.want || next.Offense != tt.offense {
+				t.Fatalf("jail B next: %+v, want %v", next, tt.want)
 			}
 			d := jailB.Strike(k, clk.Now(), clk.Now())
 			if d.Duration != tt.want || d.Offense != tt.offense {
@@ -182,8 +182,8 @@ func TestEscalationOverallJails(t *testing.T) {
 			clk.Advance(31 * day)
 			shared.Prune(clk.Now())
 			jailB.Prune(clk.Now())
-			if next, _, _ := jailB.Next(k, clk.Now()); next != hour {
-				t.Fatalf("after the lookback: %v", next)
+			if next := jailB.Next(k, clk.Now()); next.Duration != hour || next.Offense != 1 {
+				t.Fatalf("after the lookback: %+v", next)
 			}
 			if tt.share && shared.Len() != 0 {
 				t.Fatalf("shared history kept %d keys", shared.Len())
@@ -192,18 +192,18 @@ func TestEscalationOverallJails(t *testing.T) {
 	}
 }
 
-// TestNextRandom: Next says whether a random part would be added.
+// TestNextRandom: Next says how much random time would be added.
 func TestNextRandom(t *testing.T) {
 	k := "alice@example.com"
 	p := rules.NewPolicy[string](rules.PolicyConfig{MaxRetry: 1, FindTime: time.Minute, BanTime: hour,
 		Escalation: rules.Escalation{Increment: true, Factor: 1, MaxTime: week, RndTime: time.Minute}, Lookback: day, Rand: fixed(0.5)})
 	now := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
-	if d, perm, rnd := p.Next(k, now); d != hour || perm || rnd {
-		t.Fatalf("first: %v %v %v", d, perm, rnd)
+	if n := p.Next(k, now); n != (rules.NextBan{Offense: 1, Duration: hour}) {
+		t.Fatalf("first: %+v", n)
 	}
 	p.RecordPastBan(k, now.Add(-hour))
-	if d, perm, rnd := p.Next(k, now); d != 2*hour || perm || !rnd {
-		t.Fatalf("second: %v %v %v", d, perm, rnd)
+	if n := p.Next(k, now); n != (rules.NextBan{Offense: 2, Duration: 2 * hour, RndTime: time.Minute}) {
+		t.Fatalf("second: %+v", n)
 	}
 	if d := p.Ban(k, now, 1); d.Duration != 2*hour+30*time.Second {
 		t.Fatalf("ban: %v", d.Duration)

@@ -173,13 +173,25 @@ func (p *Policy[K]) Ban(k K, now time.Time, count int) Decision {
 	return d
 }
 
-// Next is the length the next ban of k would have at now, without the
-// random part (add up to RndTime when Random is true); 0 with permanent.
-// It changes nothing: for `mailjail show`.
-func (p *Policy[K]) Next(k K, now time.Time) (d time.Duration, permanent, random bool) {
+// NextBan is what the next ban of a key would be.
+type NextBan struct {
+	Offense  int           // 1 for a first ban, n for the n-th inside Lookback
+	Duration time.Duration // without the random part; 0 when Permanent
+	// RndTime is the most the random part would add (0: none).
+	RndTime   time.Duration
+	Permanent bool
+}
+
+// Next is what the next ban of k would be at now. It changes nothing:
+// for `mailjail show`.
+func (p *Policy[K]) Next(k K, now time.Time) NextBan {
 	earlier := p.offense(k, now)
-	d = p.cfg.BanLength(earlier, 0)
-	return d, d == 0, d > 0 && p.cfg.escalates(earlier) && p.cfg.RndTime > 0
+	n := NextBan{Offense: earlier + 1, Duration: p.cfg.BanLength(earlier, 0)}
+	n.Permanent = n.Duration == 0
+	if !n.Permanent && p.cfg.escalates(earlier) {
+		n.RndTime = p.cfg.RndTime
+	}
+	return n
 }
 
 // Restore loads a strike that was recorded before a restart; it counts

@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"log/slog"
 	"math/rand/v2"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/mailjail/mailjail/internal/config"
@@ -71,6 +74,54 @@ func (e *Engine) loadSharedHistory(now time.Time) (*rules.History[rules.AddrKey]
 		}
 	}
 	return h, nil
+}
+
+// NextBan is the ban an address would get next in one jail.
+type NextBan struct {
+	Jail string
+	rules.NextBan
+}
+
+// historyLimit bounds the earlier bans of one prefix NextBans reads: far
+// more than any escalation tells apart (it saturates within 64).
+const historyLimit = 10000
+
+// NextBans is, for each enabled address jail of cfg that could ban a (a
+// not in its ignoreip), the ban a would get there next at now, given the
+// ban history in st (nil: no database yet, no history): what `mailjail
+// show` prints, computed by the same policies as the daemon's, without
+// the daemon.
+func NextBans(cfg *config.Config, st *store.Store, a netip.Addr, now time.Time) ([]NextBan, error) {
+	e, err := New(cfg, st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	// The history of each prefix a jail bans a with (a /64 with
+	// ipv6_prefix = 64); with overalljails, of every jail.
+	seen := map[netip.Prefix]bool{}
+	var past []store.Ban
+	for _, j := range e.jails {
+		p := j.banPrefix(a)
+		if j.acct != nil || seen[p] || st == nil {
+			continue
+		}
+		seen[p] = true
+		bans, err := st.BanHistory(p, historyLimit)
+		if err != nil {
+			return nil, err
+		}
+		past = append(past, bans...)
+	}
+	slices.SortFunc(past, func(x, y store.Ban) int { return x.Since.Compare(y.Since) })
+	e.restoreHistory(past)
+	var out []NextBan
+	for _, j := range e.jails {
+		if j.acct != nil || j.ignore.Contains(a) {
+			continue
+		}
+		out = append(out, NextBan{Jail: j.Cfg.Name, NextBan: j.Policy.Next(rules.KeyOf(j.key(a)), now)})
+	}
+	return out, nil
 }
 
 // restoreHistory records the earlier bans escalation counts in the

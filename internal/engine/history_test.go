@@ -101,8 +101,8 @@ func TestOverallJailsEscalatesAcrossJails(t *testing.T) {
 				engines["reload, "+name] = r
 			}
 			for name, eng := range engines {
-				if d, _, _ := eng.jail("b").Policy.Next(rules.KeyOf(a), clk.Now()); d != tt.want {
-					t.Errorf("%s: jail b's next ban %v, want %v", name, d, tt.want)
+				if n := eng.jail("b").Policy.Next(rules.KeyOf(a), clk.Now()); n.Duration != tt.want {
+					t.Errorf("%s: jail b's next ban %+v, want %v", name, n, tt.want)
 				}
 			}
 			bans := banIn(t, e, "/log/b", a, clk.Now())
