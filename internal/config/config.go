@@ -83,6 +83,11 @@ type Global struct {
 	// ended bans and suspensions, rate events, delivered outbox items);
 	// active bans and suspensions are never purged. fail2ban's dbpurgeage.
 	DBPurgeAge time.Duration `toml:"-"`
+	// IgnoreSelf adds the host's own addresses to every jail's ignoreip
+	// (fail2ban's ignoreself); DNSRefresh is how often ignoreip host
+	// names and the host's addresses are looked up again.
+	IgnoreSelf bool          `toml:"-"`
+	DNSRefresh time.Duration `toml:"-"`
 	// AccountMapFile is the rspamd multimap "user" file of suspended
 	// accounts.
 	AccountMapFile string `toml:"account_map_file"`
@@ -302,6 +307,17 @@ func Load(path string) (*Config, error) {
 	return c, c.Validate()
 }
 
+// IgnoreEntries is every distinct ignoreip entry of [global] and the
+// enabled jails, as written: what internal/allowlist reads and resolves.
+func (c *Config) IgnoreEntries() []string {
+	out := slices.Clone(c.Global.IgnoreIP)
+	for _, j := range c.EnabledJails() {
+		out = append(out, j.IgnoreIP...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // LoadDefault returns the embedded default configuration.
 func LoadDefault() (*Config, error) {
 	c, err := Parse(bytes.NewReader(defaultTOML), "embedded default")
@@ -326,6 +342,8 @@ func applyGlobalDefaults(g *Global, f globalFile) {
 	g.MinPrefixV4 = deref(f.MinPrefixV4, DefaultMinPrefixV4)
 	g.MinPrefixV6 = deref(f.MinPrefixV6, DefaultMinPrefixV6)
 	g.DBPurgeAge = dur(f.DBPurgeAge, nil, DefaultDBPurgeAge)
+	g.IgnoreSelf = deref(f.IgnoreSelf, true)
+	g.DNSRefresh = dur(f.DNSRefresh, nil, 5*time.Minute)
 	if g.Database == "" {
 		g.Database = "/var/lib/mailjail/mailjail.db"
 	}

@@ -165,4 +165,5 @@ func (d *daemon) fillRunning(s *control.Status) {
 		}
 	}
 	d.fillHealth(s)
+	d.fillIgnore(s)
 }

@@ -55,6 +55,12 @@ type Engine struct {
 	allow       *rules.AllowList              // the rate allow list: config and database
 	shared      *rules.History[rules.AddrKey] // every address jail's bans, with overalljails (history.go)
 
+	// resolved holds what ignoreip's host names and files stand for
+	// (SetIgnore); globalIgnore is [global] ignoreip with them, for
+	// manual bans.
+	resolved     rules.Resolved
+	globalIgnore *rules.IPSet
+
 	pending pending
 	effects Effects
 	stats   Stats
@@ -151,11 +157,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 		return nil, fmt.Errorf("allow_senders: %w", err)
 	}
 	for _, jc := range cfg.EnabledJails() {
-		ign, err := rules.NewIPSet(jc.IgnoreIP)
-		if err != nil {
-			return nil, fmt.Errorf("jail %s: ignoreip: %w", jc.Name, err)
-		}
-		j := &Jail{Cfg: jc, Policy: rules.NewPolicy[rules.AddrKey](policyConfig(jc)), ignore: ign}
+		j := &Jail{Cfg: jc, Policy: rules.NewPolicy[rules.AddrKey](policyConfig(jc))}
 		if jc.Accounts() {
 			j.acct = newAccountState(jc)
 		}
@@ -175,6 +177,9 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 		e.jails = append(e.jails, j)
 	}
 	e.shareHistory(newSharedHistory(e.jails))
+	if err := e.SetIgnore(nil); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 

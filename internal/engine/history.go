@@ -69,7 +69,7 @@ func (e *Engine) loadSharedHistory(now time.Time) (*rules.History[rules.AddrKey]
 		return nil, err
 	}
 	for _, b := range past {
-		if j := e.jail(b.Jail); j != nil && j.acct == nil {
+		if j := e.jail(b.Jail); j != nil && j.acct == nil && counts(b) {
 			h.Record(rules.KeyOf(b.Prefix.Addr()), b.Since)
 		}
 	}
@@ -128,11 +128,15 @@ func NextBans(cfg *config.Config, st *store.Store, a netip.Addr, now time.Time) 
 // policies (and the shared history) of their jails.
 func (e *Engine) restoreHistory(past []store.Ban) {
 	for _, b := range past {
-		if j := e.jail(b.Jail); j != nil {
+		if j := e.jail(b.Jail); j != nil && counts(b) {
 			j.Policy.RecordPastBan(rules.KeyOf(b.Prefix.Addr()), b.Since)
 		}
 	}
 }
+
+// counts reports whether an earlier ban counts toward escalation: not a
+// log-only jail's would-be ban, which kept nobody out.
+func counts(b store.Ban) bool { return !b.LogOnly }
 
 // maxLookback is the longest lookback of e's jails.
 func (e *Engine) maxLookback() time.Duration {

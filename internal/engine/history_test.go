@@ -112,3 +112,54 @@ func TestOverallJailsEscalatesAcrossJails(t *testing.T) {
 		})
 	}
 }
+
+// A log-only jail's would-be bans in the database never count toward
+// escalation: not after a restart, not in the shared history, not in
+// what show computes.
+func TestLogOnlyBansDoNotEscalate(t *testing.T) {
+	ctx := context.Background()
+	a := netip.MustParseAddr("198.51.100.45")
+	now := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	e, st := newEngine(t, twoJails("bantime_overalljails = true\n"))
+	err := st.Update(ctx, func(tx *store.Tx) error {
+		for _, b := range []store.Ban{
+			{Jail: "a", Prefix: rules.HostPrefix(a), Since: now.Add(-3 * time.Hour), Until: now.Add(-2 * time.Hour), Offense: 1, LogOnly: true},
+			{Jail: "b", Prefix: rules.HostPrefix(a), Since: now.Add(-2 * time.Hour), Until: now.Add(-time.Hour), Offense: 1, LogOnly: true},
+		} {
+			if _, err := tx.AddBan(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restore(e, now); err != nil {
+		t.Fatal(err)
+	}
+	shared, err := e.loadSharedHistory(now)
+	if err != nil || shared.Count(rules.KeyOf(a), now, time.Hour*24) != 0 {
+		t.Fatalf("shared history counts log-only bans: %v", err)
+	}
+	next, err := NextBans(e.cfg, st, a, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range next {
+		if n.Offense != 1 || n.Duration != time.Hour {
+			t.Errorf("show: %+v", n)
+		}
+	}
+	for _, name := range []string{"a", "b"} {
+		if n := e.jail(name).Policy.Next(rules.KeyOf(a), now); n.Offense != 1 {
+			t.Errorf("jail %s after a restart: %+v", name, n)
+		}
+	}
+	if _, err := e.ExpireDue(ctx, now); err != nil { // the would-be bans ended
+		t.Fatal(err)
+	}
+	if bans := banIn(t, e, "/log/b", a, now); len(bans) != 1 || bans[0].Until.Sub(bans[0].Since) != time.Hour || bans[0].Offense != 1 {
+		t.Fatalf("ban: %+v", bans)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/mailjail/mailjail/internal/core"
@@ -15,7 +16,7 @@ type querier interface {
 	Query(query string, args ...any) (*sql.Rows, error)
 }
 
-const banColumns = `SELECT id, jail, addr, since, until, strikes, reason, lifted, lifted_by, offense FROM bans `
+const banColumns = `SELECT id, jail, addr, since, until, strikes, reason, lifted, lifted_by, offense, log_only FROM bans `
 
 func queryBans(q querier, where string, args ...any) ([]Ban, error) {
 	rows, err := q.Query(banColumns+where, args...)
@@ -29,7 +30,7 @@ func queryBans(q querier, where string, args ...any) ([]Ban, error) {
 		var addr string
 		var since int64
 		var until, lifted sql.NullInt64
-		if err := rows.Scan(&b.ID, &b.Jail, &addr, &since, &until, &b.Strikes, &b.Reason, &lifted, &b.LiftedBy, &b.Offense); err != nil {
+		if err := rows.Scan(&b.ID, &b.Jail, &addr, &since, &until, &b.Strikes, &b.Reason, &lifted, &b.LiftedBy, &b.Offense, &b.LogOnly); err != nil {
 			return nil, fmt.Errorf("read ban: %w", err)
 		}
 		p, err := rules.ParsePrefix(addr)
@@ -55,10 +56,10 @@ func (s *Store) ActiveBans() ([]Ban, error) {
 }
 
 // BannedPrefixes counts the distinct addresses and ranges with an active
-// ban: the map's entries.
+// ban: the map's entries. A log-only jail's would-be bans are no entry.
 func (s *Store) BannedPrefixes() (int, error) {
 	var n int
-	if err := s.db.QueryRow(`SELECT COUNT(DISTINCT addr) FROM bans WHERE lifted IS NULL`).Scan(&n); err != nil {
+	if err := s.db.QueryRow(`SELECT COUNT(DISTINCT addr) FROM bans WHERE lifted IS NULL AND log_only = 0`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count bans: %w", err)
 	}
 	return n, nil
@@ -209,6 +210,27 @@ func (s *Store) Meta(key string) (string, bool, error) {
 		return "", false, fmt.Errorf("read meta %s: %w", key, err)
 	}
 	return v, true, nil
+}
+
+// MetaPrefix returns the meta values whose key starts with prefix, by
+// key without the prefix.
+func (s *Store) MetaPrefix(prefix string) (map[string]string, error) {
+	// Keys are compared as text ranges so the primary key index is used
+	// and a '%' or '_' in prefix is not a pattern.
+	rows, err := s.db.Query(`SELECT key, value FROM meta WHERE key >= ? AND key < ?`, prefix, prefix+"\xff")
+	if err != nil {
+		return nil, fmt.Errorf("read meta %s*: %w", prefix, err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, fmt.Errorf("read meta %s*: %w", prefix, err)
+		}
+		out[strings.TrimPrefix(k, prefix)] = v
+	}
+	return out, rows.Err()
 }
 
 // Counts summarises the database for status output.

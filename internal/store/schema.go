@@ -127,6 +127,11 @@ var migrations = []string{
 	// read by kind and due time.
 	`ALTER TABLE outbox ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;
 	 CREATE INDEX outbox_pending_kind ON outbox(kind, next_attempt) WHERE done IS NULL AND gave_up IS NULL;`,
+	// A jail in mode = "log-only" records the bans it would make: they
+	// count as bans in the jail (one would-ban per address, not one per
+	// line) but no target is given them, and escalation and recidive
+	// skip them.
+	`ALTER TABLE bans ADD COLUMN log_only INTEGER NOT NULL DEFAULT 0;`,
 }
 
 func (s *Store) migrate() error {

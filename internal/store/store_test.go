@@ -250,3 +250,44 @@ func TestDatabaseFilesAreCreatedOwnerOnly(t *testing.T) {
 		}
 	}
 }
+
+// A log-only jail's would-be ban keeps its flag through every query that
+// returns bans (escalation and recidive read it to skip such bans), and is
+// no map entry.
+func TestLogOnlyBanFlag(t *testing.T) {
+	s := open(t)
+	a := netip.MustParsePrefix("198.51.100.23/32")
+	b := netip.MustParsePrefix("198.51.100.24/32")
+	if err := s.Update(context.Background(), func(tx *Tx) error {
+		if _, err := tx.AddBan(Ban{Jail: "try", Prefix: a, Since: t0, Until: t0.Add(time.Hour), LogOnly: true}); err != nil {
+			return err
+		}
+		_, err := tx.AddBan(Ban{Jail: "real", Prefix: b, Since: t0, Until: t0.Add(time.Hour)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	flags := func(name string, bans []Ban, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, x := range bans {
+			if x.LogOnly != (x.Jail == "try") {
+				t.Errorf("%s: ban %s in %s has LogOnly = %v", name, x.Prefix, x.Jail, x.LogOnly)
+			}
+		}
+	}
+	active, err := s.ActiveBans()
+	flags("ActiveBans", active, err)
+	since, err := s.BansSince(t0)
+	flags("BansSince", since, err)
+	hist, err := s.BanHistory(a, 10)
+	flags("BanHistory", hist, err)
+	if len(active) != 2 || len(since) != 2 || len(hist) != 1 {
+		t.Fatalf("active %d, since %d, history %d bans; want 2, 2, 1", len(active), len(since), len(hist))
+	}
+	if n, err := s.BannedPrefixes(); err != nil || n != 1 {
+		t.Errorf("BannedPrefixes = %d, %v; want 1 (the would-be ban is no map entry)", n, err)
+	}
+}

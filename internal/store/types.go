@@ -28,6 +28,9 @@ type Ban struct {
 	Offense  int       // 1 for a first ban, n for the nth in the lookback; 0 for manual bans
 	Lifted   time.Time // zero while active
 	LiftedBy string
+	// LogOnly marks a would-be ban of a jail in mode = "log-only": recorded
+	// and alerted, never given to a target, not counted by escalation.
+	LogOnly bool
 }
 
 // Permanent reports whether the ban has no end.
