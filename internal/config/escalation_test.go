@@ -2,6 +2,7 @@ package config
 
 import (
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -157,4 +158,26 @@ func TestLegacyReplacementKeepsLengths(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzMultipliers: fail2ban's string form never panics, and what it
+// accepts is positive and finite, one per field.
+func FuzzMultipliers(f *testing.F) {
+	for _, s := range []string{"1 5 30 60 300 720 1440 2880", "1", "", " ", "1e308 1e309", "NaN", "-1", "0x10", "1_000", "Inf"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := parseMultipliers(s)
+		if err != nil {
+			return
+		}
+		if len(m) != len(strings.Fields(s)) {
+			t.Fatalf("%q: %v", s, m)
+		}
+		for _, v := range m {
+			if !(v > 0) || v > math.MaxFloat64 {
+				t.Fatalf("%q: %v", s, m)
+			}
+		}
+	})
 }
