@@ -123,9 +123,6 @@ func (c *Config) validateEscalation(p *problems, j *Jail) {
 		p.add(c.errAt(c.jkey(j, "bantime_lookback"), "%s is longer than [global] dbpurgeage %s: the bans it would count are purged before; raise dbpurgeage or shorten the lookback",
 			FormatDuration(j.Lookback), FormatDuration(c.Global.DBPurgeAge)))
 	}
-	if j.OverallJails && j.Accounts() {
-		p.add(c.errAt(c.jkey(j, "bantime_overalljails"), "counts the bans of addresses in every jail; an account jail escalates on its own suspensions only"))
-	}
 	c.validateIncrementOff(p, j)
 }
 

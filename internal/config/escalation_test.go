@@ -81,8 +81,6 @@ func TestEscalationContradictionsRejected(t *testing.T) {
 		{"multipliers of the wrong type", okJail + "bantime_multipliers = 5\n", "t.toml:4: jail.ok.bantime_multipliers: must be a list of numbers"},
 		{"factor with increment off", okJail + "bantime_increment = false\nbantime_factor = 2\n", "t.toml:5: jail.ok.bantime_factor: does nothing with bantime_increment = false (jail.ok.bantime_increment)"},
 		{"rndtime with increment off in [defaults]", "[defaults]\nbantime_increment = false\nbantime_rndtime = \"1m\"\n" + okJail, "t.toml:3: defaults.bantime_rndtime: does nothing with bantime_increment = false (defaults.bantime_increment)"},
-		{"overalljails on an account jail", "[jail.a]\nfilter = \"rspamd-ratelimit\"\nlogpath = [\"/l\"]\nkey = \"account\"\nbuckets = [\"user\"]\nbantime_overalljails = true\n",
-			"t.toml:6: jail.a.bantime_overalljails: counts the bans of addresses in every jail"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { wantErrors(t, tt.toml, tt.want) })

@@ -54,7 +54,7 @@ var Reference = []Section{
 		{"bantime_multipliers", "list of numbers, or a string \"1 5 30\"", "", "fail2ban's bantime.multipliers: the n-th ban lasts bantime × the (n)th multiplier, the last repeating (the first, for a first ban, is bantime anyway). Instead of the formula; not with bantime_factor."},
 		{"bantime_maxtime", "duration", "1w", "fail2ban's bantime.maxtime: the longest escalated ban, before bantime_rndtime is added."},
 		{"bantime_rndtime", "duration", "", "fail2ban's bantime.rndtime: up to this much random time added to a repeat ban (after the maxtime cap), so a botnet cannot time its return."},
-		{"bantime_overalljails", "bool", "false", "fail2ban's bantime.overalljails: count the address's earlier bans in every jail, not only this one's (address jails only)."},
+		{"bantime_overalljails", "bool", "false", "fail2ban's bantime.overalljails: count the address's earlier bans in every address jail, not only this one's (an account jail: the account's suspensions in every account jail)."},
 		{"bantime_lookback", "duration", "30d", "How far back earlier bans count for escalation; at most [global] dbpurgeage."},
 		{"permanent_after", "int", "0 (never)", "The N-th ban inside bantime_lookback (and every later one) is permanent."},
 		{"ipv6_prefix", "int", "128", "Count and ban IPv6 clients per /N (64: a customer network)."},

@@ -49,11 +49,11 @@ type Engine struct {
 	next      time.Time
 	nextStale bool
 
-	susp        map[suspKey]store.Suspension  // active suspensions (guarded by mu)
-	stagedAccts map[string]struct{}           // suspended by the pending batch
-	firstSeen   map[string]time.Time          // when each account was first seen
-	allow       *rules.AllowList              // the rate allow list: config and database
-	shared      *rules.History[rules.AddrKey] // every address jail's bans, with overalljails (history.go)
+	susp        map[suspKey]store.Suspension // active suspensions (guarded by mu)
+	stagedAccts map[string]struct{}          // suspended by the pending batch
+	firstSeen   map[string]time.Time         // when each account was first seen
+	allow       *rules.AllowList             // the rate allow list: config and database
+	shared      histories                    // every jail's bans, with overalljails (history.go)
 
 	// resolved holds what ignoreip's host names and files stand for
 	// (SetIgnore); globalIgnore is [global] ignoreip with them, for
@@ -176,7 +176,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 		}
 		e.jails = append(e.jails, j)
 	}
-	e.shareHistory(newSharedHistory(e.jails))
+	e.shareHistory(newHistories(e.jails))
 	if err := e.SetIgnore(nil); err != nil {
 		return nil, err
 	}

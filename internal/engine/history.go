@@ -14,10 +14,11 @@ import (
 
 // How an offense is counted. Each jail's policy keeps the bans of its own
 // jail; when a jail counts the bans of every jail (bantime_overalljails),
-// the engine also keeps one history shared by its address jails, which
-// every one of them records its bans in. Both come from the database at
-// a start (RestoreBans), and the shared one again at a reload, so that a
-// jail kept and a jail added count the same bans.
+// the engine also keeps one history shared by the jails of its kind
+// (address jails' bans, account jails' suspensions), which every one of
+// them records in. Both come from the database at a start (RestoreBans),
+// and the shared ones again at a reload, so that a jail kept and a jail
+// added count the same bans.
 
 // policyConfig is jc's policy with the engine's randomness for
 // bantime_rndtime (the core has none of its own).
@@ -27,50 +28,76 @@ func policyConfig(jc *config.Jail) rules.PolicyConfig {
 	return cfg
 }
 
-// newSharedHistory returns the history shared by jails when one of them
-// counts every jail's bans, else nil (no memory spent on it).
-func newSharedHistory(jails []*Jail) *rules.History[rules.AddrKey] {
-	var keep time.Duration
-	overall := false
+// histories are the engine's shared histories, each nil unless a jail of
+// its kind counts every jail's bans (no memory spent on it).
+type histories struct {
+	addrs *rules.History[rules.AddrKey] // address jails' bans
+	accts *rules.History[string]        // account jails' suspensions
+}
+
+func newHistories(jails []*Jail) histories {
+	var h histories
+	if keep, ok := overallKeep(jails, false); ok {
+		h.addrs = rules.NewHistory[rules.AddrKey](keep)
+	}
+	if keep, ok := overallKeep(jails, true); ok {
+		h.accts = rules.NewHistory[string](keep)
+	}
+	return h
+}
+
+// overallKeep is the longest lookback of the address (or account) jails,
+// and whether one of them counts every jail's bans.
+func overallKeep(jails []*Jail, accounts bool) (keep time.Duration, overall bool) {
 	for _, j := range jails {
-		if j.acct == nil {
+		if (j.acct != nil) == accounts {
 			keep = max(keep, j.Cfg.Lookback)
 			overall = overall || j.Cfg.OverallJails
 		}
 	}
-	if !overall {
-		return nil
-	}
-	return rules.NewHistory[rules.AddrKey](keep)
+	return keep, overall
 }
 
-// shareHistory makes h the engine's shared history, for every address
-// jail's policy.
-func (e *Engine) shareHistory(h *rules.History[rules.AddrKey]) {
+// shareHistory makes h the engine's shared histories, for every jail's
+// policy.
+func (e *Engine) shareHistory(h histories) {
 	e.shared = h
 	for _, j := range e.jails {
 		if j.acct == nil {
-			j.Policy.ShareHistory(h, j.Cfg.OverallJails)
+			j.Policy.ShareHistory(h.addrs, j.Cfg.OverallJails)
+		} else {
+			j.acct.policy.ShareHistory(h.accts, j.Cfg.OverallJails)
 		}
 	}
 }
 
-// loadSharedHistory builds the shared history of e's jails from the
-// database: the bans of every address jail inside the longest lookback.
-// A reload uses it, since its kept jails and its fresh ones had different
-// shared histories.
-func (e *Engine) loadSharedHistory(now time.Time) (*rules.History[rules.AddrKey], error) {
-	h := newSharedHistory(e.jails)
-	if h == nil {
-		return nil, nil
+// loadSharedHistory builds the shared histories of e's jails from the
+// database: the bans and suspensions of every jail inside the longest
+// lookback. A reload uses it, since its kept jails and its fresh ones had
+// different shared histories.
+func (e *Engine) loadSharedHistory(now time.Time) (histories, error) {
+	h := newHistories(e.jails)
+	since := now.Add(-e.maxLookback())
+	if h.addrs != nil {
+		past, err := e.st.BansSince(since)
+		if err != nil {
+			return histories{}, err
+		}
+		for _, b := range past {
+			if j := e.jail(b.Jail); j != nil && j.acct == nil && counts(b) {
+				h.addrs.Record(rules.KeyOf(b.Prefix.Addr()), b.Since)
+			}
+		}
 	}
-	past, err := e.st.BansSince(now.Add(-e.maxLookback()))
-	if err != nil {
-		return nil, err
-	}
-	for _, b := range past {
-		if j := e.jail(b.Jail); j != nil && j.acct == nil && counts(b) {
-			h.Record(rules.KeyOf(b.Prefix.Addr()), b.Since)
+	if h.accts != nil {
+		past, err := e.st.SuspensionsSince(since)
+		if err != nil {
+			return histories{}, err
+		}
+		for _, s := range past {
+			if j := e.jail(s.Jail); j != nil && j.acct != nil {
+				h.accts.Record(s.Account, s.Since)
+			}
 		}
 	}
 	return h, nil
@@ -149,7 +176,10 @@ func (e *Engine) maxLookback() time.Duration {
 
 // pruneHistory forgets shared ban starts no lookback reads any more.
 func (e *Engine) pruneHistory(now time.Time) {
-	if e.shared != nil {
-		e.shared.Prune(now)
+	if e.shared.addrs != nil {
+		e.shared.addrs.Prune(now)
+	}
+	if e.shared.accts != nil {
+		e.shared.accts.Prune(now)
 	}
 }

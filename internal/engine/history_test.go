@@ -139,7 +139,7 @@ func TestLogOnlyBansDoNotEscalate(t *testing.T) {
 		t.Fatal(err)
 	}
 	shared, err := e.loadSharedHistory(now)
-	if err != nil || shared.Count(rules.KeyOf(a), now, time.Hour*24) != 0 {
+	if err != nil || shared.addrs.Count(rules.KeyOf(a), now, time.Hour*24) != 0 {
 		t.Fatalf("shared history counts log-only bans: %v", err)
 	}
 	next, err := NextBans(e.cfg, st, a, now)
@@ -161,5 +161,66 @@ func TestLogOnlyBansDoNotEscalate(t *testing.T) {
 	}
 	if bans := banIn(t, e, "/log/b", a, now); len(bans) != 1 || bans[0].Until.Sub(bans[0].Since) != time.Hour || bans[0].Offense != 1 {
 		t.Fatalf("ban: %+v", bans)
+	}
+}
+
+// An account suspended by one account jail is a second offense in
+// another only with bantime_overalljails, live and after a restart.
+func TestOverallJailsEscalatesAccountsAcrossJails(t *testing.T) {
+	ctx := context.Background()
+	const user = "m@example.org"
+	src := `
+[defaults]
+bantime_increment = true
+filter = "rspamd-ratelimit"
+key = "account"
+ban_sources = false
+maxretry = 1
+bantime = "1h"
+[jail.u1]
+logpath = ["/log/u1"]
+[jail.u2]
+logpath = ["/log/u2"]
+`
+	for _, tt := range []struct {
+		name, overall   string
+		restart, reload bool
+		offense         int
+	}{
+		{"own jail only", "", false, false, 1},
+		{"overalljails", "bantime_overalljails = true\n", false, false, 2},
+		{"overalljails after a restart", "bantime_overalljails = true\n", true, false, 2},
+		{"overalljails after a reload that changes u2", "bantime_overalljails = true\n", false, true, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := testutil.NewFakeClock(t0)
+			e, st := newEngine(t, src+tt.overall)
+			if ch := userEventsIn(t, e, "/log/u1", clk.Now(), user, "198.51.100.7"); len(ch.Suspended) != 1 || ch.Suspended[0].Jail != "u1" {
+				t.Fatalf("u1: %+v", ch.Suspended)
+			}
+			clk.Advance(2 * time.Hour)
+			if _, err := e.ExpireDue(ctx, clk.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if tt.restart {
+				var err error
+				if e, err = New(e.cfg, st, e.log); err != nil {
+					t.Fatal(err)
+				}
+				if err := restore(e, clk.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.reload {
+				changed := strings.Replace(src+tt.overall, "[jail.u2]\n", "[jail.u2]\nfindtime = \"20m\"\n", 1)
+				if jc, err := e.Reload(ctx, mustConfig(t, changed), clk.Now()); err != nil || len(jc.Changed) != 1 {
+					t.Fatalf("reload: %+v, %v", jc, err)
+				}
+			}
+			ch := userEventsIn(t, e, "/log/u2", clk.Now(), user, "198.51.100.8")
+			if len(ch.Suspended) != 1 || ch.Suspended[0].Offense != tt.offense || ch.Suspended[0].Until.Sub(ch.Suspended[0].Since) != time.Duration(tt.offense)*time.Hour {
+				t.Fatalf("u2: %+v, want offense %d", ch.Suspended, tt.offense)
+			}
+		})
 	}
 }
