@@ -42,6 +42,7 @@ func TestEscalationKeys(t *testing.T) {
 		}},
 		{"bantime_increment in another jail gives every factor fail2ban's meaning", okJail + "bantime_factor = 3\n[jail.b]\nfilter = \"rspamd-ratelimit\"\nlogpath = [\"/l\"]\nbantime_increment = true\n",
 			func(j *Jail) bool { return j.BanLegacyBase == 0 && j.BanFactor == 3 }},
+		{"bantime above the default maxtime without escalation", okJail + "bantime_increment = false\nbantime = \"2w\"\n", func(j *Jail) bool { return j.BanTime == 14*24*time.Hour }},
 		{"permanent bantime with permanent_after", okJail + "bantime = \"permanent\"\npermanent_after = 2\n", func(j *Jail) bool { return j.PermanentAfter == 2 }},
 	}
 	for _, tt := range tests {

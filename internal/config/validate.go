@@ -299,9 +299,10 @@ func (c *Config) validatePolicy(p *problems, j *Jail) {
 	if j.Lookback < 0 {
 		p.add(c.errAt(c.jkey(j, "bantime_lookback"), "must be a positive duration"))
 	}
-	if j.BanTime > 0 && j.BanMaxTime > 0 && j.BanTime > j.BanMaxTime {
-		// The policy caps every ban at bantime_maxtime: the written bantime
-		// would never be served.
+	if j.BanIncrement && j.BanTime > 0 && j.BanMaxTime > 0 && j.BanTime > j.BanMaxTime {
+		// The policy caps every escalated ban at bantime_maxtime: a repeat
+		// offender would get less than bantime. (Without escalation there
+		// is no cap.)
 		limit := FormatDuration(j.BanMaxTime)
 		if c.lines["jail."+j.Name+".bantime_maxtime"] == 0 && c.lines["defaults.bantime_maxtime"] == 0 {
 			limit += " (the default)"
