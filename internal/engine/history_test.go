@@ -224,3 +224,32 @@ logpath = ["/log/u2"]
 		})
 	}
 }
+
+// NextBans reads the history of the prefix each jail bans with: a
+// jail that bans IPv6 clients per /64 counts the /64's bans for every
+// address in it; one that bans per address, only the address's.
+func TestNextBansPerPrefix(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	e, st := newEngine(t, twoJails("")+"ipv6_prefix = 64\nbantime_factor = 3\n")
+	banned := netip.MustParseAddr("2001:db8:1:2::7")
+	if bans := banIn(t, e, "/log/b", banned, now.Add(-2*time.Hour)); len(bans) != 1 || bans[0].Prefix.Bits() != 64 {
+		t.Fatalf("jail b: %+v", bans)
+	}
+	if _, err := e.ExpireDue(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	neighbour := netip.MustParseAddr("2001:db8:1:2::99")
+	next, err := NextBans(e.cfg, st, neighbour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []NextBan{{"a", rules.NextBan{Offense: 1, Duration: time.Hour}}, {"b", rules.NextBan{Offense: 2, Duration: 6 * time.Hour}}}
+	if len(next) != 2 || next[0] != want[0] || next[1] != want[1] {
+		t.Fatalf("next = %+v, want %+v", next, want)
+	}
+	// Without a database yet: first bans everywhere.
+	if next, err := NextBans(e.cfg, nil, neighbour, now); err != nil || len(next) != 2 || next[1].Offense != 1 {
+		t.Fatalf("no database: %+v, %v", next, err)
+	}
+}
