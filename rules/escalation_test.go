@@ -104,7 +104,8 @@ func TestEscalationNoOverflow(t *testing.T) {
 		for _, esc := range []rules.Escalation{
 			{Factor: 1e300}, {Factor: math.MaxFloat64}, {Factor: 1},
 			{Factor: 1, Multipliers: []float64{1, 2, 1e308}}, {LegacyBase: 2}, {LegacyBase: 1e300},
-			{Factor: 1, RndTime: rules.MaxBan},
+			{Factor: 1, RndTime: rules.MaxBan}, {Factor: 1, RndTime: -rules.MaxBan},
+			{Factor: 0}, {Factor: -1}, {Factor: 1, Multipliers: []float64{1, -5}}, {Factor: math.Inf(1)}, {Factor: math.NaN()},
 		} {
 			esc.Increment, esc.MaxTime = true, maxTime
 			cfg := rules.PolicyConfig{BanTime: hour, Escalation: esc}
@@ -113,7 +114,7 @@ func TestEscalationNoOverflow(t *testing.T) {
 					d := cfg.BanLength(earlier, rnd)
 					limit := rules.MaxBan
 					if maxTime > 0 {
-						limit = min(limit, maxTime+esc.RndTime)
+						limit = min(limit, maxTime+max(esc.RndTime, 0))
 					}
 					if d <= 0 || d > limit || now.Add(d).Before(now) {
 						t.Fatalf("%+v, %d earlier, rnd %g: %v (limit %v)", esc, earlier, rnd, d, limit)

@@ -275,7 +275,8 @@ func (c PolicyConfig) BanLength(earlier int, rnd float64) time.Duration {
 		f = max(base, base*c.Factor*float64(int64(1)<<min(earlier, 20)))
 	}
 	if math.IsNaN(f) || f < 1 {
-		// Only a factor or multiplier validation rejects gets here.
+		// Only a factor or a multiplier that validation rejects (0, a
+		// negative number) gets here.
 		f = base
 	}
 	limit := float64(MaxBan)
@@ -284,7 +285,7 @@ func (c PolicyConfig) BanLength(earlier int, rnd float64) time.Duration {
 	}
 	f = min(f, limit)
 	if rnd > 0 && rnd < 1 {
-		f += rnd * float64(c.RndTime)
+		f += rnd * float64(max(c.RndTime, 0))
 	}
 	return time.Duration(min(f, float64(MaxBan)))
 }
