@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -76,23 +75,30 @@ func TestShowRemainingAndNextBan(t *testing.T) {
 }
 
 // check prints the warning about a bantime_factor read in its former
-// meaning and still accepts the file.
-func TestCheckWarnsAboutFormerFactor(t *testing.T) {
+// meaning and still accepts the file; the daemon logs it at start and a
+// reload answers with it.
+func TestFormerFactorWarned(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	src, err := os.ReadFile(e.config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	legacy := filepath.Join(e.dir, "legacy.toml")
 	text := strings.Replace(string(src), "[jail.rspamd-ratelimit]\n", "[jail.rspamd-ratelimit]\nbantime_factor = 3.0\n", 1)
-	if err := os.WriteFile(legacy, []byte(text), 0o644); err != nil {
+	if err := os.WriteFile(e.config, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	line := strings.Count(text[:strings.Index(text, "bantime_factor")], "\n") + 1
-	out, errs, code, err := runCLI(nil, "check", legacy)
-	want := fmt.Sprintf("%s:%d: jail.rspamd-ratelimit.bantime_factor: warning: read in its former meaning", legacy, line)
+	want := fmt.Sprintf("%s:%d: jail.rspamd-ratelimit.bantime_factor: warning: read in its former meaning", e.config, line)
+	out, errs, code, err := runCLI(nil, "check", e.config)
 	if err != nil || code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "`bantime_multipliers = [1, 3, 9, 27, 81, 243]`") {
-		t.Errorf("exit %d, stdout %q, stderr %q; want %q", code, out, errs, want)
+		t.Errorf("check: exit %d, stdout %q, stderr %q; want %q", code, out, errs, want)
+	}
+	e.startDaemon()
+	if log := e.daemonLog(); !strings.Contains(log, "configuration: "+want) {
+		t.Errorf("daemon log:\n%s\nwant %q", log, want)
+	}
+	if out, errs, code := e.mj("reload"); code != 0 || !strings.Contains(out+errs, want) {
+		t.Errorf("reload: exit %d, %q %q; want %q", code, out, errs, want)
 	}
 }
