@@ -108,27 +108,27 @@ type Global struct {
 
 // Jail is one jail with defaults applied.
 type Jail struct {
-	Name     string
-	Enabled  bool
-	Filter   string
-	LogPath  []string
-	MaxRetry int
-	FindTime time.Duration
-	BanTime  time.Duration // Permanent (-1) for no end
-	// The escalation of repeat offenders' bans (bantime_*, fail2ban's
-	// bantime.* keys) and permanent_after; see rules.Escalation.
+	Name       string
+	Enabled    bool
+	Filter     string
+	LogPath    []string
+	MaxRetry   int
+	FindTime   time.Duration
+	BanTime    time.Duration // Permanent (-1) for no end
+	BanFactor  float64
+	BanMaxTime time.Duration
+	Lookback   time.Duration
+	// The rest of the escalation of repeat offenders' bans (bantime_*,
+	// fail2ban's bantime.* keys, and permanent_after); see
+	// rules.Escalation. BanLegacyBase is the bantime_factor of a file
+	// written for its former meaning (no table sets bantime_increment):
+	// the base of the power; 0 otherwise.
 	BanIncrement   bool
-	BanFactor      float64
 	BanMultipliers []float64
-	// BanLegacyBase is the bantime_factor of a configuration written for
-	// its former meaning (no table sets bantime_increment): the base of
-	// the power. 0 otherwise.
 	BanLegacyBase  float64
-	BanMaxTime     time.Duration
 	BanRndTime     time.Duration
 	OverallJails   bool // bantime_overalljails: count the bans of every jail
 	PermanentAfter int
-	Lookback       time.Duration
 	// IPv6Prefix groups IPv6 clients: strikes and bans go to the /N that
 	// holds the address (64: one customer network), 128 = each address.
 	IPv6Prefix  int

@@ -18,26 +18,25 @@ import (
 // jailFile is a jail (or [defaults]) as written: pointers tell "not set"
 // from "set to zero", so [defaults] can fill only what a jail leaves out.
 type jailFile struct {
-	Enabled    *bool     `toml:"enabled"`
-	Filter     *string   `toml:"filter"`
-	LogPath    []string  `toml:"logpath"`
-	MaxRetry   *int      `toml:"maxretry"`
-	FindTime   *Duration `toml:"findtime"`
-	BanTime    *Duration `toml:"bantime"`
-	BanFactor  *float64  `toml:"bantime_factor"`
-	BanMaxTime *Duration `toml:"bantime_maxtime"`
-	Lookback   *Duration `toml:"bantime_lookback"`
-	escalationFile
-	IPv6Prefix  *int     `toml:"ipv6_prefix"`
-	IgnoreIP    []string `toml:"ignoreip"`
-	Buckets     []string `toml:"buckets"`
-	BanAction   []string `toml:"ban_action"`
-	UnbanAction []string `toml:"unban_action"`
-	Alert       *bool    `toml:"alert"`
-	Key         *string  `toml:"key"`
-	Suspend     *bool    `toml:"suspend"`
-	BanSources  *bool    `toml:"ban_sources"`
-	Targets     []string `toml:"targets"`
+	Enabled     *bool     `toml:"enabled"`
+	Filter      *string   `toml:"filter"`
+	LogPath     []string  `toml:"logpath"`
+	MaxRetry    *int      `toml:"maxretry"`
+	FindTime    *Duration `toml:"findtime"`
+	BanTime     *Duration `toml:"bantime"`
+	BanFactor   *float64  `toml:"bantime_factor"`
+	BanMaxTime  *Duration `toml:"bantime_maxtime"`
+	Lookback    *Duration `toml:"bantime_lookback"`
+	IPv6Prefix  *int      `toml:"ipv6_prefix"`
+	IgnoreIP    []string  `toml:"ignoreip"`
+	Buckets     []string  `toml:"buckets"`
+	BanAction   []string  `toml:"ban_action"`
+	UnbanAction []string  `toml:"unban_action"`
+	Alert       *bool     `toml:"alert"`
+	Key         *string   `toml:"key"`
+	Suspend     *bool     `toml:"suspend"`
+	BanSources  *bool     `toml:"ban_sources"`
+	Targets     []string  `toml:"targets"`
 
 	RateKey       *string    `toml:"rate_key"`
 	Messages      *limitFile `toml:"messages"`
@@ -55,6 +54,7 @@ type jailFile struct {
 
 	JournalMatch *journalFile `toml:"journalmatch"`
 	actionsFile
+	escalationFile
 }
 
 // journalFile selects journal entries: by unit, by syslog identifier
