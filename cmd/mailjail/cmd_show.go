@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -10,8 +12,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailjail/mailjail/internal/allowlist"
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/internal/daemon"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
@@ -139,7 +143,7 @@ Examples:
 			now := time.Now()
 			out.Remaining = remaining(append(slices.Clone(out.Active), out.Covering...), now)
 			if p.IsSingleIP() {
-				if err := nextInto(cfg, st, p.Addr(), now, &out); err != nil {
+				if err := nextInto(c.Context, cfg, st, p.Addr(), now, &out); err != nil {
 					return &exitError{code: control.ExitUnreachable, err: err}
 				}
 			}
@@ -216,9 +220,15 @@ func remaining(bans []control.Ban, now time.Time) *remainingView {
 }
 
 // nextInto fills out.Next: the next ban of a in each jail, from its
-// history in st (nil: no database yet).
-func nextInto(cfg *config.Config, st *store.Store, a netip.Addr, now time.Time, out *showOutput) error {
-	next, err := engine.NextBans(cfg, st, a, now)
+// history in st (nil: no database yet), none in a jail whose ignoreip
+// holds it (its files and host names resolved as a ban without the
+// daemon resolves them).
+func nextInto(ctx context.Context, cfg *config.Config, st *store.Store, a netip.Addr, now time.Time, out *showOutput) error {
+	res, err := daemon.ResolveIgnore(ctx, cfg, st, allowlist.Options{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	next, err := engine.NextBans(cfg, st, res, a, now)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -32,6 +33,11 @@ func TestShowRemainingAndNextBan(t *testing.T) {
 	for _, withDaemon := range []bool{false, true} {
 		t.Run(fmt.Sprintf("daemon=%v", withDaemon), func(t *testing.T) {
 			e := newEnv(t, func(e *env, c *testutil.Config) {
+				list := filepath.Join(e.dir, "gateways")
+				if err := os.WriteFile(list, []byte("# the gateways\n203.0.113.77\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				c.IgnoreIP = append(c.IgnoreIP, "file:"+list)
 				c.Jails[0].Extra = "bantime_increment = true\nbantime_rndtime = \"10m\"\n"
 				c.Jails = append(c.Jails, testutil.Jail{Name: "other", Filter: "rspamd-ratelimit", LogPath: []string{e.log}, MaxRetry: 3, FindTime: "10m", BanTime: "1h",
 					Extra: "bantime_overalljails = true\npermanent_after = 3\n"})
@@ -64,11 +70,14 @@ func TestShowRemainingAndNextBan(t *testing.T) {
 					t.Errorf("text: exit %d\n%s\nwant %q", code, out, want)
 				}
 			}
-			// An address in ignoreip has no next ban anywhere.
-			s = show{}
-			e.mustJSON(&s, "show", "192.0.2.9")
-			if len(s.Next) != 0 {
-				t.Errorf("ignored address: %+v", s)
+			// An address in ignoreip, or in an ignoreip file, has no next
+			// ban anywhere.
+			for _, ignored := range []string{"192.0.2.9", "203.0.113.77"} {
+				s = show{}
+				e.mustJSON(&s, "show", ignored)
+				if len(s.Next) != 0 {
+					t.Errorf("ignored address %s: %+v", ignored, s)
+				}
 			}
 		})
 	}

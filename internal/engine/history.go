@@ -114,13 +114,17 @@ type NextBan struct {
 const historyLimit = 10000
 
 // NextBans is, for each enabled address jail of cfg that could ban a (a
-// not in its ignoreip), the ban a would get there next at now, given the
+// not in its ignoreip, res being what its host names and files stand
+// for), the ban a would get there next at now, given the
 // ban history in st (nil: no database yet, no history): what `mailjail
 // show` prints, computed by the same policies as the daemon's, without
 // the daemon.
-func NextBans(cfg *config.Config, st *store.Store, a netip.Addr, now time.Time) ([]NextBan, error) {
+func NextBans(cfg *config.Config, st *store.Store, res rules.Resolved, a netip.Addr, now time.Time) ([]NextBan, error) {
 	e, err := New(cfg, st, slog.New(slog.DiscardHandler))
 	if err != nil {
+		return nil, err
+	}
+	if err := e.SetIgnore(res); err != nil {
 		return nil, err
 	}
 	// The history of each prefix a jail bans a with (a /64 with

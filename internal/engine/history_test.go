@@ -142,7 +142,7 @@ func TestLogOnlyBansDoNotEscalate(t *testing.T) {
 	if err != nil || shared.addrs.Count(rules.KeyOf(a), now, time.Hour*24) != 0 {
 		t.Fatalf("shared history counts log-only bans: %v", err)
 	}
-	next, err := NextBans(e.cfg, st, a, now)
+	next, err := NextBans(e.cfg, st, nil, a, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestNextBansPerPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	neighbour := netip.MustParseAddr("2001:db8:1:2::99")
-	next, err := NextBans(e.cfg, st, neighbour, now)
+	next, err := NextBans(e.cfg, st, nil, neighbour, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestNextBansPerPrefix(t *testing.T) {
 		t.Fatalf("next = %+v, want %+v", next, want)
 	}
 	// Without a database yet: first bans everywhere.
-	if next, err := NextBans(e.cfg, nil, neighbour, now); err != nil || len(next) != 2 || next[1].Offense != 1 {
+	if next, err := NextBans(e.cfg, nil, nil, neighbour, now); err != nil || len(next) != 2 || next[1].Offense != 1 {
 		t.Fatalf("no database: %+v, %v", next, err)
 	}
 }
