@@ -158,24 +158,27 @@ func TestEscalationOverallJails(t *testing.T) {
 	}{
 		{"own jail only", false, true, hour, 1},
 		{"overalljails", true, true, 2 * hour, 2},
-		{"no shared history", false, false, hour, 1},
+		{"overalljails, no ban recorded", true, false, hour, 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := testutil.NewFakeClock(time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC))
 			shared := rules.NewHistory[rules.AddrKey](30 * day)
 			jailA, jailB := rules.NewPolicy[rules.AddrKey](cfg), rules.NewPolicy[rules.AddrKey](cfg)
-			if tt.share {
-				jailA.ShareHistory(shared, false)
-				jailB.ShareHistory(shared, tt.overall)
+			if tt.overall {
+				jailB.ShareHistory(shared)
 			}
-			if d := jailA.Strike(k, clk.Now(), clk.Now()); d.Duration != hour {
+			d := jailA.Strike(k, clk.Now(), clk.Now())
+			if d.Duration != hour {
 				t.Fatalf("jail A: %+v", d)
+			}
+			if tt.share { // as the engine records every jail's bans
+				shared.Record(k, clk.Now())
 			}
 			clk.Advance(2 * hour)
 			if next := jailB.Next(k, clk.Now()); next.Duration != tt.want || next.Offense != tt.offense {
 				t.Fatalf("jail B next: %+v, want %v", next, tt.want)
 			}
-			d := jailB.Strike(k, clk.Now(), clk.Now())
+			d = jailB.Strike(k, clk.Now(), clk.Now())
 			if d.Duration != tt.want || d.Offense != tt.offense {
 				t.Fatalf("jail B: %+v, want %v offense %d", d, tt.want, tt.offense)
 			}

@@ -7,8 +7,9 @@ import (
 
 // History is the start times of earlier bans per key, what escalation
 // counts. Each Policy has its own (the bans of its jail); an engine whose
-// jails count bans of every jail (bantime_overalljails) also gives them
-// one shared History, which every jail's bans are recorded in.
+// jails count bans of every jail (bantime_overalljails) keeps one more,
+// records every jail's bans in it, and gives it to those jails'
+// policies (Policy.ShareHistory).
 type History[K comparable] struct {
 	keep   time.Duration // how long a start is kept: the longest lookback that reads it
 	starts map[K][]int64 // unix ns, ascending

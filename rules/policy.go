@@ -83,10 +83,9 @@ type Policy[K comparable] struct {
 	strikes map[K][]uint32 // newest MaxRetry strike times, ascending
 	banned  map[K]int64    // active ban end (unix ns), 0 = permanent
 	history *History[K]    // this policy's bans inside Lookback
-	// shared, when set, is the history of every jail's bans (set with
-	// ShareHistory): with OverallJails it is what escalation counts.
-	shared       *History[K]
-	overallJails bool
+	// overall, when set (ShareHistory), is the history of every jail's
+	// bans: what escalation counts with bantime_overalljails.
+	overall *History[K]
 }
 
 // AddrKey is an address as a map key without a pointer.
@@ -121,13 +120,10 @@ func NewPolicy[K comparable](cfg PolicyConfig) *Policy[K] {
 	}
 }
 
-// ShareHistory makes p record its bans in h too, h being shared by the
-// jails of one engine; with overall, p's escalation counts the bans in h
-// (bantime_overalljails: every jail's) instead of its own. The caller
-// prunes h.
-func (p *Policy[K]) ShareHistory(h *History[K], overall bool) {
-	p.shared, p.overallJails = h, overall && h != nil
-}
+// ShareHistory makes p's escalation count the bans in h (the caller's
+// history of every jail's bans, bantime_overalljails) instead of its
+// own; nil goes back to its own. The caller records in h and prunes it.
+func (p *Policy[K]) ShareHistory(h *History[K]) { p.overall = h }
 
 // Config returns the policy's configuration.
 func (p *Policy[K]) Config() PolicyConfig { return p.cfg }
@@ -238,8 +234,8 @@ func (p *Policy[K]) cut(now time.Time) uint32 {
 // offense counts k's earlier bans inside Lookback before now: of this
 // jail, or of every jail with overalljails.
 func (p *Policy[K]) offense(k K, now time.Time) int {
-	if p.overallJails {
-		return p.shared.Count(k, now, p.cfg.Lookback)
+	if p.overall != nil {
+		return p.overall.Count(k, now, p.cfg.Lookback)
 	}
 	return p.history.Count(k, now, p.cfg.Lookback)
 }
@@ -306,9 +302,6 @@ func (p *Policy[K]) MarkBanned(k K, since, until time.Time) {
 // RecordPastBan remembers a ban that started at since, for escalation.
 func (p *Policy[K]) RecordPastBan(k K, since time.Time) {
 	p.history.Record(k, since)
-	if p.shared != nil {
-		p.shared.Record(k, since)
-	}
 }
 
 // Lift ends k's ban (expiry or unban) and clears its strikes, so that an

@@ -315,11 +315,14 @@ func (e *Engine) RestoreBans(now time.Time) error {
 		return err
 	}
 	e.put(bans...)
-	past, err := e.st.BansSince(now.Add(-e.maxLookback()))
+	since := now.Add(-e.maxLookback())
+	past, err := e.st.BansSince(since)
 	if err != nil {
 		return err
 	}
-	e.restoreHistory(past)
+	if err := e.restoreHistory(past, since); err != nil {
+		return err
+	}
 	return e.restoreAccounts(now)
 }
 
@@ -416,6 +419,7 @@ func (e *Engine) Commit(ctx context.Context) (Change, error) {
 	}
 	e.put(ch.Bans...)
 	e.putSuspensions(ch.Suspended...)
+	e.recordShared(ch.Bans, ch.Suspended)
 	e.logRateEvents(p.rateEvents)
 	clear(e.staged)
 	clear(e.stagedAccts)

@@ -14,11 +14,12 @@ import (
 
 // How an offense is counted. Each jail's policy keeps the bans of its own
 // jail; when a jail counts the bans of every jail (bantime_overalljails),
-// the engine also keeps one history shared by the jails of its kind
-// (address jails' bans, account jails' suspensions), which every one of
-// them records in. Both come from the database at a start (RestoreBans),
-// and the shared ones again at a reload, so that a jail kept and a jail
-// added count the same bans.
+// the engine also keeps one history for the jails of its kind (address
+// jails' bans, account jails' suspensions), recorded from what each
+// commit stored, so that a ban counts as it will be read back: a
+// log-only jail's would-be bans never. Both come from the database at a
+// start (RestoreBans), the shared ones again at a reload, so that a jail
+// kept and a jail added count the same bans.
 
 // policyConfig is jc's policy with the engine's randomness for
 // bantime_rndtime (the core has none of its own).
@@ -58,23 +59,24 @@ func overallKeep(jails []*Jail, accounts bool) (keep time.Duration, overall bool
 	return keep, overall
 }
 
-// shareHistory makes h the engine's shared histories, for every jail's
-// policy.
+// shareHistory makes h the engine's shared histories, counted by the
+// policies of the jails with bantime_overalljails.
 func (e *Engine) shareHistory(h histories) {
 	e.shared = h
 	for _, j := range e.jails {
-		if j.acct == nil {
-			j.Policy.ShareHistory(h.addrs, j.Cfg.OverallJails)
-		} else {
-			j.acct.policy.ShareHistory(h.accts, j.Cfg.OverallJails)
+		switch {
+		case !j.Cfg.OverallJails:
+		case j.acct == nil:
+			j.Policy.ShareHistory(h.addrs)
+		default:
+			j.acct.policy.ShareHistory(h.accts)
 		}
 	}
 }
 
 // loadSharedHistory builds the shared histories of e's jails from the
-// database: the bans and suspensions of every jail inside the longest
-// lookback. A reload uses it, since its kept jails and its fresh ones had
-// different shared histories.
+// database. A reload uses it, since its kept jails and its fresh ones
+// had different shared histories.
 func (e *Engine) loadSharedHistory(now time.Time) (histories, error) {
 	h := newHistories(e.jails)
 	since := now.Add(-e.maxLookback())
@@ -83,24 +85,56 @@ func (e *Engine) loadSharedHistory(now time.Time) (histories, error) {
 		if err != nil {
 			return histories{}, err
 		}
-		for _, b := range past {
-			if j := e.jail(b.Jail); j != nil && j.acct == nil && counts(b) {
-				h.addrs.Record(rules.KeyOf(b.Prefix.Addr()), b.Since)
-			}
+		e.recordBans(h, past)
+	}
+	return h, e.recordSuspensions(h, since)
+}
+
+// recordShared records a committed batch's bans and suspensions in the
+// shared histories: only committed ones, with the flags they were
+// stored with, as a start reads them back.
+func (e *Engine) recordShared(bans []store.Ban, susp []store.Suspension) {
+	e.recordBans(e.shared, bans)
+	if e.shared.accts == nil {
+		return
+	}
+	for _, s := range susp {
+		if j := e.jail(s.Jail); j != nil && j.acct != nil {
+			e.shared.accts.Record(s.Account, s.Since)
 		}
 	}
-	if h.accts != nil {
-		past, err := e.st.SuspensionsSince(since)
-		if err != nil {
-			return histories{}, err
-		}
-		for _, s := range past {
-			if j := e.jail(s.Jail); j != nil && j.acct != nil {
-				h.accts.Record(s.Account, s.Since)
-			}
+}
+
+// recordBans records in h.addrs the bans that count toward escalation
+// of address jails: neither a log-only jail's would-be bans, nor those of
+// jails no longer configured, nor an account jail's bans of sources.
+func (e *Engine) recordBans(h histories, bans []store.Ban) {
+	if h.addrs == nil {
+		return
+	}
+	for _, b := range bans {
+		if j := e.jail(b.Jail); j != nil && j.acct == nil && counts(b) {
+			h.addrs.Record(rules.KeyOf(b.Prefix.Addr()), b.Since)
 		}
 	}
-	return h, nil
+}
+
+// recordSuspensions records in h.accts the account jails' suspensions
+// since since, from the database.
+func (e *Engine) recordSuspensions(h histories, since time.Time) error {
+	if h.accts == nil || e.st == nil {
+		return nil
+	}
+	past, err := e.st.SuspensionsSince(since)
+	if err != nil {
+		return err
+	}
+	for _, s := range past {
+		if j := e.jail(s.Jail); j != nil && j.acct != nil {
+			h.accts.Record(s.Account, s.Since)
+		}
+	}
+	return nil
 }
 
 // NextBan is the ban an address would get next in one jail.
@@ -144,7 +178,9 @@ func NextBans(cfg *config.Config, st *store.Store, res rules.Resolved, a netip.A
 		past = append(past, bans...)
 	}
 	slices.SortFunc(past, func(x, y store.Ban) int { return x.Since.Compare(y.Since) })
-	e.restoreHistory(past)
+	if err := e.restoreHistory(past, now.Add(-e.maxLookback())); err != nil {
+		return nil, err
+	}
 	var out []NextBan
 	for _, j := range e.jails {
 		if j.acct != nil || j.ignore.Contains(a) {
@@ -156,13 +192,16 @@ func NextBans(cfg *config.Config, st *store.Store, res rules.Resolved, a netip.A
 }
 
 // restoreHistory records the earlier bans escalation counts in the
-// policies (and the shared history) of their jails.
-func (e *Engine) restoreHistory(past []store.Ban) {
+// policies of their jails and in the shared histories (the suspensions
+// read from the database since since).
+func (e *Engine) restoreHistory(past []store.Ban, since time.Time) error {
 	for _, b := range past {
 		if j := e.jail(b.Jail); j != nil && counts(b) {
 			j.Policy.RecordPastBan(rules.KeyOf(b.Prefix.Addr()), b.Since)
 		}
 	}
+	e.recordBans(e.shared, past)
+	return e.recordSuspensions(e.shared, since)
 }
 
 // counts reports whether an earlier ban counts toward escalation: not a

@@ -142,6 +142,12 @@ func TestLogOnlyBansDoNotEscalate(t *testing.T) {
 	if err != nil || shared.addrs.Count(rules.KeyOf(a), now, time.Hour*24) != 0 {
 		t.Fatalf("shared history counts log-only bans: %v", err)
 	}
+	// Nor as the daemon commits them (the flag is set by the log-only
+	// jail when it stages its would-be ban).
+	e.recordShared([]store.Ban{{Jail: "a", Prefix: rules.HostPrefix(a), Since: now.Add(-time.Minute), LogOnly: true}}, nil)
+	if n := e.jail("b").Policy.Next(rules.KeyOf(a), now); n.Offense != 1 {
+		t.Errorf("after a committed would-be ban: %+v", n)
+	}
 	next, err := NextBans(e.cfg, st, nil, a, now)
 	if err != nil {
 		t.Fatal(err)
