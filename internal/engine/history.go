@@ -107,14 +107,28 @@ func (e *Engine) recordShared(bans []store.Ban, susp []store.Suspension) {
 
 // recordBans records in h.addrs the bans that count toward escalation
 // of address jails: neither a log-only jail's would-be bans, nor those of
-// jails no longer configured, nor an account jail's bans of sources.
+// jails no longer configured, nor an account jail's bans of sources. A
+// ban is recorded under the key of every jail that counts every jail's
+// bans: a jail that counts IPv6 clients per /64 sees the bans of the
+// addresses in the /64 it would ban.
 func (e *Engine) recordBans(h histories, bans []store.Ban) {
 	if h.addrs == nil {
 		return
 	}
+	var keys []rules.AddrKey
 	for _, b := range bans {
-		if j := e.jail(b.Jail); j != nil && j.acct == nil && counts(b) {
-			h.addrs.Record(rules.KeyOf(b.Prefix.Addr()), b.Since)
+		if j := e.jail(b.Jail); j == nil || j.acct != nil || !counts(b) {
+			continue
+		}
+		a := b.Prefix.Addr()
+		keys = append(keys[:0], rules.KeyOf(a))
+		for _, o := range e.jails {
+			if k := rules.KeyOf(o.key(a)); o.acct == nil && o.Cfg.OverallJails && !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+		for _, k := range keys {
+			h.addrs.Record(k, b.Since)
 		}
 	}
 }

@@ -259,3 +259,35 @@ func TestNextBansPerPrefix(t *testing.T) {
 		t.Fatalf("no database: %+v, %v", next, err)
 	}
 }
+
+// With overalljails, a jail that bans IPv6 clients per /64 counts the
+// bans other jails made of addresses in the /64, live and after a
+// restart.
+func TestOverallJailsCountsAddressBansInThePrefix(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	e, st := newEngine(t, twoJails("ipv6_prefix = 64\nbantime_overalljails = true\n"))
+	if bans := banIn(t, e, "/log/a", netip.MustParseAddr("2001:db8:1:2::7"), now.Add(-2*time.Hour)); len(bans) != 1 || bans[0].Prefix.Bits() != 128 {
+		t.Fatalf("jail a: %+v", bans)
+	}
+	if _, err := e.ExpireDue(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := New(e.cfg, st, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restore(restarted, now); err != nil {
+		t.Fatal(err)
+	}
+	neighbour := netip.MustParseAddr("2001:db8:1:2::99")
+	for name, eng := range map[string]*Engine{"live": e, "restarted": restarted} {
+		b := eng.jail("b")
+		if n := b.Policy.Next(rules.KeyOf(b.key(neighbour)), now); n.Offense != 2 {
+			t.Errorf("%s: jail b's next ban of %v: %+v", name, neighbour, n)
+		}
+	}
+	if bans := banIn(t, e, "/log/b", neighbour, now); len(bans) != 1 || bans[0].Prefix.Bits() != 64 || bans[0].Offense != 2 {
+		t.Fatalf("jail b: %+v", bans)
+	}
+}
