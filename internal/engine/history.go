@@ -157,10 +157,6 @@ type NextBan struct {
 	rules.NextBan
 }
 
-// historyLimit bounds the earlier bans of one prefix NextBans reads: far
-// more than any escalation tells apart (it saturates within 64).
-const historyLimit = 10000
-
 // NextBans is, for each enabled address jail of cfg that could ban a (a
 // not in its ignoreip, res being what its host names and files stand
 // for), the ban a would get there next at now, given the
@@ -175,24 +171,22 @@ func NextBans(cfg *config.Config, st *store.Store, res rules.Resolved, a netip.A
 	if err := e.SetIgnore(res); err != nil {
 		return nil, err
 	}
-	// The history of each prefix a jail bans a with (a /64 with
-	// ipv6_prefix = 64); with overalljails, of every jail.
-	seen := map[netip.Prefix]bool{}
+	// The bans a start would read, of the prefixes a jail bans a with
+	// (a /64 with ipv6_prefix = 64) and of the addresses inside them.
+	since := now.Add(-e.maxLookback())
 	var past []store.Ban
-	for _, j := range e.jails {
-		p := j.banPrefix(a)
-		if j.acct != nil || seen[p] || st == nil {
-			continue
-		}
-		seen[p] = true
-		bans, err := st.BanHistory(p, historyLimit)
+	if st != nil {
+		all, err := st.BansSince(since)
 		if err != nil {
 			return nil, err
 		}
-		past = append(past, bans...)
+		for _, b := range all {
+			if slices.ContainsFunc(e.jails, func(j *Jail) bool { return j.acct == nil && j.banPrefix(a).Overlaps(b.Prefix) }) {
+				past = append(past, b)
+			}
+		}
 	}
-	slices.SortFunc(past, func(x, y store.Ban) int { return x.Since.Compare(y.Since) })
-	if err := e.restoreHistory(past, now.Add(-e.maxLookback())); err != nil {
+	if err := e.restoreHistory(past, since); err != nil {
 		return nil, err
 	}
 	var out []NextBan

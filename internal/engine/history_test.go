@@ -287,6 +287,10 @@ func TestOverallJailsCountsAddressBansInThePrefix(t *testing.T) {
 			t.Errorf("%s: jail b's next ban of %v: %+v", name, neighbour, n)
 		}
 	}
+	next, err := NextBans(e.cfg, st, nil, neighbour, now)
+	if err != nil || len(next) != 2 || next[0].Offense != 1 || next[1].Offense != 2 {
+		t.Errorf("show: %+v, %v", next, err)
+	}
 	if bans := banIn(t, e, "/log/b", neighbour, now); len(bans) != 1 || bans[0].Prefix.Bits() != 64 || bans[0].Offense != 2 {
 		t.Fatalf("jail b: %+v", bans)
 	}
