@@ -16,18 +16,13 @@ import (
 
 // twoJails reads one log per jail; b counts every jail's bans when
 // overall is written.
-func twoJails(overall string) string {
-	return `
-[defaults]
-bantime_increment = true
-filter = "rspamd-ratelimit"
-maxretry = 1
-bantime = "1h"
-[jail.a]
-logpath = ["/log/a"]
-[jail.b]
-logpath = ["/log/b"]
-` + overall
+func twoJails(overall string) string { return jailPair("", "a", "b") + overall }
+
+// jailPair is two jails x and y banning at the first strike, each reading
+// /log/NAME, with defaults added to [defaults]; what follows it goes to y.
+func jailPair(defaults, x, y string) string {
+	return "[defaults]\nbantime_increment = true\nfilter = \"rspamd-ratelimit\"\nmaxretry = 1\nbantime = \"1h\"\n" + defaults +
+		"[jail." + x + "]\nlogpath = [\"/log/" + x + "\"]\n[jail." + y + "]\nlogpath = [\"/log/" + y + "\"]\n"
 }
 
 // mustConfig parses and validates src.
@@ -175,19 +170,7 @@ func TestLogOnlyBansDoNotEscalate(t *testing.T) {
 func TestOverallJailsEscalatesAccountsAcrossJails(t *testing.T) {
 	ctx := context.Background()
 	const user = "m@example.org"
-	src := `
-[defaults]
-bantime_increment = true
-filter = "rspamd-ratelimit"
-key = "account"
-ban_sources = false
-maxretry = 1
-bantime = "1h"
-[jail.u1]
-logpath = ["/log/u1"]
-[jail.u2]
-logpath = ["/log/u2"]
-`
+	src := jailPair("key = \"account\"\nban_sources = false\n", "u1", "u2")
 	for _, tt := range []struct {
 		name, overall   string
 		restart, reload bool
