@@ -50,6 +50,7 @@ type Config struct {
 	Redis       Redis
 	RspamdRedis RspamdRedis
 	Webhooks    map[string]*Webhook // [webhook.NAME], by name
+	Cluster     Cluster             // [cluster]: bans shared with other nodes
 
 	// Source names where the configuration came from ("embedded default"
 	// or a path), for messages.
@@ -253,6 +254,7 @@ func build(f file, data []byte, name string) *Config {
 	c.applyTargetDefaults(f.targetsFile)
 	c.applyAlertDefaults(f.Alert)
 	c.applyWebhookDefaults(f.webhooksFile)
+	c.applyClusterDefaults(f.Cluster)
 	for n, ff := range f.Filter {
 		c.Filters[n] = rules.FilterSpec{FailRegex: ff.FailRegex, IgnoreRegex: ff.IgnoreRegex, Prefilter: ff.Prefilter, DatePattern: ff.DatePattern}
 	}

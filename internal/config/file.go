@@ -92,6 +92,7 @@ type globalFile struct {
 type file struct {
 	targetsFile
 	webhooksFile
+	Cluster  *Cluster              `toml:"cluster"`
 	Global   globalFile            `toml:"global"`
 	Alert    alertFile             `toml:"alert"`
 	Defaults jailFile              `toml:"defaults"`

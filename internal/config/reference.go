@@ -121,7 +121,11 @@ var Reference = []Section{
 		{"ports", "list of ints", "[25, 465, 587]", "TCP ports whose packets from banned clients are dropped."},
 		{"priority", "int", "-10", "Priority of the input chain."},
 	}},
-	{Name: "redis", Intro: "The connection of the rspamd-redis target.", Keys: []KeyDoc{
+	{Name: "cluster", Intro: "Share bans with other mailjail nodes through the [redis] server; without this section mailjail runs alone.", Keys: []KeyDoc{
+		{"node", "name", "the host name", "This node's name in the shared state, status and alerts; unique in the cluster."},
+		{"resync_interval", "duration", "1m", "How often the whole shared state is compared with the local one (publish/subscribe carries each change at once)."},
+	}},
+	{Name: "redis", Intro: "The connection of the rspamd-redis target and of the cluster.", Keys: []KeyDoc{
 		{"address", "host:port", "127.0.0.1:6379", "A standalone server."},
 		{"sentinels", "list of host:port", "", "Sentinels, with master_name."},
 		{"master_name", "string", "", "The Sentinel master."},

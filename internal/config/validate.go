@@ -39,6 +39,7 @@ func (c *Config) Validate() error {
 	c.validateAlert(&p)
 	c.validateFilters(&p)
 	c.validateTargets(&p)
+	c.validateCluster(&p)
 	c.validateWebhooks(&p)
 	c.validateWritten(&p, "defaults", c.rawDefaults)
 	for _, k := range rateOnlyKeys(c.rawDefaults) {

@@ -175,6 +175,28 @@ type Status struct {
 	// Ignore is what ignoreip's host names and files and ignoreself
 	// stand for (null when no daemon runs).
 	Ignore *IgnoreStatus `json:"ignore"`
+	// Cluster is this node's view of the [cluster] (null without one, or
+	// when no daemon runs).
+	Cluster *ClusterStatus `json:"cluster"`
+}
+
+// ClusterStatus is a node's view of the cluster.
+type ClusterStatus struct {
+	Node         string        `json:"node"`
+	Connected    bool          `json:"connected"`  // the last exchange with Redis succeeded
+	LastError    string        `json:"last_error"` // of the last failed exchange
+	LastResync   *time.Time    `json:"last_resync"`
+	LastReceived *time.Time    `json:"last_received"` // the last record from another node
+	LagMS        int64         `json:"lag_ms"`        // how long after it was made it arrived
+	Published    uint64        `json:"published"`
+	Received     uint64        `json:"received"`
+	Peers        []ClusterPeer `json:"peers"`
+}
+
+// ClusterPeer is a node seen in the cluster, this one included.
+type ClusterPeer struct {
+	Node     string    `json:"node"`
+	LastSeen time.Time `json:"last_seen"`
 }
 
 // IgnoreStatus is the resolved part of ignoreip.

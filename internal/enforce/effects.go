@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/mailjail/mailjail/actions"
@@ -40,7 +41,11 @@ func Effects(cfg *config.Config) engine.Effects {
 	return func(tx *store.Tx, ch engine.Change) error {
 		var items []outbox.Item
 		for _, b := range ch.Bans {
-			if alerted(b.Jail, false) {
+			// A ban mirrored from another cluster node runs this node's
+			// commands (its own firewall); its node alerts and calls
+			// the webhooks, once for the cluster.
+			mirrored := b.Origin != ""
+			if alerted(b.Jail, false) && !mirrored {
 				a, err := banAlert(tx, b)
 				if err != nil {
 					return err
@@ -53,15 +58,20 @@ func Effects(cfg *config.Config) engine.Effects {
 			}
 			addr := rules.FormatPrefix(b.Prefix)
 			items = appendAction(items, j, "ban", j.BanAction, actions.Vars{IP: addr, Jail: b.Jail, BanTime: b.Until.Sub(b.Since)})
-			items = appendHooks(cfg, items, j, actions.HookEvent{Event: "ban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: b.Reason})
+			if !mirrored {
+				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "ban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: b.Reason})
+			}
 		}
 		for _, b := range ch.Lifted {
+			mirrored := strings.HasPrefix(b.LiftedBy, engine.LiftedByCluster)
 			if j := cfg.Jail(b.Jail); j != nil {
 				addr := rules.FormatPrefix(b.Prefix)
 				items = appendAction(items, j, "unban", j.UnbanAction, actions.Vars{IP: addr, Jail: b.Jail})
-				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "unban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: liftReason(b.LiftedBy)})
+				if !mirrored {
+					items = appendHooks(cfg, items, j, actions.HookEvent{Event: "unban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: liftReason(b.LiftedBy)})
+				}
 			}
-			if cfg.Alert.ReportUnbans && alerted(b.Jail, false) {
+			if cfg.Alert.ReportUnbans && alerted(b.Jail, false) && !mirrored {
 				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: unbanAlert(b)})
 			}
 		}

@@ -27,6 +27,10 @@ type Options struct {
 	// retrying a target that fails before Apply gives up; nobody else
 	// would retry it. Zero: one attempt.
 	RetryFor time.Duration
+	// OnChange is told of every change put into force, from the caller
+	// of Apply (the daemon's loop): outputs beside the targets (the
+	// cluster shares the bans made here) plug in here.
+	OnChange func(engine.Change)
 }
 
 // Enforcer puts committed changes into force on every target, then wakes
@@ -40,12 +44,13 @@ type Enforcer struct {
 	log      *slog.Logger
 	running  bool
 	retryFor time.Duration
+	onChange func(engine.Change)
 }
 
 // New makes an enforcer for targets, which follow active (the engine's
 // cache of the database). ob may be nil (replay runs no actions).
 func New(targets []Target, active Source, ob *outbox.Worker, opt Options) *Enforcer {
-	e := &Enforcer{targets: targets, outbox: ob, active: active, clock: core.OrReal(opt.Clock), log: opt.Log, retryFor: opt.RetryFor}
+	e := &Enforcer{targets: targets, outbox: ob, active: active, clock: core.OrReal(opt.Clock), log: opt.Log, retryFor: opt.RetryFor, onChange: opt.OnChange}
 	if e.log == nil {
 		e.log = slog.Default()
 	}
@@ -109,6 +114,9 @@ func (e *Enforcer) Apply(ctx context.Context, ch engine.Change) error {
 		return nil
 	}
 	e.logChange(ch)
+	if e.onChange != nil {
+		e.onChange(ch)
+	}
 	var err error
 	if n := len(ch.Bans) + len(ch.Lifted) + len(ch.Suspended) + len(ch.Released); n > 0 {
 		if e.running {
@@ -132,6 +140,9 @@ func (e *Enforcer) ApplyNow(ctx context.Context, ch engine.Change) error {
 		return nil
 	}
 	e.logChange(ch)
+	if e.onChange != nil {
+		e.onChange(ch)
+	}
 	err := e.syncNow(ctx)
 	if e.outbox != nil {
 		e.outbox.Kick()
