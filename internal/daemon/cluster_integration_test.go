@@ -1,0 +1,119 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailjail/mailjail/internal/config"
+	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/internal/redisconn/redistest"
+	"github.com/mailjail/mailjail/internal/testutil"
+)
+
+// clusterNodeConfig is node's configuration in a cluster on redisAddr:
+// one jail banning at the first event of its own log.
+func clusterNodeConfig(t *testing.T, node, redisAddr string) (*config.Config, string) {
+	t.Helper()
+	dir := shortDir(t)
+	log := filepath.Join(dir, "r.log")
+	appendLog(t, log, "")
+	cluster := fmt.Sprintf("[redis]\naddress = %q\nkey_prefix = \"t_\"\ntimeout = \"500ms\"\n[cluster]\nnode = %q\nresync_interval = \"2s\"\n", redisAddr, node)
+	return reloadConfig(t, dir, "ignoreself = false\n"+jailTOML("r", log, "maxretry = 1\nbantime = \"1h\"")+cluster), log
+}
+
+func callOp(t *testing.T, cfg *config.Config, op string, req control.Request) *control.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(30*time.Second))
+	defer cancel()
+	resp, err := control.Call(ctx, cfg.Global.Socket, op, req)
+	if err != nil || !resp.OK {
+		t.Fatalf("%s: %v %+v", op, err, resp)
+	}
+	return resp
+}
+
+// Three nodes share one Redis: a ban made on one is in every node's map,
+// an unban on another clears all three; while Redis is down each node
+// keeps its bans and bans on its own, and once Redis is back (empty: it
+// keeps nothing on disk) the bans made meanwhile reach the others and no
+// map loses an entry.
+func TestClusterSharesBansAndUnbans(t *testing.T) {
+	srv := redistest.Start(t)
+	_, port, _ := net.SplitHostPort(srv.Addr)
+	names := []string{"a", "b", "c"}
+	cfgs := map[string]*config.Config{}
+	logs := map[string]string{}
+	for _, n := range names {
+		cfgs[n], logs[n] = clusterNodeConfig(t, n, srv.Addr)
+		runDaemon(t, cfgs[n])
+	}
+	for _, n := range names {
+		waitServing(t, cfgs[n])
+	}
+	inAll := func(addr string, want bool) func() bool {
+		return func() bool {
+			for _, n := range names {
+				if slices.Contains(mapAddrs(t, cfgs[n]), addr) != want {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	start := time.Now()
+	appendLog(t, logs["a"], eventLine("198.51.100.1"))
+	testutil.Eventually(t, 15*time.Second, "a's ban in every map", inAll("198.51.100.1", true))
+	t.Logf("ban on a to every map: %s", time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	callOp(t, cfgs["b"], control.OpUnban, control.Request{Addrs: []string{"198.51.100.1"}})
+	testutil.Eventually(t, 15*time.Second, "b's unban in every map", inAll("198.51.100.1", false))
+	t.Logf("unban on b to every map: %s", time.Since(start).Round(time.Millisecond))
+
+	// One ban in force before the outage, one made during it.
+	appendLog(t, logs["c"], eventLine("198.51.100.3"))
+	testutil.Eventually(t, 15*time.Second, "c's ban in every map", inAll("198.51.100.3", true))
+	srv.Stop()
+	testutil.Eventually(t, 15*time.Second, "a to see Redis down", func() bool {
+		c := status(t, cfgs["a"]).Cluster
+		return c != nil && !c.Connected
+	})
+	appendLog(t, logs["a"], eventLine("198.51.100.2"))
+	testutil.Eventually(t, 15*time.Second, "a's ban during the outage in a's map", func() bool { return slices.Contains(mapAddrs(t, cfgs["a"]), "198.51.100.2") })
+	if !inAll("198.51.100.3", true)() {
+		t.Fatal("a map lost a ban while Redis was down")
+	}
+	redistest.Start(t, "--port", port)
+	testutil.Eventually(t, 30*time.Second, "the outage's ban in every map", inAll("198.51.100.2", true))
+	if !inAll("198.51.100.3", true)() {
+		t.Fatal("a map lost a ban when Redis came back empty")
+	}
+	// Peers beat every 5 s; after the restart Redis knows those that
+	// beat since.
+	peers := func(s *control.ClusterStatus) string {
+		var out []string
+		for _, p := range s.Peers {
+			out = append(out, p.Node)
+		}
+		return strings.Join(out, ",")
+	}
+	testutil.Eventually(t, 30*time.Second, "b to see the three peers", func() bool {
+		s := status(t, cfgs["b"]).Cluster
+		return s != nil && peers(s) == "a,b,c"
+	})
+	if s := status(t, cfgs["b"]).Cluster; !s.Connected || s.Node != "b" || s.Received == 0 || s.LastResync == nil {
+		t.Fatalf("b's cluster status %+v", s)
+	}
+	// One ban record per node of a's ban, mirrored with its origin.
+	for _, n := range names {
+		if got := activeBansOf(t, cfgs[n])["r"]; got != 2 {
+			t.Errorf("node %s: %d active bans, want 2", n, got)
+		}
+	}
+}
