@@ -173,6 +173,7 @@ func printStatus(w io.Writer, cfg *config.Config, s *control.Status, noDB bool) 
 		textf(w, "\n")
 	}
 	printIgnoreStatus(w, s.Ignore)
+	printClusterStatus(w, s.Cluster)
 	for _, j := range s.Jails {
 		printJailStatus(w, cfg.Jail(j.Name), j, s.Running)
 	}
@@ -263,5 +264,27 @@ func printJailStatus(w io.Writer, jc *config.Jail, j control.JailStatus, running
 	}
 	for _, f := range j.Files {
 		textf(w, "  %s at %d of %d bytes\n", f.Path, f.Offset, f.Size)
+	}
+}
+
+// printClusterStatus writes this node's view of the cluster.
+func printClusterStatus(w io.Writer, c *control.ClusterStatus) {
+	if c == nil {
+		return
+	}
+	state := "connected"
+	if !c.Connected {
+		state = "NOT connected (" + c.LastError + ")"
+	}
+	textf(w, "cluster: node %s, %s, %d published, %d received", c.Node, state, c.Published, c.Received)
+	if c.LastResync != nil {
+		textf(w, ", last resync %s", fmtTime(*c.LastResync))
+	}
+	if c.LastReceived != nil {
+		textf(w, ", last record %s (%d ms after it was made)", fmtTime(*c.LastReceived), c.LagMS)
+	}
+	textf(w, "\n")
+	for _, p := range c.Peers {
+		textf(w, "cluster peer %s: last seen %s\n", p.Node, fmtTime(p.LastSeen))
 	}
 }

@@ -170,6 +170,7 @@ func keepRestartOnly(cur, next *config.Config) []string {
 	keep("[nftables]", !reflect.DeepEqual(cur.Nftables, next.Nftables), func() { next.Nftables = cur.Nftables })
 	keep("[redis]", !reflect.DeepEqual(cur.Redis, next.Redis), func() { next.Redis = cur.Redis })
 	keep("[rspamd_redis]", !reflect.DeepEqual(cur.RspamdRedis, next.RspamdRedis), func() { next.RspamdRedis = cur.RspamdRedis })
+	keep("[cluster]", !reflect.DeepEqual(cur.Cluster, next.Cluster), func() { next.Cluster = cur.Cluster })
 	if was, now := cur.UsedTargets(), next.UsedTargets(); !slices.Equal(was, now) {
 		// The targets are built at the start; a jail naming a kind not
 		// running has its bans in the kinds that do.
