@@ -2,13 +2,16 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/redisconn/redistest"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/internal/testutil"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -150,5 +153,57 @@ func TestSharedLastWriterWins(t *testing.T) {
 	}
 	if peers, err := sh.Peers(ctx); err != nil || !peers["a"].Equal(t0) {
 		t.Fatalf("peers %v %v", peers, err)
+	}
+}
+
+// Strikes of one address from three nodes count together, a line read
+// twice counts once, and exactly one node takes the ban; a node that
+// crashed before saving its ban and reads the line again takes it again.
+func TestSharedStrikes(t *testing.T) {
+	sh := NewShared(redistest.Shared(t).Client(t), "t_"+t.Name()+"_")
+	node := NewNode(sh, Options{Name: "a", Resync: time.Minute, Clock: testutil.NewFakeClock(t0)})
+	node.result(nil) // connected
+	s := NewStrikes(sh, node)
+	ctx := context.Background()
+	a := netip.MustParseAddr("198.51.100.1")
+	strike := func(id string, at time.Duration) (int, bool) {
+		t.Helper()
+		n, ban, err := s.Strike(ctx, engine.SharedStrike{Jail: "j", Key: a, ID: id, At: t0.Add(at), FindTime: 10 * time.Minute, MaxRetry: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, ban
+	}
+	if n, ban := strike("a|1:1:1:100", -time.Minute); n != 1 || ban {
+		t.Fatalf("first: %d %v", n, ban)
+	}
+	if n, ban := strike("a|1:1:1:100", -time.Minute); n != 1 || ban {
+		t.Fatalf("the same line again: %d %v", n, ban)
+	}
+	if n, ban := strike("b|7:7:7:50", -20*time.Minute); n != 1 || ban {
+		t.Fatalf("older than findtime: %d %v", n, ban)
+	}
+	if n, ban := strike("b|7:7:7:90", 0); n != 2 || ban {
+		t.Fatalf("second: %d %v", n, ban)
+	}
+	if n, ban := strike("c|9:9:9:10", 0); n != 3 || !ban {
+		t.Fatalf("third, on c: %d %v", n, ban)
+	}
+	// The window is cleared; the lock is c's: another node reaching
+	// maxretry at once does not ban again, c reading its line again does.
+	for i, id := range []string{"a|1:1:1:200", "a|1:1:1:300"} {
+		if n, ban := strike(id, 0); n != i+1 || ban {
+			t.Fatalf("after the ban: %d %v", n, ban)
+		}
+	}
+	if n, ban := strike("b|7:7:7:190", 0); n != 3 || ban {
+		t.Fatalf("maxretry again while c's lock holds: %d %v", n, ban)
+	}
+	if _, ban := strike("c|9:9:9:10", 0); !ban {
+		t.Fatal("c's own line read again after a crash does not ban")
+	}
+	node.result(errors.New("down"))
+	if _, _, err := s.Strike(ctx, engine.SharedStrike{Jail: "j", Key: a, ID: "x", At: t0, FindTime: time.Minute, MaxRetry: 1}); err == nil {
+		t.Fatal("no error while Redis is down")
 	}
 }

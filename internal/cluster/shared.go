@@ -15,12 +15,13 @@ import (
 // heartbeats. Keys start with the [redis] key_prefix.
 type Shared struct {
 	c                    redis.UniversalClient
+	prefix               string
 	bans, channel, nodes string
 }
 
 // NewShared uses c with keys under prefix.
 func NewShared(c redis.UniversalClient, prefix string) *Shared {
-	return &Shared{c: c, bans: prefix + "cluster:bans", channel: prefix + "cluster:events", nodes: prefix + "cluster:nodes"}
+	return &Shared{c: c, prefix: prefix, bans: prefix + "cluster:bans", channel: prefix + "cluster:events", nodes: prefix + "cluster:nodes"}
 }
 
 // putScript writes a record unless the hash holds a newer one of its

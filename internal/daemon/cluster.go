@@ -34,9 +34,11 @@ func (d *daemon) newCluster() error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	name := d.cfg.Cluster.Node
-	node := cluster.NewNode(cluster.NewShared(c, d.cfg.Redis.KeyPrefix), cluster.Options{
+	sh := cluster.NewShared(c, d.cfg.Redis.KeyPrefix)
+	node := cluster.NewNode(sh, cluster.Options{
 		Name: name, Resync: d.cfg.Cluster.ResyncInterval.D, Local: d.localRecords, Clock: d.opt.Clock, Log: d.log.With("cluster", name)})
 	d.cluster = &clusterNode{node: node, client: c, name: name}
+	d.eng.SetSharedStrikes(cluster.NewStrikes(sh, node), name)
 	return nil
 }
 

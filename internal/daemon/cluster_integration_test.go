@@ -20,11 +20,17 @@ import (
 // one jail banning at the first event of its own log.
 func clusterNodeConfig(t *testing.T, node, redisAddr string) (*config.Config, string) {
 	t.Helper()
+	return clusterNodeConfigRetry(t, node, redisAddr, 1)
+}
+
+// clusterNodeConfigRetry is clusterNodeConfig with the jail's maxretry.
+func clusterNodeConfigRetry(t *testing.T, node, redisAddr string, maxretry int) (*config.Config, string) {
+	t.Helper()
 	dir := shortDir(t)
 	log := filepath.Join(dir, "r.log")
 	appendLog(t, log, "")
 	cluster := fmt.Sprintf("[redis]\naddress = %q\nkey_prefix = \"t_\"\ntimeout = \"500ms\"\n[cluster]\nnode = %q\nresync_interval = \"2s\"\n", redisAddr, node)
-	return reloadConfig(t, dir, "ignoreself = false\n"+jailTOML("r", log, "maxretry = 1\nbantime = \"1h\"")+cluster), log
+	return reloadConfig(t, dir, "ignoreself = false\n"+jailTOML("r", log, fmt.Sprintf("maxretry = %d\nbantime = \"1h\"", maxretry))+cluster), log
 }
 
 func callOp(t *testing.T, cfg *config.Config, op string, req control.Request) *control.Response {
@@ -115,5 +121,64 @@ func TestClusterSharesBansAndUnbans(t *testing.T) {
 		if got := activeBansOf(t, cfgs[n])["r"]; got != 2 {
 			t.Errorf("node %s: %d active bans, want 2", n, got)
 		}
+	}
+}
+
+// Ten strikes spread over three nodes (4, 3, 3) ban the address once,
+// cluster-wide: one node makes the ban, the others mirror it, and every
+// map holds it.
+func TestClusterStrikesCountTogether(t *testing.T) {
+	srv := redistest.Start(t)
+	names := []string{"a", "b", "c"}
+	cfgs := map[string]*config.Config{}
+	logs := map[string]string{}
+	for _, n := range names {
+		cfgs[n], logs[n] = clusterNodeConfigRetry(t, n, srv.Addr, 10)
+		runDaemon(t, cfgs[n])
+	}
+	for _, n := range names {
+		waitServing(t, cfgs[n])
+		testutil.Eventually(t, 15*time.Second, n+" to reach Redis", func() bool {
+			c := status(t, cfgs[n]).Cluster
+			return c != nil && c.Connected
+		})
+	}
+	const addr = "198.51.100.10"
+	for i, n := range []string{"a", "b", "c", "a", "b", "c", "a", "b", "c"} {
+		appendLog(t, logs[n], eventLine(addr))
+		// Each strike is counted before the next is written, so none
+		// of the nine can be the tenth.
+		testutil.Eventually(t, 15*time.Second, "strike counted", func() bool {
+			total := 0
+			for _, m := range names {
+				total += int(jailStatus(status(t, cfgs[m]), "r").StrikesStored)
+			}
+			return total == i+1
+		})
+	}
+	for _, n := range names {
+		if got := mapAddrs(t, cfgs[n]); slices.Contains(got, addr) {
+			t.Fatalf("banned after 9 strikes on %s", n)
+		}
+	}
+	appendLog(t, logs["a"], eventLine(addr))
+	testutil.Eventually(t, 15*time.Second, "the ban in every map", func() bool {
+		for _, n := range names {
+			if !slices.Contains(mapAddrs(t, cfgs[n]), addr) {
+				return false
+			}
+		}
+		return true
+	})
+	made := 0
+	for _, n := range names {
+		for _, b := range activeBans(t, cfgs[n]) {
+			if b.Origin == "" {
+				made++
+			}
+		}
+	}
+	if made != 1 {
+		t.Fatalf("%d nodes made the ban, want 1", made)
 	}
 }

@@ -76,6 +76,16 @@ func jailStatus(s *control.Status, name string) control.JailStatus {
 // activeBansOf counts the active bans in the database per jail.
 func activeBansOf(t *testing.T, cfg *config.Config) map[string]int {
 	t.Helper()
+	out := map[string]int{}
+	for _, b := range activeBans(t, cfg) {
+		out[b.Jail]++
+	}
+	return out
+}
+
+// activeBans reads the active bans from the database.
+func activeBans(t *testing.T, cfg *config.Config) []store.Ban {
+	t.Helper()
 	st, err := store.Open(cfg.Global.Database, store.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -85,11 +95,7 @@ func activeBansOf(t *testing.T, cfg *config.Config) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]int{}
-	for _, b := range bans {
-		out[b.Jail]++
-	}
-	return out
+	return bans
 }
 
 // A reload while events flow: a jail changed, one added on a new log, one

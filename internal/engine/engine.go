@@ -60,6 +60,13 @@ type Engine struct {
 	resolved     rules.Resolved
 	globalIgnore *rules.IPSet
 
+	// shared counts strikes with a cluster (nil: alone); node is this
+	// node's name, linePos the position of the line Stage is judging,
+	// for the strikes' identity.
+	shared  SharedStrikes
+	node    string
+	linePos core.Position
+
 	pending pending
 	effects Effects
 	stats   Stats

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/rules"
 )
 
 // Lift is an unban another cluster node made: the ban of Jail and Prefix
@@ -69,6 +70,13 @@ func (e *Engine) Mirror(ctx context.Context, bans []store.Ban, lifts []Lift, now
 		return Change{}, err
 	}
 	e.put(ch.Bans...)
+	for _, b := range ch.Bans {
+		// As if banned here: the jail ignores the address's events
+		// meanwhile, and the ban counts for escalation.
+		if j := e.jail(b.Jail); j != nil && j.acct == nil {
+			j.Policy.MarkBanned(rules.KeyOf(b.Prefix.Addr()), b.Since, b.Until)
+		}
+	}
 	e.forget(ch.Lifted)
 	return ch, nil
 }
