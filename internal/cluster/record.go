@@ -22,11 +22,16 @@ import (
 	"github.com/mailjail/mailjail/rules"
 )
 
-// Record is the shared state of one (jail, prefix): the latest ban or
-// unban any node made of it.
+// Record is the shared state of one (jail, prefix), or of one (jail,
+// account) for a suspension: the latest ban or unban (suspension or
+// release) any node made of it.
 type Record struct {
 	Jail   string `json:"jail"`
-	Prefix string `json:"prefix"` // canonical, as rules.FormatPrefix writes it
+	Prefix string `json:"prefix,omitempty"` // canonical, as rules.FormatPrefix writes it
+	// Account is set instead of Prefix for a suspension; Enforced is the
+	// suspension's (false: recorded only, by a jail with suspend = false).
+	Account  string `json:"account,omitempty"`
+	Enforced bool   `json:"enforced,omitempty"`
 	// Since and Until are the ban's start and end in unix microseconds
 	// (Until 0: permanent); Lifted is when it was lifted (0: active).
 	Since   int64  `json:"since"`
@@ -44,7 +49,12 @@ type Record struct {
 }
 
 // Field is the record's field in the shared hash.
-func (r Record) Field() string { return r.Jail + "|" + r.Prefix }
+func (r Record) Field() string {
+	if r.Account != "" {
+		return "s|" + r.Jail + "|" + r.Account
+	}
+	return r.Jail + "|" + r.Prefix
+}
 
 // Active reports whether the record is a ban still in force at now.
 func (r Record) Active(now time.Time) bool {
@@ -60,18 +70,31 @@ func (r Record) Newer(o Record) bool {
 
 // FromBan is the record of a ban made or lifted on node.
 func FromBan(b store.Ban, node string) Record {
-	r := Record{Jail: b.Jail, Prefix: rules.FormatPrefix(b.Prefix), Since: b.Since.UnixMicro(), Reason: b.Reason,
-		Strikes: b.Strikes, Offense: b.Offense, Node: node, Stamp: b.Since.UnixMicro()}
-	if b.Origin != "" {
-		r.Node = b.Origin
-	}
-	if !b.Until.IsZero() {
-		r.Until = b.Until.UnixMicro()
-	}
-	if !b.Lifted.IsZero() {
-		r.Lifted, r.By, r.Stamp, r.Node = b.Lifted.UnixMicro(), b.LiftedBy, b.Lifted.UnixMicro(), node
-	}
+	r := Record{Jail: b.Jail, Prefix: rules.FormatPrefix(b.Prefix), Reason: b.Reason, Strikes: b.Strikes, Offense: b.Offense}
+	r.stamp(b.Since, b.Until, b.Lifted, b.LiftedBy, b.Origin, node)
 	return r
+}
+
+// FromSuspension is the record of a suspension made or lifted on node.
+func FromSuspension(s store.Suspension, node string) Record {
+	r := Record{Jail: s.Jail, Account: s.Account, Enforced: s.Enforced, Reason: s.Reason, Strikes: s.Strikes, Offense: s.Offense}
+	r.stamp(s.Since, s.Until, s.Lifted, s.LiftedBy, s.Origin, node)
+	return r
+}
+
+// stamp sets the times and who made the state: the ban's node (its
+// origin when it was mirrored), or for a lift the node that lifted it.
+func (r *Record) stamp(since, until, lifted time.Time, by, origin, node string) {
+	r.Since, r.Node, r.Stamp = since.UnixMicro(), node, since.UnixMicro()
+	if origin != "" {
+		r.Node = origin
+	}
+	if !until.IsZero() {
+		r.Until = until.UnixMicro()
+	}
+	if !lifted.IsZero() {
+		r.Lifted, r.By, r.Stamp, r.Node = lifted.UnixMicro(), by, lifted.UnixMicro(), node
+	}
 }
 
 // Ban is the record as a local ban mirrored from its node.
@@ -89,6 +112,20 @@ func (r Record) Ban() (store.Ban, error) {
 		b.Until = time.UnixMicro(r.Until)
 	}
 	return b, nil
+}
+
+// Suspension is the record as a local suspension mirrored from its node.
+func (r Record) Suspension() (store.Suspension, error) {
+	account, err := rules.NormalizeAccount(r.Account)
+	if err != nil || account != r.Account || !validName(r.Jail) || !validName(r.Node) {
+		return store.Suspension{}, fmt.Errorf("shared suspension %s: bad account, jail or node name", r.Field())
+	}
+	s := store.Suspension{Jail: r.Jail, Account: account, Since: time.UnixMicro(r.Since), Strikes: r.Strikes, Reason: r.Reason,
+		Offense: r.Offense, Enforced: r.Enforced, Origin: r.Node}
+	if r.Until != 0 {
+		s.Until = time.UnixMicro(r.Until)
+	}
+	return s, nil
 }
 
 // validName keeps names from other nodes to what a jail or node name may

@@ -13,7 +13,6 @@ import (
 	"github.com/mailjail/mailjail/internal/cluster"
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/engine"
-	"github.com/mailjail/mailjail/internal/store"
 )
 
 // clusterNode is the daemon's part in a [cluster]: nil without one.
@@ -63,75 +62,76 @@ func (d *daemon) incoming() <-chan []cluster.Record {
 }
 
 // localRecords is this node's state as the cluster compares it: the
-// active bans (a would-be ban of a log-only jail is not shared) and the
-// unbans made here lately. Called from the cluster's goroutine: the
+// active bans and suspensions and those lifted here lately (what
+// shareChange would publish). Called from the cluster's goroutine: the
 // engine's cache and the store are safe for that.
 func (d *daemon) localRecords() ([]cluster.Record, error) {
-	var out []cluster.Record
-	for _, b := range d.eng.ActiveBans() {
-		if !b.LogOnly {
-			out = append(out, cluster.FromBan(b, d.cluster.name))
-		}
-	}
-	lifted, err := d.st.LiftedSince(d.opt.Clock.Now().Add(-d.cfg.Global.DBPurgeAge))
+	since := d.opt.Clock.Now().Add(-d.cfg.Global.DBPurgeAge)
+	lifted, err := d.st.LiftedSince(since)
 	if err != nil {
 		return nil, err
 	}
-	for _, b := range lifted {
-		if shared(b) {
+	released, err := d.st.ReleasedSince(since)
+	if err != nil {
+		return nil, err
+	}
+	return d.records(engine.Change{Bans: d.eng.ActiveBans(), Lifted: lifted, Suspended: d.eng.ActiveSuspensions(), Released: released}), nil
+}
+
+// records are the parts of a change that are the cluster's business: not
+// a would-be ban of a log-only jail, not an expiry (every node expires
+// bans itself), not what mirrors another node's ban or unban.
+func (d *daemon) records(ch engine.Change) []cluster.Record {
+	var out []cluster.Record
+	for _, b := range ch.Bans {
+		if !b.LogOnly && b.Origin == "" {
 			out = append(out, cluster.FromBan(b, d.cluster.name))
 		}
 	}
-	return out, nil
+	for _, b := range ch.Lifted {
+		if !b.LogOnly && ownLift(b.LiftedBy) {
+			out = append(out, cluster.FromBan(b, d.cluster.name))
+		}
+	}
+	for _, s := range ch.Suspended {
+		if s.Origin == "" {
+			out = append(out, cluster.FromSuspension(s, d.cluster.name))
+		}
+	}
+	for _, s := range ch.Released {
+		if ownLift(s.LiftedBy) {
+			out = append(out, cluster.FromSuspension(s, d.cluster.name))
+		}
+	}
+	return out
 }
 
-// shared reports whether a ban (or its lift) made here is the cluster's
-// business: not a would-be ban, not an expiry (every node expires bans
-// itself), not a lift that mirrors another node's.
-func shared(b store.Ban) bool {
-	if b.LogOnly {
-		return false
-	}
-	if b.Lifted.IsZero() {
-		return b.Origin == ""
-	}
-	return b.LiftedBy != "expired" && b.LiftedBy != "replaced" && !strings.HasPrefix(b.LiftedBy, engine.LiftedByCluster)
+// ownLift reports whether a lift was decided here (an unban, ignoreip,
+// the allow list), not an expiry, a replacement or a peer's.
+func ownLift(by string) bool {
+	return by != "expired" && by != "replaced" && !strings.HasPrefix(by, engine.LiftedByCluster)
 }
 
-// shareChange publishes the bans and unbans of a change made here; it is
-// the enforcer's OnChange, called from the loop, and never blocks.
+// shareChange publishes what a change made here; it is the enforcer's
+// OnChange, called from the loop, and never blocks.
 func (d *daemon) shareChange(ch engine.Change) {
 	if d.cluster == nil || ch.Imported {
 		return
 	}
-	var recs []cluster.Record
-	for _, b := range append(ch.Bans[:len(ch.Bans):len(ch.Bans)], ch.Lifted...) {
-		if shared(b) {
-			recs = append(recs, cluster.FromBan(b, d.cluster.name))
-		}
-	}
-	d.cluster.node.Publish(recs)
+	d.cluster.node.Publish(d.records(ch))
 }
 
 // applyShared mirrors records of other nodes into the database and puts
 // them in force. A failure is logged: the next resync brings them again.
 func (d *daemon) applyShared(ctx context.Context, recs []cluster.Record) {
 	now := d.opt.Clock.Now()
-	var bans []store.Ban
-	var lifts []engine.Lift
+	var m engine.Mirrored
 	for _, r := range recs {
-		b, err := r.Ban()
-		if err != nil {
+		if err := mirrored(&m, r); err != nil {
 			d.log.Warn("cluster: shared record skipped", "err", err)
-			continue
 		}
-		if r.Lifted == 0 {
-			bans = append(bans, b)
-			continue
-		}
-		lifts = append(lifts, engine.Lift{Jail: b.Jail, Prefix: b.Prefix, At: time.UnixMicro(r.Lifted), By: r.By, Node: r.Node})
 	}
-	ch, err := d.eng.Mirror(ctx, bans, lifts, now)
+	ch, err := d.eng.Mirror(ctx, m, now)
 	if err != nil {
 		d.log.Error("cluster: shared bans not mirrored (the next resync brings them again)", "err", err)
 		return
@@ -155,4 +155,31 @@ func (d *daemon) fillCluster(s *control.Status) {
 		s.Warnings = append(s.Warnings, "cluster: Redis not reachable ("+cs.LastError+"); bans are enforced and recorded here and shared once it is back")
 	}
 	s.Cluster = out
+}
+
+// mirrored adds a record of another node to m.
+func mirrored(m *engine.Mirrored, r cluster.Record) error {
+	at := time.UnixMicro(r.Lifted)
+	if r.Account != "" {
+		s, err := r.Suspension()
+		switch {
+		case err != nil:
+			return err
+		case r.Lifted == 0:
+			m.Suspensions = append(m.Suspensions, s)
+		default:
+			m.Releases = append(m.Releases, engine.Release{Jail: s.Jail, Account: s.Account, At: at, By: r.By, Node: r.Node})
+		}
+		return nil
+	}
+	b, err := r.Ban()
+	switch {
+	case err != nil:
+		return err
+	case r.Lifted == 0:
+		m.Bans = append(m.Bans, b)
+	default:
+		m.Lifts = append(m.Lifts, engine.Lift{Jail: b.Jail, Prefix: b.Prefix, At: at, By: r.By, Node: r.Node})
+	}
+	return nil
 }

@@ -82,6 +82,23 @@ func TestClusterSharesBansAndUnbans(t *testing.T) {
 	testutil.Eventually(t, 15*time.Second, "b's unban in every map", inAll("198.51.100.1", false))
 	t.Logf("unban on b to every map: %s", time.Since(start).Round(time.Millisecond))
 
+	// A suspension made on a, in every account map; released on c.
+	const user = "stolen@example.com"
+	accountIn := func(want bool) func() bool {
+		return func() bool {
+			for _, n := range names {
+				if strings.Contains(testutil.ReadFileOrEmpty(t, cfgs[n].Global.AccountMapFile), user) != want {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	callOp(t, cfgs["a"], control.OpSuspend, control.Request{Accounts: []string{user}, For: "1h"})
+	testutil.Eventually(t, 15*time.Second, "a's suspension in every account map", accountIn(true))
+	callOp(t, cfgs["c"], control.OpRelease, control.Request{Accounts: []string{user}})
+	testutil.Eventually(t, 15*time.Second, "c's release in every account map", accountIn(false))
+
 	// One ban in force before the outage, one made during it.
 	appendLog(t, logs["c"], eventLine("198.51.100.3"))
 	testutil.Eventually(t, 15*time.Second, "c's ban in every map", inAll("198.51.100.3", true))

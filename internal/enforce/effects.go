@@ -79,6 +79,9 @@ func Effects(cfg *config.Config) engine.Effects {
 		// suspend = false only recorded suspended nothing, so it is not
 		// reported as a suspension (the alert tells of it).
 		for _, sp := range ch.Suspended {
+			if sp.Origin != "" {
+				continue // its own node alerts and calls the webhooks
+			}
 			if j := cfg.Jail(sp.Jail); j != nil && sp.Enforced {
 				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "suspend", Jail: sp.Jail, Account: sp.Account, Since: sp.Since, Until: sp.Until, Reason: sp.Reason})
 			}
@@ -91,7 +94,7 @@ func Effects(cfg *config.Config) engine.Effects {
 			}
 		}
 		for _, sp := range ch.Released {
-			if j := cfg.Jail(sp.Jail); j != nil && sp.Enforced {
+			if j := cfg.Jail(sp.Jail); j != nil && sp.Enforced && !strings.HasPrefix(sp.LiftedBy, engine.LiftedByCluster) {
 				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "release", Jail: sp.Jail, Account: sp.Account, Since: sp.Since, Until: sp.Until, Reason: liftReason(sp.LiftedBy)})
 			}
 		}

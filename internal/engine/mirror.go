@@ -9,6 +9,14 @@ import (
 	"github.com/mailjail/mailjail/rules"
 )
 
+// Mirrored is what other cluster nodes changed, for Mirror.
+type Mirrored struct {
+	Bans        []store.Ban
+	Lifts       []Lift
+	Suspensions []store.Suspension
+	Releases    []Release
+}
+
 // Lift is an unban another cluster node made: the ban of Jail and Prefix
 // made at or before At ends.
 type Lift struct {
@@ -19,57 +27,95 @@ type Lift struct {
 	Node   string // where
 }
 
-// LiftedByCluster prefixes the lifted_by of a ban lifted because another
-// node lifted it ("cluster:NODE:BY"): such lifts are that node's to
-// share, not this one's.
+// Release is a release another cluster node made: the suspension of
+// Account in Jail made at or before At ends.
+type Release struct {
+	Jail, Account string
+	At            time.Time
+	By, Node      string
+}
+
+// LiftedByCluster prefixes the lifted_by of a ban or suspension lifted
+// because another node lifted it ("cluster:NODE:BY"): such lifts are
+// that node's to share, not this one's.
 const LiftedByCluster = "cluster:"
 
-// Mirror applies, in one transaction, bans and unbans that other cluster
-// nodes made: a ban becomes a local ban of its jail and prefix with its
+// Mirror applies, in one transaction, what other cluster nodes did: a ban
+// or suspension becomes a local one of the same jail and key with its
 // node as Origin (replacing an older local one of the same key); an unban
-// lifts the local ban it is newer than. A ban that has ended, or of an
-// address this node's ignoreip holds, is skipped: the local ignore list
-// wins over any peer's.
-func (e *Engine) Mirror(ctx context.Context, bans []store.Ban, lifts []Lift, now time.Time) (Change, error) {
-	var add []store.Ban
-	for _, b := range bans {
-		if !b.Until.IsZero() && !b.Until.After(now) || e.ignoreOf(b.Jail).Overlaps(b.Prefix) {
+// or release lifts the local one it is newer than. One that has ended is
+// skipped, and so is a ban of an address this node's ignoreip holds or a
+// suspension of an account its allow list holds: the local lists win
+// over any peer's.
+func (e *Engine) Mirror(ctx context.Context, m Mirrored, now time.Time) (Change, error) {
+	var bans []store.Ban
+	for _, b := range m.Bans {
+		if ended(b.Until, now) || e.ignoreOf(b.Jail).Overlaps(b.Prefix) {
 			continue
 		}
 		if cur, ok := e.activeBan(b.Jail, b.Prefix); ok && !cur.Since.Before(b.Since) {
 			continue
 		}
-		add = append(add, b)
+		bans = append(bans, b)
 	}
-	var lift []Lift
-	for _, l := range lifts {
+	var lifts []Lift
+	for _, l := range m.Lifts {
 		if cur, ok := e.activeBan(l.Jail, l.Prefix); ok && !cur.Since.After(l.At) {
-			lift = append(lift, l)
+			lifts = append(lifts, l)
 		}
 	}
-	if len(add) == 0 && len(lift) == 0 {
+	var susps []store.Suspension
+	for _, s := range m.Suspensions {
+		if ended(s.Until, now) || e.allow.Contains(s.Account) {
+			continue
+		}
+		if cur, ok := e.activeSuspension(s.Jail, s.Account); ok && !cur.Since.Before(s.Since) {
+			continue
+		}
+		susps = append(susps, s)
+	}
+	var rels []Release
+	for _, r := range m.Releases {
+		if cur, ok := e.activeSuspension(r.Jail, r.Account); ok && !cur.Since.After(r.At) {
+			rels = append(rels, r)
+		}
+	}
+	if len(bans)+len(lifts)+len(susps)+len(rels) == 0 {
 		return Change{}, nil
 	}
 	ch, err := e.update(ctx, now, func(tx *store.Tx) (ch Change, err error) {
-		for i := range add {
-			if add[i].ID, err = tx.AddBan(add[i]); err != nil {
+		for i := range bans {
+			if bans[i].ID, err = tx.AddBan(bans[i]); err != nil {
 				return ch, err
 			}
 		}
-		for _, l := range lift {
+		for _, l := range lifts {
 			lifted, err := tx.LiftBans(l.Prefix, l.Jail, l.At, LiftedByCluster+l.Node+":"+l.By)
 			if err != nil {
 				return ch, err
 			}
 			ch.Lifted = append(ch.Lifted, lifted...)
 		}
-		ch.Bans = add
+		for i := range susps {
+			if susps[i].ID, err = tx.AddSuspension(susps[i]); err != nil {
+				return ch, err
+			}
+		}
+		for _, r := range rels {
+			released, err := tx.LiftSuspensions(r.Account, r.Jail, r.At, LiftedByCluster+r.Node+":"+r.By)
+			if err != nil {
+				return ch, err
+			}
+			ch.Released = append(ch.Released, released...)
+		}
+		ch.Bans, ch.Suspended = bans, susps
 		return ch, nil
 	})
 	if err != nil {
 		return Change{}, err
 	}
 	e.put(ch.Bans...)
+	e.putSuspensions(ch.Suspended...)
 	for _, b := range ch.Bans {
 		// As if banned here: the jail ignores the address's events
 		// meanwhile, and the ban counts for escalation.
@@ -77,9 +123,17 @@ func (e *Engine) Mirror(ctx context.Context, bans []store.Ban, lifts []Lift, now
 			j.Policy.MarkBanned(rules.KeyOf(b.Prefix.Addr()), b.Since, b.Until)
 		}
 	}
+	for _, s := range ch.Suspended {
+		if j := e.jail(s.Jail); j != nil && j.acct != nil {
+			j.acct.policy.MarkBanned(s.Account, s.Since, s.Until)
+		}
+	}
 	e.forget(ch.Lifted)
+	e.forgetSuspensions(ch.Released)
 	return ch, nil
 }
+
+func ended(until, now time.Time) bool { return !until.IsZero() && !until.After(now) }
 
 // activeBan is the active ban of jail and p, from memory.
 func (e *Engine) activeBan(jail string, p netip.Prefix) (store.Ban, bool) {
@@ -87,4 +141,13 @@ func (e *Engine) activeBan(jail string, p netip.Prefix) (store.Ban, bool) {
 	defer e.mu.Unlock()
 	b, ok := e.bans[banKey{jail, p}]
 	return b, ok
+}
+
+// activeSuspension is the active suspension of account in jail, from
+// memory.
+func (e *Engine) activeSuspension(jail, account string) (store.Suspension, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, ok := e.susp[suspKey{jail, account}]
+	return s, ok
 }
