@@ -18,13 +18,13 @@ import (
 
 // clusterNodeConfig is node's configuration in a cluster on redisAddr:
 // one jail banning at the first event of its own log.
-func clusterNodeConfig(t *testing.T, node, redisAddr string) (*config.Config, string) {
+func clusterNodeConfig(t testing.TB, node, redisAddr string) (*config.Config, string) {
 	t.Helper()
 	return clusterNodeConfigRetry(t, node, redisAddr, 1)
 }
 
 // clusterNodeConfigRetry is clusterNodeConfig with the jail's maxretry.
-func clusterNodeConfigRetry(t *testing.T, node, redisAddr string, maxretry int) (*config.Config, string) {
+func clusterNodeConfigRetry(t testing.TB, node, redisAddr string, maxretry int) (*config.Config, string) {
 	t.Helper()
 	dir := shortDir(t)
 	log := filepath.Join(dir, "r.log")
@@ -33,7 +33,7 @@ func clusterNodeConfigRetry(t *testing.T, node, redisAddr string, maxretry int) 
 	return reloadConfig(t, dir, "ignoreself = false\n"+jailTOML("r", log, fmt.Sprintf("maxretry = %d\nbantime = \"1h\"", maxretry))+cluster), log
 }
 
-func callOp(t *testing.T, cfg *config.Config, op string, req control.Request) *control.Response {
+func callOp(t testing.TB, cfg *config.Config, op string, req control.Request) *control.Response {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(30*time.Second))
 	defer cancel()
