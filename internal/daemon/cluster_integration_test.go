@@ -3,10 +3,13 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,5 +200,107 @@ func TestClusterStrikesCountTogether(t *testing.T) {
 	}
 	if made != 1 {
 		t.Fatalf("%d nodes made the ban, want 1", made)
+	}
+}
+
+// proxy forwards TCP connections to a server until cut: then it closes
+// them and refuses new ones, as a partition would, until healed on the
+// same address.
+type proxy struct {
+	t      testing.TB
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func newProxy(t testing.TB, target string) *proxy {
+	p := &proxy{t: t, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(redistest.FreePort(t))), target: target}
+	p.heal()
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *proxy) heal() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() { io.Copy(c, s); c.Close() }()
+		}
+	}()
+}
+
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// A node cut off from Redis keeps its bans, bans on its own, and once the
+// partition heals catches up both ways: it gets the ban made elsewhere
+// meanwhile, and the others get its own.
+func TestClusterPartitionedNodeCatchesUp(t *testing.T) {
+	srv := redistest.Start(t)
+	px := newProxy(t, srv.Addr)
+	cfgA, logA := clusterNodeConfig(t, "a", srv.Addr)
+	cfgC, logC := clusterNodeConfig(t, "c", px.addr)
+	runDaemon(t, cfgA)
+	runDaemon(t, cfgC)
+	waitServing(t, cfgA)
+	waitServing(t, cfgC)
+	has := func(cfg *config.Config, addr string) bool { return slices.Contains(mapAddrs(t, cfg), addr) }
+	appendLog(t, logA, eventLine("198.51.100.20"))
+	testutil.Eventually(t, 15*time.Second, "a's ban on c", func() bool { return has(cfgC, "198.51.100.20") })
+
+	px.cut()
+	testutil.Eventually(t, 15*time.Second, "c to see the partition", func() bool {
+		s := status(t, cfgC).Cluster
+		return s != nil && !s.Connected
+	})
+	appendLog(t, logA, eventLine("198.51.100.21"))
+	appendLog(t, logC, eventLine("198.51.100.22"))
+	testutil.Eventually(t, 15*time.Second, "each node's own ban", func() bool { return has(cfgA, "198.51.100.21") && has(cfgC, "198.51.100.22") })
+	if !has(cfgC, "198.51.100.20") {
+		t.Fatal("the partitioned node lost a ban")
+	}
+	if has(cfgC, "198.51.100.21") || has(cfgA, "198.51.100.22") {
+		t.Fatal("a ban crossed the partition")
+	}
+	px.heal()
+	testutil.Eventually(t, 30*time.Second, "both bans on both nodes", func() bool {
+		return has(cfgA, "198.51.100.22") && has(cfgC, "198.51.100.21") && has(cfgC, "198.51.100.20")
+	})
+	// Each strike was counted once, on the node that read it.
+	for _, cfg := range []*config.Config{cfgA, cfgC} {
+		if got := jailStatus(status(t, cfg), "r").StrikesStored; got != map[*config.Config]int64{cfgA: 2, cfgC: 1}[cfg] {
+			t.Errorf("%s: %d strikes stored", cfg.Cluster.Node, got)
+		}
 	}
 }
