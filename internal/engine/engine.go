@@ -61,10 +61,10 @@ type Engine struct {
 	resolved     rules.Resolved
 	globalIgnore *rules.IPSet
 
-	// shared counts strikes with a cluster (nil: alone); node is this
-	// node's name, linePos the position of the line Stage is judging,
-	// for the strikes' identity.
-	shared  SharedStrikes
+	// cluster counts strikes with the other nodes (nil: alone); node is
+	// this node's name, linePos the position of the line Stage is
+	// judging, for the strikes' identity.
+	cluster SharedStrikes
 	node    string
 	linePos core.Position
 

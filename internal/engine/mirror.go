@@ -116,6 +116,7 @@ func (e *Engine) Mirror(ctx context.Context, m Mirrored, now time.Time) (Change,
 	}
 	e.put(ch.Bans...)
 	e.putSuspensions(ch.Suspended...)
+	e.recordShared(ch.Bans, ch.Suspended)
 	for _, b := range ch.Bans {
 		// As if banned here: the jail ignores the address's events
 		// meanwhile, and the ban counts for escalation.

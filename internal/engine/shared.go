@@ -33,17 +33,17 @@ type SharedStrikes interface {
 }
 
 // SetSharedStrikes makes the address jails count with the cluster.
-func (e *Engine) SetSharedStrikes(s SharedStrikes, node string) { e.shared, e.node = s, node }
+func (e *Engine) SetSharedStrikes(s SharedStrikes, node string) { e.cluster, e.node = s, node }
 
 // decide counts a strike of key in j and decides, with the cluster when
 // there is one. The local window is kept either way, so that an outage
 // of the cluster goes on from what this node saw.
 func (e *Engine) decide(j *Jail, key netip.Addr, at, now time.Time) rules.Decision {
 	k := rules.KeyOf(key)
-	if e.shared == nil || now.Sub(at) > j.Cfg.FindTime {
+	if e.cluster == nil || now.Sub(at) > j.Cfg.FindTime {
 		return j.Policy.Strike(k, at, now)
 	}
-	count, ban, err := e.shared.Strike(context.Background(), SharedStrike{Jail: j.Cfg.Name, Key: key, ID: e.strikeID(),
+	count, ban, err := e.cluster.Strike(context.Background(), SharedStrike{Jail: j.Cfg.Name, Key: key, ID: e.strikeID(),
 		At: at, FindTime: j.Cfg.FindTime, MaxRetry: j.Cfg.MaxRetry})
 	if err != nil {
 		return j.Policy.Strike(k, at, now)
