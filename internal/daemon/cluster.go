@@ -159,27 +159,21 @@ func (d *daemon) fillCluster(s *control.Status) {
 
 // mirrored adds a record of another node to m.
 func mirrored(m *engine.Mirrored, r cluster.Record) error {
-	at := time.UnixMicro(r.Lifted)
+	at, lifted := time.UnixMicro(r.Lifted), r.Lifted != 0
 	if r.Account != "" {
 		s, err := r.Suspension()
-		switch {
-		case err != nil:
-			return err
-		case r.Lifted == 0:
-			m.Suspensions = append(m.Suspensions, s)
-		default:
+		if err == nil && lifted {
 			m.Releases = append(m.Releases, engine.Release{Jail: s.Jail, Account: s.Account, At: at, By: r.By, Node: r.Node})
+		} else if err == nil {
+			m.Suspensions = append(m.Suspensions, s)
 		}
-		return nil
+		return err
 	}
 	b, err := r.Ban()
-	switch {
-	case err != nil:
-		return err
-	case r.Lifted == 0:
-		m.Bans = append(m.Bans, b)
-	default:
+	if err == nil && lifted {
 		m.Lifts = append(m.Lifts, engine.Lift{Jail: b.Jail, Prefix: b.Prefix, At: at, By: r.By, Node: r.Node})
+	} else if err == nil {
+		m.Bans = append(m.Bans, b)
 	}
-	return nil
+	return err
 }

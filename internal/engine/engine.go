@@ -424,9 +424,7 @@ func (e *Engine) Commit(ctx context.Context) (Change, error) {
 	if err != nil {
 		return Change{}, err
 	}
-	e.put(ch.Bans...)
-	e.putSuspensions(ch.Suspended...)
-	e.recordShared(ch.Bans, ch.Suspended)
+	e.committed(ch)
 	e.logRateEvents(p.rateEvents)
 	clear(e.staged)
 	clear(e.stagedAccts)

@@ -48,38 +48,22 @@ const LiftedByCluster = "cluster:"
 // suspension of an account its allow list holds: the local lists win
 // over any peer's.
 func (e *Engine) Mirror(ctx context.Context, m Mirrored, now time.Time) (Change, error) {
-	var bans []store.Ban
-	for _, b := range m.Bans {
-		if ended(b.Until, now) || e.ignoreOf(b.Jail).Overlaps(b.Prefix) {
-			continue
-		}
-		if cur, ok := e.activeBan(b.Jail, b.Prefix); ok && !cur.Since.Before(b.Since) {
-			continue
-		}
-		bans = append(bans, b)
-	}
-	var lifts []Lift
-	for _, l := range m.Lifts {
-		if cur, ok := e.activeBan(l.Jail, l.Prefix); ok && !cur.Since.After(l.At) {
-			lifts = append(lifts, l)
-		}
-	}
-	var susps []store.Suspension
-	for _, s := range m.Suspensions {
-		if ended(s.Until, now) || e.allow.Contains(s.Account) {
-			continue
-		}
-		if cur, ok := e.activeSuspension(s.Jail, s.Account); ok && !cur.Since.Before(s.Since) {
-			continue
-		}
-		susps = append(susps, s)
-	}
-	var rels []Release
-	for _, r := range m.Releases {
-		if cur, ok := e.activeSuspension(r.Jail, r.Account); ok && !cur.Since.After(r.At) {
-			rels = append(rels, r)
-		}
-	}
+	bans := keep(m.Bans, func(b store.Ban) bool {
+		cur, ok := e.activeBan(b.Jail, b.Prefix)
+		return !ended(b.Until, now) && !e.ignoreOf(b.Jail).Overlaps(b.Prefix) && (!ok || cur.Since.Before(b.Since))
+	})
+	lifts := keep(m.Lifts, func(l Lift) bool {
+		cur, ok := e.activeBan(l.Jail, l.Prefix)
+		return ok && !cur.Since.After(l.At)
+	})
+	susps := keep(m.Suspensions, func(s store.Suspension) bool {
+		cur, ok := e.activeSuspension(s.Jail, s.Account)
+		return !ended(s.Until, now) && !e.allow.Contains(s.Account) && (!ok || cur.Since.Before(s.Since))
+	})
+	rels := keep(m.Releases, func(r Release) bool {
+		cur, ok := e.activeSuspension(r.Jail, r.Account)
+		return ok && !cur.Since.After(r.At)
+	})
 	if len(bans)+len(lifts)+len(susps)+len(rels) == 0 {
 		return Change{}, nil
 	}
@@ -114,9 +98,7 @@ func (e *Engine) Mirror(ctx context.Context, m Mirrored, now time.Time) (Change,
 	if err != nil {
 		return Change{}, err
 	}
-	e.put(ch.Bans...)
-	e.putSuspensions(ch.Suspended...)
-	e.recordShared(ch.Bans, ch.Suspended)
+	e.committed(ch)
 	for _, b := range ch.Bans {
 		// As if banned here: the jail ignores the address's events
 		// meanwhile, and the ban counts for escalation.
@@ -136,6 +118,17 @@ func (e *Engine) Mirror(ctx context.Context, m Mirrored, now time.Time) (Change,
 
 func ended(until, now time.Time) bool { return !until.IsZero() && !until.After(now) }
 
+// keep returns the items of xs that ok accepts, in a new slice.
+func keep[T any](xs []T, ok func(T) bool) []T {
+	var out []T
+	for _, x := range xs {
+		if ok(x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 // activeBan is the active ban of jail and p, from memory.
 func (e *Engine) activeBan(jail string, p netip.Prefix) (store.Ban, bool) {
 	e.mu.Lock()
@@ -151,4 +144,12 @@ func (e *Engine) activeSuspension(jail, account string) (store.Suspension, bool)
 	defer e.mu.Unlock()
 	s, ok := e.susp[suspKey{jail, account}]
 	return s, ok
+}
+
+// committed puts a committed change's bans and suspensions in the cache
+// and the shared escalation histories.
+func (e *Engine) committed(ch Change) {
+	e.put(ch.Bans...)
+	e.putSuspensions(ch.Suspended...)
+	e.recordShared(ch.Bans, ch.Suspended)
 }
