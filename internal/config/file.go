@@ -85,6 +85,7 @@ type globalFile struct {
 	MinPrefixV4 *int      `toml:"min_prefix_v4"`
 	MinPrefixV6 *int      `toml:"min_prefix_v6"`
 	DBPurgeAge  *Duration `toml:"dbpurgeage"`
+	breakerFile
 }
 
 type file struct {
@@ -121,11 +122,12 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		Targets:     first(j.Targets, d.Targets),
 		JailActions: buildJailActions(j.actionsFile, d.actionsFile),
 	}
+	out.Mode = jailMode(j, d)
 	if jm := j.JournalMatch; jm != nil {
 		out.Journal = &core.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}
 	}
 	if j.RateKey != nil {
-		out.Rate = &RateSpec{Key: *j.RateKey, Mode: deref(j.Mode, ""), MaxEntries: deref(j.MaxEntries, bucket.DefaultMaxEntries), SuspendFactor: deref(j.SuspendFactor, 0),
+		out.Rate = &RateSpec{Key: *j.RateKey, Mode: out.Mode, MaxEntries: deref(j.MaxEntries, bucket.DefaultMaxEntries), SuspendFactor: deref(j.SuspendFactor, 0),
 			Window: dur(j.Window, nil, 0), MaxMessages: deref(j.MaxMessages, 0), MaxRecipients: deref(j.MaxRecipients, 0), NewAccountsWithin: dur(j.NewAccounts, nil, 0)}
 		out.Filter = "postfix-rate"
 		if out.Rate.Key != "client" {
