@@ -55,8 +55,20 @@ func New(targets []Target, active Source, ob *outbox.Worker, opt Options) *Enfor
 	return e
 }
 
+// state is what every target is given, for the daemon, the daemon-less
+// CLI and replay alike: the active bans but would-be bans and the bans a
+// tripped circuit breaker holds (Given), the enforced suspensions.
 func (e *Enforcer) state() State {
-	s := State{Bans: e.active.ActiveBans(), At: e.clock.Now()}
+	s := State{At: e.clock.Now()}
+	var held int64
+	if h, ok := e.active.(Holder); ok {
+		held = h.HeldFrom()
+	}
+	for _, b := range e.active.ActiveBans() {
+		if Given(b, held) {
+			s.Bans = append(s.Bans, b)
+		}
+	}
 	for _, sp := range e.active.ActiveSuspensions() {
 		if sp.Enforced {
 			s.Suspensions = append(s.Suspensions, sp)
@@ -110,7 +122,7 @@ func (e *Enforcer) Apply(ctx context.Context, ch engine.Change) error {
 	}
 	e.logChange(ch)
 	var err error
-	if n := len(ch.Bans) + len(ch.Lifted) + len(ch.Suspended) + len(ch.Released); n > 0 {
+	if n := len(ch.Bans) + len(ch.Lifted) + len(ch.Suspended) + len(ch.Released) + len(ch.Resumed); n > 0 {
 		if e.running {
 			for _, r := range e.recs {
 				r.Kick(n)

@@ -188,9 +188,8 @@ func (e *Engine) suspend(j *Jail, account string, d rules.Decision, reason strin
 			continue
 		}
 		e.stats.Bans++
-		e.pending.bans = append(e.pending.bans, store.Ban{Jail: j.Cfg.Name, Prefix: j.banPrefix(a), Since: now, Until: d.Until, Strikes: src.Count,
+		e.stageBan(j, a, store.Ban{Jail: j.Cfg.Name, Prefix: j.banPrefix(a), Since: now, Until: d.Until, Strikes: src.Count,
 			Reason: fmt.Sprintf("source of account %s (%d of its strikes; %s)", account, src.Count, reason), Offense: d.Offense})
-		e.staged[a] = struct{}{}
 	}
 }
 

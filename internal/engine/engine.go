@@ -55,6 +55,7 @@ type Engine struct {
 	allow       *rules.AllowList             // the rate allow list: config and database
 
 	pending pending
+	brk     breaker // the circuit breaker for mass bans
 	effects Effects
 	stats   Stats
 	changes map[string]*ChangeCounters // per jail name, manual included
@@ -144,7 +145,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 	e := &Engine{cfg: cfg, st: st, log: log, loc: cfg.Location(), pathJails: map[string][]*Jail{},
 		bans: map[banKey]store.Ban{}, byAddr: map[netip.Addr]int{}, ranges: map[banKey]store.Ban{}, staged: map[netip.Addr]struct{}{},
 		susp: map[suspKey]store.Suspension{}, stagedAccts: map[string]struct{}{}, firstSeen: map[string]time.Time{},
-		changes: map[string]*ChangeCounters{}, sources: map[string]*SourceCounters{}}
+		changes: map[string]*ChangeCounters{}, sources: map[string]*SourceCounters{}, brk: breaker{base: -1}}
 	var err error
 	if e.allow, err = rules.NewAllowList(cfg.Global.AllowSenders); err != nil {
 		return nil, fmt.Errorf("allow_senders: %w", err)
@@ -308,6 +309,10 @@ func (e *Engine) RestoreBans(now time.Time) error {
 		return err
 	}
 	e.put(bans...)
+	e.restoreWouldBans(bans)
+	if err := e.restoreBreaker(); err != nil {
+		return err
+	}
 	var maxLook time.Duration
 	for _, j := range e.jails {
 		maxLook = max(maxLook, j.Cfg.Lookback)
@@ -378,6 +383,9 @@ func (e *Engine) Commit(ctx context.Context) (Change, error) {
 			}
 			p.bans[i].ID = id
 		}
+		if err := e.breakerCommit(tx, p.bans, &ch); err != nil {
+			return ch, err
+		}
 		for _, ev := range p.rateEvents {
 			if err := tx.AddRateEvent(ev); err != nil {
 				return ch, err
@@ -417,6 +425,7 @@ func (e *Engine) Commit(ctx context.Context) (Change, error) {
 	}
 	e.put(ch.Bans...)
 	e.putSuspensions(ch.Suspended...)
+	e.breakerCommitted(ch)
 	e.logRateEvents(p.rateEvents)
 	clear(e.staged)
 	clear(e.stagedAccts)
