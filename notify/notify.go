@@ -51,7 +51,7 @@ type Alert struct {
 const (
 	EventWouldBan     = "would ban"
 	EventWouldSuspend = "would suspend"
-	EventBreaker      = "breaker tripped"
+	EventBreaker      = "circuit breaker tripped"
 )
 
 // Urgent reports whether the alert must not wait for a digest: an

@@ -113,7 +113,7 @@ func (t *Templates) render(name string, data any) (string, error) {
 type Data struct {
 	Host          string // the host mailjail runs on
 	SubjectPrefix string // [alert] subject_prefix
-	Event         string // "ban", "unban", "suspend", "account over its limit", "urgent rate", "would ban", "would suspend", "breaker tripped", "test"
+	Event         string // "ban", "unban", "suspend", "account over its limit", "urgent rate", "would ban", "would suspend", "circuit breaker tripped", "test"
 	LogOnly       bool   // a log-only jail's would-be ban or suspension: nothing was enforced
 	Jail          string
 	Kind          string // "address", "prefix" or "account"
@@ -133,7 +133,7 @@ type Data struct {
 	Sources       []string // an account's client addresses, with strikes and bans
 	History       []string // earlier bans of the address, newest first: "SINCE JAIL LENGTH (lifted AT by WHO)"
 	Command       string   // the shell command that undoes it; empty when nothing to undo
-	Show          string   // the shell command that shows the address or account
+	Show          string   // the shell command that shows the address or account; empty without one
 	Index         int      // position in the digest, from 1 (1 in a single alert)
 }
 
@@ -209,7 +209,9 @@ func dataOf(a Alert, index int, o renderOptions) Data {
 	case a.Event == "suspend":
 		d.Command = ReleaseCommand(a.Addr)
 	}
-	d.Show = command("show", a.Addr)
+	if a.Addr != "" {
+		d.Show = command("show", a.Addr)
+	}
 	return d
 }
 
