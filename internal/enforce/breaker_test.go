@@ -40,7 +40,9 @@ maxretry = 1
 bantime = "1m"
 `
 
-func breakerAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+func breakerAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+}
 
 // banAt stages one event of each of addresses from..to-1 in jail at now
 // and commits: one ban each.
