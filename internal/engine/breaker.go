@@ -163,15 +163,23 @@ func (e *Engine) breakerCommitted(ch Change) {
 
 // restoreBreaker loads the breaker's state after a restart.
 func (e *Engine) restoreBreaker() error {
-	e.brk = breaker{base: -1}
-	v, ok, err := e.st.Meta(metaBreaker)
+	st, err := ReadBreaker(e.st)
+	e.brk = breaker{base: -1, state: st}
+	return err
+}
+
+// ReadBreaker reads the breaker's state from the database (for status
+// without a daemon).
+func ReadBreaker(st *store.Store) (BreakerState, error) {
+	var s BreakerState
+	v, ok, err := st.Meta(metaBreaker)
 	if err != nil || !ok || v == "" {
-		return err
+		return s, err
 	}
-	if err := json.Unmarshal([]byte(v), &e.brk.state); err != nil {
-		return fmt.Errorf("circuit breaker state in the database: %w", err)
+	if err := json.Unmarshal([]byte(v), &s); err != nil {
+		return BreakerState{}, fmt.Errorf("circuit breaker state in the database: %w", err)
 	}
-	return nil
+	return s, nil
 }
 
 // Breaker returns the breaker's state (not Active when not tripped).
