@@ -3,6 +3,7 @@ package enforce
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -183,5 +184,47 @@ maxretry = 6
 	}
 	if len(given) != 1 || given[0].Jail != "real" {
 		t.Errorf("given to targets: %+v", given)
+	}
+}
+
+// A log-only account jail's would-be suspension stops only its own jail:
+// a real account jail on the same log still suspends the account, and
+// only that suspension reaches the account map.
+func TestWouldSuspensionStopsOnlyItsJail(t *testing.T) {
+	cfg := logOnlyConfig + `[jail.acct]
+filter = "rspamd-ratelimit"
+key = "account"
+logpath = ["/var/log/rspamd/rspamd.log"]
+maxretry = 5
+`
+	o, st, _ := newOps(t, cfg)
+	path := filepath.Join(t.TempDir(), "accounts.map")
+	acctMap := NewAccountMapTarget(path)
+	o.Enf = New([]Target{acctMap}, o.Eng, nil, Options{Clock: o.Clock, Log: quiet})
+	ctx := context.Background()
+	now := o.Clock.Now()
+	// The would-be suspension is committed before the events that
+	// suspend the account for real.
+	for k := range 2 {
+		at := now.Add(time.Duration(k) * time.Minute)
+		o.Eng.Stage(rspamdLines(at, "198.51.100.9", "mallory@example.org", 3), at.Add(30*time.Second))
+		ch, err := o.Eng.Commit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Enf.ApplyNow(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp, _ := st.ActiveSuspensions()
+	var got []string
+	for _, s := range sp {
+		got = append(got, fmt.Sprintf("%s enforced=%v", s.Jail, s.Enforced))
+	}
+	if strings.Join(got, ", ") != "acct enforced=true, tryacct enforced=false" {
+		t.Errorf("suspensions: %v", got)
+	}
+	if data, _ := os.ReadFile(path); !strings.Contains(string(data), "mallory@example.org # until") {
+		t.Errorf("account map:\n%s", data)
 	}
 }

@@ -40,3 +40,14 @@ func (e *Engine) restoreWouldBans(bans []store.Ban) {
 		}
 	}
 }
+
+// wouldSuspension reports whether s, an active suspension, is another
+// jail's would-be suspension, which does not stop j counting the account;
+// e.mu is held.
+func (e *Engine) wouldSuspension(j *Jail, s store.Suspension) bool {
+	if s.Enforced || s.Jail == j.Cfg.Name {
+		return false
+	}
+	other := e.jail(s.Jail)
+	return other != nil && other.Cfg.LogOnly()
+}
