@@ -62,11 +62,18 @@ func FormatPrefix(p netip.Prefix) string {
 	return p.String()
 }
 
-// IPSet is a small set of prefixes, used for ignoreip. Lists are short (a
-// handful of gateways and networks), so a linear scan beats a trie here.
+// IPSet is a set of prefixes, used for ignoreip. Most lists are a
+// handful of gateways and networks, scanned in order; a long one (a file
+// of entries) is looked up per prefix length instead, so a lookup costs
+// the number of distinct lengths, not of entries.
 type IPSet struct {
 	prefixes []netip.Prefix
+	byLen    map[netip.Prefix]struct{} // set when the list is long
+	lens     []int                     // distinct lengths in byLen, IPv4 as 0-32, IPv6 as 33+bits
 }
+
+// indexFrom is the length from which a set is looked up by prefix length.
+const indexFrom = 16
 
 // NewIPSet parses each entry with ParsePrefix. The error names the entry.
 func NewIPSet(entries []string) (*IPSet, error) {
@@ -78,7 +85,28 @@ func NewIPSet(entries []string) (*IPSet, error) {
 		}
 		s.prefixes = append(s.prefixes, p)
 	}
+	s.index()
 	return s, nil
+}
+
+// index builds the per-length lookup of a long set.
+func (s *IPSet) index() {
+	if len(s.prefixes) < indexFrom {
+		return
+	}
+	s.byLen = make(map[netip.Prefix]struct{}, len(s.prefixes))
+	seen := map[int]bool{}
+	for _, p := range s.prefixes {
+		s.byLen[p.Masked()] = struct{}{}
+		l := p.Bits()
+		if p.Addr().Is6() {
+			l += 33
+		}
+		if !seen[l] {
+			seen[l] = true
+			s.lens = append(s.lens, l)
+		}
+	}
 }
 
 // Contains reports whether a is inside any prefix of the set.
@@ -87,6 +115,20 @@ func (s *IPSet) Contains(a netip.Addr) bool {
 		return false
 	}
 	a = a.Unmap()
+	if s.byLen != nil {
+		for _, l := range s.lens {
+			if a.Is6() != (l > 32) {
+				continue
+			}
+			if l > 32 {
+				l -= 33
+			}
+			if _, ok := s.byLen[netip.PrefixFrom(a, l).Masked()]; ok {
+				return true
+			}
+		}
+		return false
+	}
 	for _, p := range s.prefixes {
 		if p.Contains(a) {
 			return true

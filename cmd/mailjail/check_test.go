@@ -79,3 +79,39 @@ func TestCheckRefusesTwoDifferentFiles(t *testing.T) {
 		t.Errorf("the same file twice: exit %d %q %q %v", code, out, errs, err)
 	}
 }
+
+// check reads ignoreip files (a bad line is an error with its file and
+// line) and looks up host names: one that does not resolve is a warning.
+func TestCheckReadsIgnoreFilesAndResolvesNames(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	list := filepath.Join(e.dir, "gateways")
+	cfgPath := filepath.Join(e.dir, "ignore.toml")
+	// .onion names are never looked up (RFC 7686): a lookup that fails
+	// at once, without network.
+	toml := "[global]\nignoreip = [\"file:" + list + "\", \"localhost\", \"gone.onion\"]\n[jail.x]\nfilter = \"rspamd-ratelimit\"\nlogpath = [\"/l\"]\n"
+	if err := os.WriteFile(cfgPath, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		list, out, errs string
+		code            int
+	}{
+		{list: "192.0.2.1\nbad line\n", code: 2, errs: cfgPath + ":2: global.ignoreip: file:" + list + ": " + list + ":2: invalid address \"bad line\""},
+		{list: "192.0.2.1\n", code: 0, out: "warning: ignoreip: host name gone.onion does not resolve"},
+	} {
+		if err := os.WriteFile(list, []byte(tc.list), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, errs, code, err := runCLI([]string{"MAILJAIL_CONFIG="}, "check", cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code || !strings.Contains(out, tc.out) || !strings.Contains(errs, tc.errs) {
+			t.Errorf("list %q: exit %d, stdout %q, stderr %q", tc.list, code, out, errs)
+		}
+		if strings.Contains(out, "localhost does not resolve") {
+			t.Errorf("localhost reported: %q", out)
+		}
+	}
+}

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"os"
+	"slices"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailjail/mailjail/internal/allowlist"
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/mapfile"
@@ -19,7 +24,10 @@ func checkCommand() *cli.Command {
 		ArgsUsage: "[FILE]",
 		Description: `Parses the configuration, compiles every filter and checks every value.
 Each problem is printed as FILE:LINE: KEY: PROBLEM and the exit code is 2;
-a valid configuration prints a summary and exits 0. It also checks that
+a valid configuration prints a summary and exits 0. ignoreip files are
+read (a bad line is an error naming its file and line) and host names
+are looked up: one that does not resolve now is a warning, as the daemon
+keeps the addresses it saved from an earlier lookup. It also checks that
 the map (and a Postfix table target) can be rewritten keeping its group
 and mode (rspamd's and Postfix's access), as the daemon's start does.
 The summary lists each enforcement target in use and each jail's targets.
@@ -73,6 +81,7 @@ Examples:
 					warnings = append(warnings, fmt.Sprintf("warning: %s: %v (fine if the daemon runs as another user who can)\n", f[0], err))
 				}
 			}
+			warnings = append(warnings, checkIgnoreNames(c.Context, cfg)...)
 			textf(w, "%s: ok\n", cfg.Source)
 			for _, warn := range warnings {
 				textf(w, "%s", warn)
@@ -91,4 +100,18 @@ Examples:
 			return nil
 		},
 	}
+}
+
+// checkIgnoreNames looks up ignoreip's host names (in the configuration
+// and its files) as the daemon would, and warns about each that does not
+// resolve: until it does, it protects no address.
+func checkIgnoreNames(ctx context.Context, cfg *config.Config) []string {
+	st := allowlist.New(cfg, allowlist.Options{Log: slog.New(slog.DiscardHandler)}).Load(ctx, nil)
+	var out []string
+	for _, host := range slices.Sorted(maps.Keys(st.Names)) {
+		if n := st.Names[host]; n.Err != "" {
+			out = append(out, fmt.Sprintf("warning: ignoreip: host name %s does not resolve (%s): it ignores no address until it does, unless the daemon saved its addresses from an earlier lookup\n", host, n.Err))
+		}
+	}
+	return out
 }

@@ -11,9 +11,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailjail/mailjail/internal/allowlist"
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/core"
+	"github.com/mailjail/mailjail/internal/daemon"
 	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
@@ -153,6 +155,9 @@ func replay(ctx context.Context, cfg *config.Config, files []string, log *slog.L
 	eng, err := engine.New(cfg, st, log)
 	if err != nil {
 		return nil, &exitError{code: control.ExitUsage, err: err}
+	}
+	if _, _, err := daemon.LoadIgnore(ctx, cfg, st, eng, allowlist.Options{Log: log}); err != nil {
+		return nil, &exitError{code: control.ExitUnreachable, err: fmt.Errorf("load ignoreip: %w", err)}
 	}
 	r := &replayer{ctx: ctx, eng: eng, loc: cfg.Location(), banned: map[string]bool{},
 		out: &replayOutput{Files: files, Bans: []control.Ban{}, RateEvents: []control.RateEvent{}},

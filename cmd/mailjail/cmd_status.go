@@ -182,8 +182,44 @@ func printStatus(w io.Writer, cfg *config.Config, s *control.Status, noDB bool) 
 		}
 		textf(w, "\n")
 	}
+	printIgnoreStatus(w, s.Ignore)
 	for _, j := range s.Jails {
 		printJailStatus(w, cfg.Jail(j.Name), j, s.Running)
+	}
+}
+
+// printIgnoreStatus writes what ignoreip's names, files and ignoreself
+// stand for.
+func printIgnoreStatus(w io.Writer, is *control.IgnoreStatus) {
+	if is == nil {
+		return
+	}
+	if is.Self != nil {
+		textf(w, "ignoreself: %s\n", strings.Join(is.Self, " "))
+	}
+	for _, n := range is.Names {
+		addrs := strings.Join(n.Addrs, " ")
+		if addrs == "" {
+			addrs = "no address"
+		}
+		textf(w, "ignoreip %s: %s", n.Name, addrs)
+		if n.Resolved != nil {
+			textf(w, " (resolved %s)", fmtTime(*n.Resolved))
+		}
+		if n.Error != "" {
+			textf(w, ", last lookup failed: %s", n.Error)
+		}
+		textf(w, "\n")
+	}
+	for _, f := range is.Files {
+		textf(w, "ignoreip file:%s: %d entries", f.Path, f.Entries)
+		if f.Loaded != nil {
+			textf(w, " (read %s)", fmtTime(*f.Loaded))
+		}
+		if f.Error != "" {
+			textf(w, ", last read failed: %s", f.Error)
+		}
+		textf(w, "\n")
 	}
 }
 

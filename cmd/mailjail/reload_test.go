@@ -27,7 +27,7 @@ func TestReloadExitCodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := strings.Replace(string(good), "maxretry = 3", "maxretry = -3\nignoreip = [\"bogus\"]", 1)
+	bad := strings.Replace(string(good), "maxretry = 3", "maxretry = -3\nignoreip = [\"192.0.2.300\"]", 1)
 	if bad == string(good) {
 		t.Fatalf("no maxretry in\n%s", good)
 	}

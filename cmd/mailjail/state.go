@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/mailjail/mailjail/internal/allowlist"
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/core"
@@ -109,6 +110,9 @@ func changeLocally(ctx context.Context, cfg *config.Config, op string, req contr
 	defer enf.Close()
 	if err := eng.RestoreBans(clock.Now()); err != nil {
 		return nil, &exitError{code: control.ExitUnreachable, err: fmt.Errorf("restore state: %w", err)}
+	}
+	if _, _, err := daemon.LoadIgnore(ctx, cfg, st, eng, allowlist.Options{Clock: clock, Log: log}); err != nil {
+		return nil, &exitError{code: control.ExitUnreachable, err: fmt.Errorf("load ignoreip: %w", err)}
 	}
 	_, prep, err := daemon.Prepare(ctx, eng, daemon.AdoptedMap(cfg), clock.Now())
 	if err != nil {

@@ -82,6 +82,11 @@ type Global struct {
 	// ended bans and suspensions, rate events, delivered outbox items);
 	// active bans and suspensions are never purged. fail2ban's dbpurgeage.
 	DBPurgeAge time.Duration `toml:"-"`
+	// IgnoreSelf adds the host's own addresses to every jail's ignoreip
+	// (fail2ban's ignoreself); DNSRefresh is how often ignoreip host
+	// names and the host's addresses are looked up again.
+	IgnoreSelf bool          `toml:"-"`
+	DNSRefresh time.Duration `toml:"-"`
 	// Breaker is the circuit breaker for mass bans (breaker_bans,
 	// breaker_window, breaker_max_entries).
 	Breaker Breaker `toml:"-"`
@@ -295,6 +300,17 @@ func Load(path string) (*Config, error) {
 	return c, c.Validate()
 }
 
+// IgnoreEntries is every distinct ignoreip entry of [global] and the
+// enabled jails, as written: what internal/allowlist reads and resolves.
+func (c *Config) IgnoreEntries() []string {
+	out := slices.Clone(c.Global.IgnoreIP)
+	for _, j := range c.EnabledJails() {
+		out = append(out, j.IgnoreIP...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // LoadDefault returns the embedded default configuration.
 func LoadDefault() (*Config, error) {
 	c, err := Parse(bytes.NewReader(defaultTOML), "embedded default")
@@ -319,6 +335,8 @@ func applyGlobalDefaults(g *Global, f globalFile) {
 	g.MinPrefixV4 = deref(f.MinPrefixV4, DefaultMinPrefixV4)
 	g.MinPrefixV6 = deref(f.MinPrefixV6, DefaultMinPrefixV6)
 	g.DBPurgeAge = dur(f.DBPurgeAge, nil, DefaultDBPurgeAge)
+	g.IgnoreSelf = deref(f.IgnoreSelf, true)
+	g.DNSRefresh = dur(f.DNSRefresh, nil, 5*time.Minute)
 	g.Breaker = buildBreaker(f.breakerFile)
 	if g.Database == "" {
 		g.Database = "/var/lib/mailjail/mailjail.db"

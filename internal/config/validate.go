@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -71,8 +73,11 @@ func (c *Config) Validate() error {
 
 func (c *Config) validateGlobal(p *problems) {
 	g := c.Global
-	if _, err := rules.NewIPSet(g.IgnoreIP); err != nil {
+	if err := checkIgnore(g.IgnoreIP); err != nil {
 		p.add(c.errAt("global.ignoreip", "%v", err))
+	}
+	if g.DNSRefresh < 10*time.Second {
+		p.add(c.errAt("global.dns_refresh", "must be at least 10s, got %s", FormatDuration(g.DNSRefresh)))
 	}
 	if g.Timezone != "" {
 		if _, err := time.LoadLocation(g.Timezone); err != nil {
@@ -163,7 +168,7 @@ func (c *Config) validateWritten(p *problems, table string, jf jailFile) {
 		}
 	}
 	if jf.IgnoreIP != nil {
-		if _, err := rules.NewIPSet(jf.IgnoreIP); err != nil {
+		if err := checkIgnore(jf.IgnoreIP); err != nil {
 			p.add(c.errAt(table+".ignoreip", "%v", err))
 		}
 	}
@@ -327,4 +332,36 @@ func rateOnlyKeys(jf jailFile) []string {
 		}
 	}
 	return out
+}
+
+// checkIgnore parses ignoreip entries and reads the files they name, so
+// that a typo in a list file stops the start or the reload with its line
+// instead of leaving a gateway unprotected. Host names are resolved by
+// the daemon, not here: DNS may be down while the configuration is fine.
+func checkIgnore(entries []string) error {
+	var errs []error
+	for _, raw := range entries {
+		e, err := rules.ParseIgnoreEntry(raw)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if e.File == "" {
+			continue
+		}
+		if _, err := ReadIgnoreFile(e.File); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", raw, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ReadIgnoreFile reads and parses an ignoreip list file.
+func ReadIgnoreFile(path string) ([]rules.IgnoreEntry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return rules.ParseIgnoreList(f, path)
 }

@@ -181,10 +181,37 @@ type Status struct {
 	Targets           []TargetStatus `json:"targets"` // only a running daemon knows them
 	Outbox            *OutboxStatus  `json:"outbox"`
 	// Warnings are health problems of a running daemon: a source gone
-	// quiet, a filter that stopped matching.
+	// quiet, a filter that stopped matching, an ignoreip name that never
+	// resolved.
 	Warnings []string `json:"warnings"`
 	// Breaker is the tripped circuit breaker (null when not tripped).
 	Breaker *BreakerStatus `json:"breaker"`
+	// Ignore is what ignoreip's host names and files and ignoreself
+	// stand for (null when no daemon runs).
+	Ignore *IgnoreStatus `json:"ignore"`
+}
+
+// IgnoreStatus is the resolved part of ignoreip.
+type IgnoreStatus struct {
+	Names []IgnoreName `json:"names"`
+	Files []IgnoreFile `json:"files"`
+	Self  []string     `json:"self"` // the host's own addresses; null with ignoreself = false
+}
+
+// IgnoreName is one ignoreip host name.
+type IgnoreName struct {
+	Name     string     `json:"name"`
+	Addrs    []string   `json:"addrs"`
+	Resolved *time.Time `json:"resolved"` // last successful lookup; null: never
+	Error    string     `json:"error"`    // of the last lookup; "" when it succeeded
+}
+
+// IgnoreFile is one ignoreip list file.
+type IgnoreFile struct {
+	Path    string     `json:"path"`
+	Entries int        `json:"entries"`
+	Loaded  *time.Time `json:"loaded"` // when its content in force was read; null: never
+	Error   string     `json:"error"`  // of the last read; "" when it succeeded
 }
 
 // BreakerStatus is the tripped circuit breaker for mass bans.

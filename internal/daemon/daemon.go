@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailjail/mailjail/internal/allowlist"
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/core"
@@ -36,6 +37,9 @@ type Options struct {
 	// Reload asks for the configuration to be reread (SIGHUP), like
 	// `mailjail reload`.
 	Reload <-chan struct{}
+	// Ignore replaces the resolver and the host's addresses of ignoreip
+	// (tests).
+	Ignore allowlist.Options
 
 	stall func() // tests: called by the loop before each batch (a stuck loop)
 }
@@ -97,6 +101,11 @@ type daemon struct {
 	batches    <-chan sourceBatch
 	stopFollow context.CancelFunc
 	following  bool // the loop reads the sources: a reload may replace them
+	// What ignoreip's files, host names and ignoreself stand for, its
+	// updates and what stops them (a reload replaces all three).
+	ignoreState   allowlist.State
+	ignoreUpdates <-chan allowlist.State
+	stopIgnore    func()
 }
 
 func newDaemon(cfg *config.Config, st *store.Store, log *slog.Logger, opt Options) (*daemon, error) {
@@ -104,7 +113,7 @@ func newDaemon(cfg *config.Config, st *store.Store, log *slog.Logger, opt Option
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{cfg: cfg, st: st, log: log, opt: opt, eng: eng, started: opt.Clock.Now(), reqs: make(chan ctlReq), stopFollow: func() {}}
+	d := &daemon{cfg: cfg, st: st, log: log, opt: opt, eng: eng, started: opt.Clock.Now(), reqs: make(chan ctlReq), stopFollow: func() {}, stopIgnore: func() {}}
 	d.cfgNow.Store(cfg)
 	h := OutboxHandlers(cfg, log, opt.Clock)
 	d.handlers.Store(&h)

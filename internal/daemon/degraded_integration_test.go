@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -20,15 +18,7 @@ import (
 // runDaemon runs the daemon on cfg until the test ends.
 func runDaemon(t *testing.T, cfg *config.Config) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := testutil.Receive(t, done, 15*time.Second, "the daemon to stop"); err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	})
+	runDaemonWith(t, cfg, Options{})
 }
 
 func shortDir(t *testing.T) string {

@@ -84,6 +84,11 @@ func (d *daemon) reload(ctx context.Context) (*control.Reload, error) {
 	d.handlers.Store(&h)
 	res.Applied = true
 	res.Added, res.Removed, res.Changed = orEmpty(jc.Added), orEmpty(jc.Removed), orEmpty(jc.Changed)
+	if err := d.restartIgnore(ctx); err != nil {
+		// The new jails run with the addresses the old lists stood for.
+		res.Warnings = append(res.Warnings, "ignoreip files and host names not reread: "+err.Error())
+		d.log.Error("reload: ignoreip not reread", "err", err)
+	}
 	d.liftExempt(ctx, now, res)
 	if newPatterns, newJournals := d.cfgSources(); !slices.Equal(oldPatterns, newPatterns) || !reflect.DeepEqual(oldJournals, newJournals) {
 		if err := d.refollow(ctx); err != nil {

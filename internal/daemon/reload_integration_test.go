@@ -169,7 +169,7 @@ func TestReloadWhileEventsFlowLosesNothing(t *testing.T) {
 	// and jail a's settings are the running ones.
 	path := filepath.Join(dir, "mailjail.toml")
 	reloadConfig(t, dir, jailTOML("a", logA, "maxretry = 3")) // without jail b: refused, b stays
-	if err := os.WriteFile(path, []byte(strings.Replace(testutil.ReadFile(t, path), "maxretry = 3", "maxretry = -1\nignoreip = [\"not-an-ip\"]", 1)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(strings.Replace(testutil.ReadFile(t, path), "maxretry = 3", "maxretry = -1\nignoreip = [\"192.0.2.300\"]", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	resp = callReload(t, cfg)

@@ -31,6 +31,13 @@ func (d *daemon) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d.obs.setPhase(phaseStarting)
+	// Before the map is prepared: a start lifts the bans of addresses
+	// that ignoreip now holds, files and host names included.
+	d.opt.Ignore.Clock, d.opt.Ignore.Log = d.opt.Clock, d.log
+	if err := d.startIgnore(ctx); err != nil {
+		return err
+	}
+	defer func() { d.stopIgnore() }()
 	if err := d.startMetrics(ctx); err != nil {
 		return err
 	}
@@ -184,6 +191,8 @@ func (d *daemon) loop(ctx context.Context, now time.Time) error {
 			// The outcome is logged; the caller of SIGHUP has no
 			// answer to read.
 			d.reload(ctx)
+		case st := <-d.ignoreUpdates:
+			d.applyIgnore(ctx, st, d.opt.Clock.Now())
 		case <-d.wd.C():
 			d.wd.ping()
 		case <-tick.C():

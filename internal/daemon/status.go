@@ -168,4 +168,5 @@ func (d *daemon) fillRunning(s *control.Status) {
 		}
 	}
 	d.fillHealth(s)
+	d.fillIgnore(s)
 }

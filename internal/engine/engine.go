@@ -54,6 +54,12 @@ type Engine struct {
 	firstSeen   map[string]time.Time         // when each account was first seen
 	allow       *rules.AllowList             // the rate allow list: config and database
 
+	// resolved holds what ignoreip's host names and files stand for
+	// (SetIgnore); globalIgnore is [global] ignoreip with them, for
+	// manual bans.
+	resolved     rules.Resolved
+	globalIgnore *rules.IPSet
+
 	pending pending
 	brk     breaker // the circuit breaker for mass bans
 	effects Effects
@@ -151,11 +157,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 		return nil, fmt.Errorf("allow_senders: %w", err)
 	}
 	for _, jc := range cfg.EnabledJails() {
-		ign, err := rules.NewIPSet(jc.IgnoreIP)
-		if err != nil {
-			return nil, fmt.Errorf("jail %s: ignoreip: %w", jc.Name, err)
-		}
-		j := &Jail{Cfg: jc, Policy: rules.NewPolicy[rules.AddrKey](jc.Policy()), ignore: ign}
+		j := &Jail{Cfg: jc, Policy: rules.NewPolicy[rules.AddrKey](jc.Policy())}
 		if jc.Accounts() {
 			j.acct = newAccountState(jc)
 		}
@@ -173,6 +175,9 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 			}
 		}
 		e.jails = append(e.jails, j)
+	}
+	if err := e.SetIgnore(nil); err != nil {
+		return nil, err
 	}
 	return e, nil
 }

@@ -19,14 +19,7 @@ func (e *Engine) Ban(ctx context.Context, p netip.Prefix, jail string, d time.Du
 	if jail == "" {
 		jail = ManualJail
 	}
-	ign, err := rules.NewIPSet(e.cfg.Global.IgnoreIP)
-	if err != nil {
-		return Change{}, err
-	}
-	if j := e.jail(jail); j != nil {
-		ign = j.ignore
-	}
-	if ign.Overlaps(p) {
+	if e.ignoreOf(jail).Overlaps(p) {
 		return Change{}, fmt.Errorf("ban %s: %w", rules.FormatPrefix(p), ErrIgnored)
 	}
 	b := store.Ban{Jail: jail, Prefix: p, Since: now, Reason: reason}
@@ -78,15 +71,8 @@ func (e *Engine) Unban(ctx context.Context, p netip.Prefix, jail string, now tim
 // range that merely overlaps an ignored address is kept, with a warning.
 func (e *Engine) LiftIgnored(ctx context.Context, now time.Time) (lifted Change, err error) {
 	lifted.At = now
-	global, err := rules.NewIPSet(e.cfg.Global.IgnoreIP)
-	if err != nil {
-		return lifted, err
-	}
 	for _, b := range e.ActiveBans() {
-		ign := global
-		if j := e.jail(b.Jail); j != nil {
-			ign = j.ignore
-		}
+		ign := e.ignoreOf(b.Jail)
 		switch {
 		case b.Prefix.IsSingleIP() && ign.Contains(b.Prefix.Addr()):
 			l, err := e.Unban(ctx, b.Prefix, b.Jail, now, "ignoreip")

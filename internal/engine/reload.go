@@ -89,6 +89,11 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config, now time.Time) 
 	e.loc = next.loc
 	e.jails = next.jails
 	e.pathJails = map[string][]*Jail{}
+	// What the host names and files stood for stays until the caller
+	// resolves the new configuration's.
+	if err := e.SetIgnore(e.resolved); err != nil {
+		return ch, err
+	}
 	return ch, nil
 }
 

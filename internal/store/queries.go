@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/mailjail/mailjail/internal/core"
@@ -209,6 +210,27 @@ func (s *Store) Meta(key string) (string, bool, error) {
 		return "", false, fmt.Errorf("read meta %s: %w", key, err)
 	}
 	return v, true, nil
+}
+
+// MetaPrefix returns the meta values whose key starts with prefix, by
+// key without the prefix.
+func (s *Store) MetaPrefix(prefix string) (map[string]string, error) {
+	// Keys are compared as text ranges so the primary key index is used
+	// and a '%' or '_' in prefix is not a pattern.
+	rows, err := s.db.Query(`SELECT key, value FROM meta WHERE key >= ? AND key < ?`, prefix, prefix+"\xff")
+	if err != nil {
+		return nil, fmt.Errorf("read meta %s*: %w", prefix, err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, fmt.Errorf("read meta %s*: %w", prefix, err)
+		}
+		out[strings.TrimPrefix(k, prefix)] = v
+	}
+	return out, rows.Err()
 }
 
 // Counts summarises the database for status output.
