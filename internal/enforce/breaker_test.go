@@ -21,13 +21,7 @@ import (
 
 // breakerConfig bans at the first event: jail long for an hour, jail
 // short for a minute.
-const breakerConfig = `[global]
-timezone = "UTC"
-BREAKER
-[alert]
-smtp = "127.0.0.1:25"
-to = ["postmaster@example.org"]
-[jail.long]
+const breakerConfig = "[global]\ntimezone = \"UTC\"\nBREAKER\n" + alertSection + `[jail.long]
 filter = "rspamd-ratelimit"
 logpath = ["/var/log/rspamd/long.log"]
 maxretry = 1
@@ -53,16 +47,9 @@ func banAt(t *testing.T, o *Ops, jail string, from, to int, now time.Time) engin
 		l := testutil.RspamdRatelimit{At: now, IP: breakerAddr(i).String(), Bucket: "ip"}.Line()
 		lines = append(lines, core.Line{Path: "/var/log/rspamd/" + jail + ".log", Text: []byte(strings.TrimSuffix(l, "\n")), Read: now})
 	}
-	o.Eng.Stage(lines, now)
-	ch, err := o.Eng.Commit(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := stageApply(t, o, lines, now)
 	if len(ch.Bans) != to-from {
 		t.Fatalf("%d bans, want %d", len(ch.Bans), to-from)
-	}
-	if err := o.Enf.ApplyNow(context.Background(), ch); err != nil {
-		t.Fatal(err)
 	}
 	return ch
 }

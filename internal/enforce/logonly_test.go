@@ -19,12 +19,7 @@ import (
 
 // logOnlyConfig has a log-only address jail with a command, a webhook
 // and alerts, and a log-only account jail, on the same rspamd log.
-const logOnlyConfig = `[global]
-timezone = "UTC"
-[alert]
-smtp = "127.0.0.1:25"
-to = ["postmaster@example.org"]
-[jail.try]
+const logOnlyConfig = "[global]\ntimezone = \"UTC\"\n" + alertSection + `[jail.try]
 filter = "rspamd-ratelimit"
 logpath = ["/var/log/rspamd/rspamd.log"]
 mode = "log-only"
@@ -43,6 +38,9 @@ webhooks = ["soc"]
 url = "https://soc.example.org/hook"
 `
 
+// alertSection turns alerts on (queued only: nothing is sent).
+const alertSection = "[alert]\nsmtp = \"127.0.0.1:25\"\nto = [\"postmaster@example.org\"]\n"
+
 // rspamdLines are n ip-bucket events of ip, and n user-bucket events of
 // user from ip, one second apart from at.
 func rspamdLines(at time.Time, ip, user string, n int) []core.Line {
@@ -59,6 +57,21 @@ func rspamdLines(at time.Time, ip, user string, n int) []core.Line {
 	return out
 }
 
+// stageApply stages lines at now, commits them and puts the change into
+// force on o's targets.
+func stageApply(t *testing.T, o *Ops, lines []core.Line, now time.Time) engine.Change {
+	t.Helper()
+	o.Eng.Stage(lines, now)
+	ch, err := o.Eng.Commit(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Enf.ApplyNow(context.Background(), ch); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
 // A log-only jail counts its events, records strikes and its would-be
 // bans (one per address however many lines follow), alerts them as
 // "would ban", and no target (the rspamd map, the account map, a fake
@@ -72,14 +85,7 @@ func TestLogOnlyJailTouchesNoTarget(t *testing.T) {
 	ctx := context.Background()
 	now := o.Clock.Now()
 	lines := append(rspamdLines(now, "198.51.100.7", "", 10), rspamdLines(now, "198.51.100.9", "mallory@example.org", 5)...)
-	o.Eng.Stage(lines, now.Add(time.Minute))
-	ch, err := o.Eng.Commit(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Enf.ApplyNow(ctx, ch); err != nil {
-		t.Fatal(err)
-	}
+	stageApply(t, o, lines, now.Add(time.Minute))
 	counts, err := st.CountsByJail()
 	if err != nil {
 		t.Fatal(err)
@@ -201,20 +207,12 @@ maxretry = 5
 	path := filepath.Join(t.TempDir(), "accounts.map")
 	acctMap := NewAccountMapTarget(path)
 	o.Enf = New([]Target{acctMap}, o.Eng, nil, Options{Clock: o.Clock, Log: quiet})
-	ctx := context.Background()
 	now := o.Clock.Now()
 	// The would-be suspension is committed before the events that
 	// suspend the account for real.
 	for k := range 2 {
 		at := now.Add(time.Duration(k) * time.Minute)
-		o.Eng.Stage(rspamdLines(at, "198.51.100.9", "mallory@example.org", 3), at.Add(30*time.Second))
-		ch, err := o.Eng.Commit(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := o.Enf.ApplyNow(ctx, ch); err != nil {
-			t.Fatal(err)
-		}
+		stageApply(t, o, rspamdLines(at, "198.51.100.9", "mallory@example.org", 3), at.Add(30*time.Second))
 	}
 	sp, _ := st.ActiveSuspensions()
 	var got []string
