@@ -11,6 +11,7 @@ import (
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/outbox"
+	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
 )
 
@@ -60,11 +61,14 @@ func New(targets []Target, active Source, ob *outbox.Worker, opt Options) *Enfor
 // tripped circuit breaker holds (Given), the enforced suspensions.
 func (e *Enforcer) state() State {
 	s := State{At: e.clock.Now()}
+	var bans []store.Ban
 	var held int64
 	if h, ok := e.active.(Holder); ok {
-		held = h.HeldFrom()
+		bans, held = h.ActiveBansHeld()
+	} else {
+		bans = e.active.ActiveBans()
 	}
-	for _, b := range e.active.ActiveBans() {
+	for _, b := range bans {
 		if Given(b, held) {
 			s.Bans = append(s.Bans, b)
 		}

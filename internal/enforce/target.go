@@ -28,10 +28,11 @@ type Source interface {
 	ActiveSuspensions() []store.Suspension
 }
 
-// Holder is a Source with a circuit breaker (the engine): bans from
-// HeldFrom on (0: none) are held back while it is tripped.
+// Holder is a Source with a circuit breaker (the engine): it returns the
+// active bans with, of the same moment, the first ban ID held back while
+// it is tripped (0: none).
 type Holder interface {
-	HeldFrom() int64
+	ActiveBansHeld() ([]store.Ban, int64)
 }
 
 // Given reports whether a target is given b, an active ban, while bans

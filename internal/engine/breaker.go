@@ -155,7 +155,7 @@ func (e *Engine) breakerCommitted(ch Change) {
 	b := &e.brk
 	b.base, b.staged, b.trip = -1, 0, nil
 	if ch.Trip != nil {
-		b.state = *ch.Trip
+		e.setBreaker(*ch.Trip)
 		e.log.Error("circuit breaker tripped: bans are recorded but not given to the targets until mailjail resume",
 			"reason", ch.Trip.Reason, "first_held_ban", ch.Trip.HeldFrom)
 	}
@@ -164,8 +164,29 @@ func (e *Engine) breakerCommitted(ch Change) {
 // restoreBreaker loads the breaker's state after a restart.
 func (e *Engine) restoreBreaker() error {
 	st, err := ReadBreaker(e.st)
-	e.brk = breaker{base: -1, state: st}
+	e.brk = breaker{base: -1}
+	e.setBreaker(st)
 	return err
+}
+
+// setBreaker puts st in force, for the loop and for the targets.
+func (e *Engine) setBreaker(st BreakerState) {
+	e.brk.state = st
+	e.mu.Lock()
+	e.heldFrom = st.HeldFrom
+	e.mu.Unlock()
+}
+
+// ActiveBansHeld returns the active bans, as ActiveBans, and the first
+// ban ID the breaker holds (0: none): what a target's state is taken
+// from, in any goroutine. The bans are read first: a trip is put in
+// force before the bans it holds enter the cache (breakerCommitted), so
+// bans that hold a held one come with the trip's ID.
+func (e *Engine) ActiveBansHeld() ([]store.Ban, int64) {
+	bans := e.ActiveBans()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return bans, e.heldFrom
 }
 
 // ReadBreaker reads the breaker's state from the database (for status
@@ -186,7 +207,8 @@ func ReadBreaker(st *store.Store) (BreakerState, error) {
 func (e *Engine) Breaker() BreakerState { return e.brk.state }
 
 // HeldFrom is the ID of the first ban the tripped breaker holds, or 0:
-// targets are given no ban of that ID or later but manual ones.
+// targets are given no ban of that ID or later but manual ones. From the
+// loop's goroutine (targets use ActiveBansHeld).
 func (e *Engine) HeldFrom() int64 { return e.brk.state.HeldFrom }
 
 // HeldBans returns the active bans the tripped breaker holds.
@@ -240,6 +262,7 @@ func (e *Engine) Resume(ctx context.Context, by string, now time.Time) (Change, 
 		return Change{}, err
 	}
 	e.brk = breaker{base: -1}
+	e.setBreaker(BreakerState{})
 	e.log.Warn("circuit breaker resumed: held bans given to the targets", "by", by, "released", len(held),
 		"tripped", prev.Tripped.UTC().Format(time.RFC3339), "reason", prev.Reason)
 	ch.Lifted = append(expired.Lifted, ch.Lifted...)

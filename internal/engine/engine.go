@@ -61,7 +61,10 @@ type Engine struct {
 	globalIgnore *rules.IPSet
 
 	pending pending
-	brk     breaker // the circuit breaker for mass bans
+	brk     breaker // the circuit breaker for mass bans (the loop's)
+	// heldFrom is brk's first held ban ID as the targets see it (guarded
+	// by mu, so that it changes together with the bans).
+	heldFrom int64
 	effects Effects
 	stats   Stats
 	changes map[string]*ChangeCounters // per jail name, manual included
@@ -428,9 +431,9 @@ func (e *Engine) Commit(ctx context.Context) (Change, error) {
 	if err != nil {
 		return Change{}, err
 	}
+	e.breakerCommitted(ch) // before the bans it holds are in the cache
 	e.put(ch.Bans...)
 	e.putSuspensions(ch.Suspended...)
-	e.breakerCommitted(ch)
 	e.logRateEvents(p.rateEvents)
 	clear(e.staged)
 	clear(e.stagedAccts)
