@@ -65,10 +65,10 @@ type Engine struct {
 	// heldFrom is brk's first held ban ID as the targets see it (guarded
 	// by mu, so that it changes together with the bans).
 	heldFrom int64
-	effects Effects
-	stats   Stats
-	changes map[string]*ChangeCounters // per jail name, manual included
-	sources map[string]*SourceCounters // per followed path or journal key
+	effects  Effects
+	stats    Stats
+	changes  map[string]*ChangeCounters // per jail name, manual included
+	sources  map[string]*SourceCounters // per followed path or journal key
 }
 
 // ChangeCounters count what committed changes did to one jail, for
