@@ -61,14 +61,15 @@ type Engine struct {
 	globalIgnore *rules.IPSet
 
 	pending pending
-	brk     breaker // the circuit breaker for mass bans (the loop's)
-	// heldFrom is brk's first held ban ID as the targets see it (guarded
-	// by mu, so that it changes together with the bans).
+	effects Effects
+	stats   Stats
+	changes map[string]*ChangeCounters // per jail name, manual included
+	sources map[string]*SourceCounters // per followed path or journal key
+
+	// brk is the circuit breaker for mass bans (the loop's); heldFrom is
+	// its first held ban ID as the targets see it (guarded by mu).
+	brk      breaker
 	heldFrom int64
-	effects  Effects
-	stats    Stats
-	changes  map[string]*ChangeCounters // per jail name, manual included
-	sources  map[string]*SourceCounters // per followed path or journal key
 }
 
 // ChangeCounters count what committed changes did to one jail, for
