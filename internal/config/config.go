@@ -141,11 +141,11 @@ type Jail struct {
 	// Targets are the enforcement targets of the jail's bans and
 	// suspensions; nil: [global] targets.
 	Targets []string
+	Rate    *RateSpec // set for a rate jail (rate_key given): Postfix messages/recipients per key
 	// Mode is ModeBan or ModeLogOnly (a rate jail: its rate mode, which
 	// may also be "suspend"). A log-only jail counts, records and alerts
 	// its would-be bans but never enforces them nor runs its actions.
 	Mode string
-	Rate *RateSpec // set for a rate jail (rate_key given): Postfix messages/recipients per key
 	// Journal, when set, follows the systemd journal instead of (or beside)
 	// logpath: for hosts where Postfix logs only to journald.
 	Journal *core.JournalMatch

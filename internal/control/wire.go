@@ -121,12 +121,7 @@ type JailStatus struct {
 	Name string `json:"name"`
 	// Key is what the jail counts: "address" or "account" ("" for the
 	// manual jail, which holds both).
-	Key string `json:"key"`
-	// Mode is "ban" or "log-only" (a rate jail: also "suspend"; "" for
-	// the manual jail); WouldBans are a log-only jail's active would-be
-	// bans, among ActiveBans.
-	Mode           string         `json:"mode"`
-	WouldBans      int64          `json:"would_bans"`
+	Key            string         `json:"key"`
 	Filter         string         `json:"filter"`
 	LogPath        []string       `json:"logpath"`
 	Journal        string         `json:"journal"` // journal source key, for journalmatch jails
@@ -141,6 +136,11 @@ type JailStatus struct {
 	RateUntracked  uint64         `json:"rate_untracked"`     // rate jails: new keys let through or limited because the table was full
 	EventsTooOld   uint64         `json:"events_too_old"`     // older than findtime when read (a wrong timezone?)
 	EventsFuture   uint64         `json:"events_from_future"` // dated beyond the read time, taken at the read time
+	// Mode is "ban" or "log-only" (a rate jail: also "suspend"; "" for
+	// the manual jail); WouldBans are a log-only jail's active would-be
+	// bans, among ActiveBans.
+	Mode      string `json:"mode"`
+	WouldBans int64  `json:"would_bans"`
 }
 
 // TargetStatus is one enforcement target in `status`.

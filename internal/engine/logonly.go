@@ -16,8 +16,9 @@ import (
 
 // stageBan adds a jail's ban decision on a to the pending batch: flagged
 // when the jail is log-only, else seen by the later lines of the batch
-// (before Commit; the targets only after it) and counted by the circuit
-// breaker.
+// before Commit (the map must not see it until it is in the database;
+// other addresses of a banned IPv6 prefix are stopped by the policy,
+// which marks the key) and counted by the circuit breaker.
 func (e *Engine) stageBan(j *Jail, a netip.Addr, b store.Ban) {
 	b.LogOnly = j.Cfg.LogOnly()
 	e.pending.bans = append(e.pending.bans, b)
