@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -104,7 +105,8 @@ Examples:
 					return &exitError{code: control.ExitUnreachable, err: err}
 				}
 			}
-			out.Banned = len(out.Active) > 0 || len(out.Covering) > 0
+			// A log-only jail's would-be ban is listed, but bans nothing.
+			out.Banned = slices.ContainsFunc(slices.Concat(out.Active, out.Covering), func(b control.Ban) bool { return !b.LogOnly })
 			if c.Bool("json") {
 				if err := printJSON(c.App.Writer, out); err != nil {
 					return err
@@ -183,7 +185,11 @@ func printShow(w io.Writer, out showOutput) {
 	}
 	textf(w, "%s: %s\n", out.Addr, state)
 	for _, b := range out.Active {
-		textf(w, "  active   jail=%s since=%s until=%s strikes=%d reason=%s\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), b.Strikes, strconv.Quote(b.Reason))
+		what := "active"
+		if b.LogOnly {
+			what = "would-ban"
+		}
+		textf(w, "  %-8s jail=%s since=%s until=%s strikes=%d reason=%s\n", what, b.Jail, fmtTime(b.Since), fmtUntil(b.Until), b.Strikes, strconv.Quote(b.Reason))
 	}
 	for _, b := range out.Covering {
 		textf(w, "  covered  by=%s jail=%s since=%s until=%s reason=%s (mailjail unban --covering %s lifts it)\n", b.Addr, b.Jail, fmtTime(b.Since), fmtUntil(b.Until), strconv.Quote(b.Reason), out.Addr)

@@ -84,6 +84,10 @@ func TestLogOnlyAndBreakerCLI(t *testing.T) {
 	if !strings.Contains(out, "198.51.100.5  try") {
 		t.Errorf("list --would-ban:\n%s", out)
 	}
+	if out, _, _ := e.mj("show", "198.51.100.5"); !strings.Contains(out, "198.51.100.5: banned\n") || !strings.Contains(out, "  would-ban jail=try ") ||
+		!strings.Contains(out, "  active   jail=rspamd-ratelimit ") {
+		t.Errorf("show:\n%s", out)
+	}
 	out, _, _ = e.mj("status")
 	for _, want := range []string{"HELD: circuit breaker tripped at ", "4 new bans within 1m, more than breaker_bans = 3; 2 bans held, run mailjail resume",
 		"jail try (filter rspamd-ratelimit, counts addresses, mode log-only): 5 active bans, 5 bans total, 5 would-be bans (not enforced), 0 addresses with strikes, 10 strikes stored"} {
