@@ -51,11 +51,12 @@ func TestLogOnlyAndBreakerCLI(t *testing.T) {
 	d := e.startDaemon()
 	e.events(1, 6)
 	var st control.Status
-	e.waitFor("5 would-be bans and a trip", func() bool {
+	// The daemon's map writer runs in the background: wait for it too.
+	e.waitFor("5 would-be bans, a trip and the map written", func() bool {
 		e.mustJSON(&st, "status")
 		for _, j := range st.Jails {
 			if j.Name == "try" {
-				return j.WouldBans == 5 && st.Breaker != nil && st.Breaker.Held == 2
+				return j.WouldBans == 5 && st.Breaker != nil && st.Breaker.Held == 2 && len(e.mapAddrs()) == 3
 			}
 		}
 		return false
