@@ -10,7 +10,7 @@ import (
 // but is no earlier ban for escalation.
 func TestMarkActive(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	p := NewPolicy[AddrKey](PolicyConfig{MaxRetry: 1, FindTime: time.Hour, BanTime: time.Hour, BanFactor: 2, Lookback: 24 * time.Hour})
+	p := NewPolicy[AddrKey](PolicyConfig{MaxRetry: 1, FindTime: time.Hour, BanTime: time.Hour, Escalation: Escalation{Increment: true, Factor: 1}, Lookback: 24 * time.Hour})
 	k := KeyOf(netip.MustParseAddr("192.0.2.1"))
 	p.MarkActive(k, t0.Add(time.Hour))
 	if d := p.Strike(k, t0.Add(time.Minute), t0.Add(time.Minute)); d.Counted || !p.IsBanned(k, t0.Add(59*time.Minute)) {

@@ -61,6 +61,7 @@ type Config struct {
 	raw         map[string]jailFile
 	rawDefaults jailFile
 	written     map[string]bool // target sections the file writes
+	warnings    []error         // what Validate found questionable but accepted
 }
 
 // Global holds settings shared by all jails.
@@ -120,6 +121,17 @@ type Jail struct {
 	BanFactor  float64
 	BanMaxTime time.Duration
 	Lookback   time.Duration
+	// The rest of the escalation of repeat offenders' bans (bantime_*,
+	// fail2ban's bantime.* keys, and permanent_after); see
+	// rules.Escalation. BanLegacyBase is the bantime_factor of a file
+	// written for its former meaning (no table sets bantime_increment):
+	// the base of the power; 0 otherwise.
+	BanIncrement   bool
+	BanMultipliers []float64
+	BanLegacyBase  float64
+	BanRndTime     time.Duration
+	OverallJails   bool // bantime_overalljails: count the bans of every jail
+	PermanentAfter int
 	// IPv6Prefix groups IPv6 clients: strikes and bans go to the /N that
 	// holds the address (64: one customer network), 128 = each address.
 	IPv6Prefix  int
@@ -205,8 +217,11 @@ var RateKeys = []string{"sasl_username", "sender", "client"}
 // Policy is the jail's strike/ban policy for the rules core.
 func (j *Jail) Policy() rules.PolicyConfig {
 	return rules.PolicyConfig{
-		MaxRetry: j.MaxRetry, FindTime: j.FindTime, BanTime: j.BanTime,
-		BanFactor: j.BanFactor, BanMaxTime: j.BanMaxTime, Lookback: j.Lookback,
+		MaxRetry: j.MaxRetry, FindTime: j.FindTime, BanTime: j.BanTime, Lookback: j.Lookback,
+		Escalation: rules.Escalation{
+			Increment: j.BanIncrement, Factor: j.BanFactor, Multipliers: j.BanMultipliers, LegacyBase: j.BanLegacyBase,
+			MaxTime: j.BanMaxTime, RndTime: j.BanRndTime, PermanentAfter: j.PermanentAfter,
+		},
 	}
 }
 
@@ -270,7 +285,7 @@ func build(f file, data []byte, name string) *Config {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		c.Jails = append(c.Jails, buildJail(n, f.Jail[n], f.Defaults, c.Global.IgnoreIP))
+		c.Jails = append(c.Jails, buildJail(n, f.Jail[n], f.Defaults, c.Global.IgnoreIP, legacyFactor(f.Defaults, f.Jail)))
 	}
 	return c
 }

@@ -54,6 +54,7 @@ type jailFile struct {
 
 	JournalMatch *journalFile `toml:"journalmatch"`
 	actionsFile
+	escalationFile
 }
 
 // journalFile selects journal entries: by unit, by syslog identifier
@@ -100,7 +101,7 @@ type file struct {
 	Filter   map[string]filterFile `toml:"filter"`
 }
 
-func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
+func buildJail(name string, j, d jailFile, globalIgnore []string, legacy bool) *Jail {
 	out := &Jail{
 		Name:        name,
 		Enabled:     deref(j.Enabled, deref(d.Enabled, true)),
@@ -108,9 +109,9 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		LogPath:     first(j.LogPath, d.LogPath),
 		MaxRetry:    deref(j.MaxRetry, deref(d.MaxRetry, 10)),
 		FindTime:    dur(j.FindTime, d.FindTime, 10*time.Minute),
-		BanTime:     dur(j.BanTime, d.BanTime, time.Hour),
-		BanFactor:   deref(j.BanFactor, deref(d.BanFactor, 2)),
-		BanMaxTime:  dur(j.BanMaxTime, d.BanMaxTime, 7*24*time.Hour),
+		BanTime:     dur(j.BanTime, d.BanTime, DefaultBanTime),
+		BanFactor:   deref(j.BanFactor, deref(d.BanFactor, 1)),
+		BanMaxTime:  dur(j.BanMaxTime, d.BanMaxTime, DefaultBanMaxTime),
 		Lookback:    dur(j.Lookback, d.Lookback, 30*24*time.Hour),
 		IPv6Prefix:  deref(j.IPv6Prefix, deref(d.IPv6Prefix, 128)),
 		IgnoreIP:    append(slices.Clone(globalIgnore), first(j.IgnoreIP, d.IgnoreIP)...),
@@ -124,6 +125,7 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		Targets:     first(j.Targets, d.Targets),
 		JailActions: buildJailActions(j.actionsFile, d.actionsFile),
 	}
+	buildEscalation(out, j, d, legacy)
 	out.Mode = jailMode(j, d)
 	if jm := j.JournalMatch; jm != nil {
 		out.Journal = &core.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}

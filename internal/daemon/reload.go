@@ -59,6 +59,9 @@ func (d *daemon) reload(ctx context.Context) (*control.Reload, error) {
 			core.ErrInvalid, d.cfg.Source, len(res.Errors), plural(len(res.Errors), "error", "errors"))
 	}
 	res.Warnings = keepRestartOnly(d.cfg, cfg)
+	for _, w := range cfg.Warnings() {
+		res.Warnings = append(res.Warnings, w.Error())
+	}
 	now := d.opt.Clock.Now()
 	oldPatterns, oldJournals := d.cfgSources()
 	// Restoring the strikes of changed jails takes a while on a big

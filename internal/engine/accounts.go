@@ -30,7 +30,7 @@ type accountState struct {
 }
 
 func newAccountState(jc *config.Jail) *accountState {
-	return &accountState{policy: rules.NewPolicy[string](jc.Policy()), sources: map[string]map[netip.Addr]int{}}
+	return &accountState{policy: rules.NewPolicy[string](policyConfig(jc)), sources: map[string]map[netip.Addr]int{}}
 }
 
 type suspKey struct{ jail, account string }

@@ -53,6 +53,7 @@ type Engine struct {
 	stagedAccts map[string]struct{}          // suspended by the pending batch
 	firstSeen   map[string]time.Time         // when each account was first seen
 	allow       *rules.AllowList             // the rate allow list: config and database
+	shared      histories                    // every jail's bans, with overalljails (history.go)
 
 	// resolved holds what ignoreip's host names and files stand for
 	// (SetIgnore); globalIgnore is [global] ignoreip with them, for
@@ -161,7 +162,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 		return nil, fmt.Errorf("allow_senders: %w", err)
 	}
 	for _, jc := range cfg.EnabledJails() {
-		j := &Jail{Cfg: jc, Policy: rules.NewPolicy[rules.AddrKey](jc.Policy())}
+		j := &Jail{Cfg: jc, Policy: rules.NewPolicy[rules.AddrKey](policyConfig(jc))}
 		if jc.Accounts() {
 			j.acct = newAccountState(jc)
 		}
@@ -180,6 +181,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 		}
 		e.jails = append(e.jails, j)
 	}
+	e.shareHistory(newHistories(e.jails))
 	if err := e.SetIgnore(nil); err != nil {
 		return nil, err
 	}
@@ -322,18 +324,13 @@ func (e *Engine) RestoreBans(now time.Time) error {
 	if err := e.restoreBreaker(); err != nil {
 		return err
 	}
-	var maxLook time.Duration
-	for _, j := range e.jails {
-		maxLook = max(maxLook, j.Cfg.Lookback)
-	}
-	past, err := e.st.BansSince(now.Add(-maxLook))
+	since := now.Add(-e.maxLookback())
+	past, err := e.st.BansSince(since)
 	if err != nil {
 		return err
 	}
-	for _, b := range past {
-		if j := e.jail(b.Jail); j != nil {
-			j.Policy.RecordPastBan(rules.KeyOf(b.Prefix.Addr()), b.Since)
-		}
+	if err := e.restoreHistory(past, since); err != nil {
+		return err
 	}
 	return e.restoreAccounts(now)
 }
@@ -435,6 +432,7 @@ func (e *Engine) Commit(ctx context.Context) (Change, error) {
 	e.breakerCommitted(ch) // before the bans it holds are in the cache
 	e.put(ch.Bans...)
 	e.putSuspensions(ch.Suspended...)
+	e.recordShared(ch.Bans, ch.Suspended)
 	e.logRateEvents(p.rateEvents)
 	clear(e.staged)
 	clear(e.stagedAccts)
@@ -481,6 +479,7 @@ func (e *Engine) Prune(ctx context.Context, now time.Time, keep time.Duration) e
 		j.pruneAccounts(now)
 		keep = max(keep, j.Cfg.FindTime)
 	}
+	e.pruneHistory(now)
 	return e.st.Update(ctx, func(tx *store.Tx) error {
 		if _, err := tx.PruneStrikes(now.Add(-keep)); err != nil {
 			return err
