@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailjail/mailjail/internal/cluster"
 	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/internal/enforce"
 	"github.com/mailjail/mailjail/internal/engine"
 )
 
@@ -75,16 +76,19 @@ func (d *daemon) localRecords() ([]cluster.Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.records(engine.Change{Bans: d.eng.ActiveBans(), Lifted: lifted, Suspended: d.eng.ActiveSuspensions(), Released: released}), nil
+	bans, held := d.eng.ActiveBansHeld()
+	return d.records(engine.Change{Bans: bans, Held: held, Lifted: lifted, Suspended: d.eng.ActiveSuspensions(), Released: released}), nil
 }
 
 // records are the parts of a change that are the cluster's business: not
-// a would-be ban of a log-only jail, not an expiry (every node expires
-// bans itself), not what mirrors another node's ban or unban.
+// a would-be ban of a log-only jail nor one a tripped circuit breaker
+// holds (shared once resumed: a broken filter on one node must not lock
+// clients out of every node), not an expiry (every node expires bans
+// itself), not what mirrors another node's ban or unban.
 func (d *daemon) records(ch engine.Change) []cluster.Record {
 	var out []cluster.Record
-	for _, b := range ch.Bans {
-		if !b.LogOnly && b.Origin == "" {
+	for _, b := range append(ch.Bans[:len(ch.Bans):len(ch.Bans)], ch.Resumed...) {
+		if enforce.Given(b, ch.Held) && b.Origin == "" {
 			out = append(out, cluster.FromBan(b, d.cluster.name))
 		}
 	}

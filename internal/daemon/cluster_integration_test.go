@@ -23,17 +23,18 @@ import (
 // one jail banning at the first event of its own log.
 func clusterNodeConfig(t testing.TB, node, redisAddr string) (*config.Config, string) {
 	t.Helper()
-	return clusterNodeConfigRetry(t, node, redisAddr, 1)
+	return clusterNodeConfigWith(t, node, redisAddr, 1, "")
 }
 
-// clusterNodeConfigRetry is clusterNodeConfig with the jail's maxretry.
-func clusterNodeConfigRetry(t testing.TB, node, redisAddr string, maxretry int) (*config.Config, string) {
+// clusterNodeConfigWith is clusterNodeConfig with the jail's maxretry
+// and more [global] lines.
+func clusterNodeConfigWith(t testing.TB, node, redisAddr string, maxretry int, global string) (*config.Config, string) {
 	t.Helper()
 	dir := shortDir(t)
 	log := filepath.Join(dir, "r.log")
 	appendLog(t, log, "")
 	cluster := fmt.Sprintf("[redis]\naddress = %q\nkey_prefix = \"t_\"\ntimeout = \"500ms\"\n[cluster]\nnode = %q\nresync_interval = \"2s\"\n", redisAddr, node)
-	return reloadConfig(t, dir, "ignoreself = false\n"+jailTOML("r", log, fmt.Sprintf("maxretry = %d\nbantime = \"1h\"", maxretry))+cluster), log
+	return reloadConfig(t, dir, "ignoreself = false\n"+global+jailTOML("r", log, fmt.Sprintf("maxretry = %d\nbantime = \"1h\"", maxretry))+cluster), log
 }
 
 func callOp(t testing.TB, cfg *config.Config, op string, req control.Request) *control.Response {
@@ -155,7 +156,7 @@ func TestClusterStrikesCountTogether(t *testing.T) {
 	cfgs := map[string]*config.Config{}
 	logs := map[string]string{}
 	for _, n := range names {
-		cfgs[n], logs[n] = clusterNodeConfigRetry(t, n, srv.Addr, 10)
+		cfgs[n], logs[n] = clusterNodeConfigWith(t, n, srv.Addr, 10, "")
 		runDaemon(t, cfgs[n])
 	}
 	for _, n := range names {
@@ -305,4 +306,41 @@ func TestClusterPartitionedNodeCatchesUp(t *testing.T) {
 			t.Errorf("%s: %d strikes stored", cfg.Cluster.Node, got)
 		}
 	}
+}
+
+// Bans a tripped circuit breaker holds on one node stay off the other
+// nodes too (a broken filter must not lock clients out everywhere) until
+// mailjail resume there shares them.
+func TestClusterHeldBansNotSharedUntilResume(t *testing.T) {
+	srv := redistest.Start(t)
+	cfgA, logA := clusterNodeConfigWith(t, "a", srv.Addr, 1, "breaker_bans = 1\nbreaker_window = \"1h\"\n")
+	cfgB, _ := clusterNodeConfig(t, "b", srv.Addr)
+	runDaemon(t, cfgA)
+	runDaemon(t, cfgB)
+	waitServing(t, cfgA)
+	waitServing(t, cfgB)
+	has := func(cfg *config.Config, addr string) bool { return slices.Contains(mapAddrs(t, cfg), addr) }
+	appendLog(t, logA, eventLine("198.51.100.30"))
+	testutil.Eventually(t, 15*time.Second, "the first ban on b", func() bool { return has(cfgB, "198.51.100.30") })
+	appendLog(t, logA, eventLine("198.51.100.31"))
+	testutil.Eventually(t, 15*time.Second, "a's breaker to trip", func() bool { return status(t, cfgA).Breaker != nil })
+	tripped := time.Now()
+	if got := activeBansOf(t, cfgA)["r"]; got != 2 {
+		t.Fatalf("a recorded %d bans, want 2", got)
+	}
+	// A manual ban is never held: once it reaches b, so would have the
+	// held one published before it; and a resync of both has run since.
+	callOp(t, cfgA, control.OpBan, control.Request{Addrs: []string{"198.51.100.32"}, For: "1h"})
+	testutil.Eventually(t, 15*time.Second, "a's manual ban on b, and a resync of both since the trip", func() bool {
+		resynced := func(cfg *config.Config) bool {
+			c := status(t, cfg).Cluster
+			return c != nil && c.LastResync != nil && c.LastResync.After(tripped)
+		}
+		return has(cfgB, "198.51.100.32") && resynced(cfgA) && resynced(cfgB)
+	})
+	if has(cfgB, "198.51.100.31") || has(cfgA, "198.51.100.31") {
+		t.Fatal("a held ban reached a map")
+	}
+	callOp(t, cfgA, control.OpResume, control.Request{By: "test"})
+	testutil.Eventually(t, 15*time.Second, "the resumed ban on b", func() bool { return has(cfgB, "198.51.100.31") })
 }

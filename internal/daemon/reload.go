@@ -202,5 +202,8 @@ func (d *daemon) statusLine() string {
 	if d.degraded != "" {
 		return "degraded: " + d.degraded
 	}
+	if b := d.eng.Breaker(); b.Active() {
+		return BreakerView(b, d.eng.HeldBans()).Summary()
+	}
 	return "following logs"
 }

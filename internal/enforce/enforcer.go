@@ -11,6 +11,7 @@ import (
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/outbox"
+	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
 )
 
@@ -60,8 +61,23 @@ func New(targets []Target, active Source, ob *outbox.Worker, opt Options) *Enfor
 	return e
 }
 
+// state is what every target is given, for the daemon, the daemon-less
+// CLI and replay alike: the active bans but would-be bans and the bans a
+// tripped circuit breaker holds (Given), the enforced suspensions.
 func (e *Enforcer) state() State {
-	s := State{Bans: e.active.ActiveBans(), At: e.clock.Now()}
+	s := State{At: e.clock.Now()}
+	var bans []store.Ban
+	var held int64
+	if h, ok := e.active.(Holder); ok {
+		bans, held = h.ActiveBansHeld()
+	} else {
+		bans = e.active.ActiveBans()
+	}
+	for _, b := range bans {
+		if Given(b, held) {
+			s.Bans = append(s.Bans, b)
+		}
+	}
 	for _, sp := range e.active.ActiveSuspensions() {
 		if sp.Enforced {
 			s.Suspensions = append(s.Suspensions, sp)
@@ -118,7 +134,7 @@ func (e *Enforcer) Apply(ctx context.Context, ch engine.Change) error {
 		e.onChange(ch)
 	}
 	var err error
-	if n := len(ch.Bans) + len(ch.Lifted) + len(ch.Suspended) + len(ch.Released); n > 0 {
+	if n := len(ch.Bans) + len(ch.Lifted) + len(ch.Suspended) + len(ch.Released) + len(ch.Resumed); n > 0 {
 		if e.running {
 			for _, r := range e.recs {
 				r.Kick(n)

@@ -164,13 +164,9 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 	if d.Offense > 1 {
 		reason += fmt.Sprintf(", offense %d", d.Offense)
 	}
-	e.pending.bans = append(e.pending.bans, store.Ban{
+	e.stageBan(j, a, store.Ban{
 		Jail: j.Cfg.Name, Prefix: prefix, Since: now, Until: d.Until, Strikes: d.Count, Reason: reason, Offense: d.Offense,
 	})
-	// Later lines of the same batch must see this ban before Commit; the
-	// map must not until it is in the database. (Other addresses of a
-	// banned IPv6 prefix are stopped by the policy, which marks the key.)
-	e.staged[a] = struct{}{}
 }
 
 // noteStale counts an event the policy found older than findtime, and

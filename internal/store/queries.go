@@ -247,19 +247,20 @@ type Counts struct {
 	ActiveBans int64
 	TotalBans  int64
 	RateEvents int64
+	WouldBans  int64 // active would-be bans (log-only), among ActiveBans
 }
 
 // CountsByJail returns per-jail counts.
 func (s *Store) CountsByJail() (map[string]Counts, error) {
 	out := map[string]Counts{}
-	rows, err := s.db.Query(`SELECT jail, COUNT(*), SUM(lifted IS NULL) FROM bans GROUP BY jail`)
+	rows, err := s.db.Query(`SELECT jail, COUNT(*), SUM(lifted IS NULL), SUM(lifted IS NULL AND log_only) FROM bans GROUP BY jail`)
 	if err != nil {
 		return nil, fmt.Errorf("count bans: %w", err)
 	}
 	for rows.Next() {
 		var j string
 		var c Counts
-		if err := rows.Scan(&j, &c.TotalBans, &c.ActiveBans); err != nil {
+		if err := rows.Scan(&j, &c.TotalBans, &c.ActiveBans, &c.WouldBans); err != nil {
 			rows.Close()
 			return nil, err
 		}
