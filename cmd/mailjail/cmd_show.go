@@ -139,9 +139,11 @@ Examples:
 					return &exitError{code: control.ExitUnreachable, err: err}
 				}
 			}
-			out.Banned = len(out.Active) > 0 || len(out.Covering) > 0
+			// A log-only jail's would-be ban is listed, but bans nothing.
+			enforced := slices.DeleteFunc(slices.Concat(out.Active, out.Covering), func(b control.Ban) bool { return b.LogOnly })
+			out.Banned = len(enforced) > 0
 			now := time.Now()
-			out.Remaining = remaining(append(slices.Clone(out.Active), out.Covering...), now)
+			out.Remaining = remaining(enforced, now)
 			if p.IsSingleIP() {
 				if err := nextInto(c.Context, cfg, st, p.Addr(), now, &out); err != nil {
 					return &exitError{code: control.ExitUnreachable, err: err}
@@ -268,7 +270,11 @@ func printShow(w io.Writer, out showOutput) {
 		textf(w, "  remaining %s\n", left)
 	}
 	for _, b := range out.Active {
-		textf(w, "  active   jail=%s since=%s until=%s strikes=%d reason=%s\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), b.Strikes, strconv.Quote(b.Reason))
+		what := "active"
+		if b.LogOnly {
+			what = "would-ban"
+		}
+		textf(w, "  %-8s jail=%s since=%s until=%s strikes=%d reason=%s\n", what, b.Jail, fmtTime(b.Since), fmtUntil(b.Until), b.Strikes, strconv.Quote(b.Reason))
 	}
 	for _, b := range out.Covering {
 		textf(w, "  covered  by=%s jail=%s since=%s until=%s reason=%s (mailjail unban --covering %s lifts it)\n", b.Addr, b.Jail, fmtTime(b.Since), fmtUntil(b.Until), strconv.Quote(b.Reason), out.Addr)

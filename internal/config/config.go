@@ -50,6 +50,7 @@ type Config struct {
 	Redis       Redis
 	RspamdRedis RspamdRedis
 	Webhooks    map[string]*Webhook // [webhook.NAME], by name
+	Cluster     Cluster             // [cluster]: bans shared with other nodes
 
 	// Source names where the configuration came from ("embedded default"
 	// or a path), for messages.
@@ -88,6 +89,9 @@ type Global struct {
 	// names and the host's addresses are looked up again.
 	IgnoreSelf bool          `toml:"-"`
 	DNSRefresh time.Duration `toml:"-"`
+	// Breaker is the circuit breaker for mass bans (breaker_bans,
+	// breaker_window, breaker_max_entries).
+	Breaker Breaker `toml:"-"`
 	// AccountMapFile is the rspamd multimap "user" file of suspended
 	// accounts.
 	AccountMapFile string `toml:"account_map_file"`
@@ -154,6 +158,10 @@ type Jail struct {
 	// suspensions; nil: [global] targets.
 	Targets []string
 	Rate    *RateSpec // set for a rate jail (rate_key given): Postfix messages/recipients per key
+	// Mode is ModeBan or ModeLogOnly (a rate jail: its rate mode, which
+	// may also be "suspend"). A log-only jail counts, records and alerts
+	// its would-be bans but never enforces them nor runs its actions.
+	Mode string
 	// Journal, when set, follows the systemd journal instead of (or beside)
 	// logpath: for hosts where Postfix logs only to journald.
 	Journal *core.JournalMatch
@@ -219,9 +227,10 @@ func (j *Jail) Accounts() bool { return j.Key == KeyAccount }
 
 // CanSuspend reports whether the jail's account may be suspended: only an
 // authenticated login may (anyone can forge an envelope sender on port
-// 25), and only when the jail asks for it.
+// 25), only when the jail asks for it, and never by a log-only jail,
+// whose suspensions are recorded, not enforced.
 func (j *Jail) CanSuspend() bool {
-	if !j.Accounts() || !j.Suspend {
+	if !j.Accounts() || !j.Suspend || j.LogOnly() {
 		return false
 	}
 	return j.Rate == nil || j.Rate.Key == "sasl_username" && j.Rate.Mode == "suspend"
@@ -292,6 +301,7 @@ func build(f file, data []byte, name string) *Config {
 	c.applyTargetDefaults(f.targetsFile)
 	c.applyAlertDefaults(f.Alert)
 	c.applyWebhookDefaults(f.webhooksFile)
+	c.applyClusterDefaults(f.Cluster)
 	for n, ff := range f.Filter {
 		c.Filters[n] = rules.FilterSpec{FailRegex: ff.FailRegex, IgnoreRegex: ff.IgnoreRegex, Prefilter: ff.Prefilter, DatePattern: ff.DatePattern}
 	}
@@ -368,6 +378,7 @@ func applyGlobalDefaults(g *Global, f globalFile) {
 	g.DBPurgeAge = dur(f.DBPurgeAge, nil, DefaultDBPurgeAge)
 	g.IgnoreSelf = deref(f.IgnoreSelf, true)
 	g.DNSRefresh = dur(f.DNSRefresh, nil, 5*time.Minute)
+	g.Breaker = buildBreaker(f.breakerFile)
 	if g.Database == "" {
 		g.Database = "/var/lib/mailjail/mailjail.db"
 	}

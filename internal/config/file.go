@@ -89,11 +89,13 @@ type globalFile struct {
 	DBPurgeAge  *Duration `toml:"dbpurgeage"`
 	IgnoreSelf  *bool     `toml:"ignoreself"`
 	DNSRefresh  *Duration `toml:"dns_refresh"`
+	breakerFile
 }
 
 type file struct {
 	targetsFile
 	webhooksFile
+	Cluster  *Cluster              `toml:"cluster"`
 	Global   globalFile            `toml:"global"`
 	Alert    alertFile             `toml:"alert"`
 	Defaults jailFile              `toml:"defaults"`
@@ -127,11 +129,12 @@ func buildJail(name string, j, d jailFile, globalIgnore []string, legacy bool) *
 	}
 	buildEscalation(out, j, d, legacy)
 	applyOnBansDefaults(out, j)
+	out.Mode = jailMode(j, d)
 	if jm := j.JournalMatch; jm != nil {
 		out.Journal = &core.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}
 	}
 	if j.RateKey != nil {
-		out.Rate = &RateSpec{Key: *j.RateKey, Mode: deref(j.Mode, ""), MaxEntries: deref(j.MaxEntries, bucket.DefaultMaxEntries), SuspendFactor: deref(j.SuspendFactor, 0),
+		out.Rate = &RateSpec{Key: *j.RateKey, Mode: out.Mode, MaxEntries: deref(j.MaxEntries, bucket.DefaultMaxEntries), SuspendFactor: deref(j.SuspendFactor, 0),
 			Window: dur(j.Window, nil, 0), MaxMessages: deref(j.MaxMessages, 0), MaxRecipients: deref(j.MaxRecipients, 0), NewAccountsWithin: dur(j.NewAccounts, nil, 0)}
 		out.Filter = "postfix-rate"
 		if out.Rate.Key != "client" {

@@ -39,6 +39,9 @@ var Reference = []Section{
 		{"dbpurgeage", "duration", "30d", "History older than this (strikes, ended bans and suspensions, rate events, delivered outbox items) is purged; active bans and suspensions never are."},
 		{"min_prefix_v6", "int", "32", "The widest IPv6 ban a manual ban may ask for without --force (0 allows any)."},
 		{"targets", "list of rspamd-map|postfix|nftables|rspamd-redis", `["rspamd-map"]`, "Enforcement targets of jails that name none, and of manual bans."},
+		{"breaker_bans", "int", "1000", "Circuit breaker: more new bans than this inside breaker_window trip it (0: off). Tripped, bans are still recorded, but targets, ban actions and webhooks get no new ones until mailjail resume; an urgent alert is sent. Manual bans and would-be bans do not count."},
+		{"breaker_window", "duration", "1m", "The window breaker_bans counts in."},
+		{"breaker_max_entries", "int", "1000000", "Circuit breaker: a new ban that would make the enforced active bans more than this trips it (0: off)."},
 	}},
 	{Name: "jail.NAME", Intro: "One jail (fail2ban's words). [defaults] takes the same keys and gives them to every jail that leaves them out (fail2ban's [DEFAULT]).", Keys: []KeyDoc{
 		{"enabled", "bool", "true", "A disabled jail is checked but reads nothing."},
@@ -75,7 +78,7 @@ var Reference = []Section{
 		{"messages.rate", "\"N / period\"", "", "A rate jail's message leak rate, as rspamd writes it."},
 		{"recipients.burst", "number", "", "A rate jail's recipient bucket size."},
 		{"recipients.rate", "\"N / period\"", "", "A rate jail's recipient leak rate."},
-		{"mode", "ban|log-only|suspend", "", "What a rate jail does with a key over its limit."},
+		{"mode", "ban|log-only (a rate jail: also suspend)", "ban (a rate jail: ban for rate_key = \"client\", else log-only)", "log-only: the jail counts, records and alerts its would-be bans (mailjail list --would-ban) but gives no target any, runs no action nor webhook, and records suspensions as not enforced. A rate jail: what it does with a key over its limit."},
 		{"accounting", "leaky|strict|window", "leaky", "Whether refused messages fill the bucket (strict), or a sliding window counts (window)."},
 		{"rspamd_version", "3.4|3.6", "", "Whose ratelimit check the buckets follow."},
 		{"max_entries", "int", "100000", "Keys a rate jail tracks, least recently used evicted first."},
@@ -127,7 +130,11 @@ var Reference = []Section{
 		{"ports", "list of ints", "[25, 465, 587]", "TCP ports whose packets from banned clients are dropped."},
 		{"priority", "int", "-10", "Priority of the input chain."},
 	}},
-	{Name: "redis", Intro: "The connection of the rspamd-redis target.", Keys: []KeyDoc{
+	{Name: "cluster", Intro: "Share bans with other mailjail nodes through the [redis] server; without this section mailjail runs alone.", Keys: []KeyDoc{
+		{"node", "name", "the host name", "This node's name in the shared state, status and alerts; unique in the cluster."},
+		{"resync_interval", "duration", "1m", "How often the whole shared state is compared with the local one (publish/subscribe carries each change at once)."},
+	}},
+	{Name: "redis", Intro: "The connection of the rspamd-redis target and of the cluster.", Keys: []KeyDoc{
 		{"address", "host:port", "127.0.0.1:6379", "A standalone server."},
 		{"sentinels", "list of host:port", "", "Sentinels, with master_name."},
 		{"master_name", "string", "", "The Sentinel master."},

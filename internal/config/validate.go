@@ -42,8 +42,10 @@ func (c *Config) Validate() error {
 	c.validateFilters(&p)
 	c.validateReservedFilters(&p)
 	c.validateTargets(&p)
+	c.validateCluster(&p)
 	c.validateWebhooks(&p)
 	c.validateWritten(&p, "defaults", c.rawDefaults)
+	c.validateDefaultMode(&p)
 	for _, k := range rateOnlyKeys(c.rawDefaults) {
 		p.add(c.errAt("defaults."+k, "only a rate jail takes %s: set it in the [jail.NAME] with rate_key", k))
 	}
@@ -109,6 +111,7 @@ func (c *Config) validateGlobal(p *problems) {
 	if g.MinPrefixV6 < 0 || g.MinPrefixV6 > 128 {
 		p.add(c.errAt("global.min_prefix_v6", "must be between 0 and 128, got %d", g.MinPrefixV6))
 	}
+	c.validateBreaker(p)
 	if g.DBPurgeAge < time.Hour {
 		p.add(c.errAt("global.dbpurgeage", "must be at least 1h, got %s", FormatDuration(g.DBPurgeAge)))
 	}
@@ -215,6 +218,7 @@ func (c *Config) validateJail(p *problems, j *Jail) {
 			p.add(c.errAt(k+"."+key, "only a rate jail (with rate_key) takes %s; this jail uses filter %q", key, j.Filter))
 		}
 	}
+	c.validateMode(p, j)
 	c.validateOnBans(p, j)
 	if !j.OnBans() {
 		c.validateKey(p, j)
@@ -328,7 +332,7 @@ func rateOnlyKeys(jf jailFile) []string {
 		set bool
 	}{
 		{"rate_key", jf.RateKey != nil}, {"messages", jf.Messages != nil}, {"recipients", jf.Recipients != nil},
-		{"mode", jf.Mode != nil}, {"accounting", jf.Accounting != nil}, {"max_entries", jf.MaxEntries != nil},
+		{"accounting", jf.Accounting != nil}, {"max_entries", jf.MaxEntries != nil},
 		{"on_full", jf.OnFull != nil}, {"suspend_factor", jf.SuspendFactor != nil}, {"window", jf.Window != nil},
 		{"max_messages", jf.MaxMessages != nil}, {"max_recipients", jf.MaxRecipients != nil}, {"new_accounts_within", jf.NewAccounts != nil}, {"rspamd_version", jf.RspamdVersion != nil},
 	} {

@@ -51,6 +51,7 @@ func (d *daemon) run(ctx context.Context) error {
 	octx, stopOutbox := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopOutbox()
 	d.wg.Go(func() { d.outbox.Run(octx) })
+	d.runCluster(octx)
 
 	fctx, stopFollow := context.WithCancel(ctx)
 	batches, err := d.follow(fctx)
@@ -191,6 +192,8 @@ func (d *daemon) loop(ctx context.Context, now time.Time) error {
 			// The outcome is logged; the caller of SIGHUP has no
 			// answer to read.
 			d.reload(ctx)
+		case recs := <-d.incoming():
+			d.applyShared(ctx, recs)
 		case st := <-d.ignoreUpdates:
 			d.applyIgnore(ctx, st, d.opt.Clock.Now())
 		case <-d.wd.C():

@@ -74,15 +74,16 @@ func (e *Engine) forgetSuspensions(ss []store.Suspension) {
 }
 
 // suspendedAt reports whether account has an active or staged suspension
-// at now, in any jail: its further events are the suspension working.
-func (e *Engine) suspendedAt(account string, now time.Time) bool {
+// at now, in any jail: its further events in j are the suspension
+// working. A log-only jail's would-be suspension stops only that jail.
+func (e *Engine) suspendedAt(j *Jail, account string, now time.Time) bool {
 	if _, ok := e.stagedAccts[account]; ok {
 		return true
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for k, s := range e.susp {
-		if k.account == account && (s.Until.IsZero() || s.Until.After(now)) {
+		if k.account == account && (s.Until.IsZero() || s.Until.After(now)) && !e.wouldSuspension(j, s) {
 			return true
 		}
 	}
@@ -132,7 +133,7 @@ func (e *Engine) strikeAccount(j *Jail, account string, client netip.Addr, bucke
 		e.stats.Allowed++
 		return
 	}
-	if e.suspendedAt(account, now) {
+	if e.suspendedAt(j, account, now) {
 		return
 	}
 	d := j.acct.policy.Strike(account, at, now)
@@ -177,7 +178,9 @@ func (e *Engine) suspend(j *Jail, account string, d rules.Decision, reason strin
 		Offense: d.Offense, Enforced: j.Cfg.CanSuspend(), Sources: sourcesOf(j.acct.sources[account])}
 	e.stats.Suspensions++
 	e.pending.suspensions = append(e.pending.suspensions, s)
-	e.stagedAccts[account] = struct{}{}
+	if !j.Cfg.LogOnly() { // a would-be suspension: the jail's policy marks the account
+		e.stagedAccts[account] = struct{}{}
+	}
 	if !j.Cfg.BanSources {
 		return
 	}
@@ -340,7 +343,7 @@ func (e *Engine) restoreAccounts(now time.Time) error {
 	}
 	err = e.st.AccountStrikesSince(now.Add(-maxFind), func(jail, account string, client netip.Addr, at time.Time) error {
 		j := e.jail(jail)
-		if j == nil || j.acct == nil || e.suspendedAt(account, now) || now.Sub(at) > j.Cfg.FindTime {
+		if j == nil || j.acct == nil || e.suspendedAt(j, account, now) || now.Sub(at) > j.Cfg.FindTime {
 			return nil
 		}
 		j.acct.policy.Restore(account, at, now)

@@ -64,11 +64,23 @@ type Engine struct {
 	resolved     rules.Resolved
 	globalIgnore *rules.IPSet
 
+	// cluster counts strikes with the other nodes (nil: alone); node is
+	// this node's name, linePos the position of the line Stage is
+	// judging, for the strikes' identity.
+	cluster SharedStrikes
+	node    string
+	linePos core.Position
+
 	pending pending
 	effects Effects
 	stats   Stats
 	changes map[string]*ChangeCounters // per jail name, manual included
 	sources map[string]*SourceCounters // per followed path or journal key
+
+	// brk is the circuit breaker for mass bans (the loop's); heldFrom is
+	// its first held ban ID as the targets see it (guarded by mu).
+	brk      breaker
+	heldFrom int64
 }
 
 // ChangeCounters count what committed changes did to one jail, for
@@ -155,7 +167,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 	e := &Engine{cfg: cfg, st: st, log: log, loc: cfg.Location(), pathJails: map[string][]*Jail{},
 		bans: map[banKey]store.Ban{}, staged: map[banKey]struct{}{},
 		susp: map[suspKey]store.Suspension{}, stagedAccts: map[string]struct{}{}, firstSeen: map[string]time.Time{},
-		changes: map[string]*ChangeCounters{}, sources: map[string]*SourceCounters{}}
+		changes: map[string]*ChangeCounters{}, sources: map[string]*SourceCounters{}, brk: breaker{base: -1}}
 	var err error
 	if e.allow, err = rules.NewAllowList(cfg.Global.AllowSenders); err != nil {
 		return nil, fmt.Errorf("allow_senders: %w", err)
@@ -333,6 +345,10 @@ func (e *Engine) RestoreBans(now time.Time) error {
 		return err
 	}
 	e.put(bans...)
+	e.restoreWouldBans(bans)
+	if err := e.restoreBreaker(); err != nil {
+		return err
+	}
 	since := now.Add(-e.maxLookback())
 	past, err := e.st.BansSince(since)
 	if err != nil {
@@ -401,6 +417,9 @@ func (e *Engine) Commit(ctx context.Context) (Change, error) {
 			}
 			p.bans[i].ID = id
 		}
+		if err := e.breakerCommit(tx, p.bans, &ch); err != nil {
+			return ch, err
+		}
 		for _, ev := range p.rateEvents {
 			if err := tx.AddRateEvent(ev); err != nil {
 				return ch, err
@@ -438,9 +457,8 @@ func (e *Engine) Commit(ctx context.Context) (Change, error) {
 	if err != nil {
 		return Change{}, err
 	}
-	e.put(ch.Bans...)
-	e.putSuspensions(ch.Suspended...)
-	e.recordShared(ch.Bans, ch.Suspended)
+	e.breakerCommitted(ch) // before the bans it holds are in the cache
+	e.committed(ch)
 	e.logRateEvents(p.rateEvents)
 	e.clearStaged()
 	clear(e.stagedAccts)

@@ -111,16 +111,20 @@ func (e *Engine) hasBan(jail string, p netip.Prefix, now time.Time) bool {
 
 func activeAt(b store.Ban, now time.Time) bool { return b.Until.IsZero() || b.Until.After(now) }
 
-// stageBan adds j's ban b (of a, in b.Prefix) to the pending batch,
-// seen at once by the later lines of the batch (bannedIn; the targets see
-// it only after Commit), and counts it in the recidive and network jails.
+// stageBan adds j's ban decision b (of a, in b.Prefix) to the pending
+// batch: flagged when the jail is log-only, else seen at once by the later
+// lines of the batch (bannedIn; the targets see it only after Commit) and
+// counted by the circuit breaker; then it is counted in the recidive and
+// network jails.
 func (e *Engine) stageBan(j *Jail, a netip.Addr, b store.Ban) {
+	b.LogOnly = j.Cfg.LogOnly()
 	e.pending.bans = append(e.pending.bans, b)
 	if !b.LogOnly {
 		if k := (banKey{b.Jail, b.Prefix}); !e.isStaged(k) {
 			e.staged[k] = struct{}{}
 			e.stagedLengths.add(b.Prefix, 1)
 		}
+		e.breakerCount(len(e.pending.bans)-1, b.Since)
 	}
 	e.countOnBans(b)
 }

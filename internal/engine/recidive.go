@@ -55,8 +55,10 @@ func (e *Engine) countOnBans(b store.Ban) {
 // jails count.
 func (e *Engine) countsOnBans(b store.Ban) bool {
 	// Offense 0: not decided by a jail's policy (manual, or an entry
-	// taken over from an existing map, which keeps its jail's name).
-	if b.Jail == ManualJail || b.LogOnly || b.Offense == 0 {
+	// taken over from an existing map, which keeps its jail's name). A
+	// ban mirrored from another cluster node is counted by that node's
+	// recidive and network jails, whose bans are mirrored in turn.
+	if b.Jail == ManualJail || b.LogOnly || b.Offense == 0 || b.Origin != "" {
 		return false
 	}
 	jc := e.cfg.Jail(b.Jail)

@@ -282,6 +282,9 @@ func TestLogOnlyAndImportedBansDoNotCountOnBans(t *testing.T) {
 	if e.countsOnBans(store.Ban{Jail: "a", Offense: 1, LogOnly: true}) || !e.countsOnBans(store.Ban{Jail: "a", Offense: 1}) {
 		t.Fatal("a log-only ban counts, or a ban does not")
 	}
+	if e.countsOnBans(store.Ban{Jail: "a", Offense: 1, Origin: "mx2"}) {
+		t.Fatal("a ban mirrored from another node counts here (its node counts it)")
+	}
 	err := st.Update(context.Background(), func(tx *store.Tx) error {
 		for _, jail := range []string{"a", "b"} {
 			if _, err := tx.AddBan(store.Ban{Jail: jail, Prefix: netip.MustParsePrefix(ip + "/32"), Since: t0, Until: t0.Add(time.Minute), Offense: 1, LogOnly: true}); err != nil {

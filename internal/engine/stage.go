@@ -28,6 +28,7 @@ func (e *Engine) Stage(lines []core.Line, now time.Time) {
 			e.pending.positions[l.Path] = l.Pos
 		}
 		var shared lineTime // the built-in formats' reading, shared by the jails
+		e.linePos = l.Pos
 		for _, j := range e.jailsFor(l.Path) {
 			// Most lines are not events: a literal check skips them
 			// before any timestamp parsing or regex.
@@ -144,7 +145,7 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 		return
 	}
 	key, prefix := j.key(a), j.banPrefix(a)
-	d := j.Policy.Strike(rules.KeyOf(key), at, now)
+	d := e.decide(j, key, at, now)
 	e.noteStale(j, d, at, now)
 	if !d.Counted {
 		return
