@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"net/netip"
 	"time"
 
@@ -20,6 +21,8 @@ const maxLineBytes = 1024
 type Tx struct {
 	tx *sql.Tx
 	s  *Store
+
+	newJails map[string]int64 // jails this transaction added, cached once it commits
 }
 
 // exec runs a write statement of the transaction: one prepared by
@@ -34,7 +37,11 @@ func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
 // Hot write statements, prepared when the store opens (not inside a
 // transaction: the store has one connection, which a transaction holds).
 const (
-	sqlAddStrike    = `INSERT INTO strikes (jail, addr, at, bucket, line) VALUES (?, ?, ?, ?, ?)`
+	// n is the next free one for the address at that time: log times
+	// have a resolution of a second, in which an address can strike
+	// more than once.
+	sqlAddStrike = `INSERT INTO strikes (jail, at, addr, n, bucket, line)
+		SELECT ?1, ?2, ?3, coalesce(max(n) + 1, 0), ?4, ?5 FROM strikes WHERE jail = ?1 AND at = ?2 AND addr = ?3`
 	sqlSavePosition = `INSERT INTO positions (path, dev, ino, offset, head, cursor, updated) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, offset=excluded.offset, head=excluded.head, cursor=excluded.cursor, updated=excluded.updated`
 	sqlAddRateEvent = `INSERT INTO rate_events (jail, key, what, at, level, burst, rate, urgent, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -58,20 +65,55 @@ func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin %s: %w", s.path, err)
 	}
-	if err := fn(&Tx{tx: tx, s: s}); err != nil {
+	t := &Tx{tx: tx, s: s}
+	if err := fn(t); err != nil {
 		tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit %s: %w", s.path, err)
 	}
+	if len(t.newJails) > 0 {
+		s.mu.Lock()
+		maps.Copy(s.jailID, t.newJails)
+		s.mu.Unlock()
+	}
 	return nil
+}
+
+// jail returns the id of a jail's name, adding it to jails if it is new.
+// A new id is cached only once the transaction commits: a rolled-back
+// one may be given to another jail.
+func (t *Tx) jail(name string) (int64, error) {
+	t.s.mu.Lock()
+	id, ok := t.s.jailID[name]
+	t.s.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	if id, ok := t.newJails[name]; ok {
+		return id, nil
+	}
+	if _, err := t.exec(`INSERT INTO jails (name) VALUES (?) ON CONFLICT(name) DO NOTHING`, name); err != nil {
+		return 0, fmt.Errorf("add jail %s: %w", name, err)
+	}
+	if err := t.tx.QueryRow(`SELECT id FROM jails WHERE name = ?`, name).Scan(&id); err != nil {
+		return 0, fmt.Errorf("read jail %s: %w", name, err)
+	}
+	if t.newJails == nil {
+		t.newJails = map[string]int64{}
+	}
+	t.newJails[name] = id
+	return id, nil
 }
 
 // AddStrike records a strike.
 func (t *Tx) AddStrike(st Strike) error {
-	_, err := t.exec(sqlAddStrike,
-		st.Jail, st.Addr.String(), st.At.UnixNano(), st.Bucket, cutLine(st.Line))
+	jail, err := t.jail(st.Jail)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(sqlAddStrike, jail, st.At.UnixNano(), addrBytes(st.Addr), st.Bucket, cutLine(st.Line))
 	if err != nil {
 		return fmt.Errorf("add strike: %w", err)
 	}
@@ -116,7 +158,7 @@ func (t *Tx) LiftBans(p netip.Prefix, jail string, at time.Time, by string) ([]B
 		return nil, fmt.Errorf("lift %s: %w", key, err)
 	}
 	if p.IsSingleIP() {
-		if _, err := t.exec(`DELETE FROM strikes WHERE addr = ? AND (? = '' OR jail = ?)`, p.Addr().String(), jail, jail); err != nil {
+		if _, err := t.exec(`DELETE FROM strikes WHERE addr = ? AND (? = '' OR jail = (SELECT id FROM jails WHERE name = ?))`, addrBytes(p.Addr()), jail, jail); err != nil {
 			return nil, fmt.Errorf("clear strikes of %s: %w", key, err)
 		}
 	}
@@ -207,15 +249,6 @@ func (t *Tx) SaveBuckets(jail, what string, states []BucketState) error {
 		}
 	}
 	return nil
-}
-
-// PruneStrikes deletes strikes older than before; they can no longer count.
-func (t *Tx) PruneStrikes(before time.Time) (int64, error) {
-	res, err := t.exec(`DELETE FROM strikes WHERE at < ?`, before.UnixNano())
-	if err != nil {
-		return 0, fmt.Errorf("prune strikes: %w", err)
-	}
-	return res.RowsAffected()
 }
 
 func nullTime(t time.Time) any {

@@ -1,0 +1,323 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Retention says what Purge keeps: history younger than Age
+// (dbpurgeage), active bans and suspensions whatever their age, every
+// jail's strikes inside its findtime, and the log lines of the
+// MaxMatches newest strikes of an address in a jail (dbmaxmatches).
+type Retention struct {
+	Now      time.Time
+	Age      time.Duration
+	FindTime map[string]time.Duration // by jail name; a jail not named keeps strikes for Age
+	// MaxMatches is how many of an address's newest strikes in a jail
+	// keep their log line; older ones keep their time and bucket.
+	MaxMatches int
+}
+
+// PurgeOptions bound the work of one transaction: the daemon's loop
+// waits for the store's one connection while a batch holds it, so a
+// batch must be short.
+type PurgeOptions struct {
+	Batch       int // rows per transaction; 0: DefaultPurgeBatch
+	VacuumPages int // pages given back per transaction; 0: DefaultVacuumPages
+	// OnBatch, when set, is called after each transaction with what it
+	// did and how many rows (pages for "vacuum"): for tests and
+	// benchmarks.
+	OnBatch func(what string, n int64)
+}
+
+// DefaultPurgeBatch and DefaultVacuumPages keep one purge transaction at
+// a few milliseconds (bench/retention measures it): about as long as
+// the fsync of the commit it may delay.
+const (
+	DefaultPurgeBatch  = 500
+	DefaultVacuumPages = 256
+)
+
+// PurgeStats counts what a purge did.
+type PurgeStats struct {
+	Removed      map[string]int64 // rows deleted, by table
+	LinesCleared int64            // strikes whose line was cleared (dbmaxmatches)
+	PagesFreed   int64            // pages the file shrank by
+	Batches      int              // transactions
+}
+
+// metaLinesUpto is the meta key of the time up to which strikes' lines
+// have been trimmed to dbmaxmatches (unix nanoseconds): each purge
+// trims only the strikes stored since, and a restart resumes there.
+const metaLinesUpto = "purge_lines_upto"
+
+// purgeStep is one kind of row the purge deletes: query selects up to
+// ?2 keys of rows older than ?1, del deletes the rows of those keys
+// (the same query inside IN), both by index.
+type purgeStep struct {
+	table string
+	keys  string
+}
+
+var purgeSteps = []purgeStep{
+	{"account_strikes", `SELECT rowid FROM account_strikes WHERE at < ?1 ORDER BY at LIMIT ?2`},
+	{"bans", `SELECT id FROM bans WHERE lifted IS NOT NULL AND lifted < ?1 ORDER BY lifted LIMIT ?2`},
+	{"suspensions", `SELECT id FROM suspensions WHERE lifted IS NOT NULL AND lifted < ?1 ORDER BY lifted LIMIT ?2`},
+	{"rate_events", `SELECT id FROM rate_events WHERE at < ?1 ORDER BY at LIMIT ?2`},
+	{"outbox", `SELECT id FROM outbox WHERE (done IS NOT NULL OR gave_up IS NOT NULL) AND coalesce(done, gave_up) < ?1 ORDER BY coalesce(done, gave_up) LIMIT ?2`},
+}
+
+// Purge removes what r does not keep, in transactions of at most
+// opt.Batch rows each, then clears the lines of strikes beyond
+// r.MaxMatches and gives the freed pages back to the file system in
+// steps of opt.VacuumPages. It stops between transactions when ctx ends;
+// what it did is committed, and the next purge goes on from there.
+func (s *Store) Purge(ctx context.Context, r Retention, opt PurgeOptions) (PurgeStats, error) {
+	if opt.Batch <= 0 {
+		opt.Batch = DefaultPurgeBatch
+	}
+	if opt.VacuumPages <= 0 {
+		opt.VacuumPages = DefaultVacuumPages
+	}
+	p := &purge{s: s, r: r, opt: opt, st: PurgeStats{Removed: map[string]int64{}}}
+	err := p.run(ctx)
+	return p.st, err
+}
+
+type purge struct {
+	s   *Store
+	r   Retention
+	opt PurgeOptions
+	st  PurgeStats
+}
+
+func (p *purge) run(ctx context.Context) error {
+	jails, err := p.s.jails()
+	if err != nil {
+		return err
+	}
+	// Account strikes are kept for the longest findtime of any jail: a
+	// jail's own findtime would need its name in their index.
+	keepAccounts := p.r.Age
+	for _, j := range jails {
+		if err := p.strikes(ctx, j); err != nil {
+			return err
+		}
+	}
+	for _, ft := range p.r.FindTime {
+		keepAccounts = max(keepAccounts, ft)
+	}
+	for _, step := range purgeSteps {
+		keep := p.r.Age
+		if step.table == "account_strikes" {
+			keep = keepAccounts
+		}
+		del := `DELETE FROM ` + step.table + ` WHERE rowid IN (` + step.keys + `)`
+		if err := p.batches(ctx, step.table, func(t *Tx) (int64, error) {
+			return t.affected(del, p.r.Now.Add(-keep).UnixNano(), p.opt.Batch)
+		}); err != nil {
+			return err
+		}
+	}
+	for _, j := range jails {
+		if err := p.trimLines(ctx, j.id); err != nil {
+			return err
+		}
+	}
+	if err := p.s.Update(ctx, func(t *Tx) error {
+		return t.SetMeta(metaLinesUpto, strconv.FormatInt(p.r.Now.UnixNano(), 10))
+	}); err != nil {
+		return err
+	}
+	return p.vacuum(ctx)
+}
+
+// strikes deletes a jail's strikes older than both dbpurgeage and its
+// findtime, oldest first, through the table's (jail, at) order.
+func (p *purge) strikes(ctx context.Context, j jailRow) error {
+	before := p.r.Now.Add(-max(p.r.Age, p.r.FindTime[j.name])).UnixNano()
+	return p.batches(ctx, "strikes", func(t *Tx) (int64, error) {
+		return t.affected(`DELETE FROM strikes WHERE (jail, at, addr, n) IN
+			(SELECT jail, at, addr, n FROM strikes WHERE jail = ?1 AND at < ?2 ORDER BY jail, at LIMIT ?3)`, j.id, before, p.opt.Batch)
+	})
+}
+
+// batches runs fn in transactions until one does less than a batch.
+func (p *purge) batches(ctx context.Context, what string, fn func(*Tx) (int64, error)) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var n int64
+		if err := p.s.Update(ctx, func(t *Tx) (err error) {
+			n, err = fn(t)
+			return err
+		}); err != nil {
+			return fmt.Errorf("purge %s: %w", what, err)
+		}
+		p.done(what, n)
+		p.st.Removed[what] += n
+		if n < int64(p.opt.Batch) {
+			return nil
+		}
+	}
+}
+
+func (p *purge) done(what string, n int64) {
+	p.st.Batches++
+	if p.opt.OnBatch != nil {
+		p.opt.OnBatch(what, n)
+	}
+}
+
+// trimLines clears the lines of a jail's strikes that dbmaxmatches newer
+// strikes of the same address have replaced. Only addresses with strikes
+// stored since the last purge can have new ones to clear: they are read
+// a batch at a time, in the table's order.
+func (p *purge) trimLines(ctx context.Context, jail int64) error {
+	from, err := p.s.metaInt(metaLinesUpto)
+	if err != nil {
+		return err
+	}
+	// INDEXED BY: without it SQLite prefers the table's (jail, at)
+	// order, and reads every strike of the jail.
+	clear := `UPDATE strikes INDEXED BY strikes_addr SET line = '' WHERE addr = ?1 AND jail = ?2 AND line != '' AND (at, n) <
+		(SELECT at, n FROM strikes WHERE addr = ?1 AND jail = ?2 ORDER BY at DESC, n DESC LIMIT 1 OFFSET ?3)`
+	if p.r.MaxMatches == 0 {
+		clear = `UPDATE strikes INDEXED BY strikes_addr SET line = '' WHERE addr = ?1 AND jail = ?2 AND line != '' AND ?3 = 0`
+	}
+	at, addr, n := from, []byte{}, int64(-1)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		addrs, last, err := p.stored(jail, at, addr, n)
+		if err != nil || len(addrs) == 0 {
+			return err
+		}
+		at, addr, n = last.at, last.addr, last.n
+		var cleared int64
+		if err := p.s.Update(ctx, func(t *Tx) error {
+			for _, a := range addrs {
+				c, err := t.affected(clear, a, jail, max(p.r.MaxMatches-1, 0))
+				if err != nil {
+					return err
+				}
+				cleared += c
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("trim strike lines: %w", err)
+		}
+		p.done("lines", cleared)
+		p.st.LinesCleared += cleared
+	}
+}
+
+type strikeKey struct {
+	at   int64
+	addr []byte
+	n    int64
+}
+
+// stored returns the distinct addresses of up to a batch of a jail's
+// strikes stored after key (at, addr, n) and before the purge's time,
+// and the last key read.
+func (p *purge) stored(jail, at int64, addr []byte, n int64) ([]string, strikeKey, error) {
+	rows, err := p.s.db.Query(`SELECT at, addr, n FROM strikes WHERE jail = ?1 AND (at, addr, n) > (?2, ?3, ?4) AND at < ?5 ORDER BY jail, at, addr, n LIMIT ?6`,
+		jail, at, addr, n, p.r.Now.UnixNano(), p.opt.Batch)
+	if err != nil {
+		return nil, strikeKey{}, fmt.Errorf("read strikes to trim: %w", err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var out []string
+	var last strikeKey
+	for rows.Next() {
+		if err := rows.Scan(&last.at, &last.addr, &last.n); err != nil {
+			return nil, last, fmt.Errorf("read strikes to trim: %w", err)
+		}
+		if a := string(last.addr); !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out, last, rows.Err()
+}
+
+// vacuum gives the free pages back to the file system, a few at a time.
+func (p *purge) vacuum(ctx context.Context) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var free int64
+		if err := p.s.db.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil {
+			return fmt.Errorf("count free pages: %w", err)
+		}
+		if free == 0 {
+			return nil
+		}
+		step := min(free, int64(p.opt.VacuumPages))
+		if _, err := p.s.db.ExecContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, step)); err != nil {
+			return fmt.Errorf("incremental vacuum: %w", err)
+		}
+		var after int64
+		if err := p.s.db.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&after); err != nil {
+			return fmt.Errorf("count free pages: %w", err)
+		}
+		if after >= free {
+			// Not in incremental mode (a database this version did
+			// not create or upgrade): nothing to give back this way.
+			return nil
+		}
+		p.st.PagesFreed += free - after
+		p.done("vacuum", free-after)
+	}
+}
+
+type jailRow struct {
+	id   int64
+	name string
+}
+
+func (s *Store) jails() ([]jailRow, error) {
+	rows, err := s.db.Query(`SELECT id, name FROM jails ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("read jails: %w", err)
+	}
+	defer rows.Close()
+	var out []jailRow
+	for rows.Next() {
+		var j jailRow
+		if err := rows.Scan(&j.id, &j.name); err != nil {
+			return nil, fmt.Errorf("read jails: %w", err)
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+// metaInt reads an integer meta value (0: not set).
+func (s *Store) metaInt(key string) (int64, error) {
+	v, ok, err := s.Meta(key)
+	if err != nil || !ok {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("meta %s = %q: %w", key, v, err)
+	}
+	return n, nil
+}
+
+// affected runs a write statement and returns the rows it changed.
+func (t *Tx) affected(query string, args ...any) (int64, error) {
+	res, err := t.exec(query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
