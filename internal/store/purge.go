@@ -53,6 +53,12 @@ type PurgeStats struct {
 // trims only the strikes stored since, and a restart resumes there.
 const metaLinesUpto = "purge_lines_upto"
 
+// linesLag is how late after its log time a strike may be stored and
+// still have its address's lines trimmed by the next purge: a log read
+// with delay, or a restart. An address whose strike comes later keeps
+// one line more, until its next strike or its purge by age.
+const linesLag = 2 * time.Minute
+
 // purgeStep is one kind of row the purge deletes: query selects up to
 // ?2 keys of rows older than ?1, del deletes the rows of those keys
 // (the same query inside IN), both by index.
@@ -181,14 +187,19 @@ func (p *purge) trimLines(ctx context.Context, jail int64) error {
 	if err != nil {
 		return err
 	}
-	// INDEXED BY: without it SQLite prefers the table's (jail, at)
-	// order, and reads every strike of the jail.
-	clear := `UPDATE strikes INDEXED BY strikes_addr SET line = '' WHERE addr = ?1 AND jail = ?2 AND line != '' AND (at, n) <
+	// A row is replaced, not updated: SQLite merges the pages a delete
+	// leaves underfull, never those an update shrinks, so updated lines
+	// would leave their space in the pages. INDEXED BY: without it
+	// SQLite prefers the table's (jail, at) order, and reads every
+	// strike of the jail.
+	clear := `INSERT OR REPLACE INTO strikes (jail, at, addr, n, bucket, line)
+		SELECT jail, at, addr, n, bucket, '' FROM strikes INDEXED BY strikes_addr WHERE addr = ?1 AND jail = ?2 AND line != '' AND (at, n) <
 		(SELECT at, n FROM strikes WHERE addr = ?1 AND jail = ?2 ORDER BY at DESC, n DESC LIMIT 1 OFFSET ?3)`
 	if p.r.MaxMatches == 0 {
-		clear = `UPDATE strikes INDEXED BY strikes_addr SET line = '' WHERE addr = ?1 AND jail = ?2 AND line != '' AND ?3 = 0`
+		clear = `INSERT OR REPLACE INTO strikes (jail, at, addr, n, bucket, line)
+		SELECT jail, at, addr, n, bucket, '' FROM strikes INDEXED BY strikes_addr WHERE addr = ?1 AND jail = ?2 AND line != '' AND ?3 = 0`
 	}
-	at, addr, n := from, []byte{}, int64(-1)
+	at, addr, n := from-int64(linesLag), []byte{}, int64(-1)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -225,7 +236,7 @@ type strikeKey struct {
 // stored returns the distinct addresses of up to a batch of a jail's
 // strikes stored after key (at, addr, n) and before the purge's time,
 // and the last key read.
-func (p *purge) stored(jail, at int64, addr []byte, n int64) ([]string, strikeKey, error) {
+func (p *purge) stored(jail, at int64, addr []byte, n int64) ([][]byte, strikeKey, error) {
 	rows, err := p.s.db.Query(`SELECT at, addr, n FROM strikes WHERE jail = ?1 AND (at, addr, n) > (?2, ?3, ?4) AND at < ?5 ORDER BY jail, at, addr, n LIMIT ?6`,
 		jail, at, addr, n, p.r.Now.UnixNano(), p.opt.Batch)
 	if err != nil {
@@ -233,7 +244,7 @@ func (p *purge) stored(jail, at int64, addr []byte, n int64) ([]string, strikeKe
 	}
 	defer rows.Close()
 	seen := map[string]bool{}
-	var out []string
+	var out [][]byte
 	var last strikeKey
 	for rows.Next() {
 		if err := rows.Scan(&last.at, &last.addr, &last.n); err != nil {
@@ -241,7 +252,7 @@ func (p *purge) stored(jail, at int64, addr []byte, n int64) ([]string, strikeKe
 		}
 		if a := string(last.addr); !seen[a] {
 			seen[a] = true
-			out = append(out, a)
+			out = append(out, []byte(a))
 		}
 	}
 	return out, last, rows.Err()
@@ -260,9 +271,8 @@ func (p *purge) vacuum(ctx context.Context) error {
 		if free == 0 {
 			return nil
 		}
-		step := min(free, int64(p.opt.VacuumPages))
-		if _, err := p.s.db.ExecContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, step)); err != nil {
-			return fmt.Errorf("incremental vacuum: %w", err)
+		if err := p.s.incrementalVacuum(ctx, min(free, int64(p.opt.VacuumPages))); err != nil {
+			return err
 		}
 		var after int64
 		if err := p.s.db.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&after); err != nil {
@@ -276,6 +286,23 @@ func (p *purge) vacuum(ctx context.Context) error {
 		p.st.PagesFreed += free - after
 		p.done("vacuum", free-after)
 	}
+}
+
+// incrementalVacuum gives back up to pages free pages. SQLite frees
+// one page per step of the statement: Exec would take one step, so the
+// rows are read to the end.
+func (s *Store) incrementalVacuum(ctx context.Context, pages int64) error {
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, pages))
+	if err != nil {
+		return fmt.Errorf("incremental vacuum: %w", err)
+	}
+	for rows.Next() {
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("incremental vacuum: %w", err)
+	}
+	return nil
 }
 
 type jailRow struct {

@@ -12,7 +12,7 @@ import (
 	"github.com/mailjail/mailjail/rules"
 )
 
-// maxLineBytes bounds the log line kept with a strike: enough to see why,
+// maxLineBytes bounds the log line kept with an account's strike: enough to see why,
 // not enough for a hostile line to bloat the database.
 const maxLineBytes = 1024
 
@@ -37,11 +37,13 @@ func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
 // Hot write statements, prepared when the store opens (not inside a
 // transaction: the store has one connection, which a transaction holds).
 const (
-	// n is the next free one for the address at that time: log times
-	// have a resolution of a second, in which an address can strike
-	// more than once.
-	sqlAddStrike = `INSERT INTO strikes (jail, at, addr, n, bucket, line)
-		SELECT ?1, ?2, ?3, coalesce(max(n) + 1, 0), ?4, ?5 FROM strikes WHERE jail = ?1 AND at = ?2 AND addr = ?3`
+	// Log times have a resolution of a second, in which an address can
+	// strike more than once: the next n is then looked up. (One INSERT
+	// ... SELECT max(n) would copy its row through a temporary table
+	// each time: four times slower.)
+	sqlAddStrike     = `INSERT INTO strikes (jail, at, addr, n, bucket, line) VALUES (?1, ?2, ?3, 0, ?4, ?5) ON CONFLICT DO NOTHING`
+	sqlAddStrikeNext = `INSERT INTO strikes (jail, at, addr, n, bucket, line)
+		VALUES (?1, ?2, ?3, (SELECT max(n) + 1 FROM strikes WHERE jail = ?1 AND at = ?2 AND addr = ?3), ?4, ?5)`
 	sqlSavePosition = `INSERT INTO positions (path, dev, ino, offset, head, cursor, updated) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, offset=excluded.offset, head=excluded.head, cursor=excluded.cursor, updated=excluded.updated`
 	sqlAddRateEvent = `INSERT INTO rate_events (jail, key, what, at, level, burst, rate, urgent, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -49,7 +51,7 @@ const (
 
 func (s *Store) prepare() error {
 	s.stmts = map[string]*sql.Stmt{}
-	for _, q := range []string{sqlAddStrike, sqlSavePosition, sqlAddRateEvent, sqlAddAccountStrike} {
+	for _, q := range []string{sqlAddStrike, sqlAddStrikeNext, sqlSavePosition, sqlAddRateEvent, sqlAddAccountStrike} {
 		st, err := s.db.Prepare(q)
 		if err != nil {
 			return fmt.Errorf("prepare: %w", err)
@@ -113,7 +115,11 @@ func (t *Tx) AddStrike(st Strike) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.exec(sqlAddStrike, jail, st.At.UnixNano(), addrBytes(st.Addr), st.Bucket, cutLine(st.Line))
+	args := []any{jail, st.At.UnixNano(), addrBytes(st.Addr), st.Bucket, shortLine(st.Line)}
+	n, err := t.affected(sqlAddStrike, args...)
+	if err == nil && n == 0 {
+		_, err = t.exec(sqlAddStrikeNext, args...)
+	}
 	if err != nil {
 		return fmt.Errorf("add strike: %w", err)
 	}
@@ -126,6 +132,27 @@ func cutLine(line string) string {
 		return line[:maxLineBytes]
 	}
 	return line
+}
+
+// strikeLineBytes bounds the line a strike keeps: an rspamd summary is
+// about 500 bytes, and a line kept for each address would be half of
+// the 100 bytes a strike may take (README, Retention). Its start (time,
+// ip, user, from) and its end (the action, the bucket) are what explain
+// a ban.
+const (
+	strikeLineBytes = 256
+	strikeLineTail  = 73
+	strikeLineCut   = "…"
+)
+
+// shortLine bounds a strike's line to strikeLineBytes, keeping its start
+// and end around strikeLineCut.
+func shortLine(line string) string {
+	if len(line) <= strikeLineBytes {
+		return line
+	}
+	head := strikeLineBytes - strikeLineTail - len(strikeLineCut)
+	return line[:head] + strikeLineCut + line[len(line)-strikeLineTail:]
 }
 
 // AddBan records a new active ban, replacing an active ban of the same
