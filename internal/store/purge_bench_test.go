@@ -141,4 +141,3 @@ func BenchmarkCommitWhilePurging(b *testing.B) {
 		})
 	}
 }
-
