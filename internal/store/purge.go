@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strconv"
 	"time"
@@ -187,18 +188,6 @@ func (p *purge) trimLines(ctx context.Context, jail int64) error {
 	if err != nil {
 		return err
 	}
-	// A row is replaced, not updated: SQLite merges the pages a delete
-	// leaves underfull, never those an update shrinks, so updated lines
-	// would leave their space in the pages. INDEXED BY: without it
-	// SQLite prefers the table's (jail, at) order, and reads every
-	// strike of the jail.
-	clear := `INSERT OR REPLACE INTO strikes (jail, at, addr, n, bucket, line)
-		SELECT jail, at, addr, n, bucket, '' FROM strikes INDEXED BY strikes_addr WHERE addr = ?1 AND jail = ?2 AND line != '' AND (at, n) <
-		(SELECT at, n FROM strikes WHERE addr = ?1 AND jail = ?2 ORDER BY at DESC, n DESC LIMIT 1 OFFSET ?3)`
-	if p.r.MaxMatches == 0 {
-		clear = `INSERT OR REPLACE INTO strikes (jail, at, addr, n, bucket, line)
-		SELECT jail, at, addr, n, bucket, '' FROM strikes INDEXED BY strikes_addr WHERE addr = ?1 AND jail = ?2 AND line != '' AND ?3 = 0`
-	}
 	at, addr, n := from-int64(linesLag), []byte{}, int64(-1)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -210,15 +199,9 @@ func (p *purge) trimLines(ctx context.Context, jail int64) error {
 		}
 		at, addr, n = last.at, last.addr, last.n
 		var cleared int64
-		if err := p.s.Update(ctx, func(t *Tx) error {
-			for _, a := range addrs {
-				c, err := t.affected(clear, a, jail, max(p.r.MaxMatches-1, 0))
-				if err != nil {
-					return err
-				}
-				cleared += c
-			}
-			return nil
+		if err := p.s.Update(ctx, func(t *Tx) (err error) {
+			cleared, err = t.clearLines(jail, addrs, p.r.MaxMatches)
+			return err
 		}); err != nil {
 			return fmt.Errorf("trim strike lines: %w", err)
 		}
@@ -226,6 +209,74 @@ func (p *purge) trimLines(ctx context.Context, jail int64) error {
 		p.st.LinesCleared += cleared
 	}
 }
+
+// clearLines clears the lines of the strikes of addrs in jail but for
+// the keep newest of each address, and returns how many it cleared.
+//
+// A row is deleted and inserted again without its line, not updated:
+// SQLite merges the pages a delete leaves underfull, never those an
+// update shrinks, so updated lines would leave their space in the
+// pages. (One INSERT OR REPLACE ... SELECT per address does the same
+// through a temporary table: several times slower.) INDEXED BY: without
+// it SQLite prefers the table's (jail, at) order, and reads every
+// strike of the jail.
+func (t *Tx) clearLines(jail int64, addrs [][]byte, keep int) (int64, error) {
+	find := `SELECT at, n, bucket FROM strikes INDEXED BY strikes_addr WHERE addr = ?1 AND jail = ?2 AND line != '' AND (at, n) <
+		(SELECT at, n FROM strikes WHERE addr = ?1 AND jail = ?2 ORDER BY at DESC, n DESC LIMIT 1 OFFSET ?3)`
+	if keep == 0 {
+		find = `SELECT at, n, bucket FROM strikes INDEXED BY strikes_addr WHERE addr = ?1 AND jail = ?2 AND line != '' AND ?3 = 0`
+	}
+	var stmts [3]*sql.Stmt
+	for i, q := range []string{find,
+		`DELETE FROM strikes WHERE jail = ?1 AND at = ?2 AND addr = ?3 AND n = ?4`,
+		`INSERT INTO strikes (jail, at, addr, n, bucket, line) VALUES (?1, ?2, ?3, ?4, ?5, '')`} {
+		st, err := t.tx.Prepare(q)
+		if err != nil {
+			return 0, err
+		}
+		defer st.Close()
+		stmts[i] = st
+	}
+	type lined struct {
+		at, n  int64
+		bucket string
+	}
+	var cleared int64
+	for _, a := range addrs {
+		rows, err := stmts[0].Query(a, jail, max(keep-1, 0))
+		if err != nil {
+			return 0, err
+		}
+		var old []lined
+		for rows.Next() {
+			var l lined
+			if err := rows.Scan(&l.at, &l.n, &l.bucket); err != nil {
+				rows.Close()
+				return 0, err
+			}
+			old = append(old, l)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, err
+		}
+		for _, l := range old {
+			if _, err := stmts[1].Exec(jail, l.at, a, l.n); err != nil {
+				return 0, err
+			}
+			if _, err := stmts[2].Exec(jail, l.at, a, l.n, l.bucket); err != nil {
+				return 0, err
+			}
+		}
+		cleared += int64(len(old))
+	}
+	return cleared, nil
+}
+
+// trimShare divides the batch for the strikes whose addresses one
+// transaction trims: each address costs a query and two writes per line
+// cleared.
+const trimShare = 5
 
 type strikeKey struct {
 	at   int64
@@ -238,7 +289,7 @@ type strikeKey struct {
 // and the last key read.
 func (p *purge) stored(jail, at int64, addr []byte, n int64) ([][]byte, strikeKey, error) {
 	rows, err := p.s.db.Query(`SELECT at, addr, n FROM strikes WHERE jail = ?1 AND (at, addr, n) > (?2, ?3, ?4) AND at < ?5 ORDER BY jail, at, addr, n LIMIT ?6`,
-		jail, at, addr, n, p.r.Now.UnixNano(), p.opt.Batch)
+		jail, at, addr, n, p.r.Now.UnixNano(), max(p.opt.Batch/trimShare, 1))
 	if err != nil {
 		return nil, strikeKey{}, fmt.Errorf("read strikes to trim: %w", err)
 	}
