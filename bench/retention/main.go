@@ -24,6 +24,7 @@ import (
 
 	"github.com/mailjail/mailjail/bench/loggen"
 	"github.com/mailjail/mailjail/internal/core"
+	"github.com/mailjail/mailjail/internal/daemon"
 	"github.com/mailjail/mailjail/internal/store"
 )
 
@@ -37,9 +38,13 @@ func main() {
 	every := flag.Duration("every", 10*time.Millisecond, "time between two latency probes")
 	idle := flag.Int("idle", 500, "latency probes without a purge")
 	dir := flag.String("dir", "bench/out/retention", "directory of the database (emptied)")
+	rest := flag.Bool("rest", true, "rest after each purge transaction as long as it took, as the daemon does (daemon.Rest)")
 	allLines := flag.Bool("all-lines", false, "store every strike's line and let the first purge clear them (a one-off catch-up, slow at 10M); default: only the newest -dbmaxmatches per address keep theirs, as the daemon's purge every minute leaves them")
 	flag.Parse()
 	keepLines = *maxMatches
+	if *rest {
+		pause = daemon.Rest
+	}
 	if *allLines {
 		keepLines = -1
 	}
@@ -106,7 +111,7 @@ func run(dir string, strikes, addrs int, v6, old float64, maxMatches, batch int,
 	var batches []time.Duration
 	var mu sync.Mutex
 	last := time.Now()
-	opt := store.PurgeOptions{Batch: batch, OnBatch: func(string, int64) {
+	opt := store.PurgeOptions{Batch: batch, Pause: pause, OnBatch: func(string, int64) {
 		mu.Lock()
 		batches = append(batches, time.Since(last))
 		last = time.Now()
@@ -141,7 +146,7 @@ func run(dir string, strikes, addrs int, v6, old float64, maxMatches, batch int,
 	fmt.Printf("\nClearing lines: %d cleared in %s (%d transactions). Purge: %d strikes removed, %d pages given back, in %s, %d transactions of at most %d rows.\n",
 		tst.LinesCleared, trimTook.Round(time.Millisecond), tst.Batches, pst.Removed["strikes"], pst.PagesFreed, took.Round(time.Millisecond), pst.Batches, batch)
 	slices.Sort(batches)
-	fmt.Printf("Purge transaction (with the wait for the connection): p50 %s, p99 %s, max %s\n\n", pct(batches, 50), pct(batches, 99), pct(batches, 100))
+	fmt.Printf("Purge transaction (from the end of the previous one, with its rest and the wait for the connection): p50 %s, p99 %s, max %s\n\n", pct(batches, 50), pct(batches, 99), pct(batches, 100))
 	fmt.Printf("| commit of one strike + position (durable) | probes | p50 | p99 | max |\n| --- | ---: | ---: | ---: | ---: |\n")
 	for _, r := range []struct {
 		name string
@@ -158,6 +163,9 @@ func row(what string, strikes int, size int64) {
 	fmt.Printf("| %s | %d | %.1f MB | %.1f |\n", what, strikes, float64(size)/1e6, float64(size)/float64(max(strikes, 1)))
 }
 
+// pause is the daemon's rest after each purge transaction (nil: none).
+var pause func(context.Context, time.Duration)
+
 // keepLines is how many of an address's newest strikes build gives
 // their line (-1: all).
 var keepLines int
@@ -171,13 +179,15 @@ func build(path string, strikes, addrs int, v6, old float64) error {
 	}
 	defer st.Close()
 	nOld := int(float64(strikes) * old)
+	// Old strikes fill the 30 days before dbpurgeage, the others the 30
+	// days after.
+	oldStep := (purgeAge - time.Hour) / time.Duration(max(nOld, 1))
+	youngStep := (purgeAge - 2*time.Hour) / time.Duration(max(strikes-nOld, 1))
 	at := func(i int) time.Time {
-		// Old strikes fill the 30 days before dbpurgeage, the others
-		// the 30 days after.
 		if i < nOld {
-			return now.Add(-2*purgeAge + time.Duration(i)*(purgeAge-time.Hour)/time.Duration(max(nOld, 1)))
+			return now.Add(-2*purgeAge + time.Duration(i)*oldStep)
 		}
-		return now.Add(-purgeAge + time.Hour + time.Duration(i-nOld)*(purgeAge-2*time.Hour)/time.Duration(max(strikes-nOld, 1)))
+		return now.Add(-purgeAge + time.Hour + time.Duration(i-nOld)*youngStep)
 	}
 	const tx = 10000
 	for i := 0; i < strikes; i += tx {

@@ -36,7 +36,23 @@ type purgeResult struct {
 }
 
 func newPurger(st *store.Store, log *slog.Logger, clock core.Clock, opt store.PurgeOptions) *purger {
+	if opt.Pause == nil {
+		opt.Pause = Rest
+	}
 	return &purger{st: st, log: log, clock: clock, opt: opt, req: make(chan store.Retention, 1)}
+}
+
+// Rest waits as long as a purge transaction took (or until ctx ends):
+// the daemon's loop then finds the store's connection free at least half
+// of the time during a purge. It is a throttle, not a timing rule, so it
+// waits on the wall clock.
+func Rest(ctx context.Context, took time.Duration) {
+	t := time.NewTimer(took)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // request asks for a purge without waiting: a request not yet taken is

@@ -31,6 +31,10 @@ type PurgeOptions struct {
 	// did and how many rows (pages for "vacuum"): for tests and
 	// benchmarks.
 	OnBatch func(what string, n int64)
+	// Pause, when set, is called after each transaction with how long
+	// it held the connection: the daemon rests as long, so that its
+	// loop finds the connection free at least half of the time.
+	Pause func(ctx context.Context, took time.Duration)
 }
 
 // DefaultPurgeBatch and DefaultVacuumPages keep one purge transaction at
@@ -158,13 +162,14 @@ func (p *purge) batches(ctx context.Context, what string, fn func(*Tx) (int64, e
 			return err
 		}
 		var n int64
+		start := time.Now()
 		if err := p.s.Update(ctx, func(t *Tx) (err error) {
 			n, err = fn(t)
 			return err
 		}); err != nil {
 			return fmt.Errorf("purge %s: %w", what, err)
 		}
-		p.done(what, n)
+		p.done(ctx, what, n, start)
 		p.st.Removed[what] += n
 		if n < int64(p.opt.Batch) {
 			return nil
@@ -172,10 +177,14 @@ func (p *purge) batches(ctx context.Context, what string, fn func(*Tx) (int64, e
 	}
 }
 
-func (p *purge) done(what string, n int64) {
+// done counts a transaction that began at start, and pauses.
+func (p *purge) done(ctx context.Context, what string, n int64, start time.Time) {
 	p.st.Batches++
 	if p.opt.OnBatch != nil {
 		p.opt.OnBatch(what, n)
+	}
+	if p.opt.Pause != nil {
+		p.opt.Pause(ctx, time.Since(start))
 	}
 }
 
@@ -199,13 +208,14 @@ func (p *purge) trimLines(ctx context.Context, jail int64) error {
 		}
 		at, addr, n = last.at, last.addr, last.n
 		var cleared int64
+		start := time.Now()
 		if err := p.s.Update(ctx, func(t *Tx) (err error) {
 			cleared, err = t.clearLines(jail, addrs, p.r.MaxMatches)
 			return err
 		}); err != nil {
 			return fmt.Errorf("trim strike lines: %w", err)
 		}
-		p.done("lines", cleared)
+		p.done(ctx, "lines", cleared, start)
 		p.st.LinesCleared += cleared
 	}
 }
@@ -322,6 +332,7 @@ func (p *purge) vacuum(ctx context.Context) error {
 		if free == 0 {
 			return nil
 		}
+		start := time.Now()
 		if err := p.s.incrementalVacuum(ctx, min(free, int64(p.opt.VacuumPages))); err != nil {
 			return err
 		}
@@ -335,7 +346,7 @@ func (p *purge) vacuum(ctx context.Context) error {
 			return nil
 		}
 		p.st.PagesFreed += free - after
-		p.done("vacuum", free-after)
+		p.done(ctx, "vacuum", free-after, start)
 	}
 }
 

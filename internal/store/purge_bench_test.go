@@ -110,7 +110,9 @@ func BenchmarkCommitWhilePurging(b *testing.B) {
 						default:
 						}
 						addBenchStrikes(b, st, 2000, 200, benchNow.Add(-60*24*time.Hour))
-						if _, err := st.Purge(ctx, store.Retention{Now: benchNow, Age: 30 * 24 * time.Hour, MaxMatches: 1}, store.PurgeOptions{}); err != nil {
+						// The daemon's rest (daemon.Rest) after each transaction.
+						rest := func(_ context.Context, took time.Duration) { time.Sleep(took) }
+						if _, err := st.Purge(ctx, store.Retention{Now: benchNow, Age: 30 * 24 * time.Hour, MaxMatches: 1}, store.PurgeOptions{Pause: rest}); err != nil {
 							b.Error(err)
 							return
 						}
