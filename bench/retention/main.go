@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailjail/mailjail/bench/loggen"
@@ -117,22 +118,19 @@ func run(dir string, strikes, addrs int, v6, old float64, maxMatches, batch int,
 		last = time.Now()
 		mu.Unlock()
 	}}
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-				lat.probe(ctx)
-			}
+	var stop atomic.Bool
+	var probing sync.WaitGroup
+	probing.Go(func() {
+		for !stop.Load() {
+			lat.probe(ctx)
 		}
-	}()
+	})
 	t = time.Now()
 	last = t
 	pst, err := st.Purge(ctx, store.Retention{Now: now, Age: purgeAge, MaxMatches: maxMatches, FindTime: map[string]time.Duration{jail: findTime}}, opt)
 	took := time.Since(t)
-	close(done)
+	stop.Store(true)
+	probing.Wait()
 	if err != nil {
 		return err
 	}
