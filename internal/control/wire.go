@@ -175,6 +175,17 @@ type Status struct {
 	// Ignore is what ignoreip's host names and files and ignoreself
 	// stand for (null when no daemon runs).
 	Ignore *IgnoreStatus `json:"ignore"`
+	// LastPurge is the daemon's last purge of old history (null: none
+	// since it started, or no daemon runs).
+	LastPurge *PurgeStatus `json:"last_purge"`
+}
+
+// PurgeStatus is a purge of the history older than dbpurgeage.
+type PurgeStatus struct {
+	At      time.Time `json:"at"` // when it ended
+	TookSec float64   `json:"took_seconds"`
+	Removed int64     `json:"removed"` // rows deleted
+	Error   string    `json:"error"`   // why it stopped ("": it did not)
 }
 
 // IgnoreStatus is the resolved part of ignoreip.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/store"
 )
@@ -112,6 +113,13 @@ func (p *purger) lastPurge() purgeResult {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.last
+}
+
+// fillPurge adds the last purge to a status.
+func (d *daemon) fillPurge(s *control.Status) {
+	if last := d.purger.lastPurge(); !last.At.IsZero() {
+		s.LastPurge = &control.PurgeStatus{At: last.At.UTC(), TookSec: last.Took.Seconds(), Removed: last.Removed, Error: last.Err}
+	}
 }
 
 // requestPurge asks the purger for a purge of what the configuration

@@ -166,4 +166,5 @@ func (d *daemon) fillRunning(s *control.Status) {
 	}
 	d.fillHealth(s)
 	d.fillIgnore(s)
+	d.fillPurge(s)
 }
