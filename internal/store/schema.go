@@ -139,7 +139,11 @@ var migrations = []string{
 	// it needs no rowid and no time index; n tells apart strikes of one
 	// address at the same time. strikes_addr serves show, alerts and
 	// lifting (a WITHOUT ROWID index holds the key, so it covers jail).
-	// History is purged by age: indexes find what ended long ago.
+	// Lines are carried over as the purge leaves them with dbmaxmatches'
+	// default: only an address's newest strike in a jail keeps its
+	// line, cut to 256 bytes (mj_line); the purge then goes on from the
+	// newest strike instead of clearing millions of lines. History is
+	// purged by age: indexes find what ended long ago.
 	`CREATE TABLE jails (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 	 INSERT INTO jails (name) SELECT DISTINCT jail FROM strikes ORDER BY jail;
 	 CREATE TABLE strikes_v9 (
@@ -152,8 +156,11 @@ var migrations = []string{
 		PRIMARY KEY (jail, at, addr, n)
 	 ) WITHOUT ROWID;
 	 INSERT INTO strikes_v9 (jail, at, addr, n, bucket, line)
-		SELECT j.id, s.at, mj_addr(s.addr), row_number() OVER (PARTITION BY s.jail, s.at, s.addr ORDER BY s.id) - 1, s.bucket, s.line
+		SELECT j.id, s.at, mj_addr(s.addr), row_number() OVER (PARTITION BY s.jail, s.at, s.addr ORDER BY s.id) - 1, s.bucket,
+			CASE WHEN row_number() OVER (PARTITION BY s.jail, s.addr ORDER BY s.at DESC, s.id DESC) = 1 THEN mj_line(s.line) ELSE '' END
 		FROM strikes s JOIN jails j ON j.name = s.jail;
+	 INSERT INTO meta (key, value) SELECT 'purge_lines_upto', coalesce(max(at), 0) FROM strikes_v9 WHERE true
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value;
 	 DROP TABLE strikes;
 	 ALTER TABLE strikes_v9 RENAME TO strikes;
 	 CREATE INDEX strikes_addr ON strikes(addr, at);

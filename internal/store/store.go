@@ -27,6 +27,9 @@ const driverName = "sqlite3_mailjail"
 
 func init() {
 	sql.Register(driverName, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		if err := c.RegisterFunc("mj_line", shortLine, true); err != nil {
+			return err
+		}
 		return c.RegisterFunc("mj_addr", addrFromText, true)
 	}})
 }
