@@ -91,20 +91,23 @@ func run(dir string, strikes, addrs int, v6, old float64, maxMatches, batch int,
 	} else {
 		row(fmt.Sprintf("as built: the %d newest strikes of an address keep their line", keepLines), strikes, size0)
 	}
-	// The daemon clears lines beyond dbmaxmatches every minute: a purge
-	// that keeps everything else shows the steady state.
-	t = time.Now()
-	keepAll := store.Retention{Now: now, Age: 100 * purgeAge, MaxMatches: maxMatches, FindTime: map[string]time.Duration{jail: findTime}}
-	tst, err := st.Purge(ctx, keepAll, store.PurgeOptions{Batch: batch})
-	if err != nil {
-		return err
+	// The daemon clears lines beyond dbmaxmatches every minute: with
+	// every line stored, a purge that keeps everything else clears them.
+	var tst store.PurgeStats
+	var trimTook time.Duration
+	if keepLines < 0 {
+		t = time.Now()
+		keepAll := store.Retention{Now: now, Age: 100 * purgeAge, MaxMatches: maxMatches, FindTime: map[string]time.Duration{jail: findTime}}
+		if tst, err = st.Purge(ctx, keepAll, store.PurgeOptions{Batch: batch}); err != nil {
+			return err
+		}
+		trimTook = time.Since(t)
+		size1, err := fileSize(st, path)
+		if err != nil {
+			return err
+		}
+		row(fmt.Sprintf("lines of the %d newest per address kept (dbmaxmatches)", maxMatches), strikes, size1)
 	}
-	trimTook := time.Since(t)
-	size1, err := fileSize(st, path)
-	if err != nil {
-		return err
-	}
-	row(fmt.Sprintf("lines of the %d newest per address kept (dbmaxmatches)", maxMatches), strikes, size1)
 
 	lat := newProbe(st, every)
 	lat.run(ctx, idle)
@@ -141,8 +144,11 @@ func run(dir string, strikes, addrs int, v6, old float64, maxMatches, batch int,
 		return err
 	}
 	row("after the purge of strikes older than dbpurgeage", kept, size2)
-	fmt.Printf("\nClearing lines: %d cleared in %s (%d transactions). Purge: %d strikes removed, %d pages given back, in %s, %d transactions of at most %d rows.\n",
-		tst.LinesCleared, trimTook.Round(time.Millisecond), tst.Batches, pst.Removed["strikes"], pst.PagesFreed, took.Round(time.Millisecond), pst.Batches, batch)
+	if keepLines < 0 {
+		fmt.Printf("\nClearing lines: %d cleared in %s (%d transactions).", tst.LinesCleared, trimTook.Round(time.Millisecond), tst.Batches)
+	}
+	fmt.Printf("\nPurge: %d strikes removed, %d pages given back, in %s, %d transactions of at most %d rows.\n",
+		pst.Removed["strikes"], pst.PagesFreed, took.Round(time.Millisecond), pst.Batches, batch)
 	slices.Sort(batches)
 	fmt.Printf("Purge transaction (from the end of the previous one, with its rest and the wait for the connection): p50 %s, p99 %s, max %s\n\n", pct(batches, 50), pct(batches, 99), pct(batches, 100))
 	fmt.Printf("| commit of one strike + position (durable) | probes | p50 | p99 | max |\n| --- | ---: | ---: | ---: | ---: |\n")

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -102,6 +103,7 @@ type purge struct {
 	r   Retention
 	opt PurgeOptions
 	st  PurgeStats
+	err error // a checkpoint that failed: the purge stops
 }
 
 func (p *purge) run(ctx context.Context) error {
@@ -158,7 +160,7 @@ func (p *purge) strikes(ctx context.Context, j jailRow) error {
 // batches runs fn in transactions until one does less than a batch.
 func (p *purge) batches(ctx context.Context, what string, fn func(*Tx) (int64, error)) error {
 	for {
-		if err := ctx.Err(); err != nil {
+		if err := cmp.Or(ctx.Err(), p.err); err != nil {
 			return err
 		}
 		var n int64
@@ -183,9 +185,34 @@ func (p *purge) done(ctx context.Context, what string, n int64, start time.Time)
 	if p.opt.OnBatch != nil {
 		p.opt.OnBatch(what, n)
 	}
-	if p.opt.Pause != nil {
-		p.opt.Pause(ctx, time.Since(start))
+	took := time.Since(start)
+	if err := p.s.checkpointWAL(ctx); err != nil {
+		p.err = err
 	}
+	if p.opt.Pause != nil {
+		p.opt.Pause(ctx, took)
+	}
+}
+
+// checkpointWAL copies the write-ahead log into the database through a
+// connection of its own. A purge writes pages fast: left to SQLite, the
+// log would be checkpointed inside a commit every 1,000 pages, holding
+// the one connection the daemon's loop commits on for as long (up to a
+// few hundred milliseconds). A passive checkpoint waits for no one, and
+// writers go on meanwhile.
+func (s *Store) checkpointWAL(ctx context.Context) error {
+	if s.checkpoint == nil {
+		db, err := sql.Open(driverName, s.dsn)
+		if err != nil {
+			return fmt.Errorf("open checkpoint connection: %w", err)
+		}
+		db.SetMaxOpenConns(1)
+		s.checkpoint = db
+	}
+	if _, err := s.checkpoint.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
 }
 
 // trimLines clears the lines of a jail's strikes that dbmaxmatches newer
@@ -199,7 +226,7 @@ func (p *purge) trimLines(ctx context.Context, jail int64) error {
 	}
 	at, addr, n := from-int64(linesLag), []byte{}, int64(-1)
 	for {
-		if err := ctx.Err(); err != nil {
+		if err := cmp.Or(ctx.Err(), p.err); err != nil {
 			return err
 		}
 		addrs, last, err := p.stored(jail, at, addr, n)
@@ -322,7 +349,7 @@ func (p *purge) stored(jail, at int64, addr []byte, n int64) ([][]byte, strikeKe
 // vacuum gives the free pages back to the file system, a few at a time.
 func (p *purge) vacuum(ctx context.Context) error {
 	for {
-		if err := ctx.Err(); err != nil {
+		if err := cmp.Or(ctx.Err(), p.err); err != nil {
 			return err
 		}
 		var free int64

@@ -57,6 +57,11 @@ type Store struct {
 
 	mu     sync.Mutex
 	jailID map[string]int64 // jails.id by name, of committed rows only
+	dsn    string
+	// checkpoint is a second connection that copies the write-ahead log
+	// into the database during a purge (Store.Purge), beside the one
+	// connection's writes instead of inside one of its commits.
+	checkpoint *sql.DB
 }
 
 // Options tune Open.
@@ -95,7 +100,7 @@ func Open(path string, opt Options) (*Store, error) {
 	// One connection: SQLite has one writer anyway, and a single
 	// connection makes every statement see the same transaction state.
 	db.SetMaxOpenConns(1)
-	s := &Store{db: db, path: path, jailID: map[string]int64{}}
+	s := &Store{db: db, path: path, jailID: map[string]int64{}, dsn: dsn}
 	if err := db.Ping(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
@@ -133,6 +138,9 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Close() error {
 	for _, st := range s.stmts {
 		st.Close()
+	}
+	if s.checkpoint != nil {
+		s.checkpoint.Close()
 	}
 	return s.db.Close()
 }
