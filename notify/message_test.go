@@ -106,6 +106,11 @@ func TestGoldenTemplates(t *testing.T) {
 		"ban":        {ban("198.18.0.66")},
 		"suspension": {suspension("mallory@example.org")},
 		"digest":     {ban("198.18.0.66"), ban("198.18.0.67"), suspension("mallory@example.org"), {Event: "ban", Jail: "manual", Addr: "203.0.113.0/24", Since: t0, Reason: "by hand"}},
+		// A log-only jail's would-be ban, and the circuit breaker's trip
+		// (no address, no jail), alone and in a digest.
+		"would-ban":        {wouldBan("198.18.0.66")},
+		"breaker":          {breakerTrip()},
+		"digest-would-ban": {wouldBan("198.18.0.66"), wouldBan("198.18.0.67"), breakerTrip()},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got := rendered(t, s, batch)
@@ -264,4 +269,16 @@ func TestReleaseAndUnbanCommands(t *testing.T) {
 	if got := UnbanCommand("2001:db8::/64"); got != "mailjail unban 2001:db8::/64" {
 		t.Errorf("UnbanCommand = %q", got)
 	}
+}
+
+func wouldBan(addr string) Alert {
+	a := ban(addr)
+	a.Event = EventWouldBan
+	a.Reason += ` (mode = "log-only": recorded, not enforced)`
+	return a
+}
+
+func breakerTrip() Alert {
+	return Alert{Event: EventBreaker, Since: t0, Command: "mailjail resume",
+		Reason: "1001 new bans within 1m, more than breaker_bans = 1000. Bans are still recorded, but the targets get no new ones until mailjail resume"}
 }

@@ -25,7 +25,7 @@ import (
 
 // Alert is one event worth telling an administrator about.
 type Alert struct {
-	Event   string // "ban", "unban", "suspend", "account over its limit" or "urgent rate"
+	Event   string // "ban", "unban", "suspend", "account over its limit", "urgent rate", or EventWouldBan, EventWouldSuspend, EventBreaker
 	Jail    string
 	Addr    string // the address, prefix or account it is about
 	Since   time.Time
@@ -46,12 +46,25 @@ type Alert struct {
 	History []string `json:",omitempty"`
 }
 
+// Events of a log-only jail (its would-be bans and suspensions, which
+// nothing enforced) and of the circuit breaker for mass bans.
+const (
+	EventWouldBan     = "would ban"
+	EventWouldSuspend = "would suspend"
+	EventBreaker      = "circuit breaker tripped"
+)
+
 // Urgent reports whether the alert must not wait for a digest: an
-// account suspended (a stolen password sending right now) or a
-// permanent ban.
+// account suspended (a stolen password sending right now), a permanent
+// ban, or the circuit breaker tripped (every new ban waits for an
+// administrator).
 func (a Alert) Urgent() bool {
-	return a.Event == "suspend" || a.Event == "ban" && a.Until.IsZero()
+	return a.Event == "suspend" || a.Event == "ban" && a.Until.IsZero() || a.Event == EventBreaker
 }
+
+// LogOnly reports whether the alert is a log-only jail's: nothing was
+// enforced.
+func (a Alert) LogOnly() bool { return a.Event == EventWouldBan || a.Event == EventWouldSuspend }
 
 // Transports and TLS policies (Config.Transport, Config.TLS).
 const (

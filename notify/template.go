@@ -113,7 +113,8 @@ func (t *Templates) render(name string, data any) (string, error) {
 type Data struct {
 	Host          string // the host mailjail runs on
 	SubjectPrefix string // [alert] subject_prefix
-	Event         string // "ban", "unban", "suspend", "account over its limit", "urgent rate", "test"
+	Event         string // "ban", "unban", "suspend", "account over its limit", "urgent rate", "would ban", "would suspend", "circuit breaker tripped", "test"
+	LogOnly       bool   // a log-only jail's would-be ban or suspension: nothing was enforced
 	Jail          string
 	Kind          string // "address", "prefix" or "account"
 	Addr          string // the address, prefix or account
@@ -132,7 +133,7 @@ type Data struct {
 	Sources       []string // an account's client addresses, with strikes and bans
 	History       []string // earlier bans of the address, newest first: "SINCE JAIL LENGTH (lifted AT by WHO)"
 	Command       string   // the shell command that undoes it; empty when nothing to undo
-	Show          string   // the shell command that shows the address or account
+	Show          string   // the shell command that shows the address or account; empty without one
 	Index         int      // position in the digest, from 1 (1 in a single alert)
 }
 
@@ -164,7 +165,7 @@ func dataOf(a Alert, index int, o renderOptions) Data {
 	clean := func(s string) string { return TextLine(s, o.lineLength) }
 	d := Data{
 		Host: o.host, SubjectPrefix: o.prefix, Index: index,
-		Event: clean(a.Event), Jail: clean(a.Jail), Addr: clean(a.Addr), Kind: kindOf(a.Addr),
+		Event: clean(a.Event), LogOnly: a.LogOnly(), Jail: clean(a.Jail), Addr: clean(a.Addr), Kind: kindOf(a.Addr),
 		Strikes: a.Strikes, Offense: a.Offense, Reason: clean(a.Reason),
 	}
 	switch d.Kind {
@@ -208,13 +209,19 @@ func dataOf(a Alert, index int, o renderOptions) Data {
 	case a.Event == "suspend":
 		d.Command = ReleaseCommand(a.Addr)
 	}
-	d.Show = command("show", a.Addr)
+	if a.Addr != "" {
+		d.Show = command("show", a.Addr)
+	}
 	return d
 }
 
 // hasEnd reports events whose zero Until means permanent.
 func hasEnd(event string) bool {
-	return event == "ban" || event == "suspend" || event == "account over its limit"
+	switch event {
+	case "ban", "suspend", "account over its limit", EventWouldBan, EventWouldSuspend:
+		return true
+	}
+	return false
 }
 
 func kindOf(addr string) string {
@@ -293,6 +300,12 @@ func eventLabel(event string, n int) string {
 		many = "accounts over their limit"
 	case "urgent rate":
 		one, many = "urgent rate event", "urgent rate events"
+	case EventWouldBan:
+		one, many = "would-be ban", "would-be bans"
+	case EventWouldSuspend:
+		one, many = "would-be suspension", "would-be suspensions"
+	case EventBreaker:
+		one, many = "circuit breaker trip", "circuit breaker trips"
 	case "ban", "unban":
 	default:
 		one, many = event+" event", event+" events"

@@ -12,13 +12,46 @@ type PolicyConfig struct {
 	MaxRetry int           // strikes inside FindTime that trigger a ban
 	FindTime time.Duration // sliding window for strikes
 	BanTime  time.Duration // first ban's length; negative means permanent
-	// BanFactor multiplies the ban length for each earlier ban of the same
-	// address inside Lookback (repeat offenders stay out longer); 1 turns
-	// escalation off.
-	BanFactor  float64
-	BanMaxTime time.Duration // cap on an escalated ban; 0 means no cap
-	Lookback   time.Duration // how long an earlier ban counts toward escalation
+	Escalation
+	Lookback time.Duration // how long an earlier ban counts toward escalation
+	// Rand returns a number in [0, 1) for RndTime's random part: the core
+	// has no randomness of its own, so the caller injects it (tests a
+	// fixed one). Nil adds nothing.
+	Rand func() float64
 }
+
+// Escalation is how a repeat offender's ban grows with its earlier bans
+// inside the lookback, with fail2ban's bantime.* meanings.
+type Escalation struct {
+	// Increment turns escalation on (bantime.increment); off, every ban
+	// is BanTime (PermanentAfter still applies).
+	Increment bool
+	// Factor is bantime.factor: the n-th ban (n-1 earlier ones) lasts
+	// BanTime × Factor × 2^min(n-1, 20), never less than BanTime, as
+	// fail2ban's default bantime.formula; with Multipliers, BanTime ×
+	// Factor × Multipliers[n-1].
+	Factor float64
+	// Multipliers is bantime.multipliers: one per earlier-ban count, the
+	// last repeating past the list's end; the first (no earlier ban) is
+	// not used, as in fail2ban: a first ban is BanTime.
+	Multipliers []float64
+	// LegacyBase, when above 0, is mailjail's former bantime_factor, kept
+	// for configurations written for it: BanTime × LegacyBase^(n-1).
+	// Factor and Multipliers are then unused.
+	LegacyBase float64
+	MaxTime    time.Duration // bantime.maxtime: cap on an escalated ban; 0 means no cap
+	// RndTime is bantime.rndtime: up to this much random time added to an
+	// escalated ban, so a botnet cannot time its return.
+	RndTime time.Duration
+	// PermanentAfter makes the N-th ban inside the lookback permanent; 0
+	// never does.
+	PermanentAfter int
+}
+
+// MaxBan is the longest ban the policy gives that is not permanent (about
+// a century): what an uncapped escalation saturates at, far from the
+// overflow of a time.Duration or of a ban's end.
+const MaxBan = 100 * 365 * 24 * time.Hour
 
 // Decision is the policy's answer to one strike.
 type Decision struct {
@@ -49,7 +82,10 @@ type Policy[K comparable] struct {
 	cfg     PolicyConfig
 	strikes map[K][]uint32 // newest MaxRetry strike times, ascending
 	banned  map[K]int64    // active ban end (unix ns), 0 = permanent
-	history map[K][]int64  // starts of earlier bans inside Lookback
+	history *History[K]    // this policy's bans inside Lookback
+	// overall, when set (ShareHistory), is the history of every jail's
+	// bans: what escalation counts with bantime_overalljails.
+	overall *History[K]
 }
 
 // AddrKey is an address as a map key without a pointer.
@@ -76,16 +112,18 @@ func secs(t time.Time) uint32 {
 
 // NewPolicy returns an empty policy for cfg.
 func NewPolicy[K comparable](cfg PolicyConfig) *Policy[K] {
-	if cfg.BanFactor < 1 {
-		cfg.BanFactor = 1
-	}
 	return &Policy[K]{
 		cfg:     cfg,
 		strikes: make(map[K][]uint32),
 		banned:  make(map[K]int64),
-		history: make(map[K][]int64),
+		history: NewHistory[K](cfg.Lookback),
 	}
 }
+
+// ShareHistory makes p's escalation count the bans in h (the caller's
+// history of every jail's bans, bantime_overalljails) instead of its
+// own; nil goes back to its own. The caller records in h and prunes it.
+func (p *Policy[K]) ShareHistory(h *History[K]) { p.overall = h }
 
 // Config returns the policy's configuration.
 func (p *Policy[K]) Config() PolicyConfig { return p.cfg }
@@ -119,12 +157,37 @@ func (p *Policy[K]) Strike(k K, at, now time.Time) Decision {
 func (p *Policy[K]) Ban(k K, now time.Time, count int) Decision {
 	d := Decision{Counted: true, Count: count, Ban: true}
 	d.Offense = p.offense(k, now) + 1
-	d.Duration = p.banLength(d.Offense)
+	var rnd float64
+	if p.cfg.Rand != nil {
+		rnd = p.cfg.Rand()
+	}
+	d.Duration = p.cfg.BanLength(d.Offense-1, rnd)
 	if d.Duration > 0 {
 		d.Until = now.Add(d.Duration)
 	}
 	p.MarkBanned(k, now, d.Until)
 	return d
+}
+
+// NextBan is what the next ban of a key would be.
+type NextBan struct {
+	Offense  int           // 1 for a first ban, n for the n-th inside Lookback
+	Duration time.Duration // without the random part; 0 when Permanent
+	// RndTime is the most the random part would add (0: none).
+	RndTime   time.Duration
+	Permanent bool
+}
+
+// Next is what the next ban of k would be at now. It changes nothing:
+// for `mailjail show`.
+func (p *Policy[K]) Next(k K, now time.Time) NextBan {
+	earlier := p.offense(k, now)
+	n := NextBan{Offense: earlier + 1, Duration: p.cfg.BanLength(earlier, 0)}
+	n.Permanent = n.Duration == 0
+	if !n.Permanent && p.cfg.escalates(earlier) {
+		n.RndTime = p.cfg.RndTime
+	}
+	return n
 }
 
 // Restore loads a strike that was recorded before a restart; it counts
@@ -168,34 +231,59 @@ func (p *Policy[K]) cut(now time.Time) uint32 {
 	return secs(now.Add(-p.cfg.FindTime))
 }
 
-// offense counts k's earlier bans inside Lookback before now.
+// offense counts k's earlier bans inside Lookback before now: of this
+// jail, or of every jail with overalljails.
 func (p *Policy[K]) offense(k K, now time.Time) int {
-	h := p.history[k]
-	cut := now.Add(-p.cfg.Lookback).UnixNano()
-	j, _ := slices.BinarySearch(h, cut)
-	h = h[j:]
-	if len(h) == 0 {
-		delete(p.history, k)
-	} else {
-		p.history[k] = h
+	if p.overall != nil {
+		return p.overall.Count(k, now, p.cfg.Lookback)
 	}
-	return len(h)
+	return p.history.Count(k, now, p.cfg.Lookback)
 }
 
-// banLength is BanTime × BanFactor^(offense-1), capped at BanMaxTime.
-func (p *Policy[K]) banLength(offense int) time.Duration {
-	if p.cfg.BanTime < 0 {
+// escalates reports whether a ban after earlier bans is escalated: only
+// with Increment and an earlier ban (fail2ban applies its formula, its
+// maxtime and its rndtime to repeat bans only).
+func (c PolicyConfig) escalates(earlier int) bool {
+	return c.Increment && earlier > 0
+}
+
+// BanLength is the length of a ban after earlier bans inside the
+// lookback, 0 for a permanent one; rnd in [0, 1) picks the random part.
+// The order is fail2ban's: the formula (or the multipliers), then the cap
+// at MaxTime, then the random time added, so a ban may exceed MaxTime by
+// up to RndTime. The arithmetic is in float64, so a huge factor or count
+// saturates (at MaxTime, else MaxBan) instead of wrapping around.
+func (c PolicyConfig) BanLength(earlier int, rnd float64) time.Duration {
+	if c.BanTime < 0 || c.PermanentAfter > 0 && earlier+1 >= c.PermanentAfter {
 		return 0
 	}
-	f := float64(p.cfg.BanTime) * math.Pow(p.cfg.BanFactor, float64(offense-1))
-	limit := float64(math.MaxInt64 / 2)
-	if p.cfg.BanMaxTime > 0 {
-		limit = float64(p.cfg.BanMaxTime)
+	if !c.escalates(earlier) {
+		return c.BanTime
 	}
-	if f > limit {
-		f = limit
+	base := float64(c.BanTime)
+	var f float64
+	switch {
+	case c.LegacyBase > 0:
+		f = base * math.Pow(c.LegacyBase, float64(earlier))
+	case len(c.Multipliers) > 0:
+		f = base * c.Factor * c.Multipliers[min(earlier, len(c.Multipliers)-1)]
+	default:
+		f = max(base, base*c.Factor*float64(int64(1)<<min(earlier, 20)))
 	}
-	return time.Duration(f)
+	if math.IsNaN(f) || f < 1 {
+		// Only a factor or a multiplier that validation rejects (0, a
+		// negative number) gets here.
+		f = base
+	}
+	limit := float64(MaxBan)
+	if c.MaxTime > 0 {
+		limit = min(limit, float64(c.MaxTime))
+	}
+	f = min(f, limit)
+	if rnd > 0 && rnd < 1 {
+		f += rnd * float64(max(c.RndTime, 0))
+	}
+	return time.Duration(min(f, float64(MaxBan)))
 }
 
 // MarkBanned records an active ban of k from since until until (zero until
@@ -213,10 +301,7 @@ func (p *Policy[K]) MarkBanned(k K, since, until time.Time) {
 
 // RecordPastBan remembers a ban that started at since, for escalation.
 func (p *Policy[K]) RecordPastBan(k K, since time.Time) {
-	h := p.history[k]
-	t := since.UnixNano()
-	i, _ := slices.BinarySearch(h, t)
-	p.history[k] = slices.Insert(h, i, t)
+	p.history.Record(k, since)
 }
 
 // Lift ends k's ban (expiry or unban) and clears its strikes, so that an
@@ -249,12 +334,7 @@ func (p *Policy[K]) Prune(now time.Time) {
 			delete(p.strikes, k)
 		}
 	}
-	hcut := now.Add(-p.cfg.Lookback).UnixNano()
-	for k, h := range p.history {
-		if h[len(h)-1] < hcut {
-			delete(p.history, k)
-		}
-	}
+	p.history.Prune(now)
 	n := now.UnixNano()
 	for k, u := range p.banned {
 		if u != 0 && u <= n {

@@ -10,7 +10,7 @@ var t0 = time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
 
 func TestPolicyStrikes(t *testing.T) {
 	a := netip.MustParseAddr("198.51.100.23")
-	cfg := PolicyConfig{MaxRetry: 3, FindTime: 10 * time.Minute, BanTime: time.Hour, BanFactor: 2, BanMaxTime: 3 * time.Hour, Lookback: 24 * time.Hour}
+	cfg := PolicyConfig{MaxRetry: 3, FindTime: 10 * time.Minute, BanTime: time.Hour, Escalation: Escalation{Increment: true, Factor: 1, MaxTime: 3 * time.Hour}, Lookback: 24 * time.Hour}
 	type step struct {
 		at, now   time.Duration // offsets from t0
 		wantCount int
@@ -46,7 +46,7 @@ func TestPolicyStrikes(t *testing.T) {
 
 func TestPolicyEscalation(t *testing.T) {
 	a := netip.MustParseAddr("2001:db8::42")
-	p := NewPolicy[netip.Addr](PolicyConfig{MaxRetry: 1, FindTime: time.Minute, BanTime: time.Hour, BanFactor: 2, BanMaxTime: 3 * time.Hour, Lookback: 24 * time.Hour})
+	p := NewPolicy[netip.Addr](PolicyConfig{MaxRetry: 1, FindTime: time.Minute, BanTime: time.Hour, Escalation: Escalation{Increment: true, Factor: 1, MaxTime: 3 * time.Hour}, Lookback: 24 * time.Hour})
 	want := []time.Duration{time.Hour, 2 * time.Hour, 3 * time.Hour, 3 * time.Hour}
 	now := t0
 	for i, w := range want {

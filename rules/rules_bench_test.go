@@ -174,8 +174,8 @@ func BenchmarkScanMatch(b *testing.B) {
 
 // policyConfig is the default jail's policy.
 func policyConfig() rules.PolicyConfig {
-	return rules.PolicyConfig{MaxRetry: 10, FindTime: 10 * time.Minute, BanTime: time.Hour, BanFactor: 2,
-		BanMaxTime: 7 * 24 * time.Hour, Lookback: 30 * 24 * time.Hour}
+	return rules.PolicyConfig{MaxRetry: 10, FindTime: 10 * time.Minute, BanTime: time.Hour, Escalation: rules.Escalation{Increment: true, Factor: 1, MaxTime: 7 * 24 * time.Hour},
+		Lookback: 30 * 24 * time.Hour}
 }
 
 // BenchmarkPolicyStrike records strikes: "hot" cycles over 100 addresses

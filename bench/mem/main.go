@@ -45,8 +45,8 @@ func main() {
 }
 
 func run(n, strikes, rounds int) error {
-	cfg := rules.PolicyConfig{MaxRetry: 10, FindTime: 10 * time.Minute, BanTime: time.Hour, BanFactor: 2,
-		BanMaxTime: 7 * 24 * time.Hour, Lookback: 30 * 24 * time.Hour}
+	cfg := rules.PolicyConfig{MaxRetry: 10, FindTime: 10 * time.Minute, BanTime: time.Hour, Escalation: rules.Escalation{Increment: true, Factor: 1, MaxTime: 7 * 24 * time.Hour},
+		Lookback: 30 * 24 * time.Hour}
 	if strikes >= cfg.MaxRetry || strikes < 1 || n < 2 {
 		return fmt.Errorf("need 1 ≤ -strikes < %d and -addrs ≥ 2", cfg.MaxRetry)
 	}

@@ -72,6 +72,9 @@ Examples:
 				files = append(files, [2]string{"postfix.table", cfg.Postfix.Table})
 			}
 			var warnings []string
+			for _, w := range cfg.Warnings() {
+				warnings = append(warnings, w.Error()+"\n")
+			}
 			for _, f := range files {
 				err := mapfile.CheckWritable(f[1])
 				if errors.Is(err, mapfile.ErrGroup) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -27,11 +28,15 @@ type listAccountsOutput struct {
 func listCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "list",
-		Usage: "list active bans (or, with --accounts, suspensions)",
+		Usage: "list active bans (or, with --accounts, suspensions; with --would-ban, a log-only jail's would-be bans)",
 		Description: `Prints every active ban: address or prefix, jail, since, until (or
 permanent), strikes and reason. Reads the database directly, so it works
 whether the daemon runs or not. Exit 0 also when nothing is banned; when
 the database does not exist yet, the text says so (JSON: an empty list).
+
+With --would-ban it prints instead what jails with mode = "log-only"
+would have banned: their active would-be bans, which no target holds
+(the plain list leaves them out).
 
 With --accounts it prints the active suspensions of accounts instead:
 account, jail, since, until (or until released), whether the account
@@ -39,7 +44,8 @@ map holds it ("no" for a jail with suspend = false, which only records
 it), strikes, reason and the client addresses its strikes came from.
 
 JSON: {"bans": [{"addr", "jail", "since", "until" (null if permanent),
-"permanent", "strikes", "reason"}]}; with --accounts {"suspensions":
+"permanent", "strikes", "reason", "log_only"}]} (with --would-ban the
+same, every "log_only" true); with --accounts {"suspensions":
 [{"account", "jail", "since", "until" (null: until released),
 "permanent", "enforced", "strikes", "reason", "sources": [{"addr",
 "count"}]}]}
@@ -47,10 +53,12 @@ JSON: {"bans": [{"addr", "jail", "since", "until" (null if permanent),
 Examples:
    mailjail list
    mailjail list --jail rspamd-ratelimit --json | jq -r '.bans[].addr'
-   mailjail list --accounts`,
+   mailjail list --accounts
+   mailjail list --would-ban --jail rspamd-ratelimit-try`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "jail", Usage: "only bans (suspensions) of `JAIL`"},
 			&cli.BoolFlag{Name: "accounts", Usage: "list suspended accounts instead of banned addresses"},
+			&cli.BoolFlag{Name: "would-ban", Usage: "list the would-be bans of log-only jails instead"},
 			jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -62,17 +70,26 @@ Examples:
 				return err
 			}
 			if c.Bool("accounts") {
+				if c.Bool("would-ban") {
+					return exitf(control.ExitUsage, "--accounts and --would-ban list different things: give one")
+				}
 				return listAccounts(c, cfg)
 			}
+			// A would-be ban is in one list or the other, never both.
+			wouldBan := c.Bool("would-ban")
 			bans, noDB, err := listActive(c, cfg, (*store.Store).ActiveBans, func(b store.Ban) string { return b.Jail }, control.BanView)
 			if err != nil {
 				return err
 			}
-			out := listOutput{Bans: bans}
+			out := listOutput{Bans: slices.DeleteFunc(bans, func(b control.Ban) bool { return b.LogOnly != wouldBan })}
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, out)
 			}
-			printList(c.App.Writer, out, noDB, cfg.Global.Database)
+			what := "active bans"
+			if wouldBan {
+				what = "would-be bans"
+			}
+			printList(c.App.Writer, out, noDB, cfg.Global.Database, what)
 			return nil
 		},
 	}
@@ -150,13 +167,13 @@ func fmtSources(srcs []control.Source) string {
 // printList writes the bans as a table. An empty list is an answer, not
 // an error (exit 0), also before the database exists; that case is said
 // so that a wrong --config or database path is noticed.
-func printList(w io.Writer, out listOutput, noDB bool, db string) {
+func printList(w io.Writer, out listOutput, noDB bool, db, what string) {
 	switch {
 	case noDB:
-		textf(w, "no active bans: no database yet at %s (the daemon's first start or the first ban creates it)\n", db)
+		textf(w, "no %s: no database yet at %s (the daemon's first start or the first ban creates it)\n", what, db)
 		return
 	case len(out.Bans) == 0:
-		textf(w, "no active bans\n")
+		textf(w, "no %s\n", what)
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -34,6 +34,9 @@ type replayOutput struct {
 	Addresses   int                 `json:"addresses_banned"`
 	Seconds     float64             `json:"seconds"`
 	LinesPerSec float64             `json:"lines_per_second"`
+	// Breaker is the circuit breaker's trip, had the logs come in live
+	// (null: it would not have tripped); Held counts the bans it held.
+	Breaker *control.BreakerStatus `json:"breaker"`
 }
 
 func replayCommand() *cli.Command {
@@ -44,6 +47,9 @@ func replayCommand() *cli.Command {
 		Description: `Runs the jails' filters, strike counting, bans (with escalation and
 expiry) and map rendering over old logs, with the logs' own timestamps as
 the clock, into a throw-away database and map in a temporary directory.
+A log-only jail's bans are printed as would-ban. When the bans come far
+faster than the circuit breaker allows, replay says when it would have
+tripped and how many bans it would have held from the targets.
 The real database and map are not touched. Use it to tune maxretry,
 findtime and bantime before changing them. Give rotated files oldest
 first. Every enabled jail (or only --jail) reads every file.
@@ -96,7 +102,11 @@ Examples:
 			}
 			w := c.App.Writer
 			for _, b := range out.Bans {
-				textf(w, "%s  ban %-39s jail=%s until=%s  %s\n", fmtTime(b.Since), b.Addr, b.Jail, fmtUntil(b.Until), b.Reason)
+				what := "ban"
+				if b.LogOnly {
+					what = "would-ban" // a log-only jail's
+				}
+				textf(w, "%s  %s %-39s jail=%s until=%s  %s\n", fmtTime(b.Since), what, b.Addr, b.Jail, fmtUntil(b.Until), b.Reason)
 			}
 			for _, ev := range out.RateEvents {
 				urgent := ""
@@ -104,6 +114,9 @@ Examples:
 					urgent = " URGENT"
 				}
 				textf(w, "%s  rate %s jail=%s %s %.1f over burst %g (rate %s)%s: %s\n", fmtTime(ev.At), ev.Key, ev.Jail, ev.What, ev.Level, ev.Burst, ev.Rate, urgent, ev.Detail)
+			}
+			if b := out.Breaker; b != nil {
+				textf(w, "\nthe circuit breaker would have tripped at %s: %s; %d bans held from the targets until mailjail resume\n", fmtTime(b.Tripped), b.Reason, b.Held)
 			}
 			textf(w, "\n%d lines, %d matches, %d strikes, %d bans of %d addresses, %d rate events in %.3fs (%.0f lines/s)\n",
 				out.Lines, out.Matches, out.Strikes, len(out.Bans), out.Addresses, len(out.RateEvents), out.Seconds, out.LinesPerSec)
@@ -258,7 +271,13 @@ func (r *replayer) commit(ch engine.Change, err error) {
 		return
 	}
 	r.enf.Apply(r.ctx, ch)
+	if t := ch.Trip; t != nil {
+		r.out.Breaker = &control.BreakerStatus{Tripped: t.Tripped.UTC(), Reason: t.Reason, FirstHeldID: t.HeldFrom}
+	}
 	for _, b := range ch.Bans {
+		if engine.Held(b, ch.Held) {
+			r.out.Breaker.Held++
+		}
 		v := control.BanView(b)
 		r.out.Bans = append(r.out.Bans, v)
 		r.banned[v.Addr] = true

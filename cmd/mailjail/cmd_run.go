@@ -41,6 +41,9 @@ Examples:
 				return err
 			}
 			log := newLogger(c.App.ErrWriter, cfg.Global.LogLevel, cfg.Global.LogFormat)
+			for _, w := range cfg.Warnings() {
+				log.Warn("configuration: " + w.Error())
+			}
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			// SIGHUP rereads the configuration (as mailjail reload does).

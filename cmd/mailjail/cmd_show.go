@@ -1,15 +1,22 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailjail/mailjail/internal/allowlist"
+	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/control"
+	"github.com/mailjail/mailjail/internal/daemon"
+	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
 )
@@ -25,6 +32,28 @@ type showOutput struct {
 	History  []control.Ban `json:"history"`
 	Strikes  []strikeView  `json:"strikes"`
 	Rate     []rateView    `json:"rate_events"`
+	// Remaining is how long the address stays banned (by the active or
+	// covering ban that ends last); null when it is not banned.
+	Remaining *remainingView `json:"remaining"`
+	// Next is the ban each jail that could ban the address would give it
+	// next, escalated by its earlier bans.
+	Next []nextView `json:"next"`
+}
+
+type remainingView struct {
+	Permanent bool       `json:"permanent"`
+	Until     *time.Time `json:"until"` // null: permanent
+	Seconds   int64      `json:"seconds"`
+}
+
+type nextView struct {
+	Jail      string `json:"jail"`
+	Offense   int    `json:"offense"`
+	Permanent bool   `json:"permanent"`
+	// Seconds is the length without the random part (0 when permanent);
+	// up to RndTimeSeconds more is added to it (bantime_rndtime).
+	Seconds        int64 `json:"seconds"`
+	RndTimeSeconds int64 `json:"rndtime_seconds"`
 }
 
 type rateView struct {
@@ -52,7 +81,10 @@ func showCommand() *cli.Command {
 		ArgsUsage: "ADDR|CIDR|ACCOUNT",
 		Description: `Prints the address's active bans, the banned ranges that cover it, its
 ban history, its recent strikes with the log lines that caused them, and
-the limits a rate jail saw it exceed.
+the limits a rate jail saw it exceed; for an address, how long it stays
+banned and the ban each jail that could ban it would give it next,
+escalated by its earlier bans (without the random part of
+bantime_rndtime: "+ up to" that much).
 
 Anything that is not an address or CIDR is an account (a SASL login, or
 a sender a rate jail counts), normalised as the jails write it: its
@@ -68,7 +100,9 @@ characters escaped (\x1b, \a, \r); --json has them exact.
 JSON for an address: {"addr", "banned", "active": [ban], "covering":
 [ban], "history": [ban], "strikes": [{"jail", "at", "bucket", "line"}],
 "rate_events": [{"jail", "at", "what", "level", "burst", "rate",
-"urgent", "detail"}]}
+"urgent", "detail"}], "remaining": {"permanent", "until", "seconds"}
+(null: not banned), "next": [{"jail", "offense", "permanent", "seconds",
+"rndtime_seconds"}]}
 JSON for an account: {"account", "suspended", "active": [suspension],
 "history": [suspension], "strikes": [{"jail", "at", "client", "bucket",
 "line"}], "sources": [{"addr", "count"}], "rate_events": [...],
@@ -93,7 +127,8 @@ Examples:
 			if err != nil {
 				return err
 			}
-			out := showOutput{Addr: rules.FormatPrefix(p), Active: []control.Ban{}, Covering: []control.Ban{}, History: []control.Ban{}, Strikes: []strikeView{}, Rate: []rateView{}}
+			out := showOutput{Addr: rules.FormatPrefix(p), Active: []control.Ban{}, Covering: []control.Ban{}, History: []control.Ban{}, Strikes: []strikeView{}, Rate: []rateView{},
+				Next: []nextView{}}
 			st, err := openRead(cfg)
 			if err != nil && !errors.Is(err, errNoDatabase) {
 				return err
@@ -104,7 +139,16 @@ Examples:
 					return &exitError{code: control.ExitUnreachable, err: err}
 				}
 			}
-			out.Banned = len(out.Active) > 0 || len(out.Covering) > 0
+			// A log-only jail's would-be ban is listed, but bans nothing.
+			enforced := slices.DeleteFunc(slices.Concat(out.Active, out.Covering), func(b control.Ban) bool { return b.LogOnly })
+			out.Banned = len(enforced) > 0
+			now := time.Now()
+			out.Remaining = remaining(enforced, now)
+			if p.IsSingleIP() {
+				if err := nextInto(c.Context, cfg, st, p.Addr(), now, &out); err != nil {
+					return &exitError{code: control.ExitUnreachable, err: err}
+				}
+			}
 			if c.Bool("json") {
 				if err := printJSON(c.App.Writer, out); err != nil {
 					return err
@@ -161,6 +205,42 @@ func showInto(st *store.Store, p netip.Prefix, out *showOutput) error {
 	return nil
 }
 
+// remaining is how long the bans keep the address out at now: until the
+// one that ends last; nil without a ban.
+func remaining(bans []control.Ban, now time.Time) *remainingView {
+	var r *remainingView
+	for _, b := range bans {
+		switch {
+		case b.Until == nil:
+			return &remainingView{Permanent: true}
+		case r == nil || b.Until.After(*r.Until):
+			u := b.Until.UTC()
+			r = &remainingView{Until: &u, Seconds: max(0, int64(u.Sub(now)/time.Second))}
+		}
+	}
+	return r
+}
+
+// nextInto fills out.Next: the next ban of a in each jail, from its
+// history in st (nil: no database yet), none in a jail whose ignoreip
+// holds it (its files and host names resolved as a ban without the
+// daemon resolves them).
+func nextInto(ctx context.Context, cfg *config.Config, st *store.Store, a netip.Addr, now time.Time, out *showOutput) error {
+	res, err := daemon.ResolveIgnore(ctx, cfg, st, allowlist.Options{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	next, err := engine.NextBans(cfg, st, res, a, now)
+	if err != nil {
+		return err
+	}
+	for _, n := range next {
+		out.Next = append(out.Next, nextView{Jail: n.Jail, Offense: n.Offense, Permanent: n.Permanent,
+			Seconds: int64(n.Duration / time.Second), RndTimeSeconds: int64(n.RndTime / time.Second)})
+	}
+	return nil
+}
+
 // rateViews are the newest rate events of key.
 func rateViews(st *store.Store, key string) ([]rateView, error) {
 	evs, err := st.RateEvents(key, 20)
@@ -182,8 +262,19 @@ func printShow(w io.Writer, out showOutput) {
 		state = "banned"
 	}
 	textf(w, "%s: %s\n", out.Addr, state)
+	if r := out.Remaining; r != nil {
+		left := "permanent"
+		if !r.Permanent {
+			left = config.FormatDuration(time.Duration(r.Seconds)*time.Second) + " left, until " + fmtTime(*r.Until)
+		}
+		textf(w, "  remaining %s\n", left)
+	}
 	for _, b := range out.Active {
-		textf(w, "  active   jail=%s since=%s until=%s strikes=%d reason=%s\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), b.Strikes, strconv.Quote(b.Reason))
+		what := "active"
+		if b.LogOnly {
+			what = "would-ban"
+		}
+		textf(w, "  %-8s jail=%s since=%s until=%s strikes=%d reason=%s\n", what, b.Jail, fmtTime(b.Since), fmtUntil(b.Until), b.Strikes, strconv.Quote(b.Reason))
 	}
 	for _, b := range out.Covering {
 		textf(w, "  covered  by=%s jail=%s since=%s until=%s reason=%s (mailjail unban --covering %s lifts it)\n", b.Addr, b.Jail, fmtTime(b.Since), fmtUntil(b.Until), strconv.Quote(b.Reason), out.Addr)
@@ -198,6 +289,16 @@ func printShow(w io.Writer, out showOutput) {
 		}
 	}
 	printRate(w, out.Rate)
+	for _, n := range out.Next {
+		length := "permanent"
+		if !n.Permanent {
+			length = config.FormatDuration(time.Duration(n.Seconds) * time.Second)
+		}
+		if n.RndTimeSeconds > 0 {
+			length += " + up to " + config.FormatDuration(time.Duration(n.RndTimeSeconds)*time.Second)
+		}
+		textf(w, "  next     jail=%s offense=%d length=%s\n", n.Jail, n.Offense, length)
+	}
 }
 
 func printRate(w io.Writer, rate []rateView) {

@@ -28,6 +28,11 @@ accounts it holds; the daemon's uptime and version.
 Without a running daemon it prints what the database holds and
 "running": false.
 
+A jail with mode = "log-only" shows its active would-be bans (mailjail
+list --would-ban lists them). A tripped circuit breaker is shown with
+when and why it tripped and the bans it holds back from the targets
+(mailjail resume releases them).
+
 Rate jails also show their rate events (and, from a running daemon, the
 keys tracked per limit and the keys the full table let through).
 
@@ -35,8 +40,10 @@ JSON (every key always present): {"running", "degraded", "version", "pid",
 "started" (null without a daemon), "uptime_seconds", "database",
 "map_file", "map_entries", "map_writes", "map_error", "map_reader_error",
 "account_map_file", "account_map_entries", "lines_read",
-"lines_without_time", "matches", "ignored", "jails": [{"name", "key"
-("address", "account", "" for manual), "filter", "logpath", "journal",
+"lines_without_time", "matches", "ignored", "breaker" (null when not
+tripped, else {"tripped", "reason", "held", "first_held_id"}), "jails":
+[{"name", "key" ("address", "account", "" for manual), "mode" ("ban",
+"log-only", a rate jail's "suspend"; "" for manual), "would_bans", "filter", "logpath", "journal",
 "files": [{"path", "offset", "size", "open"}], "strikes_tracked",
 "strikes_stored", "active_bans", "total_bans", "active_suspensions",
 "rate_events", "rate_keys": {LIMIT: n}, "rate_untracked",
@@ -153,6 +160,9 @@ func printStatus(w io.Writer, cfg *config.Config, s *control.Status, noDB bool) 
 	if s.Degraded != "" {
 		textf(w, "DEGRADED: %s\n", s.Degraded)
 	}
+	if s.Breaker != nil {
+		textf(w, "HELD: %s\n", s.Breaker.Summary())
+	}
 	for _, warn := range s.Warnings {
 		textf(w, "WARNING %s\n", warn)
 	}
@@ -182,6 +192,7 @@ func printStatus(w io.Writer, cfg *config.Config, s *control.Status, noDB bool) 
 		textf(w, "\n")
 	}
 	printIgnoreStatus(w, s.Ignore)
+	printClusterStatus(w, s.Cluster)
 	for _, j := range s.Jails {
 		printJailStatus(w, cfg.Jail(j.Name), j, s.Running)
 	}
@@ -239,11 +250,20 @@ func printJailStatus(w io.Writer, jc *config.Jail, j control.JailStatus, running
 	if j.Key != "" {
 		what = append(what, "counts "+counted)
 	}
+	// A rate jail's log-only (its default for accounts and senders)
+	// records rate events, never would-be bans: its rate events tell.
+	logOnly := j.Mode == config.ModeLogOnly && (jc == nil || jc.Rate == nil)
+	if logOnly {
+		what = append(what, "mode log-only")
+	}
 	paren := ""
 	if len(what) > 0 {
 		paren = " (" + strings.Join(what, ", ") + ")"
 	}
 	textf(w, "jail %s%s: %d active bans, %d bans total", j.Name, paren, j.ActiveBans, j.TotalBans)
+	if j.WouldBans > 0 || logOnly {
+		textf(w, ", %d would-be bans (not enforced)", j.WouldBans)
+	}
 	if j.Key == config.KeyAccount || j.ActiveSusp > 0 {
 		textf(w, ", %d active suspensions", j.ActiveSusp)
 	}
@@ -272,5 +292,27 @@ func printJailStatus(w io.Writer, jc *config.Jail, j control.JailStatus, running
 	}
 	for _, f := range j.Files {
 		textf(w, "  %s at %d of %d bytes\n", f.Path, f.Offset, f.Size)
+	}
+}
+
+// printClusterStatus writes this node's view of the cluster.
+func printClusterStatus(w io.Writer, c *control.ClusterStatus) {
+	if c == nil {
+		return
+	}
+	state := "connected"
+	if !c.Connected {
+		state = "NOT connected (" + c.LastError + ")"
+	}
+	textf(w, "cluster: node %s, %s, %d published, %d received", c.Node, state, c.Published, c.Received)
+	if c.LastResync != nil {
+		textf(w, ", last resync %s", fmtTime(*c.LastResync))
+	}
+	if c.LastReceived != nil {
+		textf(w, ", last record %s (%d ms after it was made)", fmtTime(*c.LastReceived), c.LagMS)
+	}
+	textf(w, "\n")
+	for _, p := range c.Peers {
+		textf(w, "cluster peer %s: last seen %s\n", p.Node, fmtTime(p.LastSeen))
 	}
 }

@@ -99,7 +99,7 @@ is exact and keeps every key of its schema (see the README).`,
 		EnableBashCompletion: true,
 		Flags:                []cli.Flag{configFlag},
 		Commands: []*cli.Command{
-			runCommand(), listCommand(), showCommand(), banCommand(), unbanCommand(), suspendCommand(), releaseCommand(), allowCommand(), outboxCommand(), statusCommand(), reloadCommand(),
+			runCommand(), listCommand(), showCommand(), banCommand(), unbanCommand(), suspendCommand(), releaseCommand(), allowCommand(), outboxCommand(), statusCommand(), reloadCommand(), resumeCommand(),
 			checkCommand(), testFilterCommand(), testAlertCommand(), replayCommand(), versionCommand(), completionCommand(), manCommand(), cleanupCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},

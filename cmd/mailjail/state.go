@@ -161,6 +161,11 @@ func (h *localHandler) AllowDel(ctx context.Context, r control.AllowRequest) ([]
 	return daemon.AllowDel(ctx, h.ops.Eng, h.ops.Cfg, r)
 }
 
+func (h *localHandler) Resume(ctx context.Context, by string) ([]store.Ban, error) {
+	ch, err := h.ops.Resume(ctx, by)
+	return ch.Resumed, laterNote(err)
+}
+
 // laterNote says, for a change saved but not in force, who puts it in
 // force: with no daemon nobody retries it now.
 func laterNote(err error) error {

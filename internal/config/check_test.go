@@ -33,18 +33,19 @@ func wantErrors(t *testing.T, src string, want ...string) {
 }
 
 // Rate-jail keys on a filter jail used to be taken and ignored (issue 11
-// #4); in [defaults] they were ignored for every jail.
+// #4); in [defaults] they were ignored for every jail. mode is every
+// jail's since issue 16 (log-only); "suspend" stays a rate jail's.
 func TestRateKeysOnFilterJailRejected(t *testing.T) {
-	wantErrors(t, okJail+"mode = \"log-only\"\nmessages = { burst = 1, rate = \"1 / 1h\" }\nsuspend_factor = 2.0\naccounting = \"strict\"\nmax_entries = 5\non_full = \"fail-open\"\nrecipients = { burst = 1, rate = \"1 / 1h\" }\n",
-		`t.toml:4: jail.ok.mode: only a rate jail (with rate_key) takes mode; this jail uses filter "rspamd-ratelimit"`,
+	wantErrors(t, okJail+"mode = \"suspend\"\nmessages = { burst = 1, rate = \"1 / 1h\" }\nsuspend_factor = 2.0\naccounting = \"strict\"\nmax_entries = 5\non_full = \"fail-open\"\nrecipients = { burst = 1, rate = \"1 / 1h\" }\n",
+		`t.toml:4: jail.ok.mode: "suspend" is a rate jail's mode`,
 		"t.toml:5: jail.ok.messages: only a rate jail",
 		"t.toml:6: jail.ok.suspend_factor: only a rate jail",
 		"t.toml:7: jail.ok.accounting: only a rate jail",
 		"t.toml:8: jail.ok.max_entries:",
 		"t.toml:9: jail.ok.on_full:",
 		"t.toml:10: jail.ok.recipients:")
-	wantErrors(t, "[defaults]\nmode = \"ban\"\njournalmatch = { units = [\"postfix.service\"] }\n"+okJail,
-		"t.toml:2: defaults.mode: only a rate jail takes mode", "t.toml:3: defaults.journalmatch:")
+	wantErrors(t, "[defaults]\nmode = \"suspend\"\njournalmatch = { units = [\"postfix.service\"] }\n"+okJail,
+		`t.toml:2: defaults.mode: must be "ban" or "log-only", got "suspend"`, "t.toml:3: defaults.journalmatch:")
 	wantErrors(t, "[jail.r]\nrate_key = \"client\"\nfilter = \"x\"\nbuckets = [\"ip\"]\nlogpath = [\"/l\"]\nmessages = { burst = 1, rate = \"1 / 1h\" }\n",
 		"t.toml:3: jail.r.filter: a rate jail reads Postfix's log itself", "t.toml:4: jail.r.buckets:")
 }

@@ -50,6 +50,7 @@ type Config struct {
 	Redis       Redis
 	RspamdRedis RspamdRedis
 	Webhooks    map[string]*Webhook // [webhook.NAME], by name
+	Cluster     Cluster             // [cluster]: bans shared with other nodes
 
 	// Source names where the configuration came from ("embedded default"
 	// or a path), for messages.
@@ -61,6 +62,7 @@ type Config struct {
 	raw         map[string]jailFile
 	rawDefaults jailFile
 	written     map[string]bool // target sections the file writes
+	warnings    []error         // what Validate found questionable but accepted
 }
 
 // Global holds settings shared by all jails.
@@ -91,6 +93,9 @@ type Global struct {
 	// names and the host's addresses are looked up again.
 	IgnoreSelf bool          `toml:"-"`
 	DNSRefresh time.Duration `toml:"-"`
+	// Breaker is the circuit breaker for mass bans (breaker_bans,
+	// breaker_window, breaker_max_entries).
+	Breaker Breaker `toml:"-"`
 	// AccountMapFile is the rspamd multimap "user" file of suspended
 	// accounts.
 	AccountMapFile string `toml:"account_map_file"`
@@ -121,6 +126,17 @@ type Jail struct {
 	BanFactor  float64
 	BanMaxTime time.Duration
 	Lookback   time.Duration
+	// The rest of the escalation of repeat offenders' bans (bantime_*,
+	// fail2ban's bantime.* keys, and permanent_after); see
+	// rules.Escalation. BanLegacyBase is the bantime_factor of a file
+	// written for its former meaning (no table sets bantime_increment):
+	// the base of the power; 0 otherwise.
+	BanIncrement   bool
+	BanMultipliers []float64
+	BanLegacyBase  float64
+	BanRndTime     time.Duration
+	OverallJails   bool // bantime_overalljails: count the bans of every jail
+	PermanentAfter int
 	// IPv6Prefix groups IPv6 clients: strikes and bans go to the /N that
 	// holds the address (64: one customer network), 128 = each address.
 	IPv6Prefix  int
@@ -143,6 +159,10 @@ type Jail struct {
 	// suspensions; nil: [global] targets.
 	Targets []string
 	Rate    *RateSpec // set for a rate jail (rate_key given): Postfix messages/recipients per key
+	// Mode is ModeBan or ModeLogOnly (a rate jail: its rate mode, which
+	// may also be "suspend"). A log-only jail counts, records and alerts
+	// its would-be bans but never enforces them nor runs its actions.
+	Mode string
 	// Journal, when set, follows the systemd journal instead of (or beside)
 	// logpath: for hosts where Postfix logs only to journald.
 	Journal *core.JournalMatch
@@ -187,9 +207,10 @@ func (j *Jail) Accounts() bool { return j.Key == KeyAccount }
 
 // CanSuspend reports whether the jail's account may be suspended: only an
 // authenticated login may (anyone can forge an envelope sender on port
-// 25), and only when the jail asks for it.
+// 25), only when the jail asks for it, and never by a log-only jail,
+// whose suspensions are recorded, not enforced.
 func (j *Jail) CanSuspend() bool {
-	if !j.Accounts() || !j.Suspend {
+	if !j.Accounts() || !j.Suspend || j.LogOnly() {
 		return false
 	}
 	return j.Rate == nil || j.Rate.Key == "sasl_username" && j.Rate.Mode == "suspend"
@@ -201,8 +222,11 @@ var RateKeys = []string{"sasl_username", "sender", "client"}
 // Policy is the jail's strike/ban policy for the rules core.
 func (j *Jail) Policy() rules.PolicyConfig {
 	return rules.PolicyConfig{
-		MaxRetry: j.MaxRetry, FindTime: j.FindTime, BanTime: j.BanTime,
-		BanFactor: j.BanFactor, BanMaxTime: j.BanMaxTime, Lookback: j.Lookback,
+		MaxRetry: j.MaxRetry, FindTime: j.FindTime, BanTime: j.BanTime, Lookback: j.Lookback,
+		Escalation: rules.Escalation{
+			Increment: j.BanIncrement, Factor: j.BanFactor, Multipliers: j.BanMultipliers, LegacyBase: j.BanLegacyBase,
+			MaxTime: j.BanMaxTime, RndTime: j.BanRndTime, PermanentAfter: j.PermanentAfter,
+		},
 	}
 }
 
@@ -257,6 +281,7 @@ func build(f file, data []byte, name string) *Config {
 	c.applyTargetDefaults(f.targetsFile)
 	c.applyAlertDefaults(f.Alert)
 	c.applyWebhookDefaults(f.webhooksFile)
+	c.applyClusterDefaults(f.Cluster)
 	for n, ff := range f.Filter {
 		c.Filters[n] = rules.FilterSpec{FailRegex: ff.FailRegex, IgnoreRegex: ff.IgnoreRegex, Prefilter: ff.Prefilter, DatePattern: ff.DatePattern}
 	}
@@ -266,7 +291,7 @@ func build(f file, data []byte, name string) *Config {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		c.Jails = append(c.Jails, buildJail(n, f.Jail[n], f.Defaults, c.Global.IgnoreIP))
+		c.Jails = append(c.Jails, buildJail(n, f.Jail[n], f.Defaults, c.Global.IgnoreIP, legacyFactor(f.Defaults, f.Jail)))
 	}
 	return c
 }
@@ -341,6 +366,7 @@ func applyGlobalDefaults(g *Global, f globalFile) {
 	g.DBMaxMatches = deref(f.DBMaxMatch, DefaultDBMaxMatches)
 	g.IgnoreSelf = deref(f.IgnoreSelf, true)
 	g.DNSRefresh = dur(f.DNSRefresh, nil, 5*time.Minute)
+	g.Breaker = buildBreaker(f.breakerFile)
 	if g.Database == "" {
 		g.Database = "/var/lib/mailjail/mailjail.db"
 	}

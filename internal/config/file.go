@@ -54,6 +54,7 @@ type jailFile struct {
 
 	JournalMatch *journalFile `toml:"journalmatch"`
 	actionsFile
+	escalationFile
 }
 
 // journalFile selects journal entries: by unit, by syslog identifier
@@ -88,11 +89,13 @@ type globalFile struct {
 	DBMaxMatch  *int      `toml:"dbmaxmatches"`
 	IgnoreSelf  *bool     `toml:"ignoreself"`
 	DNSRefresh  *Duration `toml:"dns_refresh"`
+	breakerFile
 }
 
 type file struct {
 	targetsFile
 	webhooksFile
+	Cluster  *Cluster              `toml:"cluster"`
 	Global   globalFile            `toml:"global"`
 	Alert    alertFile             `toml:"alert"`
 	Defaults jailFile              `toml:"defaults"`
@@ -100,7 +103,7 @@ type file struct {
 	Filter   map[string]filterFile `toml:"filter"`
 }
 
-func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
+func buildJail(name string, j, d jailFile, globalIgnore []string, legacy bool) *Jail {
 	out := &Jail{
 		Name:        name,
 		Enabled:     deref(j.Enabled, deref(d.Enabled, true)),
@@ -108,9 +111,9 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		LogPath:     first(j.LogPath, d.LogPath),
 		MaxRetry:    deref(j.MaxRetry, deref(d.MaxRetry, 10)),
 		FindTime:    dur(j.FindTime, d.FindTime, 10*time.Minute),
-		BanTime:     dur(j.BanTime, d.BanTime, time.Hour),
-		BanFactor:   deref(j.BanFactor, deref(d.BanFactor, 2)),
-		BanMaxTime:  dur(j.BanMaxTime, d.BanMaxTime, 7*24*time.Hour),
+		BanTime:     dur(j.BanTime, d.BanTime, DefaultBanTime),
+		BanFactor:   deref(j.BanFactor, deref(d.BanFactor, 1)),
+		BanMaxTime:  dur(j.BanMaxTime, d.BanMaxTime, DefaultBanMaxTime),
 		Lookback:    dur(j.Lookback, d.Lookback, 30*24*time.Hour),
 		IPv6Prefix:  deref(j.IPv6Prefix, deref(d.IPv6Prefix, 128)),
 		IgnoreIP:    append(slices.Clone(globalIgnore), first(j.IgnoreIP, d.IgnoreIP)...),
@@ -124,11 +127,13 @@ func buildJail(name string, j, d jailFile, globalIgnore []string) *Jail {
 		Targets:     first(j.Targets, d.Targets),
 		JailActions: buildJailActions(j.actionsFile, d.actionsFile),
 	}
+	buildEscalation(out, j, d, legacy)
+	out.Mode = jailMode(j, d)
 	if jm := j.JournalMatch; jm != nil {
 		out.Journal = &core.JournalMatch{Units: jm.Units, Identifiers: jm.Identifiers}
 	}
 	if j.RateKey != nil {
-		out.Rate = &RateSpec{Key: *j.RateKey, Mode: deref(j.Mode, ""), MaxEntries: deref(j.MaxEntries, bucket.DefaultMaxEntries), SuspendFactor: deref(j.SuspendFactor, 0),
+		out.Rate = &RateSpec{Key: *j.RateKey, Mode: out.Mode, MaxEntries: deref(j.MaxEntries, bucket.DefaultMaxEntries), SuspendFactor: deref(j.SuspendFactor, 0),
 			Window: dur(j.Window, nil, 0), MaxMessages: deref(j.MaxMessages, 0), MaxRecipients: deref(j.MaxRecipients, 0), NewAccountsWithin: dur(j.NewAccounts, nil, 0)}
 		out.Filter = "postfix-rate"
 		if out.Rate.Key != "client" {

@@ -20,13 +20,8 @@ func (c *Config) validateRate(j *Jail) []*Error {
 	}
 	errs = append(errs, c.validateLimits(j)...)
 	switch r.Mode {
-	case "":
-		r.Mode = "log-only"
-		if r.Key == "client" {
-			r.Mode = "ban"
-		}
-	case "log-only":
-	case "ban":
+	case ModeLogOnly:
+	case ModeBan:
 		if r.Key != "client" {
 			errs = append(errs, c.errAt(k+".mode", `"ban" needs rate_key = "client": only an address can go into the map`))
 		}

@@ -206,6 +206,9 @@ func (c *Config) validateTargets(p *problems) {
 	for _, s := range []struct{ section, kind string }{
 		{"postfix", TargetPostfix}, {"nftables", TargetNftables}, {"redis", TargetRspamdRedis}, {"rspamd_redis", TargetRspamdRedis},
 	} {
+		if s.section == "redis" && c.Cluster.Enabled {
+			continue // the cluster's connection
+		}
 		if c.written[s.section] && !c.UsesTarget(s.kind) {
 			p.add(c.errAt(s.section, "no jail (nor [global] targets) uses the %q target: this section would do nothing", s.kind))
 		}
@@ -304,6 +307,13 @@ func (c *Config) validateNftables(p *problems) {
 }
 
 func (c *Config) validateRedis(p *problems) {
+	c.validateRedisConn(p)
+	c.validateRspamdRedis(p)
+}
+
+// validateRedisConn checks [redis], the connection the rspamd-redis
+// target and the cluster share.
+func (c *Config) validateRedisConn(p *problems) {
 	r := c.Redis
 	if r.Timeout.err != nil {
 		p.add(c.errAt("redis.timeout", "%v", r.Timeout.err))
@@ -324,6 +334,9 @@ func (c *Config) validateRedis(p *problems) {
 	if r.CAFile != "" && !r.TLS {
 		p.add(c.errAt("redis.ca_file", "applies with tls = true only"))
 	}
+}
+
+func (c *Config) validateRspamdRedis(p *problems) {
 	rr := c.RspamdRedis
 	if rr.Bans == rr.Accounts {
 		p.add(c.errAt("rspamd_redis.accounts", "must differ from bans (%q): one hash holds addresses, the other accounts", rr.Bans))

@@ -35,12 +35,16 @@ func (p *problems) add(e *Error) {
 // the first, each located.
 func (c *Config) Validate() error {
 	var p problems
+	c.warnings = nil
+	c.warnLegacy()
 	c.validateGlobal(&p)
 	c.validateAlert(&p)
 	c.validateFilters(&p)
 	c.validateTargets(&p)
+	c.validateCluster(&p)
 	c.validateWebhooks(&p)
 	c.validateWritten(&p, "defaults", c.rawDefaults)
+	c.validateDefaultMode(&p)
 	for _, k := range rateOnlyKeys(c.rawDefaults) {
 		p.add(c.errAt("defaults."+k, "only a rate jail takes %s: set it in the [jail.NAME] with rate_key", k))
 	}
@@ -106,6 +110,7 @@ func (c *Config) validateGlobal(p *problems) {
 	if g.MinPrefixV6 < 0 || g.MinPrefixV6 > 128 {
 		p.add(c.errAt("global.min_prefix_v6", "must be between 0 and 128, got %d", g.MinPrefixV6))
 	}
+	c.validateBreaker(p)
 	if g.DBPurgeAge < time.Hour {
 		p.add(c.errAt("global.dbpurgeage", "must be at least 1h, got %s", FormatDuration(g.DBPurgeAge)))
 	}
@@ -163,10 +168,13 @@ func (c *Config) validateWritten(p *problems, table string, jf jailFile) {
 	for _, d := range []struct {
 		key string
 		v   *Duration
-	}{{"findtime", jf.FindTime}, {"bantime", jf.BanTime}, {"bantime_maxtime", jf.BanMaxTime}, {"bantime_lookback", jf.Lookback}} {
+	}{{"findtime", jf.FindTime}, {"bantime", jf.BanTime}, {"bantime_maxtime", jf.BanMaxTime}, {"bantime_lookback", jf.Lookback}, {"bantime_rndtime", jf.RndTime}} {
 		if d.v != nil && d.v.err != nil {
 			p.add(c.errAt(table+"."+d.key, "%v", d.v.err))
 		}
+	}
+	if _, err := parseMultipliers(jf.Multipliers); err != nil {
+		p.add(c.errAt(table+".bantime_multipliers", "%v", err))
 	}
 	if jf.IgnoreIP != nil {
 		if err := checkIgnore(jf.IgnoreIP); err != nil {
@@ -212,6 +220,7 @@ func (c *Config) validateJail(p *problems, j *Jail) {
 			p.add(c.errAt(k+"."+key, "only a rate jail (with rate_key) takes %s; this jail uses filter %q", key, j.Filter))
 		}
 	}
+	c.validateMode(p, j)
 	c.validateKey(p, j)
 	c.validateSources(p, j)
 	c.validatePolicy(p, j)
@@ -291,18 +300,16 @@ func (c *Config) validatePolicy(p *problems, j *Jail) {
 	if j.BanTime == 0 {
 		p.add(c.errAt(c.jkey(j, "bantime"), "must be a positive duration or \"permanent\""))
 	}
-	if j.BanFactor < 1 {
-		p.add(c.errAt(c.jkey(j, "bantime_factor"), "must be at least 1 (1 turns escalation off), got %g", j.BanFactor))
-	}
 	if j.BanMaxTime < 0 {
 		p.add(c.errAt(c.jkey(j, "bantime_maxtime"), "must be a positive duration"))
 	}
 	if j.Lookback < 0 {
 		p.add(c.errAt(c.jkey(j, "bantime_lookback"), "must be a positive duration"))
 	}
-	if j.BanTime > 0 && j.BanMaxTime > 0 && j.BanTime > j.BanMaxTime {
-		// The policy caps every ban at bantime_maxtime: the written bantime
-		// would never be served.
+	if j.BanIncrement && j.BanTime > 0 && j.BanMaxTime > 0 && j.BanTime > j.BanMaxTime {
+		// The policy caps every escalated ban at bantime_maxtime: a repeat
+		// offender would get less than bantime. (Without escalation there
+		// is no cap.)
 		limit := FormatDuration(j.BanMaxTime)
 		if c.lines["jail."+j.Name+".bantime_maxtime"] == 0 && c.lines["defaults.bantime_maxtime"] == 0 {
 			limit += " (the default)"
@@ -310,6 +317,7 @@ func (c *Config) validatePolicy(p *problems, j *Jail) {
 		p.add(c.errAt(c.jkey(j, "bantime"), "%s is longer than bantime_maxtime %s, which caps every ban: raise bantime_maxtime or shorten bantime",
 			FormatDuration(j.BanTime), limit))
 	}
+	c.validateEscalation(p, j)
 	if j.IPv6Prefix < 32 || j.IPv6Prefix > 128 {
 		p.add(c.errAt(c.jkey(j, "ipv6_prefix"), "must be between 32 and 128, got %d", j.IPv6Prefix))
 	}
@@ -323,7 +331,7 @@ func rateOnlyKeys(jf jailFile) []string {
 		set bool
 	}{
 		{"rate_key", jf.RateKey != nil}, {"messages", jf.Messages != nil}, {"recipients", jf.Recipients != nil},
-		{"mode", jf.Mode != nil}, {"accounting", jf.Accounting != nil}, {"max_entries", jf.MaxEntries != nil},
+		{"accounting", jf.Accounting != nil}, {"max_entries", jf.MaxEntries != nil},
 		{"on_full", jf.OnFull != nil}, {"suspend_factor", jf.SuspendFactor != nil}, {"window", jf.Window != nil},
 		{"max_messages", jf.MaxMessages != nil}, {"max_recipients", jf.MaxRecipients != nil}, {"new_accounts_within", jf.NewAccounts != nil}, {"rspamd_version", jf.RspamdVersion != nil},
 	} {

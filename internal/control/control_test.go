@@ -33,6 +33,7 @@ type fakeHandler struct {
 	allowAdd func(context.Context, AllowRequest) ([]store.Allowed, error)
 	allowDel func(context.Context, AllowRequest) ([]store.Allowed, error)
 	status   func(context.Context) (*Status, error)
+	resume   func(context.Context, string) ([]store.Ban, error)
 	outbox   Outbox
 }
 
@@ -53,6 +54,9 @@ func (f fakeHandler) AllowAdd(ctx context.Context, r AllowRequest) ([]store.Allo
 }
 func (f fakeHandler) AllowDel(ctx context.Context, r AllowRequest) ([]store.Allowed, error) {
 	return f.allowDel(ctx, r)
+}
+func (f fakeHandler) Resume(ctx context.Context, by string) ([]store.Ban, error) {
+	return f.resume(ctx, by)
 }
 func (f fakeHandler) Status(ctx context.Context) (*Status, error) { return f.status(ctx) }
 func (f fakeHandler) Outbox() Outbox                              { return f.outbox }
@@ -336,5 +340,33 @@ func TestParseAccountsFollowsNormalizeAccount(t *testing.T) {
 				t.Errorf("%q: err = %v, want exit 2 naming it and why (%v)", in, err, werr)
 			}
 		}
+	}
+}
+
+// resume carries who asks and answers with the bans released (log_only
+// in each ban's view); a breaker that is not tripped is exit 1; a "by"
+// that is not one printable line is refused.
+func TestCallResume(t *testing.T) {
+	socket := socketPath(t)
+	tripped := true
+	serve(t, socket, fakeHandler{
+		resume: func(_ context.Context, by string) ([]store.Ban, error) {
+			if !tripped {
+				return nil, fmt.Errorf("not tripped: %w", core.ErrNotFound)
+			}
+			tripped = false
+			return []store.Ban{{Jail: "rl", Prefix: netip.MustParsePrefix("192.0.2.7/32"), Since: t0, Reason: by}}, nil
+		},
+	})
+	ctx := context.Background()
+	resp, err := Call(ctx, socket, OpResume, Request{By: "root (uid 0)"})
+	if err != nil || !resp.OK || len(resp.Bans) != 1 || resp.Bans[0].Reason != "root (uid 0)" || resp.Bans[0].LogOnly {
+		t.Fatalf("resume: %+v, %v", resp, err)
+	}
+	if resp, err = Call(ctx, socket, OpResume, Request{}); err != nil || resp.OK || resp.Code != ExitNotFound {
+		t.Fatalf("resume when not tripped: %+v, %v", resp, err)
+	}
+	if resp, err = Call(ctx, socket, OpResume, Request{By: "evil\nline"}); err != nil || resp.OK || resp.Code != ExitUsage {
+		t.Fatalf("resume by a control character: %+v, %v", resp, err)
 	}
 }

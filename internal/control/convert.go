@@ -3,7 +3,9 @@ package control
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/mailjail/mailjail/internal/config"
 	"github.com/mailjail/mailjail/internal/core"
@@ -21,7 +23,7 @@ const MaxAddrs = 1000
 // BanView is the CLI's view of a stored ban.
 func BanView(b store.Ban) Ban {
 	return Ban{Addr: rules.FormatPrefix(b.Prefix), Jail: b.Jail, Since: b.Since.UTC(), Until: optUTC(b.Until), Permanent: b.Permanent(),
-		Strikes: b.Strikes, Reason: b.Reason, Lifted: optUTC(b.Lifted), LiftedBy: b.LiftedBy}
+		Strikes: b.Strikes, Reason: b.Reason, Lifted: optUTC(b.Lifted), LiftedBy: b.LiftedBy, LogOnly: b.LogOnly}
 }
 
 // optUTC is t in UTC, or nil for the zero time (null in JSON: no end,
@@ -215,4 +217,19 @@ func parseAddrs(addrs []string) ([]netip.Prefix, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// maxBy bounds who a resume names ("root (uid 0)").
+const maxBy = 100
+
+// ParseResume is who asks for a resume: the CLI's user, as it says ("" is
+// recorded as "cli").
+func ParseResume(r Request) (string, error) {
+	if r.By == "" {
+		return "cli", nil
+	}
+	if len(r.By) > maxBy || strings.ContainsFunc(r.By, unicode.IsControl) {
+		return "", fmt.Errorf("resume: by must be at most %d printable bytes: %w", maxBy, core.ErrInvalid)
+	}
+	return r.By, nil
 }

@@ -57,11 +57,15 @@ type Changer interface {
 	// AllowAdd and AllowDel return the entries they added or removed.
 	AllowAdd(ctx context.Context, r AllowRequest) ([]store.Allowed, error)
 	AllowDel(ctx context.Context, r AllowRequest) ([]store.Allowed, error)
+	// Resume releases a tripped circuit breaker (by: who asks) and
+	// returns the held bans it gave the targets; core.ErrNotFound when
+	// it is not tripped.
+	Resume(ctx context.Context, by string) ([]store.Ban, error)
 }
 
 // ChangeOps are the operations that change state: POST requests, each
 // carried out by Do.
-var ChangeOps = []string{OpBan, OpUnban, OpSuspend, OpRelease, OpAllowAdd, OpAllowDel}
+var ChangeOps = []string{OpBan, OpUnban, OpSuspend, OpRelease, OpAllowAdd, OpAllowDel, OpResume}
 
 // Limits of the server: a request is small (MaxAddrs addresses fit in
 // well under a megabyte), and a stuck client must not hold a connection.
@@ -145,6 +149,8 @@ func Do(ctx context.Context, h Changer, op string, req Request) Response {
 		return do(ctx, req, ParseAllow, h.AllowAdd, setAllow)
 	case OpAllowDel:
 		return do(ctx, req, ParseAllow, h.AllowDel, setAllow)
+	case OpResume:
+		return do(ctx, req, ParseResume, h.Resume, func(r *Response, bans []store.Ban) { r.Bans = BanViews(bans) })
 	}
 	return Response{Code: ExitUsage, Error: fmt.Sprintf("unknown operation %q", op)}
 }

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -18,6 +19,8 @@ const (
 	OpOutboxRetry = "outbox-retry"
 	OpOutboxDrop  = "outbox-drop"
 	OpReload      = "reload"
+	// OpResume releases the bans a tripped circuit breaker holds.
+	OpResume = "resume"
 )
 
 // Request is one CLI command for the daemon, as it travels: addresses and
@@ -35,6 +38,7 @@ type Request struct {
 	Force     bool     `json:"force,omitempty"`    // ban wider than the minimum prefix
 	Covering  bool     `json:"covering,omitempty"` // unban the prefixes that cover an address
 	ID        int64    `json:"id,omitempty"`       // outbox retry, outbox drop
+	By        string   `json:"by,omitempty"`       // resume: who asks (the CLI's user)
 }
 
 // Ban is a ban as the CLI shows it (stable JSON schema).
@@ -48,6 +52,9 @@ type Ban struct {
 	Reason    string     `json:"reason"`
 	Lifted    *time.Time `json:"lifted,omitempty"`
 	LiftedBy  string     `json:"lifted_by,omitempty"`
+	// LogOnly marks a would-be ban of a jail with mode = "log-only": no
+	// target holds it.
+	LogOnly bool `json:"log_only"`
 }
 
 // Suspension is an account's suspension as the CLI shows it (stable JSON
@@ -129,6 +136,11 @@ type JailStatus struct {
 	RateUntracked  uint64         `json:"rate_untracked"`     // rate jails: new keys let through or limited because the table was full
 	EventsTooOld   uint64         `json:"events_too_old"`     // older than findtime when read (a wrong timezone?)
 	EventsFuture   uint64         `json:"events_from_future"` // dated beyond the read time, taken at the read time
+	// Mode is "ban" or "log-only" (a rate jail: also "suspend"; "" for
+	// the manual jail); WouldBans are a log-only jail's active would-be
+	// bans, among ActiveBans.
+	Mode      string `json:"mode"`
+	WouldBans int64  `json:"would_bans"`
 }
 
 // TargetStatus is one enforcement target in `status`.
@@ -172,12 +184,17 @@ type Status struct {
 	// quiet, a filter that stopped matching, an ignoreip name that never
 	// resolved.
 	Warnings []string `json:"warnings"`
+	// Breaker is the tripped circuit breaker (null when not tripped).
+	Breaker *BreakerStatus `json:"breaker"`
 	// Ignore is what ignoreip's host names and files and ignoreself
 	// stand for (null when no daemon runs).
 	Ignore *IgnoreStatus `json:"ignore"`
 	// LastPurge is the daemon's last purge of old history (null: none
 	// since it started, or no daemon runs).
 	LastPurge *PurgeStatus `json:"last_purge"`
+	// Cluster is this node's view of the [cluster] (null without one, or
+	// when no daemon runs).
+	Cluster *ClusterStatus `json:"cluster"`
 }
 
 // PurgeStatus is a purge of the history older than dbpurgeage.
@@ -186,6 +203,25 @@ type PurgeStatus struct {
 	TookSec float64   `json:"took_seconds"`
 	Removed int64     `json:"removed"` // rows deleted
 	Error   string    `json:"error"`   // why it stopped ("": it did not)
+}
+
+// ClusterStatus is a node's view of the cluster.
+type ClusterStatus struct {
+	Node         string        `json:"node"`
+	Connected    bool          `json:"connected"`  // the last exchange with Redis succeeded
+	LastError    string        `json:"last_error"` // of the last failed exchange
+	LastResync   *time.Time    `json:"last_resync"`
+	LastReceived *time.Time    `json:"last_received"` // the last record from another node
+	LagMS        int64         `json:"lag_ms"`        // how long after it was made it arrived
+	Published    uint64        `json:"published"`
+	Received     uint64        `json:"received"`
+	Peers        []ClusterPeer `json:"peers"`
+}
+
+// ClusterPeer is a node seen in the cluster, this one included.
+type ClusterPeer struct {
+	Node     string    `json:"node"`
+	LastSeen time.Time `json:"last_seen"`
 }
 
 // IgnoreStatus is the resolved part of ignoreip.
@@ -209,6 +245,27 @@ type IgnoreFile struct {
 	Entries int        `json:"entries"`
 	Loaded  *time.Time `json:"loaded"` // when its content in force was read; null: never
 	Error   string     `json:"error"`  // of the last read; "" when it succeeded
+}
+
+// BreakerStatus is the tripped circuit breaker for mass bans.
+type BreakerStatus struct {
+	Tripped     time.Time `json:"tripped"`
+	Reason      string    `json:"reason"`
+	Held        int       `json:"held"`          // active bans held back from the targets
+	FirstHeldID int64     `json:"first_held_id"` // bans from this ID on are held (manual ones excepted)
+}
+
+// Summary is the breaker's state in one line, for status and systemd.
+func (b *BreakerStatus) Summary() string {
+	return fmt.Sprintf("circuit breaker tripped at %s: %s; %d %s held, run mailjail resume",
+		b.Tripped.UTC().Format(time.RFC3339), b.Reason, b.Held, plural(b.Held, "ban", "bans"))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // OutboxStatus counts the actions and alerts waiting in the outbox.

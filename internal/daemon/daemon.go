@@ -106,6 +106,7 @@ type daemon struct {
 	following  bool // the loop reads the sources: a reload may replace them
 	// What ignoreip's files, host names and ignoreself stand for, its
 	// updates and what stops them (a reload replaces all three).
+	cluster       *clusterNode // nil without [cluster]
 	ignoreState   allowlist.State
 	ignoreUpdates <-chan allowlist.State
 	stopIgnore    func()
@@ -124,7 +125,11 @@ func newDaemon(cfg *config.Config, st *store.Store, log *slog.Logger, opt Option
 		DigestInterval: cfg.Alert.DigestInterval.D, UrgentInterval: cfg.Alert.UrgentInterval.D})
 	d.purger = newPurger(st, log, opt.Clock, opt.Purge)
 	d.obs.timer = metrics.NewSyncTimer()
-	if d.enf, err = newEnforcer(cfg, d.cfgNow.Load, eng, d.outbox, enforce.Options{Clock: opt.Clock, Log: log, OnSync: opt.OnMap, OnSyncDone: d.obs.timer.Observe}); err != nil {
+	if err := d.newCluster(); err != nil {
+		return nil, err
+	}
+	if d.enf, err = newEnforcer(cfg, d.cfgNow.Load, eng, d.outbox, enforce.Options{Clock: opt.Clock, Log: log, OnSync: opt.OnMap,
+		OnSyncDone: d.obs.timer.Observe, OnChange: d.shareChange}); err != nil {
 		return nil, err
 	}
 	d.ops = &enforce.Ops{Eng: eng, Cfg: cfg, Enf: d.enf, Clock: opt.Clock}

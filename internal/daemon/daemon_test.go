@@ -60,6 +60,10 @@ func TestReadyAndCoalescedMapWrites(t *testing.T) {
 	defer conn.Close()
 	t.Setenv("NOTIFY_SOCKET", notify)
 	cfg := testConfig(t, dir, "maxretry = 1\n")
+	const bans = 3000
+	// A burst of 3,000 bans at once on purpose: the circuit breaker's
+	// default (1,000 a minute) would hold 2,000 of them back.
+	cfg.Global.Breaker.Bans = 10 * bans
 	logPath := cfg.Jails[0].LogPath[0]
 	if err := os.WriteFile(logPath, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -79,7 +83,6 @@ func TestReadyAndCoalescedMapWrites(t *testing.T) {
 	if _, err := os.Stat(cfg.Global.MapFile); err != nil {
 		t.Fatalf("READY before the map was written: %v", err)
 	}
-	const bans = 3000
 	var b strings.Builder
 	for i := range bans {
 		b.WriteString(eventLine(fmt.Sprintf("10.%d.%d.1", i/250, i%250)))

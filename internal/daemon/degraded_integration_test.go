@@ -21,7 +21,7 @@ func runDaemon(t *testing.T, cfg *config.Config) {
 	runDaemonWith(t, cfg, Options{})
 }
 
-func shortDir(t *testing.T) string {
+func shortDir(t testing.TB) string {
 	dir, err := os.MkdirTemp("", "mjg") // short: unix socket path limit
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +31,7 @@ func shortDir(t *testing.T) string {
 }
 
 // waitServing waits until the daemon answers on its socket.
-func waitServing(t *testing.T, cfg *config.Config) {
+func waitServing(t testing.TB, cfg *config.Config) {
 	t.Helper()
 	testutil.Eventually(t, 15*time.Second, "the daemon to answer", func() bool {
 		resp, err := control.Call(context.Background(), cfg.Global.Socket, control.OpStatus, control.Request{})
@@ -41,7 +41,7 @@ func waitServing(t *testing.T, cfg *config.Config) {
 
 // status asks the daemon, failing the test if it takes longer than a
 // responsive daemon would.
-func status(t *testing.T, cfg *config.Config) *control.Status {
+func status(t testing.TB, cfg *config.Config) *control.Status {
 	t.Helper()
 	s, err := tryStatus(cfg)
 	if err != nil {

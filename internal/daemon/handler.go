@@ -92,6 +92,13 @@ func inLoopChange[R, D any](h *handler, ctx context.Context, r R, op func(contex
 	return out, err
 }
 
+// Resume releases a tripped circuit breaker, in the loop like any
+// change; systemd's STATUS= follows.
+func (h *handler) Resume(ctx context.Context, by string) ([]store.Ban, error) {
+	bans, err := inLoopChange(h, ctx, by, h.d.resume)
+	return bans, err
+}
+
 func (h *handler) Status(ctx context.Context) (s *control.Status, err error) {
 	if lerr := h.inLoop(ctx, func() {
 		if s, err = BuildStatus(h.d.cfg, h.d.st, h.d.eng); err == nil {

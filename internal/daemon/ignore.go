@@ -14,6 +14,7 @@ import (
 	"github.com/mailjail/mailjail/internal/control"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
+	"github.com/mailjail/mailjail/rules"
 )
 
 // metaIgnoreName prefixes the meta rows that keep what each ignoreip host
@@ -37,6 +38,20 @@ func LoadIgnore(ctx context.Context, cfg *config.Config, st *store.Store, eng *e
 		return nil, state, err
 	}
 	return l, state, saveNames(ctx, st, saved, state)
+}
+
+// ResolveIgnore is what cfg's ignoreip stands for now, found as
+// LoadIgnore finds it (st nil: no saved addresses), neither put in force
+// nor saved: for a command that only reads the database (mailjail show).
+func ResolveIgnore(ctx context.Context, cfg *config.Config, st *store.Store, opt allowlist.Options) (rules.Resolved, error) {
+	var saved map[string]allowlist.Name
+	if st != nil {
+		var err error
+		if saved, err = savedNames(st); err != nil {
+			return nil, err
+		}
+	}
+	return allowlist.New(cfg, opt).Load(ctx, saved).Resolved(), nil
 }
 
 // savedNames reads the names' last addresses from the database.

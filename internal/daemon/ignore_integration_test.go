@@ -20,7 +20,7 @@ import (
 )
 
 // runDaemonWith runs the daemon with opt until the test ends.
-func runDaemonWith(t *testing.T, cfg *config.Config, opt Options) {
+func runDaemonWith(t testing.TB, cfg *config.Config, opt Options) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -127,7 +127,7 @@ func TestIgnoreHostNameSurvivesRestartWithoutDNS(t *testing.T) {
 
 // mapAddrs are the entries of the rspamd map the daemon writes (none
 // before its first write).
-func mapAddrs(t *testing.T, cfg *config.Config) []string {
+func mapAddrs(t testing.TB, cfg *config.Config) []string {
 	t.Helper()
 	f, err := os.Open(cfg.Global.MapFile)
 	if errors.Is(err, os.ErrNotExist) {

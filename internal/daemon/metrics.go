@@ -131,10 +131,15 @@ func (d *daemon) snapshot() (metrics.Snapshot, error) {
 			s.Sources = append(s.Sources, ms)
 		}
 	}
-	active := map[string]int{}
+	active, would := map[string]int{}, map[string]int{}
 	for _, b := range d.eng.ActiveBans() {
-		active[b.Jail]++
+		if b.LogOnly {
+			would[b.Jail]++
+		} else {
+			active[b.Jail]++
+		}
 	}
+	s.BreakerHeld = len(d.eng.HeldBans())
 	susp := map[string]int{}
 	for _, sp := range d.eng.ActiveSuspensions() {
 		susp[sp.Jail]++
@@ -143,7 +148,7 @@ func (d *daemon) snapshot() (metrics.Snapshot, error) {
 	jail := func(name string) metrics.Jail {
 		c := changes[name]
 		return metrics.Jail{Name: name, Bans: c.Bans, Unbans: c.Unbans, Suspensions: c.Suspensions, Releases: c.Releases,
-			RateEvents: c.RateEvents, ActiveBans: active[name], ActiveSuspensions: susp[name]}
+			RateEvents: c.RateEvents, ActiveBans: active[name], ActiveSuspensions: susp[name], WouldBans: would[name]}
 	}
 	for _, j := range d.eng.Jails() {
 		mj, jc := jail(j.Cfg.Name), j.Counters()

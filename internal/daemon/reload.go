@@ -59,6 +59,9 @@ func (d *daemon) reload(ctx context.Context) (*control.Reload, error) {
 			core.ErrInvalid, d.cfg.Source, len(res.Errors), plural(len(res.Errors), "error", "errors"))
 	}
 	res.Warnings = keepRestartOnly(d.cfg, cfg)
+	for _, w := range cfg.Warnings() {
+		res.Warnings = append(res.Warnings, w.Error())
+	}
 	now := d.opt.Clock.Now()
 	oldPatterns, oldJournals := d.cfgSources()
 	// Restoring the strikes of changed jails takes a while on a big
@@ -170,6 +173,7 @@ func keepRestartOnly(cur, next *config.Config) []string {
 	keep("[nftables]", !reflect.DeepEqual(cur.Nftables, next.Nftables), func() { next.Nftables = cur.Nftables })
 	keep("[redis]", !reflect.DeepEqual(cur.Redis, next.Redis), func() { next.Redis = cur.Redis })
 	keep("[rspamd_redis]", !reflect.DeepEqual(cur.RspamdRedis, next.RspamdRedis), func() { next.RspamdRedis = cur.RspamdRedis })
+	keep("[cluster]", !reflect.DeepEqual(cur.Cluster, next.Cluster), func() { next.Cluster = cur.Cluster })
 	if was, now := cur.UsedTargets(), next.UsedTargets(); !slices.Equal(was, now) {
 		// The targets are built at the start; a jail naming a kind not
 		// running has its bans in the kinds that do.
@@ -197,6 +201,9 @@ func plural(n int, one, many string) string {
 func (d *daemon) statusLine() string {
 	if d.degraded != "" {
 		return "degraded: " + d.degraded
+	}
+	if b := d.eng.Breaker(); b.Active() {
+		return BreakerView(b, d.eng.HeldBans()).Summary()
 	}
 	return "following logs"
 }

@@ -19,7 +19,7 @@ import (
 
 // reloadConfig writes a configuration of the jails given (TOML after
 // [global]) to dir/mailjail.toml and loads it as the daemon would.
-func reloadConfig(t *testing.T, dir, jails string) *config.Config {
+func reloadConfig(t testing.TB, dir, jails string) *config.Config {
 	t.Helper()
 	path := filepath.Join(dir, "mailjail.toml")
 	toml := fmt.Sprintf("[global]\ndatabase = %q\nmap_file = %q\naccount_map_file = %q\nsocket = %q\ntimezone = \"UTC\"\n%s",
@@ -38,7 +38,7 @@ func jailTOML(name, log string, extra string) string {
 	return fmt.Sprintf("[jail.%s]\nfilter = \"rspamd-ratelimit\"\nlogpath = [%q]\n%s\n", name, log, extra)
 }
 
-func appendLog(t *testing.T, path, text string) {
+func appendLog(t testing.TB, path, text string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
@@ -74,7 +74,17 @@ func jailStatus(s *control.Status, name string) control.JailStatus {
 }
 
 // activeBansOf counts the active bans in the database per jail.
-func activeBansOf(t *testing.T, cfg *config.Config) map[string]int {
+func activeBansOf(t testing.TB, cfg *config.Config) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, b := range activeBans(t, cfg) {
+		out[b.Jail]++
+	}
+	return out
+}
+
+// activeBans reads the active bans from the database.
+func activeBans(t testing.TB, cfg *config.Config) []store.Ban {
 	t.Helper()
 	st, err := store.Open(cfg.Global.Database, store.Options{ReadOnly: true})
 	if err != nil {
@@ -85,11 +95,7 @@ func activeBansOf(t *testing.T, cfg *config.Config) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]int{}
-	for _, b := range bans {
-		out[b.Jail]++
-	}
-	return out
+	return bans
 }
 
 // A reload while events flow: a jail changed, one added on a new log, one

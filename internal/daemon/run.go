@@ -52,6 +52,7 @@ func (d *daemon) run(ctx context.Context) error {
 	defer stopOutbox()
 	d.wg.Go(func() { d.outbox.Run(octx) })
 	d.wg.Go(func() { d.purger.run(ctx) })
+	d.runCluster(octx)
 
 	fctx, stopFollow := context.WithCancel(ctx)
 	batches, err := d.follow(fctx)
@@ -192,6 +193,8 @@ func (d *daemon) loop(ctx context.Context, now time.Time) error {
 			// The outcome is logged; the caller of SIGHUP has no
 			// answer to read.
 			d.reload(ctx)
+		case recs := <-d.incoming():
+			d.applyShared(ctx, recs)
 		case st := <-d.ignoreUpdates:
 			d.applyIgnore(ctx, st, d.opt.Clock.Now())
 		case <-d.wd.C():

@@ -68,7 +68,7 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 	}
 	for _, j := range cfg.EnabledJails() {
 		c := counts[j.Name]
-		js := control.JailStatus{Journal: journalKey(j), Name: j.Name, Key: jailKey(j), Filter: j.Filter, LogPath: j.LogPath, StrikesTracked: tracked[j.Name],
+		js := control.JailStatus{Journal: journalKey(j), Name: j.Name, Key: jailKey(j), Mode: j.Mode, WouldBans: c.WouldBans, Filter: j.Filter, LogPath: j.LogPath, StrikesTracked: tracked[j.Name],
 			StrikesStored: c.Strikes, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans, ActiveSusp: activeSusp[j.Name], RateEvents: c.RateEvents, RateKeys: rateKeys[j.Name], RateUntracked: rateFull[j.Name],
 			EventsTooOld: counters[j.Name].TooOld, EventsFuture: counters[j.Name].Future}
 		for path, p := range positions {
@@ -84,6 +84,9 @@ func BuildStatus(cfg *config.Config, st *store.Store, eng *engine.Engine) (*cont
 	}
 	if c, ok := counts[engine.ManualJail]; ok || activeSusp[engine.ManualJail] > 0 {
 		s.Jails = append(s.Jails, control.JailStatus{Name: engine.ManualJail, ActiveBans: c.ActiveBans, TotalBans: c.TotalBans, ActiveSusp: activeSusp[engine.ManualJail]})
+	}
+	if err := breakerStatus(s, st, eng); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -167,4 +170,5 @@ func (d *daemon) fillRunning(s *control.Status) {
 	d.fillHealth(s)
 	d.fillIgnore(s)
 	d.fillPurge(s)
+	d.fillCluster(s)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/mailjail/mailjail/internal/target/rspamdredis"
 	"github.com/mailjail/mailjail/mapfile"
 	"github.com/mailjail/mailjail/notify"
+	"github.com/redis/go-redis/v9"
 )
 
 // The pieces below are shared by the daemon and the daemon-less CLI, so
@@ -116,14 +117,19 @@ func targetsOf(cfg *config.Config, kind string) ([]enforce.Target, error) {
 // Close closes through the target. No connection is made here: a daemon
 // started while Redis is down syncs once it is back.
 func rspamdRedis(cfg *config.Config) ([]enforce.Target, error) {
-	r := cfg.Redis
-	c, err := redisconn.Open(redisconn.Config{Address: r.Address, Sentinels: r.Sentinels, MasterName: r.MasterName,
-		Username: r.Username, Password: r.Password, PasswordFile: r.PasswordFile, DB: r.DB,
-		TLS: r.TLS, CAFile: r.CAFile, Timeout: r.Timeout.D})
+	c, err := openRedis(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return []enforce.Target{rspamdredis.New(c, rspamdredis.Config{Bans: cfg.BansKey(), Accounts: cfg.AccountsKey(), Owner: cfg.RspamdRedis.Owner})}, nil
+}
+
+// openRedis is a client of [redis] (no connection is made yet).
+func openRedis(cfg *config.Config) (redis.UniversalClient, error) {
+	r := cfg.Redis
+	return redisconn.Open(redisconn.Config{Address: r.Address, Sentinels: r.Sentinels, MasterName: r.MasterName,
+		Username: r.Username, Password: r.Password, PasswordFile: r.PasswordFile, DB: r.DB,
+		TLS: r.TLS, CAFile: r.CAFile, Timeout: r.Timeout.D})
 }
 
 // NewEnforcer makes the enforcer for cfg's targets, following eng's

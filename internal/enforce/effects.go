@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/mailjail/mailjail/actions"
@@ -21,7 +22,10 @@ const alertLines = 5
 // (bans, unbans, suspensions, releases) and, when alert mail is
 // configured, the alerts: of the jails with alert = true, of manual bans
 // and suspensions when alert.report_manual is set, and of unbans too
-// when alert.report_unbans is.
+// when alert.report_unbans is. A log-only jail's would-be bans and
+// suspensions are alerted as such ("would ban") and run no command nor
+// webhook; the bans a tripped circuit breaker holds run theirs when it is
+// resumed, and the trip itself is an urgent alert.
 func Effects(cfg *config.Config) engine.Effects {
 	alerts := cfg.Alert.Enabled()
 	// alerted reports whether jail's bans and suspensions are alerted; an
@@ -40,28 +44,33 @@ func Effects(cfg *config.Config) engine.Effects {
 	return func(tx *store.Tx, ch engine.Change) error {
 		var items []outbox.Item
 		for _, b := range ch.Bans {
-			if alerted(b.Jail, false) {
+			// A ban mirrored from another cluster node is alerted by
+			// its own node, once for the cluster.
+			if alerted(b.Jail, false) && b.Origin == "" {
 				a, err := banAlert(tx, b)
 				if err != nil {
 					return err
 				}
 				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: a})
 			}
-			j := cfg.Jail(b.Jail)
-			if j == nil {
-				continue // manual bans run nothing (imported ones never get here)
+			if Given(b, ch.Held) {
+				items = banCommands(cfg, items, b)
 			}
-			addr := rules.FormatPrefix(b.Prefix)
-			items = appendAction(items, j, "ban", j.BanAction, actions.Vars{IP: addr, Jail: b.Jail, BanTime: b.Until.Sub(b.Since)})
-			items = appendHooks(cfg, items, j, actions.HookEvent{Event: "ban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: b.Reason})
+		}
+		for _, b := range ch.Resumed {
+			items = banCommands(cfg, items, b)
 		}
 		for _, b := range ch.Lifted {
-			if j := cfg.Jail(b.Jail); j != nil {
+			mirrored := strings.HasPrefix(b.LiftedBy, engine.LiftedByCluster)
+			// A would-be or held ban never ran its ban command.
+			if j := cfg.Jail(b.Jail); j != nil && Given(b, ch.Held) {
 				addr := rules.FormatPrefix(b.Prefix)
 				items = appendAction(items, j, "unban", j.UnbanAction, actions.Vars{IP: addr, Jail: b.Jail})
-				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "unban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: liftReason(b.LiftedBy)})
+				if !mirrored {
+					items = appendHooks(cfg, items, j, actions.HookEvent{Event: "unban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: liftReason(b.LiftedBy)})
+				}
 			}
-			if cfg.Alert.ReportUnbans && alerted(b.Jail, false) {
+			if cfg.Alert.ReportUnbans && alerted(b.Jail, false) && !b.LogOnly && !mirrored {
 				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: unbanAlert(b)})
 			}
 		}
@@ -69,11 +78,14 @@ func Effects(cfg *config.Config) engine.Effects {
 		// suspend = false only recorded suspended nothing, so it is not
 		// reported as a suspension (the alert tells of it).
 		for _, sp := range ch.Suspended {
+			if sp.Origin != "" {
+				continue // its own node alerts and calls the webhooks
+			}
 			if j := cfg.Jail(sp.Jail); j != nil && sp.Enforced {
 				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "suspend", Jail: sp.Jail, Account: sp.Account, Since: sp.Since, Until: sp.Until, Reason: sp.Reason})
 			}
 			if alerted(sp.Jail, true) {
-				a, err := suspensionAlert(tx, sp, ch.Bans)
+				a, err := suspensionAlert(cfg, tx, sp, ch.Bans)
 				if err != nil {
 					return err
 				}
@@ -81,7 +93,7 @@ func Effects(cfg *config.Config) engine.Effects {
 			}
 		}
 		for _, sp := range ch.Released {
-			if j := cfg.Jail(sp.Jail); j != nil && sp.Enforced {
+			if j := cfg.Jail(sp.Jail); j != nil && sp.Enforced && !strings.HasPrefix(sp.LiftedBy, engine.LiftedByCluster) {
 				items = appendHooks(cfg, items, j, actions.HookEvent{Event: "release", Jail: sp.Jail, Account: sp.Account, Since: sp.Since, Until: sp.Until, Reason: liftReason(sp.LiftedBy)})
 			}
 		}
@@ -90,8 +102,36 @@ func Effects(cfg *config.Config) engine.Effects {
 				items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: urgentAlert(ev)})
 			}
 		}
+		if ch.Trip != nil && alerts {
+			items = append(items, outbox.Item{Kind: outbox.KindAlert, Payload: tripAlert(*ch.Trip)})
+		}
 		return outbox.Queue(tx, ch.At, items...)
 	}
+}
+
+// banCommands adds a jail's ban command and webhooks for b, now in force
+// (manual bans run nothing; imported ones never get here).
+func banCommands(cfg *config.Config, items []outbox.Item, b store.Ban) []outbox.Item {
+	j := cfg.Jail(b.Jail)
+	if j == nil {
+		return items
+	}
+	addr := rules.FormatPrefix(b.Prefix)
+	items = appendAction(items, j, "ban", j.BanAction, actions.Vars{IP: addr, Jail: b.Jail, BanTime: b.Until.Sub(b.Since)})
+	if b.Origin != "" {
+		// Mirrored from another cluster node: this node's firewall
+		// command runs here, the webhooks once, on that node.
+		return items
+	}
+	return appendHooks(cfg, items, j, actions.HookEvent{Event: "ban", Jail: b.Jail, Addr: addr, Since: b.Since, Until: b.Until, Reason: b.Reason})
+}
+
+// tripAlert tells of the circuit breaker tripping: urgent, since every
+// ban from then on waits for an administrator.
+func tripAlert(st engine.BreakerState) outbox.Alert {
+	return outbox.Alert{Event: notify.EventBreaker, Since: st.Tripped, Command: "mailjail resume",
+		Reason: fmt.Sprintf("%s. Bans are still recorded, but the targets get no new ones (nor their actions and webhooks) until mailjail resume; "+
+			"check what is banned with mailjail list first: a filter matching every client after an upgrade looks like this", st.Reason)}
 }
 
 // unbanAlert tells of a lifted ban, when (Since) and by whom ("cli" for
@@ -134,6 +174,10 @@ func liftReason(by string) string {
 func banAlert(tx *store.Tx, b store.Ban) (outbox.Alert, error) {
 	a := outbox.Alert{Event: "ban", Jail: b.Jail, Addr: rules.FormatPrefix(b.Prefix), Since: b.Since, Until: b.Until,
 		Strikes: b.Strikes, Offense: b.Offense, Reason: b.Reason}
+	if b.LogOnly {
+		a.Event = notify.EventWouldBan
+		a.Reason += ` (mode = "log-only": recorded, not enforced)`
+	}
 	if b.Prefix.IsSingleIP() {
 		strikes, err := tx.RecentStrikes(b.Prefix.Addr(), alertLines)
 		if err != nil {
@@ -182,10 +226,16 @@ func urgentAlert(ev store.RateEvent) outbox.Alert {
 // suspensionAlert tells of an account over its limit: the limit it
 // crossed, where its strikes came from (and which of those addresses
 // were banned), its latest log lines and the command that releases it.
-func suspensionAlert(tx *store.Tx, sp store.Suspension, bans []store.Ban) (outbox.Alert, error) {
+func suspensionAlert(cfg *config.Config, tx *store.Tx, sp store.Suspension, bans []store.Ban) (outbox.Alert, error) {
 	a := outbox.Alert{Event: "suspend", Jail: sp.Jail, Addr: sp.Account, Since: sp.Since, Until: sp.Until,
 		Strikes: sp.Strikes, Offense: sp.Offense, Reason: sp.Reason, Command: notify.ReleaseCommand(sp.Account)}
-	if !sp.Enforced {
+	switch j := cfg.Jail(sp.Jail); {
+	case sp.Enforced:
+	case j != nil && j.LogOnly():
+		a.Event = notify.EventWouldSuspend
+		a.Reason += ` (mode = "log-only": not suspended)`
+		a.Command = ""
+	default:
 		a.Event = "account over its limit"
 		a.Reason += " (the jail has suspend = false: not suspended)"
 		a.Command = ""
@@ -195,6 +245,9 @@ func suspensionAlert(tx *store.Tx, sp store.Suspension, bans []store.Ban) (outbo
 		for _, b := range bans {
 			if b.Jail == sp.Jail && b.Prefix.Contains(src.Addr) {
 				state = "banned as " + rules.FormatPrefix(b.Prefix)
+				if b.LogOnly {
+					state = "would be banned as " + rules.FormatPrefix(b.Prefix)
+				}
 				break
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/mailjail/mailjail/internal/core"
 	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/outbox"
+	"github.com/mailjail/mailjail/internal/store"
 	"github.com/mailjail/mailjail/rules"
 )
 
@@ -27,6 +28,10 @@ type Options struct {
 	// retrying a target that fails before Apply gives up; nobody else
 	// would retry it. Zero: one attempt.
 	RetryFor time.Duration
+	// OnChange is told of every change put into force, from the caller
+	// of Apply (the daemon's loop): outputs beside the targets (the
+	// cluster shares the bans made here) plug in here.
+	OnChange func(engine.Change)
 }
 
 // Enforcer puts committed changes into force on every target, then wakes
@@ -40,12 +45,13 @@ type Enforcer struct {
 	log      *slog.Logger
 	running  bool
 	retryFor time.Duration
+	onChange func(engine.Change)
 }
 
 // New makes an enforcer for targets, which follow active (the engine's
 // cache of the database). ob may be nil (replay runs no actions).
 func New(targets []Target, active Source, ob *outbox.Worker, opt Options) *Enforcer {
-	e := &Enforcer{targets: targets, outbox: ob, active: active, clock: core.OrReal(opt.Clock), log: opt.Log, retryFor: opt.RetryFor}
+	e := &Enforcer{targets: targets, outbox: ob, active: active, clock: core.OrReal(opt.Clock), log: opt.Log, retryFor: opt.RetryFor, onChange: opt.OnChange}
 	if e.log == nil {
 		e.log = slog.Default()
 	}
@@ -55,8 +61,23 @@ func New(targets []Target, active Source, ob *outbox.Worker, opt Options) *Enfor
 	return e
 }
 
+// state is what every target is given, for the daemon, the daemon-less
+// CLI and replay alike: the active bans but would-be bans and the bans a
+// tripped circuit breaker holds (Given), the enforced suspensions.
 func (e *Enforcer) state() State {
-	s := State{Bans: e.active.ActiveBans(), At: e.clock.Now()}
+	s := State{At: e.clock.Now()}
+	var bans []store.Ban
+	var held int64
+	if h, ok := e.active.(Holder); ok {
+		bans, held = h.ActiveBansHeld()
+	} else {
+		bans = e.active.ActiveBans()
+	}
+	for _, b := range bans {
+		if Given(b, held) {
+			s.Bans = append(s.Bans, b)
+		}
+	}
 	for _, sp := range e.active.ActiveSuspensions() {
 		if sp.Enforced {
 			s.Suspensions = append(s.Suspensions, sp)
@@ -109,8 +130,11 @@ func (e *Enforcer) Apply(ctx context.Context, ch engine.Change) error {
 		return nil
 	}
 	e.logChange(ch)
+	if e.onChange != nil {
+		e.onChange(ch)
+	}
 	var err error
-	if n := len(ch.Bans) + len(ch.Lifted) + len(ch.Suspended) + len(ch.Released); n > 0 {
+	if n := len(ch.Bans) + len(ch.Lifted) + len(ch.Suspended) + len(ch.Released) + len(ch.Resumed); n > 0 {
 		if e.running {
 			for _, r := range e.recs {
 				r.Kick(n)
@@ -132,6 +156,9 @@ func (e *Enforcer) ApplyNow(ctx context.Context, ch engine.Change) error {
 		return nil
 	}
 	e.logChange(ch)
+	if e.onChange != nil {
+		e.onChange(ch)
+	}
 	err := e.syncNow(ctx)
 	if e.outbox != nil {
 		e.outbox.Kick()

@@ -285,3 +285,15 @@ func length(def time.Duration, permanent bool, asked time.Duration) time.Duratio
 	}
 	return def
 }
+
+// Resume releases a tripped circuit breaker: the held bans still active
+// are given to every target before it returns. by names who resumed it
+// (logged and recorded). It returns engine.ErrNotTripped (core.ErrNotFound)
+// when the breaker is not tripped.
+func (o *Ops) Resume(ctx context.Context, by string) (engine.Change, error) {
+	ch, err := o.Eng.Resume(ctx, by, o.Clock.Now())
+	if err != nil {
+		return ch, err
+	}
+	return ch, o.enforce(ctx, ch)
+}

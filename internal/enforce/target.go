@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailjail/mailjail/internal/engine"
 	"github.com/mailjail/mailjail/internal/store"
 )
 
@@ -25,6 +26,20 @@ type State struct {
 type Source interface {
 	ActiveBans() []store.Ban
 	ActiveSuspensions() []store.Suspension
+}
+
+// Holder is a Source with a circuit breaker (the engine): it returns the
+// active bans with, of the same moment, the first ban ID held back while
+// it is tripped (0: none).
+type Holder interface {
+	ActiveBansHeld() ([]store.Ban, int64)
+}
+
+// Given reports whether a target is given b, an active ban, while bans
+// from held on are held (0: none): a log-only jail's would-be ban never
+// is, nor is a ban a tripped breaker holds.
+func Given(b store.Ban, held int64) bool {
+	return !b.LogOnly && !engine.Held(b, held)
 }
 
 // Target is one place where bans are enforced: the rspamd map file today;

@@ -30,7 +30,7 @@ type accountState struct {
 }
 
 func newAccountState(jc *config.Jail) *accountState {
-	return &accountState{policy: rules.NewPolicy[string](jc.Policy()), sources: map[string]map[netip.Addr]int{}}
+	return &accountState{policy: rules.NewPolicy[string](policyConfig(jc)), sources: map[string]map[netip.Addr]int{}}
 }
 
 type suspKey struct{ jail, account string }
@@ -74,15 +74,16 @@ func (e *Engine) forgetSuspensions(ss []store.Suspension) {
 }
 
 // suspendedAt reports whether account has an active or staged suspension
-// at now, in any jail: its further events are the suspension working.
-func (e *Engine) suspendedAt(account string, now time.Time) bool {
+// at now, in any jail: its further events in j are the suspension
+// working. A log-only jail's would-be suspension stops only that jail.
+func (e *Engine) suspendedAt(j *Jail, account string, now time.Time) bool {
 	if _, ok := e.stagedAccts[account]; ok {
 		return true
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for k, s := range e.susp {
-		if k.account == account && (s.Until.IsZero() || s.Until.After(now)) {
+		if k.account == account && (s.Until.IsZero() || s.Until.After(now)) && !e.wouldSuspension(j, s) {
 			return true
 		}
 	}
@@ -132,7 +133,7 @@ func (e *Engine) strikeAccount(j *Jail, account string, client netip.Addr, bucke
 		e.stats.Allowed++
 		return
 	}
-	if e.suspendedAt(account, now) {
+	if e.suspendedAt(j, account, now) {
 		return
 	}
 	d := j.acct.policy.Strike(account, at, now)
@@ -174,7 +175,9 @@ func (e *Engine) suspend(j *Jail, account string, d rules.Decision, reason strin
 		Offense: d.Offense, Enforced: j.Cfg.CanSuspend(), Sources: sourcesOf(j.acct.sources[account])}
 	e.stats.Suspensions++
 	e.pending.suspensions = append(e.pending.suspensions, s)
-	e.stagedAccts[account] = struct{}{}
+	if !j.Cfg.LogOnly() { // a would-be suspension: the jail's policy marks the account
+		e.stagedAccts[account] = struct{}{}
+	}
 	if !j.Cfg.BanSources {
 		return
 	}
@@ -188,9 +191,8 @@ func (e *Engine) suspend(j *Jail, account string, d rules.Decision, reason strin
 			continue
 		}
 		e.stats.Bans++
-		e.pending.bans = append(e.pending.bans, store.Ban{Jail: j.Cfg.Name, Prefix: j.banPrefix(a), Since: now, Until: d.Until, Strikes: src.Count,
+		e.stageBan(j, a, store.Ban{Jail: j.Cfg.Name, Prefix: j.banPrefix(a), Since: now, Until: d.Until, Strikes: src.Count,
 			Reason: fmt.Sprintf("source of account %s (%d of its strikes; %s)", account, src.Count, reason), Offense: d.Offense})
-		e.staged[a] = struct{}{}
 	}
 }
 
@@ -338,7 +340,7 @@ func (e *Engine) restoreAccounts(now time.Time) error {
 	}
 	err = e.st.AccountStrikesSince(now.Add(-maxFind), func(jail, account string, client netip.Addr, at time.Time) error {
 		j := e.jail(jail)
-		if j == nil || j.acct == nil || e.suspendedAt(account, now) || now.Sub(at) > j.Cfg.FindTime {
+		if j == nil || j.acct == nil || e.suspendedAt(j, account, now) || now.Sub(at) > j.Cfg.FindTime {
 			return nil
 		}
 		j.acct.policy.Restore(account, at, now)

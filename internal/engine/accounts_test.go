@@ -32,11 +32,17 @@ var t0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 // one second apart from start, and commits them.
 func userEvents(t *testing.T, e *Engine, start time.Time, user string, clients ...string) Change {
 	t.Helper()
+	return userEventsIn(t, e, "/var/log/rspamd/rspamd.log", start, user, clients...)
+}
+
+// userEventsIn is userEvents in the log at path.
+func userEventsIn(t *testing.T, e *Engine, path string, start time.Time, user string, clients ...string) Change {
+	t.Helper()
 	var lines []core.Line
 	at := start
 	for _, c := range clients {
 		l := testutil.RspamdRatelimit{At: at, IP: c, User: user, Bucket: "user", From: user}.Line()
-		lines = append(lines, core.Line{Path: "/var/log/rspamd/rspamd.log", Text: []byte(strings.TrimSuffix(l, "\n")), Read: at})
+		lines = append(lines, core.Line{Path: path, Text: []byte(strings.TrimSuffix(l, "\n")), Read: at})
 		at = at.Add(time.Second)
 	}
 	e.Stage(lines, at)

@@ -13,13 +13,11 @@ func (e *Engine) put(bans ...store.Ban) {
 	defer e.mu.Unlock()
 	for _, b := range bans {
 		k := banKey{b.Jail, b.Prefix}
-		if _, ok := e.bans[k]; !ok && b.Prefix.IsSingleIP() {
-			e.byAddr[b.Prefix.Addr()]++
+		if old, ok := e.bans[k]; ok {
+			e.unindex(k, old)
 		}
 		e.bans[k] = b
-		if !b.Prefix.IsSingleIP() {
-			e.ranges[k] = b
-		}
+		e.index(k, b)
 		if !b.Until.IsZero() && (e.next.IsZero() || b.Until.Before(e.next)) {
 			e.next = b.Until
 		}
@@ -32,18 +30,37 @@ func (e *Engine) del(bans ...store.Ban) {
 	defer e.mu.Unlock()
 	for _, b := range bans {
 		k := banKey{b.Jail, b.Prefix}
-		if _, ok := e.bans[k]; !ok {
+		old, ok := e.bans[k]
+		if !ok {
 			continue
 		}
-		if old := e.bans[k]; !old.Until.IsZero() && !old.Until.After(e.next) {
+		if !old.Until.IsZero() && !old.Until.After(e.next) {
 			e.nextStale = true
 		}
+		e.unindex(k, old)
 		delete(e.bans, k)
-		delete(e.ranges, k)
-		if a := b.Prefix.Addr(); b.Prefix.IsSingleIP() {
-			if e.byAddr[a]--; e.byAddr[a] <= 0 {
-				delete(e.byAddr, a)
-			}
+	}
+}
+
+// index puts the cached ban b of k into the address and range indexes
+// that bannedAt reads; e.mu is held. A would-be ban is in neither: it
+// stops only its own jail, whose policy marks the key.
+func (e *Engine) index(k banKey, b store.Ban) {
+	switch {
+	case b.LogOnly:
+	case b.Prefix.IsSingleIP():
+		e.byAddr[b.Prefix.Addr()]++
+	default:
+		e.ranges[k] = b
+	}
+}
+
+// unindex undoes index; e.mu is held.
+func (e *Engine) unindex(k banKey, b store.Ban) {
+	delete(e.ranges, k)
+	if a := b.Prefix.Addr(); b.Prefix.IsSingleIP() && !b.LogOnly {
+		if e.byAddr[a]--; e.byAddr[a] <= 0 {
+			delete(e.byAddr, a)
 		}
 	}
 }

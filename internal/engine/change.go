@@ -23,11 +23,19 @@ type Change struct {
 	// Imported: the bans were taken over from an existing map, already
 	// in force: they cause no actions or alerts.
 	Imported bool
+	// Trip is set when the change tripped the circuit breaker; Held is
+	// the first ban ID a tripped breaker holds (0: none held), so that
+	// held bans run no actions (see Held); Resumed are the held bans a
+	// resume released: now given to the targets, their actions due.
+	Trip    *BreakerState
+	Held    int64
+	Resumed []store.Ban
 }
 
 // Empty reports whether the change changed nothing in force.
 func (c Change) Empty() bool {
-	return len(c.Bans) == 0 && len(c.Lifted) == 0 && len(c.Rate) == 0 && len(c.Suspended) == 0 && len(c.Released) == 0
+	return len(c.Bans) == 0 && len(c.Lifted) == 0 && len(c.Rate) == 0 && len(c.Suspended) == 0 && len(c.Released) == 0 &&
+		len(c.Resumed) == 0 && c.Trip == nil
 }
 
 // Effects writes, in the change's own transaction, what the change
@@ -48,6 +56,9 @@ func (e *Engine) update(ctx context.Context, at time.Time, fn func(tx *store.Tx)
 			return err
 		}
 		ch.At = at
+		if ch.Held == 0 {
+			ch.Held = e.brk.state.HeldFrom
+		}
 		if e.effects == nil || ch.Empty() || ch.Imported {
 			return nil
 		}

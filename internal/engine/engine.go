@@ -53,6 +53,7 @@ type Engine struct {
 	stagedAccts map[string]struct{}          // suspended by the pending batch
 	firstSeen   map[string]time.Time         // when each account was first seen
 	allow       *rules.AllowList             // the rate allow list: config and database
+	shared      histories                    // every jail's bans, with overalljails (history.go)
 
 	// resolved holds what ignoreip's host names and files stand for
 	// (SetIgnore); globalIgnore is [global] ignoreip with them, for
@@ -60,11 +61,23 @@ type Engine struct {
 	resolved     rules.Resolved
 	globalIgnore *rules.IPSet
 
+	// cluster counts strikes with the other nodes (nil: alone); node is
+	// this node's name, linePos the position of the line Stage is
+	// judging, for the strikes' identity.
+	cluster SharedStrikes
+	node    string
+	linePos core.Position
+
 	pending pending
 	effects Effects
 	stats   Stats
 	changes map[string]*ChangeCounters // per jail name, manual included
 	sources map[string]*SourceCounters // per followed path or journal key
+
+	// brk is the circuit breaker for mass bans (the loop's); heldFrom is
+	// its first held ban ID as the targets see it (guarded by mu).
+	brk      breaker
+	heldFrom int64
 }
 
 // ChangeCounters count what committed changes did to one jail, for
@@ -150,13 +163,13 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 	e := &Engine{cfg: cfg, st: st, log: log, loc: cfg.Location(), pathJails: map[string][]*Jail{},
 		bans: map[banKey]store.Ban{}, byAddr: map[netip.Addr]int{}, ranges: map[banKey]store.Ban{}, staged: map[netip.Addr]struct{}{},
 		susp: map[suspKey]store.Suspension{}, stagedAccts: map[string]struct{}{}, firstSeen: map[string]time.Time{},
-		changes: map[string]*ChangeCounters{}, sources: map[string]*SourceCounters{}}
+		changes: map[string]*ChangeCounters{}, sources: map[string]*SourceCounters{}, brk: breaker{base: -1}}
 	var err error
 	if e.allow, err = rules.NewAllowList(cfg.Global.AllowSenders); err != nil {
 		return nil, fmt.Errorf("allow_senders: %w", err)
 	}
 	for _, jc := range cfg.EnabledJails() {
-		j := &Jail{Cfg: jc, Policy: rules.NewPolicy[rules.AddrKey](jc.Policy())}
+		j := &Jail{Cfg: jc, Policy: rules.NewPolicy[rules.AddrKey](policyConfig(jc))}
 		if jc.Accounts() {
 			j.acct = newAccountState(jc)
 		}
@@ -175,6 +188,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Engine, error)
 		}
 		e.jails = append(e.jails, j)
 	}
+	e.shareHistory(newHistories(e.jails))
 	if err := e.SetIgnore(nil); err != nil {
 		return nil, err
 	}
@@ -313,18 +327,17 @@ func (e *Engine) RestoreBans(now time.Time) error {
 		return err
 	}
 	e.put(bans...)
-	var maxLook time.Duration
-	for _, j := range e.jails {
-		maxLook = max(maxLook, j.Cfg.Lookback)
+	e.restoreWouldBans(bans)
+	if err := e.restoreBreaker(); err != nil {
+		return err
 	}
-	past, err := e.st.BansSince(now.Add(-maxLook))
+	since := now.Add(-e.maxLookback())
+	past, err := e.st.BansSince(since)
 	if err != nil {
 		return err
 	}
-	for _, b := range past {
-		if j := e.jail(b.Jail); j != nil {
-			j.Policy.RecordPastBan(rules.KeyOf(b.Prefix.Addr()), b.Since)
-		}
+	if err := e.restoreHistory(past, since); err != nil {
+		return err
 	}
 	return e.restoreAccounts(now)
 }
@@ -383,6 +396,9 @@ func (e *Engine) Commit(ctx context.Context) (Change, error) {
 			}
 			p.bans[i].ID = id
 		}
+		if err := e.breakerCommit(tx, p.bans, &ch); err != nil {
+			return ch, err
+		}
 		for _, ev := range p.rateEvents {
 			if err := tx.AddRateEvent(ev); err != nil {
 				return ch, err
@@ -420,8 +436,8 @@ func (e *Engine) Commit(ctx context.Context) (Change, error) {
 	if err != nil {
 		return Change{}, err
 	}
-	e.put(ch.Bans...)
-	e.putSuspensions(ch.Suspended...)
+	e.breakerCommitted(ch) // before the bans it holds are in the cache
+	e.committed(ch)
 	e.logRateEvents(p.rateEvents)
 	clear(e.staged)
 	clear(e.stagedAccts)
@@ -467,4 +483,5 @@ func (e *Engine) Prune(now time.Time) {
 		j.Policy.Prune(now)
 		j.pruneAccounts(now)
 	}
+	e.pruneHistory(now)
 }

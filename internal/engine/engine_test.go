@@ -24,14 +24,7 @@ const fixture = "../../testdata/rspamd-3.4-proxy.log"
 
 func newEngine(t *testing.T, toml string) (*Engine, *store.Store) {
 	t.Helper()
-	cfg, err := config.Parse(strings.NewReader(toml), "test.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Global.Timezone = "UTC"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustConfig(t, toml)
 	st, err := store.Open(filepath.Join(t.TempDir(), "m.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)

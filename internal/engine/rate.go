@@ -213,7 +213,7 @@ func (e *Engine) rateSuspend(j *Jail, account string, client netip.Addr, ev stor
 		return
 	}
 	e.strikeAccount(j, account, client, ev.What, line, at, now)
-	if !ev.Urgent || e.suspendedAt(account, now) {
+	if !ev.Urgent || e.suspendedAt(j, account, now) {
 		return
 	}
 	d := j.acct.policy.Ban(account, now, j.acct.policy.Strikes(account, now))

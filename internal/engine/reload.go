@@ -75,6 +75,12 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config, now time.Time) 
 			return JailChanges{}, fmt.Errorf("restore strikes of new jails: %w", err)
 		}
 	}
+	// Kept and fresh jails recorded in different shared histories: one
+	// from the database replaces both.
+	shared, err := next.loadSharedHistory(now)
+	if err != nil {
+		return JailChanges{}, fmt.Errorf("restore ban history: %w", err)
+	}
 	// The allow list is the configuration's and the database's.
 	oldCfg := e.cfg
 	e.cfg = next.cfg
@@ -88,6 +94,7 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config, now time.Time) 
 	}
 	e.loc = next.loc
 	e.jails = next.jails
+	e.shareHistory(shared)
 	e.pathJails = map[string][]*Jail{}
 	// What the host names and files stood for stays until the caller
 	// resolves the new configuration's.

@@ -28,6 +28,7 @@ func (e *Engine) Stage(lines []core.Line, now time.Time) {
 			e.pending.positions[l.Path] = l.Pos
 		}
 		var shared lineTime // the built-in formats' reading, shared by the jails
+		e.linePos = l.Pos
 		for _, j := range e.jailsFor(l.Path) {
 			// Most lines are not events: a literal check skips them
 			// before any timestamp parsing or regex.
@@ -144,7 +145,7 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 		return
 	}
 	key, prefix := j.key(a), j.banPrefix(a)
-	d := j.Policy.Strike(rules.KeyOf(key), at, now)
+	d := e.decide(j, key, at, now)
 	e.noteStale(j, d, at, now)
 	if !d.Counted {
 		return
@@ -163,13 +164,9 @@ func (e *Engine) strike(j *Jail, a netip.Addr, bucket string, line []byte, at, n
 	if d.Offense > 1 {
 		reason += fmt.Sprintf(", offense %d", d.Offense)
 	}
-	e.pending.bans = append(e.pending.bans, store.Ban{
+	e.stageBan(j, a, store.Ban{
 		Jail: j.Cfg.Name, Prefix: prefix, Since: now, Until: d.Until, Strikes: d.Count, Reason: reason, Offense: d.Offense,
 	})
-	// Later lines of the same batch must see this ban before Commit; the
-	// map must not until it is in the database. (Other addresses of a
-	// banned IPv6 prefix are stopped by the policy, which marks the key.)
-	e.staged[a] = struct{}{}
 }
 
 // noteStale counts an event the policy found older than findtime, and

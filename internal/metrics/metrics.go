@@ -20,6 +20,9 @@ type Snapshot struct {
 	Jails   []Jail
 	Targets []Target
 	Outbox  *Outbox // nil: not known (no outbox table)
+	// BreakerHeld is how many active bans the tripped circuit breaker
+	// holds back from the targets (0: none, or not tripped).
+	BreakerHeld int
 }
 
 // Source is one followed log file or journal selection.
@@ -47,6 +50,7 @@ type Jail struct {
 	Prefiltered, Matches                                     uint64
 	Strikes, Bans, Unbans, Suspensions, Releases, RateEvents uint64
 	ActiveBans, ActiveSuspensions                            int
+	WouldBans                                                int // a log-only jail's active would-be bans (not in ActiveBans)
 	BucketKeys                                               int // keys a rate jail tracks
 	Tracked                                                  int // addresses or accounts holding strikes
 }
@@ -100,7 +104,7 @@ var (
 	suspensions = newDesc("suspensions_total", "Account suspensions made (committed).", prometheus.CounterValue, "jail")
 	releases    = newDesc("releases_total", "Account suspensions lifted.", prometheus.CounterValue, "jail")
 	rateEvents  = newDesc("rate_events_total", "Rate limit events (a key over its limit) recorded.", prometheus.CounterValue, "jail")
-	activeBans  = newDesc("active_bans", "Bans in force now.", prometheus.GaugeValue, "jail")
+	activeBans  = newDesc("active_bans", "Bans in force now (would-be bans of log-only jails not counted).", prometheus.GaugeValue, "jail")
 	activeSusp  = newDesc("active_suspensions", "Account suspensions in force now.", prometheus.GaugeValue, "jail")
 	bucketKeys  = newDesc("bucket_keys", "Keys a rate jail's bucket table tracks now.", prometheus.GaugeValue, "jail")
 	tracked     = newDesc("tracked_keys", "Addresses or accounts holding strikes in a jail's window now.", prometheus.GaugeValue, "jail")
@@ -111,10 +115,12 @@ var (
 	obPending   = newDesc("outbox_pending", "Actions, webhooks and alerts waiting in the outbox.", prometheus.GaugeValue)
 	obFailed    = newDesc("outbox_failed", "Outbox items waiting after a failed attempt (a subset of pending).", prometheus.GaugeValue)
 	obGaveUp    = newDesc("outbox_given_up", "Outbox items abandoned after retrying for a day, kept in the database.", prometheus.GaugeValue)
+	wouldBans   = newDesc("would_bans", "Would-be bans of a log-only jail now: recorded, in no target.", prometheus.GaugeValue, "jail")
+	held        = newDesc("breaker_held_bans", "Active bans the tripped circuit breaker holds back from the targets (0: not tripped).", prometheus.GaugeValue)
 )
 
 var all = []desc{linesRead, linesMatch, readLag, prefiltered, matches, strikes, bans, unbans, suspensions, releases, rateEvents,
-	activeBans, activeSusp, bucketKeys, tracked, syncs, syncErrors, repairs, entries, obPending, obFailed, obGaveUp}
+	activeBans, activeSusp, bucketKeys, tracked, syncs, syncErrors, repairs, entries, obPending, obFailed, obGaveUp, wouldBans, held}
 
 // NewCollector collects snap's snapshots; a snapshot not taken within
 // timeout (the daemon busy restoring strikes, or stuck) leaves the
@@ -170,7 +176,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		emit(rateEvents, float64(j.RateEvents), j.Name)
 		emit(activeBans, float64(j.ActiveBans), j.Name)
 		emit(activeSusp, float64(j.ActiveSuspensions), j.Name)
+		emit(wouldBans, float64(j.WouldBans), j.Name)
 	}
+	emit(held, float64(s.BreakerHeld))
 	for _, t := range s.Targets {
 		emit(syncs, float64(t.Syncs), t.Name)
 		emit(syncErrors, float64(t.Errors), t.Name)

@@ -42,6 +42,9 @@ type Suspension struct {
 	Sources  []Source
 	Lifted   time.Time // zero while active
 	LiftedBy string
+	// Origin is the cluster node that made the suspension when it was
+	// mirrored from another node ("": made here).
+	Origin string
 }
 
 // Permanent reports whether the suspension lasts until released.
@@ -69,8 +72,8 @@ func (t *Tx) AddSuspension(s Suspension) (int64, error) {
 		s.Since.UnixNano(), s.Jail, s.Account); err != nil {
 		return 0, fmt.Errorf("replace suspension of %s: %w", s.Account, err)
 	}
-	res, err := t.exec(`INSERT INTO suspensions (jail, account, since, until, strikes, reason, offense, enforced, sources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.Jail, s.Account, s.Since.UnixNano(), nullTime(s.Until), s.Strikes, s.Reason, s.Offense, s.Enforced, formatSources(s.Sources))
+	res, err := t.exec(`INSERT INTO suspensions (jail, account, since, until, strikes, reason, offense, enforced, sources, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.Jail, s.Account, s.Since.UnixNano(), nullTime(s.Until), s.Strikes, s.Reason, s.Offense, s.Enforced, formatSources(s.Sources), s.Origin)
 	if err != nil {
 		return 0, fmt.Errorf("add suspension of %s: %w", s.Account, err)
 	}
@@ -122,7 +125,7 @@ func (t *Tx) SeeAccount(account string, at time.Time) error {
 	return nil
 }
 
-const suspensionColumns = `SELECT id, jail, account, since, until, strikes, reason, offense, enforced, sources, lifted, lifted_by FROM suspensions `
+const suspensionColumns = `SELECT id, jail, account, since, until, strikes, reason, offense, enforced, sources, lifted, lifted_by, origin FROM suspensions `
 
 func querySuspensions(q querier, where string, args ...any) ([]Suspension, error) {
 	rows, err := q.Query(suspensionColumns+where, args...)
@@ -136,7 +139,7 @@ func querySuspensions(q querier, where string, args ...any) ([]Suspension, error
 		var since int64
 		var until, lifted sql.NullInt64
 		var sources string
-		if err := rows.Scan(&s.ID, &s.Jail, &s.Account, &since, &until, &s.Strikes, &s.Reason, &s.Offense, &s.Enforced, &sources, &lifted, &s.LiftedBy); err != nil {
+		if err := rows.Scan(&s.ID, &s.Jail, &s.Account, &since, &until, &s.Strikes, &s.Reason, &s.Offense, &s.Enforced, &sources, &lifted, &s.LiftedBy, &s.Origin); err != nil {
 			return nil, fmt.Errorf("read suspension: %w", err)
 		}
 		if s.Sources, err = parseSources(sources); err != nil {
@@ -163,6 +166,12 @@ func (s *Store) ActiveSuspensions() ([]Suspension, error) {
 // after t, for seeding escalation after a restart.
 func (s *Store) SuspensionsSince(t time.Time) ([]Suspension, error) {
 	return querySuspensions(s.db, `WHERE since >= ? ORDER BY since`, t.UnixNano())
+}
+
+// ReleasedSince returns the suspensions lifted at or after t by anything
+// but their expiry, for a cluster resync (see LiftedSince).
+func (s *Store) ReleasedSince(t time.Time) ([]Suspension, error) {
+	return querySuspensions(s.db, `WHERE lifted >= ? AND lifted_by NOT IN ('expired', 'replaced') ORDER BY lifted`, t.UnixNano())
 }
 
 // SuspensionHistory returns account's suspensions, newest first.

@@ -16,7 +16,7 @@ type querier interface {
 	Query(query string, args ...any) (*sql.Rows, error)
 }
 
-const banColumns = `SELECT id, jail, addr, since, until, strikes, reason, lifted, lifted_by, offense, log_only FROM bans `
+const banColumns = `SELECT id, jail, addr, since, until, strikes, reason, lifted, lifted_by, offense, log_only, origin FROM bans `
 
 func queryBans(q querier, where string, args ...any) ([]Ban, error) {
 	rows, err := q.Query(banColumns+where, args...)
@@ -30,7 +30,7 @@ func queryBans(q querier, where string, args ...any) ([]Ban, error) {
 		var addr string
 		var since int64
 		var until, lifted sql.NullInt64
-		if err := rows.Scan(&b.ID, &b.Jail, &addr, &since, &until, &b.Strikes, &b.Reason, &lifted, &b.LiftedBy, &b.Offense, &b.LogOnly); err != nil {
+		if err := rows.Scan(&b.ID, &b.Jail, &addr, &since, &until, &b.Strikes, &b.Reason, &lifted, &b.LiftedBy, &b.Offense, &b.LogOnly, &b.Origin); err != nil {
 			return nil, fmt.Errorf("read ban: %w", err)
 		}
 		p, err := rules.ParsePrefix(addr)
@@ -80,6 +80,14 @@ func (t *Tx) BanHistory(p netip.Prefix, limit int) ([]Ban, error) {
 // seeding escalation after a restart.
 func (s *Store) BansSince(t time.Time) ([]Ban, error) {
 	return queryBans(s.db, `WHERE since >= ? ORDER BY since`, t.UnixNano())
+}
+
+// LiftedSince returns the bans lifted at or after t by anything but
+// their expiry (an unban, ignoreip, a cluster peer): what a cluster
+// resync compares with the shared state, so an unban made here while the
+// cluster was out of reach still wins over the older ban it lifted.
+func (s *Store) LiftedSince(t time.Time) ([]Ban, error) {
+	return queryBans(s.db, `WHERE lifted >= ? AND lifted_by NOT IN ('expired', 'replaced') ORDER BY lifted`, t.UnixNano())
 }
 
 // StrikesSince calls fn for each strike at or after t, jail by jail and
@@ -240,19 +248,20 @@ type Counts struct {
 	ActiveBans int64
 	TotalBans  int64
 	RateEvents int64
+	WouldBans  int64 // active would-be bans (log-only), among ActiveBans
 }
 
 // CountsByJail returns per-jail counts.
 func (s *Store) CountsByJail() (map[string]Counts, error) {
 	out := map[string]Counts{}
-	rows, err := s.db.Query(`SELECT jail, COUNT(*), SUM(lifted IS NULL) FROM bans GROUP BY jail`)
+	rows, err := s.db.Query(`SELECT jail, COUNT(*), SUM(lifted IS NULL), SUM(lifted IS NULL AND log_only) FROM bans GROUP BY jail`)
 	if err != nil {
 		return nil, fmt.Errorf("count bans: %w", err)
 	}
 	for rows.Next() {
 		var j string
 		var c Counts
-		if err := rows.Scan(&j, &c.TotalBans, &c.ActiveBans); err != nil {
+		if err := rows.Scan(&j, &c.TotalBans, &c.ActiveBans, &c.WouldBans); err != nil {
 			rows.Close()
 			return nil, err
 		}

@@ -132,6 +132,11 @@ var migrations = []string{
 	// line) but no target is given them, and escalation and recidive
 	// skip them.
 	`ALTER TABLE bans ADD COLUMN log_only INTEGER NOT NULL DEFAULT 0;`,
+	// In a cluster a ban made on another node is mirrored into the local
+	// database with the node it came from: it is enforced and acted on
+	// here, but alerted by its own node only.
+	`ALTER TABLE bans ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+	 ALTER TABLE suspensions ADD COLUMN origin TEXT NOT NULL DEFAULT '';`,
 	// Retention (issue 16): strikes take about 60 bytes instead of 227.
 	// The jail is a small integer (jails), the address its 4 or 16 bytes
 	// (mj_addr, a Go function: see store.go), and the table is clustered

@@ -163,8 +163,8 @@ func (t *Tx) AddBan(b Ban) (int64, error) {
 		b.Since.UnixNano(), b.Jail, key); err != nil {
 		return 0, fmt.Errorf("replace ban %s: %w", key, err)
 	}
-	res, err := t.exec(`INSERT INTO bans (jail, addr, since, until, strikes, reason, offense, log_only) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		b.Jail, key, b.Since.UnixNano(), nullTime(b.Until), b.Strikes, b.Reason, b.Offense, b.LogOnly)
+	res, err := t.exec(`INSERT INTO bans (jail, addr, since, until, strikes, reason, offense, log_only, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.Jail, key, b.Since.UnixNano(), nullTime(b.Until), b.Strikes, b.Reason, b.Offense, b.LogOnly, b.Origin)
 	if err != nil {
 		return 0, fmt.Errorf("add ban %s: %w", key, err)
 	}

@@ -31,6 +31,9 @@ type Ban struct {
 	// LogOnly marks a would-be ban of a jail in mode = "log-only": recorded
 	// and alerted, never given to a target, not counted by escalation.
 	LogOnly bool
+	// Origin is the cluster node that made the ban when it was mirrored
+	// from another node ("": made here).
+	Origin string
 }
 
 // Permanent reports whether the ban has no end.
