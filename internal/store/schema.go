@@ -224,7 +224,7 @@ func (s *Store) migrate() error {
 // switched once, on its first upgrade: that takes a VACUUM (outside any
 // transaction), which rewrites the file, so it is done while the
 // migration holds the database anyway and right after its backup. It
-// also gives back the space of the strikes migration 9 rewrote.
+// also gives back the space of the strikes the compact-strikes migration rewrote.
 func (s *Store) switchAutoVacuum() error {
 	var mode int
 	if err := s.db.QueryRow(`PRAGMA auto_vacuum`).Scan(&mode); err != nil {

@@ -35,7 +35,7 @@ func init() {
 }
 
 // addrFromText is SQL's mj_addr(text): an address written as text, as
-// strikes stored them before migration 9, in the bytes they store now.
+// strikes stored them before they were stored compactly, in the bytes they store now.
 func addrFromText(text string) ([]byte, error) {
 	a, err := netip.ParseAddr(text)
 	if err != nil {
