@@ -283,7 +283,10 @@ func printShow(w io.Writer, out showOutput) {
 		textf(w, "  history  jail=%s since=%s until=%s lifted=%s by=%s reason=%s\n", b.Jail, fmtTime(b.Since), fmtUntil(b.Until), fmtTime(*b.Lifted), b.LiftedBy, strconv.Quote(b.Reason))
 	}
 	for _, s := range out.Strikes {
-		textf(w, "  strike   jail=%s at=%s bucket=%s\n           %s\n", s.Jail, fmtTime(s.At), s.Bucket, s.Line)
+		textf(w, "  strike   jail=%s at=%s bucket=%s\n", s.Jail, fmtTime(s.At), s.Bucket)
+		if s.Line != "" { // cleared beyond dbmaxmatches
+			textf(w, "           %s\n", s.Line)
+		}
 	}
 	printRate(w, out.Rate)
 	for _, n := range out.Next {

@@ -51,7 +51,9 @@ tripped, else {"tripped", "reason", "held", "first_held_id"}), "jails":
 "syncs", "last_sync", "last_error", "repairs"}] ([] without a daemon),
 "outbox": {"pending", "failed", "gave_up", "oldest_pending" (null: none
 pending)} (null before the first start of this version); "failed" are
-the pending items retried after a failure (mailjail outbox lists them)}
+the pending items retried after a failure (mailjail outbox lists them),
+"last_purge": {"at", "took_seconds", "removed", "error"} (null: no purge
+of history older than dbpurgeage since the daemon started)}
 
 Examples:
    mailjail status
@@ -179,6 +181,13 @@ func printStatus(w io.Writer, cfg *config.Config, s *control.Status, noDB bool) 
 		textf(w, "outbox: %d pending (%d after a failure), %d given up", o.Pending, o.Failed, o.GaveUp)
 		if o.OldestPending != nil {
 			textf(w, ", oldest pending queued %s", fmtTime(*o.OldestPending))
+		}
+		textf(w, "\n")
+	}
+	if p := s.LastPurge; p != nil {
+		textf(w, "last purge: %s, %d rows removed in %.1fs", fmtTime(p.At), p.Removed, p.TookSec)
+		if p.Error != "" {
+			textf(w, ", stopped: %s", p.Error)
 		}
 		textf(w, "\n")
 	}

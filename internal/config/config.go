@@ -84,6 +84,10 @@ type Global struct {
 	// ended bans and suspensions, rate events, delivered outbox items);
 	// active bans and suspensions are never purged. fail2ban's dbpurgeage.
 	DBPurgeAge time.Duration `toml:"-"`
+	// DBMaxMatches is how many of an address's newest strikes in a jail
+	// keep their log line in the database (fail2ban's dbmaxmatches);
+	// older ones keep their time and bucket. 0 keeps no line.
+	DBMaxMatches int `toml:"-"`
 	// IgnoreSelf adds the host's own addresses to every jail's ignoreip
 	// (fail2ban's ignoreself); DNSRefresh is how often ignoreip host
 	// names and the host's addresses are looked up again.
@@ -372,10 +376,18 @@ const (
 // bantime_lookback, so escalation sees every earlier ban it counts.
 const DefaultDBPurgeAge = 30 * 24 * time.Hour
 
+// DefaultDBMaxMatches keeps the line of an address's newest strike per
+// jail: what explains its ban, at most 100 bytes a strike in all with
+// 10 strikes an address (README, Retention). An alert is planned when
+// the ban is committed, before the purge clears lines, so it still
+// lists every line of the ban's strikes.
+const DefaultDBMaxMatches = 1
+
 func applyGlobalDefaults(g *Global, f globalFile) {
 	g.MinPrefixV4 = deref(f.MinPrefixV4, DefaultMinPrefixV4)
 	g.MinPrefixV6 = deref(f.MinPrefixV6, DefaultMinPrefixV6)
 	g.DBPurgeAge = dur(f.DBPurgeAge, nil, DefaultDBPurgeAge)
+	g.DBMaxMatches = deref(f.DBMaxMatch, DefaultDBMaxMatches)
 	g.IgnoreSelf = deref(f.IgnoreSelf, true)
 	g.DNSRefresh = dur(f.DNSRefresh, nil, 5*time.Minute)
 	g.Breaker = buildBreaker(f.breakerFile)

@@ -87,6 +87,7 @@ type globalFile struct {
 	MinPrefixV4 *int      `toml:"min_prefix_v4"`
 	MinPrefixV6 *int      `toml:"min_prefix_v6"`
 	DBPurgeAge  *Duration `toml:"dbpurgeage"`
+	DBMaxMatch  *int      `toml:"dbmaxmatches"`
 	IgnoreSelf  *bool     `toml:"ignoreself"`
 	DNSRefresh  *Duration `toml:"dns_refresh"`
 	breakerFile

@@ -37,6 +37,7 @@ var Reference = []Section{
 		{"metrics_public", "bool", "false", "Allow a metrics_listen address that is not loopback."},
 		{"min_prefix_v4", "int", "16", "The widest IPv4 ban a manual ban may ask for without --force (0 allows any)."},
 		{"dbpurgeage", "duration", "30d", "History older than this (strikes, ended bans and suspensions, rate events, delivered outbox items) is purged; active bans and suspensions never are."},
+		{"dbmaxmatches", "int", "1", "How many of an address's newest strikes in a jail keep their log line (show, alerts); older ones keep their time and bucket. 0: none."},
 		{"min_prefix_v6", "int", "32", "The widest IPv6 ban a manual ban may ask for without --force (0 allows any)."},
 		{"targets", "list of rspamd-map|postfix|nftables|rspamd-redis", `["rspamd-map"]`, "Enforcement targets of jails that name none, and of manual bans."},
 		{"breaker_bans", "int", "1000", "Circuit breaker: more new bans than this inside breaker_window trip it (0: off). Tripped, bans are still recorded, but targets, ban actions and webhooks get no new ones until mailjail resume; an urgent alert is sent. Manual bans and would-be bans do not count."},

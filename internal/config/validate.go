@@ -115,6 +115,9 @@ func (c *Config) validateGlobal(p *problems) {
 	if g.DBPurgeAge < time.Hour {
 		p.add(c.errAt("global.dbpurgeage", "must be at least 1h, got %s", FormatDuration(g.DBPurgeAge)))
 	}
+	if g.DBMaxMatches < 0 {
+		p.add(c.errAt("global.dbmaxmatches", "must be 0 or more, got %d", g.DBMaxMatches))
+	}
 }
 
 // validateFilters compiles every [filter.NAME] and locates a problem at

@@ -189,9 +189,20 @@ type Status struct {
 	// Ignore is what ignoreip's host names and files and ignoreself
 	// stand for (null when no daemon runs).
 	Ignore *IgnoreStatus `json:"ignore"`
+	// LastPurge is the daemon's last purge of old history (null: none
+	// since it started, or no daemon runs).
+	LastPurge *PurgeStatus `json:"last_purge"`
 	// Cluster is this node's view of the [cluster] (null without one, or
 	// when no daemon runs).
 	Cluster *ClusterStatus `json:"cluster"`
+}
+
+// PurgeStatus is a purge of the history older than dbpurgeage.
+type PurgeStatus struct {
+	At      time.Time `json:"at"` // when it ended
+	TookSec float64   `json:"took_seconds"`
+	Removed int64     `json:"removed"` // rows deleted
+	Error   string    `json:"error"`   // why it stopped ("": it did not)
 }
 
 // ClusterStatus is a node's view of the cluster.

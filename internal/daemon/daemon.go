@@ -42,6 +42,8 @@ type Options struct {
 	Ignore allowlist.Options
 
 	stall func() // tests: called by the loop before each batch (a stuck loop)
+	// Purge tunes the background purge of old history (tests, benchmarks).
+	Purge store.PurgeOptions
 }
 
 // Run runs the daemon until ctx is cancelled.
@@ -79,6 +81,7 @@ type daemon struct {
 	enf     *enforce.Enforcer
 	ops     *enforce.Ops
 	outbox  *outbox.Worker
+	purger  *purger
 	started time.Time
 	sources []watcher.Source
 	reqs    chan ctlReq
@@ -120,6 +123,7 @@ func newDaemon(cfg *config.Config, st *store.Store, log *slog.Logger, opt Option
 	d.handlers.Store(&h)
 	d.outbox = outbox.New(st, d.liveHandlers(), log, outbox.Options{Clock: opt.Clock,
 		DigestInterval: cfg.Alert.DigestInterval.D, UrgentInterval: cfg.Alert.UrgentInterval.D})
+	d.purger = newPurger(st, log, opt.Clock, opt.Purge)
 	d.obs.timer = metrics.NewSyncTimer()
 	if err := d.newCluster(); err != nil {
 		return nil, err

@@ -51,6 +51,7 @@ func (d *daemon) run(ctx context.Context) error {
 	octx, stopOutbox := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopOutbox()
 	d.wg.Go(func() { d.outbox.Run(octx) })
+	d.wg.Go(func() { d.purger.run(ctx) })
 	d.runCluster(octx)
 
 	fctx, stopFollow := context.WithCancel(ctx)
@@ -219,9 +220,8 @@ func (d *daemon) expire(ctx context.Context, now time.Time) {
 }
 
 func (d *daemon) housekeeping(ctx context.Context, now time.Time) {
-	if err := d.eng.Prune(ctx, now, 7*24*time.Hour); err != nil {
-		d.log.Error("prune strikes", "err", err)
-	}
+	d.eng.Prune(now)
+	d.requestPurge(now)
 	if err := d.eng.SaveBuckets(ctx); err != nil {
 		d.log.Error("save rate buckets", "err", err)
 	}

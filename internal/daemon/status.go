@@ -169,5 +169,6 @@ func (d *daemon) fillRunning(s *control.Status) {
 	}
 	d.fillHealth(s)
 	d.fillIgnore(s)
+	d.fillPurge(s)
 	d.fillCluster(s)
 }

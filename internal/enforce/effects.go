@@ -184,7 +184,9 @@ func banAlert(tx *store.Tx, b store.Ban) (outbox.Alert, error) {
 			return a, err
 		}
 		for _, s := range strikes {
-			a.Lines = append(a.Lines, s.Line)
+			if s.Line != "" { // cleared beyond dbmaxmatches
+				a.Lines = append(a.Lines, s.Line)
+			}
 		}
 	}
 	history, err := tx.BanHistory(b.Prefix, alertHistory+1)

@@ -497,21 +497,13 @@ func (e *Engine) forget(bans []store.Ban) {
 	}
 }
 
-// Prune drops in-memory windows and database strikes that can no longer
-// count, keeping strikes for at least keep so `show` can explain bans.
-func (e *Engine) Prune(ctx context.Context, now time.Time, keep time.Duration) error {
+// Prune drops in-memory windows that can no longer count. The
+// database's history is purged in the background (see Retention).
+func (e *Engine) Prune(now time.Time) {
 	for _, j := range e.jails {
 		j.Policy.Prune(now)
 		j.pruneAccounts(now)
 		j.pruneNetwork(now)
-		keep = max(keep, j.strikeWindow())
 	}
 	e.pruneHistory(now)
-	return e.st.Update(ctx, func(tx *store.Tx) error {
-		if _, err := tx.PruneStrikes(now.Add(-keep)); err != nil {
-			return err
-		}
-		_, err := tx.PruneAccountStrikes(now.Add(-keep))
-		return err
-	})
 }

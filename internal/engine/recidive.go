@@ -168,8 +168,8 @@ func dropBefore(m map[netip.Prefix]time.Time, cut time.Time) {
 
 // strikeWindow is how long j's strikes in the database count: findtime,
 // or none for a jail on mailjail's own bans (it has no strikes there; its
-// day-long findtime must not keep, nor make a restart read, a day of
-// other jails' strikes).
+// day-long findtime must not make a restart read a day of other jails'
+// strikes).
 func (j *Jail) strikeWindow() time.Duration {
 	if j.Cfg.OnBans() {
 		return 0

@@ -117,15 +117,6 @@ func (t *Tx) ExpireSuspensions(now time.Time) ([]Suspension, error) {
 	return out, nil
 }
 
-// PruneAccountStrikes deletes account strikes older than before.
-func (t *Tx) PruneAccountStrikes(before time.Time) (int64, error) {
-	res, err := t.exec(`DELETE FROM account_strikes WHERE at < ?`, before.UnixNano())
-	if err != nil {
-		return 0, fmt.Errorf("prune account strikes: %w", err)
-	}
-	return res.RowsAffected()
-}
-
 // SeeAccount records when account was first seen, unless it is known.
 func (t *Tx) SeeAccount(account string, at time.Time) error {
 	if _, err := t.exec(`INSERT INTO accounts (account, first_seen) VALUES (?, ?) ON CONFLICT(account) DO NOTHING`, account, at.UnixNano()); err != nil {

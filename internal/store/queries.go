@@ -90,12 +90,13 @@ func (s *Store) LiftedSince(t time.Time) ([]Ban, error) {
 	return queryBans(s.db, `WHERE lifted >= ? AND lifted_by NOT IN ('expired', 'replaced') ORDER BY lifted`, t.UnixNano())
 }
 
-// StrikesSince calls fn for each strike at or after t (in index order,
-// which is time order) with its jail, address and time, without loading
-// them all into memory. A restart reads millions of these, so rows are
-// scanned as raw bytes: no string per row.
+// StrikesSince calls fn for each strike at or after t, jail by jail and
+// in time order within a jail (the table's order), with its jail,
+// address and time, without loading them all into memory. A restart
+// reads millions of these, so rows are scanned as raw bytes: no string
+// per row.
 func (s *Store) StrikesSince(t time.Time, fn func(jail []byte, a netip.Addr, at time.Time) error) error {
-	rows, err := s.db.Query(`SELECT jail, addr, at FROM strikes WHERE at >= ?`, t.UnixNano())
+	rows, err := s.db.Query(`SELECT j.name, s.addr, s.at FROM jails j JOIN strikes s ON s.jail = j.id AND s.at >= ? ORDER BY j.id, s.at`, t.UnixNano())
 	if err != nil {
 		return fmt.Errorf("query strikes: %w", err)
 	}
@@ -106,9 +107,9 @@ func (s *Store) StrikesSince(t time.Time, fn func(jail []byte, a netip.Addr, at 
 		if err := rows.Scan(&jail, &addr, &at); err != nil {
 			return fmt.Errorf("read strike: %w", err)
 		}
-		var a netip.Addr
-		if err := a.UnmarshalText(addr); err != nil {
-			return fmt.Errorf("strike address %q: %w", addr, err)
+		a, ok := netip.AddrFromSlice(addr)
+		if !ok {
+			return fmt.Errorf("strike address %x: not 4 or 16 bytes", []byte(addr))
 		}
 		if err := fn(jail, a, time.Unix(0, at)); err != nil {
 			return err
@@ -129,7 +130,7 @@ func (t *Tx) RecentStrikes(a netip.Addr, limit int) ([]Strike, error) {
 }
 
 func recentStrikes(q querier, a netip.Addr, limit int) ([]Strike, error) {
-	rows, err := q.Query(`SELECT jail, at, bucket, line FROM strikes WHERE addr = ? ORDER BY at DESC LIMIT ?`, a.String(), limit)
+	rows, err := q.Query(`SELECT j.name, s.at, s.bucket, s.line FROM strikes s JOIN jails j ON j.id = s.jail WHERE s.addr = ? ORDER BY s.at DESC, s.n DESC LIMIT ?`, addrBytes(a), limit)
 	if err != nil {
 		return nil, fmt.Errorf("query strikes: %w", err)
 	}
@@ -271,7 +272,7 @@ func (s *Store) CountsByJail() (map[string]Counts, error) {
 		sql string
 		set func(*Counts, int64)
 	}{
-		{`SELECT jail, COUNT(*) FROM strikes GROUP BY jail`, func(c *Counts, n int64) { c.Strikes = n }},
+		{`SELECT j.name, c.n FROM (SELECT jail, COUNT(*) AS n FROM strikes GROUP BY jail) c JOIN jails j ON j.id = c.jail`, func(c *Counts, n int64) { c.Strikes = n }},
 		{`SELECT jail, COUNT(*) FROM account_strikes GROUP BY jail`, func(c *Counts, n int64) { c.Strikes += n }},
 		{`SELECT jail, COUNT(*) FROM rate_events GROUP BY jail`, func(c *Counts, n int64) { c.RateEvents = n }},
 	} {

@@ -137,6 +137,42 @@ var migrations = []string{
 	// here, but alerted by its own node only.
 	`ALTER TABLE bans ADD COLUMN origin TEXT NOT NULL DEFAULT '';
 	 ALTER TABLE suspensions ADD COLUMN origin TEXT NOT NULL DEFAULT '';`,
+	// Retention (issue 16): strikes take about 60 bytes instead of 227.
+	// The jail is a small integer (jails), the address its 4 or 16 bytes
+	// (mj_addr, a Go function: see store.go), and the table is clustered
+	// by (jail, at), the order restore, purge and status read it in, so
+	// it needs no rowid and no time index; n tells apart strikes of one
+	// address at the same time. strikes_addr serves show, alerts and
+	// lifting (a WITHOUT ROWID index holds the key, so it covers jail).
+	// Lines are carried over as the purge leaves them with dbmaxmatches'
+	// default: only an address's newest strike in a jail keeps its
+	// line, cut to 256 bytes (mj_line); the purge then goes on from the
+	// newest strike instead of clearing millions of lines. History is
+	// purged by age: indexes find what ended long ago.
+	`CREATE TABLE jails (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+	 INSERT INTO jails (name) SELECT DISTINCT jail FROM strikes ORDER BY jail;
+	 CREATE TABLE strikes_v9 (
+		jail INTEGER NOT NULL,        -- jails.id
+		at INTEGER NOT NULL,          -- unix nanoseconds, from the log line
+		addr BLOB NOT NULL,           -- 4 or 16 bytes
+		n INTEGER NOT NULL,           -- 0, 1...: strikes of addr at the same time
+		bucket TEXT NOT NULL DEFAULT '',
+		line TEXT NOT NULL DEFAULT '', -- '' once dbmaxmatches newer strikes keep theirs
+		PRIMARY KEY (jail, at, addr, n)
+	 ) WITHOUT ROWID;
+	 INSERT INTO strikes_v9 (jail, at, addr, n, bucket, line)
+		SELECT j.id, s.at, mj_addr(s.addr), row_number() OVER (PARTITION BY s.jail, s.at, s.addr ORDER BY s.id) - 1, s.bucket,
+			CASE WHEN row_number() OVER (PARTITION BY s.jail, s.addr ORDER BY s.at DESC, s.id DESC) = 1 THEN mj_line(s.line) ELSE '' END
+		FROM strikes s JOIN jails j ON j.name = s.jail;
+	 INSERT INTO meta (key, value) SELECT 'purge_lines_upto', coalesce(max(at), 0) FROM strikes_v9 WHERE true
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value;
+	 DROP TABLE strikes;
+	 ALTER TABLE strikes_v9 RENAME TO strikes;
+	 CREATE INDEX strikes_addr ON strikes(addr, at);
+	 CREATE INDEX rate_events_at ON rate_events(at);
+	 CREATE INDEX bans_lifted ON bans(lifted) WHERE lifted IS NOT NULL;
+	 CREATE INDEX suspensions_lifted ON suspensions(lifted) WHERE lifted IS NOT NULL;
+	 CREATE INDEX outbox_ended ON outbox(coalesce(done, gave_up)) WHERE done IS NOT NULL OR gave_up IS NOT NULL;`,
 }
 
 func (s *Store) migrate() error {
@@ -149,6 +185,13 @@ func (s *Store) migrate() error {
 	}
 	if v > 0 && v < len(migrations) {
 		if err := s.backup(v); err != nil {
+			return err
+		}
+	}
+	if v == 0 {
+		// Before the first table, so that the VACUUM the switch takes
+		// (the file has its header since journal_mode = WAL) is instant.
+		if err := s.switchAutoVacuum(); err != nil {
 			return err
 		}
 	}
@@ -169,8 +212,38 @@ func (s *Store) migrate() error {
 			return err
 		}
 	}
+	if v > 0 && v < len(migrations) {
+		return s.switchAutoVacuum()
+	}
 	return nil
 }
+
+// switchAutoVacuum makes the database give purged pages back in small
+// steps (PRAGMA incremental_vacuum, Store.Purge). A new one is switched
+// before its first table; one created before incremental vacuum is
+// switched once, on its first upgrade: that takes a VACUUM (outside any
+// transaction), which rewrites the file, so it is done while the
+// migration holds the database anyway and right after its backup. It
+// also gives back the space of the strikes the compact-strikes migration rewrote.
+func (s *Store) switchAutoVacuum() error {
+	var mode int
+	if err := s.db.QueryRow(`PRAGMA auto_vacuum`).Scan(&mode); err != nil {
+		return fmt.Errorf("read auto_vacuum: %w", err)
+	}
+	if mode == autoVacuumIncremental {
+		return nil
+	}
+	if _, err := s.db.Exec(`PRAGMA auto_vacuum = INCREMENTAL`); err != nil {
+		return fmt.Errorf("set auto_vacuum: %w", err)
+	}
+	if _, err := s.db.Exec(`VACUUM`); err != nil {
+		return fmt.Errorf("vacuum to switch to incremental auto_vacuum: %w", err)
+	}
+	return nil
+}
+
+// autoVacuumIncremental is PRAGMA auto_vacuum's value for INCREMENTAL.
+const autoVacuumIncremental = 2
 
 // BackupPath is where the database is copied before a schema migration:
 // an upgrade that goes wrong can go back to the previous version with it.

@@ -13,11 +13,40 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 
-	_ "github.com/mattn/go-sqlite3" // database/sql driver
+	"github.com/mattn/go-sqlite3"
 )
+
+// driverName is go-sqlite3 with mailjail's SQL functions, which
+// migrations use.
+const driverName = "sqlite3_mailjail"
+
+func init() {
+	sql.Register(driverName, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		if err := c.RegisterFunc("mj_line", shortLine, true); err != nil {
+			return err
+		}
+		return c.RegisterFunc("mj_addr", addrFromText, true)
+	}})
+}
+
+// addrFromText is SQL's mj_addr(text): an address written as text, as
+// strikes stored them before they were stored compactly, in the bytes they store now.
+func addrFromText(text string) ([]byte, error) {
+	a, err := netip.ParseAddr(text)
+	if err != nil {
+		return nil, err
+	}
+	return addrBytes(a), nil
+}
+
+// addrBytes is how a strike stores its address: 4 bytes for IPv4, 16
+// for IPv6 (a zone is never stored; strikes have none).
+func addrBytes(a netip.Addr) []byte { return a.AsSlice() }
 
 // Store is an open database.
 type Store struct {
@@ -25,6 +54,14 @@ type Store struct {
 	path string
 
 	stmts map[string]*sql.Stmt // prepared once: compiling SQL costs as much as running it
+
+	mu     sync.Mutex
+	jailID map[string]int64 // jails.id by name, of committed rows only
+	dsn    string
+	// checkpoint is a second connection that copies the write-ahead log
+	// into the database during a purge (Store.Purge), beside the one
+	// connection's writes instead of inside one of its commits.
+	checkpoint *sql.DB
 }
 
 // Options tune Open.
@@ -56,14 +93,14 @@ func Open(path string, opt Options) (*Store, error) {
 		// A reader of a WAL database needs no pragma; the daemon set WAL.
 		dsn = fmt.Sprintf("file:%s?mode=ro&_busy_timeout=10000", path)
 	}
-	db, err := sql.Open("sqlite3", dsn)
+	db, err := sql.Open(driverName, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	// One connection: SQLite has one writer anyway, and a single
 	// connection makes every statement see the same transaction state.
 	db.SetMaxOpenConns(1)
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, jailID: map[string]int64{}, dsn: dsn}
 	if err := db.Ping(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
@@ -101,6 +138,9 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Close() error {
 	for _, st := range s.stmts {
 		st.Close()
+	}
+	if s.checkpoint != nil {
+		s.checkpoint.Close()
 	}
 	return s.db.Close()
 }

@@ -69,7 +69,8 @@ func BenchmarkAddStrikePrepared(b *testing.B) {
 	}
 	defer db.Close()
 	line := `#4772(rspamd_proxy) <2dc0b2>; proxy; rspamd_task_write_log: id: <20261125033439.004799@vm>, qid: <5346CBA274>, ip: 198.18.5.6, from: <carol@example.net>, (default: F (soft reject): [0.00/15.00] [ASN_FAIL(0.00){6.5.18.198.asn.rspamd.com:query timed out;}]), len: 242, time: 101.481ms, dns req: 1, digest: <1c1c80e355d3ba8ad4200cbcb3e17881>, rcpts: <bob@example.org>, mime_rcpts: <bob@example.org>, forced: soft reject "Ratelimit "ip" exceeded"; score=nan (set by ratelimit)`
-	stmt, err := db.Prepare(`INSERT INTO strikes (jail, addr, at, bucket, line) VALUES (?, ?, ?, ?, ?)`)
+	// The compact layout: a jail's number, the address's bytes, n = 0.
+	stmt, err := db.Prepare(`INSERT INTO strikes (jail, addr, at, n, bucket, line) VALUES (?, ?, ?, 0, ?, ?)`)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func BenchmarkAddStrikePrepared(b *testing.B) {
 		ts := tx.Stmt(stmt)
 		for range 1000 {
 			a := netip.AddrFrom4([4]byte{198, 18, byte(n >> 8), byte(n)})
-			if _, err := ts.Exec("rspamd-ratelimit", a.String(), int64(n), "ip", line); err != nil {
+			if _, err := ts.Exec(1, a.AsSlice(), int64(n), "ip", line); err != nil {
 				b.Fatal(err)
 			}
 			n++

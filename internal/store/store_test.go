@@ -138,14 +138,12 @@ func TestStrikesPositionsMeta(t *testing.T) {
 	if v, ok, _ := s.Meta("k"); !ok || v != "v" {
 		t.Fatal("meta")
 	}
-	if err := s.Update(ctx, func(tx *Tx) error {
-		n, err := tx.PruneStrikes(t0.Add(3 * time.Minute))
-		if n != 3 {
-			t.Errorf("pruned %d", n)
-		}
-		return err
-	}); err != nil {
+	st, err := s.Purge(ctx, Retention{Now: t0.Add(3 * time.Minute), MaxMatches: 1}, PurgeOptions{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if n := st.Removed["strikes"]; n != 3 {
+		t.Errorf("pruned %d", n)
 	}
 	c, err := s.CountsByJail()
 	if err != nil || c["j"].Strikes != 2 {

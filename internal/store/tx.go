@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"net/netip"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 	"github.com/mailjail/mailjail/rules"
 )
 
-// maxLineBytes bounds the log line kept with a strike: enough to see why,
+// maxLineBytes bounds the log line kept with an account's strike: enough to see why,
 // not enough for a hostile line to bloat the database.
 const maxLineBytes = 1024
 
@@ -20,6 +21,8 @@ const maxLineBytes = 1024
 type Tx struct {
 	tx *sql.Tx
 	s  *Store
+
+	newJails map[string]int64 // jails this transaction added, cached once it commits
 }
 
 // exec runs a write statement of the transaction: one prepared by
@@ -34,7 +37,13 @@ func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
 // Hot write statements, prepared when the store opens (not inside a
 // transaction: the store has one connection, which a transaction holds).
 const (
-	sqlAddStrike    = `INSERT INTO strikes (jail, addr, at, bucket, line) VALUES (?, ?, ?, ?, ?)`
+	// Log times have a resolution of a second, in which an address can
+	// strike more than once: the next n is then looked up. (One INSERT
+	// ... SELECT max(n) would copy its row through a temporary table
+	// each time: four times slower.)
+	sqlAddStrike     = `INSERT INTO strikes (jail, at, addr, n, bucket, line) VALUES (?1, ?2, ?3, 0, ?4, ?5) ON CONFLICT DO NOTHING`
+	sqlAddStrikeNext = `INSERT INTO strikes (jail, at, addr, n, bucket, line)
+		VALUES (?1, ?2, ?3, (SELECT max(n) + 1 FROM strikes WHERE jail = ?1 AND at = ?2 AND addr = ?3), ?4, ?5)`
 	sqlSavePosition = `INSERT INTO positions (path, dev, ino, offset, head, cursor, updated) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, offset=excluded.offset, head=excluded.head, cursor=excluded.cursor, updated=excluded.updated`
 	sqlAddRateEvent = `INSERT INTO rate_events (jail, key, what, at, level, burst, rate, urgent, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -42,7 +51,7 @@ const (
 
 func (s *Store) prepare() error {
 	s.stmts = map[string]*sql.Stmt{}
-	for _, q := range []string{sqlAddStrike, sqlSavePosition, sqlAddRateEvent, sqlAddAccountStrike} {
+	for _, q := range []string{sqlAddStrike, sqlAddStrikeNext, sqlSavePosition, sqlAddRateEvent, sqlAddAccountStrike} {
 		st, err := s.db.Prepare(q)
 		if err != nil {
 			return fmt.Errorf("prepare: %w", err)
@@ -58,20 +67,59 @@ func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin %s: %w", s.path, err)
 	}
-	if err := fn(&Tx{tx: tx, s: s}); err != nil {
+	t := &Tx{tx: tx, s: s}
+	if err := fn(t); err != nil {
 		tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit %s: %w", s.path, err)
 	}
+	if len(t.newJails) > 0 {
+		s.mu.Lock()
+		maps.Copy(s.jailID, t.newJails)
+		s.mu.Unlock()
+	}
 	return nil
+}
+
+// jail returns the id of a jail's name, adding it to jails if it is new.
+// A new id is cached only once the transaction commits: a rolled-back
+// one may be given to another jail.
+func (t *Tx) jail(name string) (int64, error) {
+	t.s.mu.Lock()
+	id, ok := t.s.jailID[name]
+	t.s.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	if id, ok := t.newJails[name]; ok {
+		return id, nil
+	}
+	if _, err := t.exec(`INSERT INTO jails (name) VALUES (?) ON CONFLICT(name) DO NOTHING`, name); err != nil {
+		return 0, fmt.Errorf("add jail %s: %w", name, err)
+	}
+	if err := t.tx.QueryRow(`SELECT id FROM jails WHERE name = ?`, name).Scan(&id); err != nil {
+		return 0, fmt.Errorf("read jail %s: %w", name, err)
+	}
+	if t.newJails == nil {
+		t.newJails = map[string]int64{}
+	}
+	t.newJails[name] = id
+	return id, nil
 }
 
 // AddStrike records a strike.
 func (t *Tx) AddStrike(st Strike) error {
-	_, err := t.exec(sqlAddStrike,
-		st.Jail, st.Addr.String(), st.At.UnixNano(), st.Bucket, cutLine(st.Line))
+	jail, err := t.jail(st.Jail)
+	if err != nil {
+		return err
+	}
+	args := []any{jail, st.At.UnixNano(), addrBytes(st.Addr), st.Bucket, shortLine(st.Line)}
+	n, err := t.affected(sqlAddStrike, args...)
+	if err == nil && n == 0 {
+		_, err = t.exec(sqlAddStrikeNext, args...)
+	}
 	if err != nil {
 		return fmt.Errorf("add strike: %w", err)
 	}
@@ -84,6 +132,27 @@ func cutLine(line string) string {
 		return line[:maxLineBytes]
 	}
 	return line
+}
+
+// strikeLineBytes bounds the line a strike keeps: an rspamd summary is
+// about 500 bytes, and a line kept for each address would be half of
+// the 100 bytes a strike may take (README, Retention). Its start (time,
+// ip, user, from) and its end (the action, the bucket) are what explain
+// a ban.
+const (
+	strikeLineBytes = 256
+	strikeLineTail  = 73
+	strikeLineCut   = "…"
+)
+
+// shortLine bounds a strike's line to strikeLineBytes, keeping its start
+// and end around strikeLineCut.
+func shortLine(line string) string {
+	if len(line) <= strikeLineBytes {
+		return line
+	}
+	head := strikeLineBytes - strikeLineTail - len(strikeLineCut)
+	return line[:head] + strikeLineCut + line[len(line)-strikeLineTail:]
 }
 
 // AddBan records a new active ban, replacing an active ban of the same
@@ -116,7 +185,7 @@ func (t *Tx) LiftBans(p netip.Prefix, jail string, at time.Time, by string) ([]B
 		return nil, fmt.Errorf("lift %s: %w", key, err)
 	}
 	if p.IsSingleIP() {
-		if _, err := t.exec(`DELETE FROM strikes WHERE addr = ? AND (? = '' OR jail = ?)`, p.Addr().String(), jail, jail); err != nil {
+		if _, err := t.exec(`DELETE FROM strikes WHERE addr = ? AND (? = '' OR jail = (SELECT id FROM jails WHERE name = ?))`, addrBytes(p.Addr()), jail, jail); err != nil {
 			return nil, fmt.Errorf("clear strikes of %s: %w", key, err)
 		}
 	}
@@ -207,15 +276,6 @@ func (t *Tx) SaveBuckets(jail, what string, states []BucketState) error {
 		}
 	}
 	return nil
-}
-
-// PruneStrikes deletes strikes older than before; they can no longer count.
-func (t *Tx) PruneStrikes(before time.Time) (int64, error) {
-	res, err := t.exec(`DELETE FROM strikes WHERE at < ?`, before.UnixNano())
-	if err != nil {
-		return 0, fmt.Errorf("prune strikes: %w", err)
-	}
-	return res.RowsAffected()
 }
 
 func nullTime(t time.Time) any {
