@@ -37,6 +37,24 @@ func clusterNodeConfigWith(t testing.TB, node, redisAddr string, maxretry int, g
 	return reloadConfig(t, dir, "ignoreself = false\n"+global+jailTOML("r", log, fmt.Sprintf("maxretry = %d\nbantime = \"1h\"", maxretry))+cluster), log
 }
 
+// startNodes runs a daemon of each configuration and waits until each
+// answers.
+func startNodes(t testing.TB, cfgs ...*config.Config) {
+	t.Helper()
+	for _, cfg := range cfgs {
+		runDaemon(t, cfg)
+	}
+	for _, cfg := range cfgs {
+		waitServing(t, cfg)
+	}
+}
+
+// mapHas reports whether the map of cfg's daemon holds addr.
+func mapHas(t testing.TB, cfg *config.Config, addr string) bool {
+	t.Helper()
+	return slices.Contains(mapAddrs(t, cfg), addr)
+}
+
 func callOp(t testing.TB, cfg *config.Config, op string, req control.Request) *control.Response {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.Scale(30*time.Second))
@@ -274,11 +292,8 @@ func TestClusterPartitionedNodeCatchesUp(t *testing.T) {
 	px := newProxy(t, srv.Addr)
 	cfgA, logA := clusterNodeConfig(t, "a", srv.Addr)
 	cfgC, logC := clusterNodeConfig(t, "c", px.addr)
-	runDaemon(t, cfgA)
-	runDaemon(t, cfgC)
-	waitServing(t, cfgA)
-	waitServing(t, cfgC)
-	has := func(cfg *config.Config, addr string) bool { return slices.Contains(mapAddrs(t, cfg), addr) }
+	startNodes(t, cfgA, cfgC)
+	has := func(cfg *config.Config, addr string) bool { return mapHas(t, cfg, addr) }
 	appendLog(t, logA, eventLine("198.51.100.20"))
 	testutil.Eventually(t, 15*time.Second, "a's ban on c", func() bool { return has(cfgC, "198.51.100.20") })
 
@@ -315,11 +330,8 @@ func TestClusterHeldBansNotSharedUntilResume(t *testing.T) {
 	srv := redistest.Start(t)
 	cfgA, logA := clusterNodeConfigWith(t, "a", srv.Addr, 1, "breaker_bans = 1\nbreaker_window = \"1h\"\n")
 	cfgB, _ := clusterNodeConfig(t, "b", srv.Addr)
-	runDaemon(t, cfgA)
-	runDaemon(t, cfgB)
-	waitServing(t, cfgA)
-	waitServing(t, cfgB)
-	has := func(cfg *config.Config, addr string) bool { return slices.Contains(mapAddrs(t, cfg), addr) }
+	startNodes(t, cfgA, cfgB)
+	has := func(cfg *config.Config, addr string) bool { return mapHas(t, cfg, addr) }
 	appendLog(t, logA, eventLine("198.51.100.30"))
 	testutil.Eventually(t, 15*time.Second, "the first ban on b", func() bool { return has(cfgB, "198.51.100.30") })
 	appendLog(t, logA, eventLine("198.51.100.31"))

@@ -16,7 +16,7 @@ import (
 )
 
 // runDaemon runs the daemon on cfg until the test ends.
-func runDaemon(t *testing.T, cfg *config.Config) {
+func runDaemon(t testing.TB, cfg *config.Config) {
 	t.Helper()
 	runDaemonWith(t, cfg, Options{})
 }
