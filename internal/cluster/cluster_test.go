@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sort"
 	"testing"
@@ -17,6 +18,12 @@ import (
 func TestMain(m *testing.M) { redistest.Main(m) }
 
 var t0 = time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+
+// keyPrefix is a key prefix of the test's own on the shared server, new
+// for each run (go test -count=N reruns a test on the same server).
+func keyPrefix(t *testing.T) string {
+	return fmt.Sprintf("t_%s_%d_", t.Name(), time.Now().UnixNano())
+}
 
 func us(d time.Duration) int64 { return t0.Add(d).UnixMicro() }
 
@@ -110,7 +117,7 @@ func TestFromBanAndBack(t *testing.T) {
 // The shared hash keeps the later record of each field whoever writes
 // last, and publishes only what it keeps.
 func TestSharedLastWriterWins(t *testing.T) {
-	sh := NewShared(redistest.Shared(t).Client(t), "t_"+t.Name()+"_")
+	sh := NewShared(redistest.Shared(t).Client(t), keyPrefix(t))
 	ctx := context.Background()
 	ps := sh.Subscribe(ctx)
 	defer ps.Close()
@@ -160,7 +167,7 @@ func TestSharedLastWriterWins(t *testing.T) {
 // twice counts once, and exactly one node takes the ban; a node that
 // crashed before saving its ban and reads the line again takes it again.
 func TestSharedStrikes(t *testing.T) {
-	sh := NewShared(redistest.Shared(t).Client(t), "t_"+t.Name()+"_")
+	sh := NewShared(redistest.Shared(t).Client(t), keyPrefix(t))
 	node := NewNode(sh, Options{Name: "a", Resync: time.Minute, Clock: testutil.NewFakeClock(t0)})
 	node.result(nil) // connected
 	s := NewStrikes(sh, node)
